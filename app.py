@@ -1,0 +1,71 @@
+"""TrackFlow's Chalice app: routes and Lambda handlers, wiring only.
+
+Each handler reads the request or event, calls one ``chalicelib`` function and
+turns its result (or its ``TrackflowError``) into a response. Heavy clients are
+built lazily by ``chalicelib.runtime`` so a cold start stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Chalice, Response
+
+from chalicelib import runtime
+from chalicelib.errors import TrackflowError, UnsupportedMediaType
+from chalicelib.responses import ACCEPTED_CONTENT_TYPES, JSON_HEADERS, error_parts, media_type
+
+app = Chalice(app_name="trackflow")
+
+_COLLECT_ROUTE: dict[str, Any] = {"methods": ["POST"], "content_types": ["*/*"], "cors": True}
+
+
+def _error(exc: TrackflowError) -> Response:
+    body, status, headers = error_parts(exc)
+    return Response(body=body, status_code=status, headers=headers)
+
+
+def _collect() -> Response:
+    from chalicelib.collect import collect
+
+    request = app.current_request
+    try:
+        content_type = media_type(request.headers.get("content-type", ""))
+        if content_type and content_type not in ACCEPTED_CONTENT_TYPES:
+            raise UnsupportedMediaType(
+                f"Content-Type {content_type!r} is not accepted; send application/json or text/plain",
+                field="Content-Type",
+            )
+        result = collect(
+            request.raw_body or b"",
+            sender=runtime.sender(),
+            topic=runtime.settings().events_topic,
+            user_agent=request.headers.get("user-agent", ""),
+            now_ms=runtime.now_ms,
+        )
+    except TrackflowError as exc:
+        return _error(exc)
+    return Response(body=result.body, status_code=result.status, headers=JSON_HEADERS)
+
+
+@app.route("/v1/collect", **_COLLECT_ROUTE)
+def collect_v1() -> Response:
+    return _collect()
+
+
+@app.route("/collect", **_COLLECT_ROUTE)
+def collect_legacy() -> Response:
+    return _collect()
+
+
+@app.route("/health", methods=["GET"], cors=True)
+def health() -> dict[str, str]:
+    return {"status": "ok", "stage": runtime.settings().stage}
+
+
+@app.lambda_function(name="ingest")
+def ingest(event: dict[str, Any], context: Any) -> dict[str, int]:
+    from chalicelib.ingest import ingest as ingest_batch
+
+    conf = runtime.settings()
+    return ingest_batch(event, writer=runtime.writer(), dlq=runtime.sender(), dlq_topic=conf.dlq_topic, now_ms=runtime.now_ms)

@@ -1,0 +1,1 @@
+"""TrackFlow benchmarks: `make bench` / `python -m bench`."""

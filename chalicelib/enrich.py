@@ -1,0 +1,103 @@
+"""Enrichment: turn a validated client event into the normalised event put on Kafka.
+
+Adds the server's ``received_at``, corrects the client's timestamp for clock skew
+(using the batch's ``sent_at``), splits the URL into host/path/query, keeps UTM
+parameters, and reduces the referrer to its domain. The output is a flat dict of
+JSON scalars (``props`` stays a JSON string) so the ingest side can build a row
+without walking nested objects. ``SCHEMA_VERSION`` is stamped on each message.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+from chalicelib.events import RawEvent
+
+SCHEMA_VERSION = 1
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+# A client clock may be wrong, but an event can't happen after the server got it.
+MAX_FUTURE_MS = 0
+
+
+def corrected_timestamp(ts_ms: int, *, sent_at_ms: int | None, received_at_ms: int) -> int:
+    """The event time on the server's clock.
+
+    The client stamped ``ts_ms`` and ``sent_at_ms`` with the same (possibly wrong)
+    clock; their difference is how long the event waited in the browser. That wait,
+    measured back from ``received_at_ms``, is the real time. Without ``sent_at`` the
+    client time is kept; either way the result never lies in the future.
+    """
+    if sent_at_ms is not None:
+        ts_ms = received_at_ms - max(0, sent_at_ms - ts_ms)
+    return min(ts_ms, received_at_ms + MAX_FUTURE_MS)
+
+
+def split_url(url: str) -> tuple[str, str, str, dict[str, str]]:
+    """(host, path, query, utm) of a page URL; empty parts for a malformed one."""
+    if not url:
+        return "", "", "", {}
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return "", "", "", {}
+    utm: dict[str, str] = {}
+    if "utm_" in parts.query:
+        for key, value in parse_qsl(parts.query):
+            if key in UTM_KEYS and key not in utm:
+                utm[key] = value
+    return host, parts.path or "/", parts.query, utm
+
+
+def referrer_domain(referrer: str) -> str:
+    """The referrer's host without ``www.``; empty when there is none or it is malformed."""
+    if not referrer:
+        return ""
+    try:
+        host = (urlsplit(referrer).hostname or "").lower()
+    except ValueError:
+        return ""
+    return host[4:] if host.startswith("www.") else host
+
+
+def enrich(
+    event: RawEvent,
+    *,
+    project_id: str,
+    sent_at_ms: int | None,
+    received_at_ms: int,
+    user_agent: str,
+) -> dict[str, object]:
+    """The normalised event for Kafka and ClickHouse."""
+    ctx = event.context
+    url = ctx.get("url", "")
+    host, path, query, utm = split_url(url)
+    referrer = ctx.get("referrer", "")
+    out: dict[str, object] = {
+        "event_id": event.event_id,
+        "type": event.type,
+        "project_id": project_id,
+        "timestamp": corrected_timestamp(event.ts_ms, sent_at_ms=sent_at_ms, received_at_ms=received_at_ms),
+        "client_ts": event.ts_ms,
+        "received_at": received_at_ms,
+        "anonymous_id": ctx.get("anonymous_id", ""),
+        "session_id": ctx.get("session_id", ""),
+        "user_id": ctx.get("user_id", ""),
+        "url": url,
+        "url_host": host,
+        "url_path": path,
+        "url_query": query,
+        "referrer": referrer,
+        "referrer_domain": referrer_domain(referrer),
+        "title": ctx.get("title", ""),
+        "screen": ctx.get("screen", ""),
+        "language": ctx.get("language", ""),
+        "timezone": ctx.get("timezone", ""),
+        "environment": ctx.get("environment", ""),
+        "sdk_version": ctx.get("sdk_version", ""),
+        "user_agent": user_agent,
+        "props": event.props_json,
+    }
+    for key in UTM_KEYS:
+        out[key] = utm.get(key, "")
+    return out

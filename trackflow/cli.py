@@ -1,0 +1,204 @@
+"""The ``trackflow`` command: local development, the trigger runner, migrations, SQL."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+import click
+
+from chalicelib.errors import TrackflowError
+from chalicelib.settings import Settings, load_settings
+
+logger = logging.getLogger("trackflow")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except TrackflowError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def main(verbose: bool) -> None:
+    """TrackFlow: self-hosted real-time event tracking.
+
+    Settings come from the environment (KAFKA_BOOTSTRAP_SERVERS, CLICKHOUSE_URL,
+    TRACKFLOW_DATA_DIR, ...); with none set everything runs embedded.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("kafka", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address every server binds to.")
+@click.option("--port", "api_port", default=8000, show_default=True, help="Collect API port.")
+@click.option("--tracker-port", default=8080, show_default=True, help="Port serving tracker/dist.")
+@click.option("--broker-port", default=9092, show_default=True, help="Embedded broker port (when KAFKA_BOOTSTRAP_SERVERS is unset).")
+@click.option("--batch-size", default=500, show_default=True, help="Records per ingest invocation (the mapping's BatchSize).")
+@click.option("--batching-window", default=0.25, show_default=True, help="Seconds to wait filling a batch (MaximumBatchingWindowInSeconds).")
+def dev(host: str, api_port: int, tracker_port: int, broker_port: int, batch_size: int, batching_window: float) -> None:
+    """Run the whole pipeline in one process: broker, collect API, trigger runner, chDB."""
+    from trackflow.dev import DevOptions, DevStack, banner
+
+    settings = _settings()
+    options = DevOptions(
+        host=host,
+        api_port=api_port,
+        tracker_port=tracker_port,
+        broker_port=broker_port,
+        batch_size=batch_size,
+        batching_window_s=batching_window,
+    )
+    try:
+        stack = DevStack(settings, options).start()
+    except (TrackflowError, RuntimeError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(banner(stack))
+    try:
+        _wait_for_signal()
+    finally:
+        click.echo("\nstopping...")
+        stack.stop()
+        click.echo(f"stopped; ingested {stack.runner.stats.records if stack.runner else 0} records this run")
+
+
+@main.command()
+@click.option("--batch-size", default=500, show_default=True, help="Records per invocation (BatchSize).")
+@click.option("--batching-window", default=0.25, show_default=True, help="Seconds to fill a batch (MaximumBatchingWindowInSeconds).")
+@click.option("--group", default="trackflow-ingest", show_default=True, help="Consumer group id.")
+def trigger(batch_size: int, batching_window: float, group: str) -> None:
+    """Run only the Kafka trigger: consume the events topic and invoke the ingest function.
+
+    Needs KAFKA_BOOTSTRAP_SERVERS. With the embedded ClickHouse it must not run
+    beside `trackflow dev` (chDB allows one process per data directory).
+    """
+    from chalicelib import runtime
+    from trackflow.runner import TriggerRunner
+
+    settings = _settings()
+    if settings.embedded_kafka:
+        raise click.ClickException("set KAFKA_BOOTSTRAP_SERVERS (host:port of your broker); `trackflow dev` starts one for you")
+    runtime.configure(settings=settings)
+    import app as app_module
+
+    try:
+        runtime.writer()
+    except TrackflowError as exc:
+        raise click.ClickException(exc.message) from None
+    runner = TriggerRunner(
+        app_module.ingest,
+        bootstrap_servers=settings.bootstrap_servers,
+        topic=settings.events_topic,
+        group_id=group,
+        batch_size=batch_size,
+        batching_window_s=batching_window,
+    )
+    thread = runner.start_thread()
+    click.echo(f"consuming {settings.events_topic} from {settings.bootstrap_servers} as {group}; Ctrl-C stops")
+    _wait_for_signal()
+    runner.stop()
+    thread.join(10)
+    click.echo(f"stopped after {runner.stats.records} records in {runner.stats.batches} batches")
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the ClickHouse migrations in infra/clickhouse/migrations (idempotent)."""
+    from chalicelib.clickhouse import connect
+    from chalicelib.migrations import migrate as apply
+    from trackflow.dev import MIGRATIONS_DIR
+
+    settings = _settings()
+    try:
+        applied = apply(connect(settings.clickhouse), MIGRATIONS_DIR, database=settings.clickhouse.database)
+    except TrackflowError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=9092, show_default=True)
+def broker(host: str, port: int) -> None:
+    """Run only the embedded Kafka-compatible broker (memory only) until Ctrl-C."""
+    from trackflow.broker import BrokerError, EmbeddedBroker
+
+    try:
+        running = EmbeddedBroker(host=host, port=port).start()
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"broker listening on {running.bootstrap_servers} (pid {running.pid}); Ctrl-C stops it")
+    try:
+        _wait_for_signal()
+    finally:
+        running.stop()
+
+
+def _print_table(result: dict[str, Any], fmt: str) -> None:
+    columns, rows = result["columns"], result["rows"]
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], indent=2, default=str))
+        return
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return
+    cells = [[str(c) for c in columns]] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [min(60, max(len(r[i]) for r in cells)) for i in range(len(columns))]
+    for n, row in enumerate(cells):
+        click.echo("  ".join(v[:60].ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            click.echo("  ".join("-" * w for w in widths))
+    click.echo(f"({len(rows)} rows)")
+
+
+@main.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def sql(query: str, fmt: str) -> None:
+    """Run a read-only QUERY against TrackFlow's ClickHouse and print the result.
+
+    Works whether or not `trackflow dev` is running: when it holds the embedded
+    engine the query goes through it.  Example:
+
+        trackflow sql "SELECT type, count() FROM events FINAL GROUP BY type"
+    """
+    from chalicelib.clickhouse import connect
+    from trackflow.sqlgate import query_running_dev, run_query
+
+    settings = _settings()
+    try:
+        result = query_running_dev(settings.data_dir, query) if settings.clickhouse.embedded else None
+        if result is None:
+            result = run_query(connect(settings.clickhouse, database=settings.clickhouse.database), query)
+    except (TrackflowError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # ClickHouse's own error for a bad query
+        raise click.ClickException(str(exc).strip().splitlines()[0]) from None
+    _print_table(result, fmt)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""``trackflow dev``: the whole pipeline in one process, on embedded defaults.
+
+chDB allows one engine per process, so the collect API (Chalice's local server),
+the trigger runner and anything else that touches ClickHouse share this process,
+each in a thread. The embedded broker is a child process, stopped on exit. The
+tracker's ``dist/`` is served with CORS when it has been built.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from chalicelib import runtime
+from chalicelib.clickhouse import connect
+from chalicelib.migrations import migrate
+from chalicelib.settings import Settings
+from trackflow.broker import EmbeddedBroker
+from trackflow.runner import TriggerRunner
+from trackflow.sqlgate import SqlGate
+from trackflow.topics import DEFAULT_PARTITIONS, ensure_topics
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = ROOT / "infra" / "clickhouse" / "migrations"
+TRACKER_DIST = ROOT / "tracker" / "dist"
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    host: str = "127.0.0.1"
+    api_port: int = 8000
+    tracker_port: int = 8080
+    broker_port: int = 9092
+    serve_tracker: bool = True
+    batch_size: int = 500
+    batching_window_s: float = 0.25
+    partitions: int = DEFAULT_PARTITIONS
+
+
+class _CorsStaticHandler(SimpleHTTPRequestHandler):
+    """Static files with ``Access-Control-Allow-Origin: *``, like ``http-server --cors``."""
+
+    def end_headers(self) -> None:
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("tracker server: " + format, *args)
+
+
+def _serve(server: Any, name: str) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _chalice_server(host: str, port: int) -> Any:
+    from chalice.config import Config
+    from chalice.local import create_local_server
+
+    import app as app_module
+
+    config_file = ROOT / ".chalice" / "config.json"
+    from_disk = json.loads(config_file.read_text()) if config_file.exists() else {}
+    config = Config(chalice_stage="dev", config_from_disk=from_disk, user_provided_params={"project_dir": str(ROOT)})
+    return create_local_server(app_module.app, config, host, port)
+
+
+class DevStack:
+    """Everything ``trackflow dev`` runs; :meth:`start` then :meth:`stop` (or use ``with``)."""
+
+    def __init__(self, settings: Settings, options: DevOptions, *, on_ready: Callable[[DevStack], None] | None = None) -> None:
+        self.settings = settings
+        self.options = options
+        self._on_ready = on_ready
+        self._stack = ExitStack()
+        self.broker: EmbeddedBroker | None = None
+        self.runner: TriggerRunner | None = None
+        self.bootstrap_servers = settings.bootstrap_servers
+        self.tracker_served = False
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.options.host}:{self.options.api_port}"
+
+    def _ensure_topics(self) -> None:
+        ensure_topics(
+            self.bootstrap_servers,
+            {self.settings.events_topic: self.options.partitions, self.settings.dlq_topic: 1},
+        )
+
+    def start(self) -> DevStack:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        if self._on_ready is not None:
+            self._on_ready(self)
+        return self
+
+    def _start(self) -> None:
+        opts, conf = self.options, self.settings
+        if conf.embedded_kafka:
+            log_path = conf.data_dir / "broker.log"
+            conf.data_dir.mkdir(parents=True, exist_ok=True)
+            self.broker = EmbeddedBroker(host=opts.host, port=opts.broker_port, log_path=log_path).start()
+            self._stack.callback(self.broker.stop)
+            self.bootstrap_servers = self.broker.bootstrap_servers
+            conf = self.settings = _with_bootstrap(conf, self.bootstrap_servers)
+        self._ensure_topics()
+        client = connect(conf.clickhouse)
+        applied = migrate(client, MIGRATIONS_DIR, database=conf.clickhouse.database)
+        if applied:
+            logger.info("applied migrations: %s", ", ".join(applied))
+        if conf.clickhouse.embedded:
+            reader = connect(conf.clickhouse, database=conf.clickhouse.database)
+            gate = SqlGate(reader, data_dir=conf.data_dir).start()
+            self._stack.callback(gate.stop)
+
+        runtime.reset()
+        runtime.configure(settings=conf)
+        self._stack.callback(runtime.reset)
+        self._stack.callback(lambda: runtime.sender().close())
+
+        import app as app_module
+
+        self.runner = TriggerRunner(
+            app_module.ingest,
+            bootstrap_servers=self.bootstrap_servers,
+            topic=conf.events_topic,
+            batch_size=opts.batch_size,
+            batching_window_s=opts.batching_window_s,
+            on_consumer_error=self._ensure_topics,
+        )
+        runner_thread = self.runner.start_thread()
+        self._stack.callback(runner_thread.join, 10)
+        self._stack.callback(self.runner.stop)
+
+        api = _chalice_server(opts.host, opts.api_port)
+        _serve(api.server, "api-server")
+        self._stack.callback(api.server.server_close)
+        self._stack.callback(api.shutdown)
+
+        if opts.serve_tracker and TRACKER_DIST.is_dir():
+            handler = functools.partial(_CorsStaticHandler, directory=str(TRACKER_DIST))
+            static = ThreadingHTTPServer((opts.host, opts.tracker_port), handler)
+            _serve(static, "tracker-server")
+            self._stack.callback(static.server_close)
+            self._stack.callback(static.shutdown)
+            self.tracker_served = True
+
+    def stop(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> DevStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _with_bootstrap(settings: Settings, bootstrap: str) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, kafka_bootstrap_servers=bootstrap)
+
+
+def banner(stack: DevStack) -> str:
+    """What `trackflow dev` prints once everything listens."""
+    conf, opts = stack.settings, stack.options
+    api = stack.api_url
+    clickhouse = conf.clickhouse.url or (
+        f"{conf.clickhouse.host}:{conf.clickhouse.port}" if conf.clickhouse.host else f"chDB in {conf.clickhouse.data_path}"
+    )
+    broker = f"embedded Tansu on {stack.bootstrap_servers}" if stack.broker else stack.bootstrap_servers
+    tracker = (
+        f"http://{opts.host}:{opts.tracker_port}/tracker.js"
+        if stack.tracker_served
+        else "not served (build it with `make tracker`)"
+    )
+    curl = (
+        f"curl -s -X POST {api}/v1/collect -H 'Content-Type: text/plain' \\\n"
+        '    -d \'{"api_key":"YOUR_API_KEY","events":[{"event_id":"\'$(python3 -c "import uuid;print(uuid.uuid4())")\'",'
+        '"type":"pageView","ts":\'$(date +%s000)\',"props":{"title":"Hello"},'
+        '"context":{"url":"http://localhost/hello?utm_source=readme","anonymous_id":"visitor-1"}}]}\''
+    )
+    return "\n".join(
+        [
+            "TrackFlow dev is running. Ctrl-C stops everything.",
+            f"  collect API   {api}/v1/collect   (health: {api}/health)",
+            f"  tracker.js    {tracker}",
+            f"  Kafka         {broker}   topics {conf.events_topic}, {conf.dlq_topic}",
+            f"  ClickHouse    {clickhouse}   database {conf.clickhouse.database}",
+            "",
+            "Send an event:",
+            f"  {curl}",
+            "See it (in another terminal, while this runs):",
+            "  .venv/bin/trackflow sql \"SELECT timestamp, type, url_path, utm_source FROM events FINAL ORDER BY timestamp DESC LIMIT 5\"",
+        ]
+    )

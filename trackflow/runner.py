@@ -1,0 +1,219 @@
+"""The local Kafka trigger: plays the AWS event source mapping's part.
+
+A kafka-python consumer group polls a batch (``batch_size`` records, or fewer
+once ``batching_window_s`` has passed since the first, like the mapping's
+``BatchSize`` and ``MaximumBatchingWindowInSeconds``), builds the very payload
+AWS would send, invokes the same handler, and commits the offsets only after
+the handler returned. When the handler raises, nothing is committed: the
+consumer seeks back to the batch's first offsets, backs off and tries again.
+When the consumer itself fails (broker restart, lost group) it is closed and
+built anew.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.kafka_event import build_event, encode_record
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+DEFAULT_BATCH_SIZE = 500
+DEFAULT_BATCHING_WINDOW_S = 0.25
+DEFAULT_GROUP_ID = "trackflow-ingest"
+DEFAULT_SESSION_TIMEOUT_MS = 6000  # a rebalance costs about half of it on the embedded broker
+MAX_BACKOFF_S = 10.0
+
+
+@dataclass
+class LambdaContext:
+    """The parts of a Lambda context object handlers commonly read."""
+
+    function_name: str = "ingest"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    timeout_ms: int = 60_000
+    started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self.timeout_ms - int((time.monotonic() - self.started) * 1000))
+
+
+@dataclass
+class RunnerStats:
+    batches: int = 0
+    records: int = 0
+    failures: int = 0
+    consumer_restarts: int = 0
+    last_error: str | None = None
+
+
+class TriggerRunner:
+    """Consume ``topic`` as group ``group_id`` and feed batches to ``handler``."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        bootstrap_servers: str,
+        topic: str,
+        group_id: str = DEFAULT_GROUP_ID,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batching_window_s: float = DEFAULT_BATCHING_WINDOW_S,
+        session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS,
+        on_consumer_error: Callable[[], None] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._handler = handler
+        self._bootstrap = bootstrap_servers
+        self._topic = topic
+        self._group_id = group_id
+        self._batch_size = batch_size
+        self._window_s = batching_window_s
+        self._session_timeout_ms = session_timeout_ms
+        self._on_consumer_error = on_consumer_error
+        self._stop = threading.Event()
+        self._consumer: Any = None
+        self.stats = RunnerStats()
+
+    # -- consumer lifecycle -------------------------------------------------
+    def _new_consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=self._bootstrap.split(","),
+            group_id=self._group_id,
+            client_id=f"{self._group_id}-runner",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(500, self._session_timeout_ms // 3),
+            max_poll_records=self._batch_size,
+            fetch_max_wait_ms=100,
+            reconnect_backoff_max_ms=1000,
+        )
+        consumer.subscribe([self._topic])
+        return consumer
+
+    def _drop_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False)
+            except Exception:  # a broken consumer may fail to close; it is gone either way
+                logger.debug("closing a failed consumer raised", exc_info=True)
+
+    # -- one batch ----------------------------------------------------------
+    def _poll_batch(self, consumer: Any) -> list[Any]:
+        records: list[Any] = []
+        deadline: float | None = None
+        while len(records) < self._batch_size and not self._stop.is_set():
+            wait = 0.5 if deadline is None else deadline - time.monotonic()
+            if wait <= 0:
+                break
+            polled = consumer.poll(timeout_ms=int(wait * 1000), max_records=self._batch_size - len(records))
+            for partition_records in polled.values():
+                records.extend(partition_records)
+            if records and deadline is None:
+                if self._window_s <= 0:
+                    break
+                deadline = time.monotonic() + self._window_s
+            elif not records:
+                break  # nothing arrived: go round again (and notice a stop request)
+        return records
+
+    def payload(self, records: list[Any]) -> dict[str, Any]:
+        """The AWS mapping payload for consumed kafka-python records."""
+        return build_event(
+            (
+                encode_record(
+                    topic=r.topic,
+                    partition=r.partition,
+                    offset=r.offset,
+                    timestamp=r.timestamp,
+                    key=r.key,
+                    value=r.value,
+                    headers=r.headers or (),
+                )
+                for r in records
+            ),
+            bootstrap_servers=self._bootstrap,
+        )
+
+    def _process(self, consumer: Any, records: list[Any]) -> bool:
+        """Invoke the handler; commit on success, rewind on failure. True when committed."""
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+
+        first: dict[Any, int] = {}
+        last: dict[Any, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            first.setdefault(tp, r.offset)
+            last[tp] = r.offset
+        try:
+            self._handler(self.payload(records), LambdaContext())
+        except Exception as exc:
+            self.stats.failures += 1
+            self.stats.last_error = f"{exc.__class__.__name__}: {exc}"
+            logger.warning("ingest failed for %d records, will retry: %s", len(records), self.stats.last_error)
+            for tp, offset in first.items():
+                consumer.seek(tp, offset)
+            return False
+        consumer.commit({tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()})
+        self.stats.batches += 1
+        self.stats.records += len(records)
+        return True
+
+    # -- the loop -----------------------------------------------------------
+    def run_once(self) -> int:
+        """Poll one batch and process it; return how many records were committed."""
+        if self._consumer is None:
+            self._consumer = self._new_consumer()
+        records = self._poll_batch(self._consumer)
+        if not records:
+            return 0
+        return len(records) if self._process(self._consumer, records) else 0
+
+    def run(self) -> None:
+        """Loop until :meth:`stop`; never dies of a Kafka or handler error."""
+        backoff = 0.25
+        while not self._stop.is_set():
+            try:
+                failures = self.stats.failures
+                self.run_once()
+                if self.stats.failures > failures:
+                    self._stop.wait(backoff)
+                    backoff = min(MAX_BACKOFF_S, backoff * 2)
+                else:
+                    backoff = 0.25
+            except Exception as exc:
+                # The consumer itself broke (broker gone, group lost, commit refused).
+                self.stats.consumer_restarts += 1
+                self.stats.last_error = f"{exc.__class__.__name__}: {exc}"
+                logger.warning("consumer error, rebuilding it: %s", self.stats.last_error)
+                self._drop_consumer()
+                self._stop.wait(backoff)
+                backoff = min(MAX_BACKOFF_S, backoff * 2)
+                if self._on_consumer_error is not None and not self._stop.is_set():
+                    try:
+                        self._on_consumer_error()
+                    except Exception:
+                        logger.debug("on_consumer_error hook failed", exc_info=True)
+        self._drop_consumer()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="trigger-runner", daemon=True)
+        thread.start()
+        return thread
