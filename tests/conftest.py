@@ -1,0 +1,101 @@
+"""Shared fixtures: a real embedded broker, one chDB engine, per-test topics and databases.
+
+chDB allows one engine directory per process, so the whole session shares one
+data directory; each test gets its own database and its own topics instead.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib import runtime
+from chalicelib.clickhouse import connect
+from chalicelib.migrations import migrate
+from chalicelib.settings import Settings, load_settings
+from trackflow.broker import EmbeddedBroker, free_port
+from trackflow.dev import MIGRATIONS_DIR
+from trackflow.topics import ensure_topics
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    running = EmbeddedBroker(port=free_port(), log_path=log).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("trackflow-data")
+
+
+def make_env(broker: EmbeddedBroker, data_dir: Path, **extra: str) -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:10]
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "TRACKFLOW_DATA_DIR": str(data_dir),
+        "CLICKHOUSE_DATABASE": f"test_{suffix}",
+        "TRACKFLOW_EVENTS_TOPIC": f"events-{suffix}",
+        "TRACKFLOW_DLQ_TOPIC": f"dlq-{suffix}",
+        "TRACKFLOW_PRODUCE_TIMEOUT": "5",
+        "TRACKFLOW_STAGE": "test",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker, data_dir: Path) -> Settings:
+    """Settings for one test: its own topics and database on the shared engines."""
+    conf = load_settings(make_env(broker, data_dir))
+    ensure_topics(conf.bootstrap_servers, {conf.events_topic: 2, conf.dlq_topic: 1})
+    return conf
+
+
+@pytest.fixture
+def clickhouse(settings: Settings) -> Any:
+    """A client on the test's freshly migrated database."""
+    migrate(connect(settings.clickhouse), MIGRATIONS_DIR, database=settings.clickhouse.database)
+    return connect(settings.clickhouse, database=settings.clickhouse.database)
+
+
+@pytest.fixture
+def pipeline(settings: Settings, clickhouse: Any) -> Iterator[Settings]:
+    """The app's runtime wired to this test's broker topics and database."""
+    runtime.reset()
+    runtime.configure(settings=settings)
+    yield settings
+    runtime.sender().close()
+    runtime.reset()
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
+        time.sleep(interval)
+
+
+def new_event(event_type: str = "pageView", **overrides: Any) -> dict[str, Any]:
+    """A valid client event."""
+    event: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "type": event_type,
+        "ts": int(time.time() * 1000),
+        "props": {"title": "Home"},
+        "context": {"url": "https://shop.example/home?utm_source=news&utm_medium=email", "anonymous_id": "anon-1"},
+    }
+    event.update(overrides)
+    return event

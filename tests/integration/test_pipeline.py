@@ -1,0 +1,209 @@
+"""End to end on real engines: collect (chalice.test.Client) -> Tansu -> trigger runner -> chDB."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+from chalice.test import Client
+from kafka import KafkaConsumer, KafkaProducer
+
+import app
+from chalicelib.kafka_event import build_event, encode_record
+from chalicelib.settings import Settings
+from tests.conftest import new_event, wait_for
+from trackflow.runner import TriggerRunner
+
+pytestmark = pytest.mark.integration
+
+
+def _post(client: Client, body: Any, content_type: str = "text/plain") -> Any:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return client.http.post("/v1/collect", headers={"Content-Type": content_type, "User-Agent": "pytest-agent"}, body=raw)
+
+
+def _runner(conf: Settings, **kwargs: Any) -> TriggerRunner:
+    return TriggerRunner(
+        app.ingest,
+        bootstrap_servers=conf.bootstrap_servers,
+        topic=conf.events_topic,
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        batching_window_s=0.05,
+        **kwargs,
+    )
+
+
+def _drain(runner: TriggerRunner, clickhouse: Any, expected: int, *, final: bool = True, timeout: float = 40) -> int:
+    table = "events FINAL" if final else "events"
+
+    def step() -> int:
+        runner.run_once()
+        count: int = clickhouse.query(f"SELECT count() FROM {table}").result_rows[0][0]
+        return count if count >= expected else 0
+
+    return int(wait_for(step, timeout=timeout, interval=0))
+
+
+def test_collected_event_reaches_clickhouse_with_enriched_fields(pipeline: Settings, clickhouse: Any) -> None:
+    sent_at = int(time.time() * 1000) + 3_600_000  # client clock one hour fast
+    event = new_event("pageView", ts=sent_at - 1_500, props={"title": "Home", "n": 1})
+    event["context"]["referrer"] = "https://www.google.com/search?q=x"
+    with Client(app.app) as client:
+        response = _post(client, {"api_key": "YOUR_API_KEY", "sent_at": sent_at, "events": [event]})
+    assert response.status_code == 202
+    assert response.json_body == {"accepted": 1, "rejected": []}
+
+    runner = _runner(pipeline)
+    _drain(runner, clickhouse, 1)
+    row = clickhouse.query(
+        "SELECT event_id, type, project_id, url_host, url_path, utm_source, utm_medium, referrer_domain, "
+        "user_agent, props, toUnixTimestamp64Milli(timestamp), toUnixTimestamp64Milli(received_at), "
+        "toUnixTimestamp64Milli(client_ts), _topic FROM events"
+    ).named_results()
+    (stored,) = list(row)
+    assert str(stored["event_id"]) == event["event_id"]
+    assert stored["type"] == "pageView"
+    assert stored["project_id"] == "YOUR_API_KEY"
+    assert (stored["url_host"], stored["url_path"]) == ("shop.example", "/home")
+    assert (stored["utm_source"], stored["utm_medium"]) == ("news", "email")
+    assert stored["referrer_domain"] == "google.com"
+    assert stored["user_agent"] == "pytest-agent"
+    assert orjson.loads(stored["props"]) == {"title": "Home", "n": 1}
+    received = stored["toUnixTimestamp64Milli(received_at)"]
+    assert stored["toUnixTimestamp64Milli(timestamp)"] == received - 1_500  # skew corrected
+    assert stored["toUnixTimestamp64Milli(client_ts)"] == sent_at - 1_500
+    assert stored["_topic"] == pipeline.events_topic
+    assert runner.stats.batches >= 1
+
+
+def test_accepts_application_json_and_the_legacy_path_and_reports_rejections(pipeline: Settings, clickhouse: Any) -> None:
+    good, bad = new_event("click"), new_event("click", event_id="nope")
+    with Client(app.app) as client:
+        response = client.http.post(
+            "/collect",
+            headers={"Content-Type": "application/json; charset=utf-8"},
+            body=orjson.dumps({"api_key": "k", "events": [bad, good]}),
+        )
+    assert response.status_code == 202
+    assert response.json_body == {"accepted": 1, "rejected": [{"index": 0, "reason": "event_id is not a valid UUID"}]}
+    _drain(_runner(pipeline), clickhouse, 1)
+    ids = [str(r[0]) for r in clickhouse.query("SELECT event_id FROM events").result_rows]
+    assert ids == [good["event_id"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b"{oops", "text/plain", 400, "invalid_json"),
+        (b"", "text/plain", 400, "empty_body"),
+        (orjson.dumps({"api_key": "k", "events": []}), "text/plain", 400, "empty_batch"),
+        (orjson.dumps({"api_key": "k", "events": "x"}), "application/json", 400, "bad_request"),
+        (orjson.dumps({"api_key": "k", "events": [{"type": "x"}]}), "text/plain", 400, "no_valid_events"),
+        (orjson.dumps({"api_key": "k", "events": [new_event()] * 101}), "text/plain", 413, "too_many_events"),
+        (b"x" * 300_000, "text/plain", 413, "too_large"),
+        (b"{}", "application/xml", 415, "unsupported_media_type"),
+    ],
+)
+def test_bad_requests_get_a_json_4xx_naming_the_problem(
+    pipeline: Settings, body: bytes, content_type: str, status: int, code: str
+) -> None:
+    with Client(app.app) as client:
+        response = _post(client, body, content_type)
+    assert response.status_code == status
+    assert response.json_body["error"]["code"] == code
+    assert response.json_body["error"]["message"]
+
+
+def test_the_same_batch_delivered_twice_counts_once(pipeline: Settings, clickhouse: Any) -> None:
+    events = [new_event() for _ in range(5)]
+    with Client(app.app) as client:
+        assert _post(client, {"api_key": "k", "events": events}).status_code == 202
+    consumer = KafkaConsumer(
+        pipeline.events_topic, bootstrap_servers=pipeline.bootstrap_servers, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    )
+    records = [next(consumer)]
+    consumer.close()
+    payload = _runner(pipeline).payload(records)
+    with Client(app.app) as client:
+        first = client.lambda_.invoke("ingest", payload)
+        second = client.lambda_.invoke("ingest", payload)
+    assert first.payload == second.payload == {"records": 1, "inserted": 5, "dead_lettered": 0}
+    # The second insert is dropped by its deduplication token: not even a merge is needed.
+    assert clickhouse.query("SELECT count() FROM events").result_rows[0][0] == 5
+    # The same events inside a different batch (another token) still count once with FINAL.
+    shifted = build_event(
+        [encode_record(topic=r.topic, partition=r.partition, offset=r.offset + 100, timestamp=0, key=r.key, value=r.value) for r in records],
+        bootstrap_servers="x",
+    )
+    with Client(app.app) as client:
+        client.lambda_.invoke("ingest", shifted)
+    assert clickhouse.query("SELECT count() FROM events FINAL").result_rows[0][0] == 5
+    assert clickhouse.query("SELECT count() FROM pageviews").result_rows[0][0] == 5
+    assert clickhouse.query("SELECT uniqExact(event_id) FROM events").result_rows[0][0] == 5
+
+
+def test_poison_records_go_to_the_dlq_with_their_reason_and_the_rest_is_stored(pipeline: Settings, clickhouse: Any) -> None:
+    with Client(app.app) as client:
+        assert _post(client, {"api_key": "k", "events": [new_event(), new_event()]}).status_code == 202
+    producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap_servers)
+    producer.send(pipeline.events_topic, key=b"x", value=b"\x00 definitely not json", partition=0).get(10)
+    producer.send(pipeline.events_topic, key=b"y", value=orjson.dumps({"v": 1, "events": [{"event_id": "nope"}]}), partition=1).get(10)
+    producer.close()
+    with Client(app.app) as client:
+        assert _post(client, {"api_key": "k", "events": [new_event()]}).status_code == 202
+
+    _drain(_runner(pipeline), clickhouse, 3)
+    dead = clickhouse.query("SELECT reason, source_partition, event_index FROM dead_letters ORDER BY source_partition").result_rows
+    assert len(dead) == 2
+    assert "value is not JSON" in dead[0][0]
+    assert dead[1][0].startswith("event 0: missing field")
+    assert dead[1][2] == 0
+
+    consumer = KafkaConsumer(
+        pipeline.dlq_topic, bootstrap_servers=pipeline.bootstrap_servers, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    )
+    letters = [next(consumer), next(consumer)]
+    consumer.close()
+    headers = [dict(m.headers) for m in letters]
+    assert {h["source_topic"] for h in headers} == {pipeline.events_topic.encode()}
+    assert all(h["reason"] and h["source_offset"] for h in headers)
+    assert {m.value for m in letters} >= {b"\x00 definitely not json"}
+
+
+def test_a_failed_insert_is_retried_without_commit_and_nothing_is_lost(pipeline: Settings, clickhouse: Any) -> None:
+    events = [new_event() for _ in range(4)]
+    with Client(app.app) as client:
+        assert _post(client, {"api_key": "k", "events": events}).status_code == 202
+    clickhouse.command("DETACH TABLE events")  # a real ClickHouse failure: the table is gone
+    runner = _runner(pipeline)
+    wait_for(lambda: runner.run_once() == 0 and runner.stats.failures >= 2, timeout=30, interval=0)
+    assert runner.stats.batches == 0  # nothing committed while failing
+    clickhouse.command("ATTACH TABLE events")
+    _drain(runner, clickhouse, 4)
+    assert clickhouse.query("SELECT count() FROM events").result_rows[0][0] == 4
+    assert runner.stats.batches == 1
+
+
+def test_a_second_consumer_in_the_group_sees_only_uncommitted_records(pipeline: Settings, clickhouse: Any) -> None:
+    with Client(app.app) as client:
+        assert _post(client, {"api_key": "k", "events": [new_event(context={"anonymous_id": "a"})]}).status_code == 202
+    runner = _runner(pipeline)
+    _drain(runner, clickhouse, 1)
+    runner.stop()
+    runner.run()  # closes its consumer
+    with Client(app.app) as client:
+        assert _post(client, {"api_key": "k", "events": [new_event(context={"anonymous_id": "b"})]}).status_code == 202
+    # A new runner in the same group resumes from the committed offsets.
+    successor = TriggerRunner(
+        app.ingest,
+        bootstrap_servers=pipeline.bootstrap_servers,
+        topic=pipeline.events_topic,
+        group_id=runner._group_id,
+        batching_window_s=0.05,
+    )
+    _drain(successor, clickhouse, 2)
+    assert successor.stats.records == 1
+    assert clickhouse.query("SELECT count() FROM events").result_rows[0][0] == 2

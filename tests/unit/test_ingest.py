@@ -1,0 +1,125 @@
+"""The ingest use-case with fakes for ClickHouse and the DLQ: what is inserted, what is dead-lettered."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+
+from chalicelib.clickhouse import EVENT_COLUMNS
+from chalicelib.enrich import enrich
+from chalicelib.errors import StorageError
+from chalicelib.events import RawEvent
+from chalicelib.ingest import dedup_token, ingest
+from chalicelib.kafka_event import build_event, decode_records, encode_record
+
+
+class FakeWriter:
+    def __init__(self, fail: bool = False) -> None:
+        self.events: list[tuple[list[Any], str]] = []
+        self.dead: list[Sequence[Any]] = []
+        self.fail = fail
+
+    def insert_events(self, rows: Sequence[Sequence[Any]], *, dedup_token: str) -> None:
+        if self.fail:
+            raise StorageError("boom")
+        self.events.append((list(rows), dedup_token))
+
+    def insert_dead_letters(self, rows: Sequence[Sequence[Any]]) -> None:
+        self.dead.extend(rows)
+
+
+class FakeDlq:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    def send(self, topic: str, messages: Sequence[Any]) -> None:
+        self.sent.extend((topic, m) for m in messages)
+
+
+def _normalised() -> dict[str, object]:
+    raw = RawEvent(0, str(uuid.uuid4()), "pageView", 1_764_000_000_000, "{}", {"url": "https://a.example/"})
+    return enrich(raw, project_id="p", sent_at_ms=None, received_at_ms=1_764_000_000_100, user_agent="")
+
+
+def _record(offset: int, value: bytes, partition: int = 0) -> dict[str, object]:
+    return encode_record(topic="events", partition=partition, offset=offset, timestamp=0, key=b"v", value=value)
+
+
+def _envelope(*events: object) -> bytes:
+    return orjson.dumps({"v": 1, "events": list(events)})
+
+
+def test_inserts_every_event_of_every_record_in_one_insert_with_provenance() -> None:
+    writer, dlq = FakeWriter(), FakeDlq()
+    payload = build_event([_record(4, _envelope(_normalised(), _normalised())), _record(9, _envelope(_normalised()), 1)], bootstrap_servers="b")
+    result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 0)
+    assert result == {"records": 2, "inserted": 3, "dead_lettered": 0}
+    assert len(writer.events) == 1
+    rows, _ = writer.events[0]
+    assert all(len(row) == len(EVENT_COLUMNS) for row in rows)
+    assert [row[-3:] for row in rows] == [["events", 0, 4], ["events", 0, 4], ["events", 1, 9]]
+    assert dlq.sent == []
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"not json", "value is not JSON"),
+        (orjson.dumps([1]), "envelope"),
+        (orjson.dumps({"v": 99, "events": []}), "unknown schema version 99"),
+    ],
+)
+def test_dead_letters_unreadable_records_and_stores_the_rest(value: bytes, reason: str) -> None:
+    writer, dlq = FakeWriter(), FakeDlq()
+    payload = build_event([_record(1, value), _record(2, _envelope(_normalised()))], bootstrap_servers="b")
+    result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 5)
+    assert result["inserted"] == 1
+    assert result["dead_lettered"] == 1
+    topic, (key, dlq_value, headers) = dlq.sent[0]
+    assert topic == "dlq"
+    assert dlq_value == value
+    header = dict(headers)
+    assert reason in header["reason"].decode()
+    assert (header["source_topic"], header["source_partition"], header["source_offset"]) == (b"events", b"0", b"1")
+    assert writer.dead[0][1] == header["reason"].decode()
+    assert list(writer.dead[0][2:6]) == ["events", 0, 1, -1]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda e: e.pop("url"), "missing field url"),
+        (lambda e: e.update(event_id="nope"), "event_id is not a UUID"),
+        (lambda e: e.update(title=5), "title must be a string"),
+        (lambda e: e.update(timestamp="x"), "timestamp must be epoch milliseconds"),
+        (lambda e: e.update(timestamp=-1), "timestamp must be epoch milliseconds"),
+    ],
+)
+def test_dead_letters_one_bad_event_inside_a_record_and_keeps_its_neighbours(mutate: Any, reason: str) -> None:
+    bad = _normalised()
+    mutate(bad)
+    writer, dlq = FakeWriter(), FakeDlq()
+    payload = build_event([_record(1, _envelope(_normalised(), bad, _normalised()))], bootstrap_servers="b")
+    result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 0)
+    assert (result["inserted"], result["dead_lettered"]) == (2, 1)
+    headers = dict(dlq.sent[0][1][2])
+    assert headers["event_index"] == b"1"
+    assert reason in headers["reason"].decode()
+
+
+def test_a_failed_insert_raises_so_the_batch_is_retried() -> None:
+    payload = build_event([_record(1, _envelope(_normalised()))], bootstrap_servers="b")
+    with pytest.raises(StorageError):
+        ingest(payload, writer=FakeWriter(fail=True), dlq=FakeDlq(), dlq_topic="dlq", now_ms=lambda: 0)
+
+
+def test_dedup_token_depends_on_the_offsets_only() -> None:
+    a = decode_records(build_event([_record(1, b"x"), _record(2, b"y")], bootstrap_servers="b"))
+    b = decode_records(build_event([_record(1, b"other"), _record(2, b"values")], bootstrap_servers="b"))
+    c = decode_records(build_event([_record(1, b"x"), _record(3, b"y")], bootstrap_servers="b"))
+    assert dedup_token(a) == dedup_token(b)
+    assert dedup_token(a) != dedup_token(c)

@@ -1,0 +1,39 @@
+"""Migration files: naming, ordering, statement splitting and ${DATABASE} substitution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chalicelib.errors import ConfigError
+from chalicelib.migrations import load_migrations
+from trackflow.dev import MIGRATIONS_DIR
+
+
+def test_project_migrations_load_in_order_with_the_database_filled_in() -> None:
+    migrations = load_migrations(MIGRATIONS_DIR, database="tf")
+    assert [m.version for m in migrations] == sorted(m.version for m in migrations)
+    assert migrations[0].name == "001_events"
+    statements = [s for m in migrations for s in m.statements]
+    assert all("${DATABASE}" not in s for s in statements)
+    assert any(s.startswith("CREATE TABLE IF NOT EXISTS tf.events") for s in statements)
+    assert all("IF NOT EXISTS" in s for s in statements)
+
+
+def test_splits_statements_and_drops_comment_lines(tmp_path: Path) -> None:
+    (tmp_path / "001_two.sql").write_text("-- a; comment;\nCREATE TABLE ${DATABASE}.a (x UInt8) ENGINE=Log;\n\nSELECT ';'\n;\n")
+    (migration,) = load_migrations(tmp_path, database="d")
+    assert migration.statements == ("CREATE TABLE d.a (x UInt8) ENGINE=Log", "SELECT ';'")
+
+
+@pytest.mark.parametrize("name", ["1_x.sql", "001-x.sql", "abc.sql"])
+def test_rejects_badly_named_files(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_text("SELECT 1")
+    with pytest.raises(ConfigError):
+        load_migrations(tmp_path, database="d")
+
+
+def test_rejects_a_database_name_that_is_not_an_identifier() -> None:
+    with pytest.raises(ConfigError):
+        load_migrations(MIGRATIONS_DIR, database="x; DROP TABLE y")
