@@ -101,10 +101,18 @@ def message_events(record: KafkaRecord) -> list[Any]:
 
 
 def dedup_token(records: Sequence[KafkaRecord]) -> str:
-    """The same for the same set of source offsets, different otherwise."""
+    """Equal only for the same records: same offsets *and* same contents.
+
+    Offsets alone are not enough: a topic that is deleted and recreated (or a
+    broker that restarts empty, like the embedded one) hands out offset 0 again
+    for new data, and ClickHouse would drop that new batch as a duplicate.
+    """
     digest = hashlib.sha256()
     for record in records:
-        digest.update(f"{record.topic}\0{record.partition}\0{record.offset}\n".encode())
+        digest.update(f"{record.topic}\0{record.partition}\0{record.offset}\0{record.timestamp}\0".encode())
+        digest.update(record.key or b"")
+        digest.update(b"\0")
+        digest.update(record.value or b"")
     return digest.hexdigest()
 
 

@@ -114,7 +114,7 @@ class EmbeddedBroker:
         else:
             proc.terminate()
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=2)  # memory only: nothing to flush, so don't wait long
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)

@@ -8,6 +8,12 @@ the handler returned. When the handler raises, nothing is committed: the
 consumer seeks back to the batch's first offsets, backs off and tries again.
 When the consumer itself fails (broker restart, lost group) it is closed and
 built anew.
+
+A broker that restarts empty (the embedded one keeps nothing) forgets the
+group's committed offsets while this consumer still sits at its old position,
+beyond the end of the new, empty log, and kafka-python then waits there for
+ever. So when idle the runner compares the committed offsets with the ones it
+committed itself; if they went back, it seeks back to them (or to the start).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ DEFAULT_BATCHING_WINDOW_S = 0.25
 DEFAULT_GROUP_ID = "trackflow-ingest"
 DEFAULT_SESSION_TIMEOUT_MS = 6000  # a rebalance costs about half of it on the embedded broker
 MAX_BACKOFF_S = 10.0
+REWIND_CHECK_INTERVAL_S = 2.0
 
 
 @dataclass
@@ -82,6 +89,8 @@ class TriggerRunner:
         self._on_consumer_error = on_consumer_error
         self._stop = threading.Event()
         self._consumer: Any = None
+        self._committed: dict[Any, int] = {}
+        self._last_rewind_check = 0.0
         self.stats = RunnerStats()
 
     # -- consumer lifecycle -------------------------------------------------
@@ -105,6 +114,7 @@ class TriggerRunner:
 
     def _drop_consumer(self) -> None:
         consumer, self._consumer = self._consumer, None
+        self._committed.clear()
         if consumer is not None:
             try:
                 consumer.close(autocommit=False)
@@ -169,9 +179,39 @@ class TriggerRunner:
                 consumer.seek(tp, offset)
             return False
         consumer.commit({tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()})
+        self._committed.update({tp: offset + 1 for tp, offset in last.items()})
         self.stats.batches += 1
         self.stats.records += len(records)
         return True
+
+    def _check_rewound(self, consumer: Any) -> None:
+        """Seek back when the group's committed offsets went behind ours (broker lost its state)."""
+        now = time.monotonic()
+        if not self._committed or now - self._last_rewind_check < REWIND_CHECK_INTERVAL_S:
+            return
+        self._last_rewind_check = now
+        for tp in list(consumer.assignment()):
+            ours = self._committed.get(tp)
+            if ours is None:
+                continue
+            theirs = consumer.committed(tp)
+            if theirs is not None and theirs >= ours:
+                continue
+            logger.warning(
+                "committed offset of %s-%d went back from %d to %s (broker restarted?); seeking back",
+                tp.topic,
+                tp.partition,
+                ours,
+                theirs,
+            )
+            # Offset 0, not seek_to_beginning(): the embedded broker reports wrong
+            # log offsets after a restart. Where 0 is gone (retention), the
+            # consumer's auto_offset_reset=earliest takes over.
+            consumer.seek(tp, 0 if theirs is None else theirs)
+            if theirs is None:
+                del self._committed[tp]
+            else:
+                self._committed[tp] = theirs
 
     # -- the loop -----------------------------------------------------------
     def run_once(self) -> int:
@@ -180,6 +220,7 @@ class TriggerRunner:
             self._consumer = self._new_consumer()
         records = self._poll_batch(self._consumer)
         if not records:
+            self._check_rewound(self._consumer)
             return 0
         return len(records) if self._process(self._consumer, records) else 0
 
