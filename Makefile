@@ -39,7 +39,7 @@ bench: setup
 
 package: setup
 	rm -rf build/package
-	$(BIN)/chalice package --stage prod --merge-template infra/kafka-trigger.yaml build/package
+	$(BIN)/chalice package --stage prod --merge-template infra/kafka-trigger.json build/package
 
 clean:
 	rm -rf $(VENV) build .trackflow .pytest_cache .mypy_cache .ruff_cache

@@ -148,13 +148,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if events_topic == dlq_topic:
         raise ConfigError("TRACKFLOW_EVENTS_TOPIC and TRACKFLOW_DLQ_TOPIC must differ")
     retry_after = _positive_float(env, "TRACKFLOW_RETRY_AFTER", DEFAULT_RETRY_AFTER_S)
+    clickhouse = _clickhouse(env, data_dir)
+    kafka = _bootstrap(env)
+    if stage == "prod" and (kafka is None or clickhouse.embedded):
+        raise ConfigError(
+            "the prod stage has no embedded engines: set KAFKA_BOOTSTRAP_SERVERS and CLICKHOUSE_URL "
+            "(the infra/kafka-trigger.json parameters KafkaBootstrapServers and ClickHouseUrl do this)"
+        )
     return Settings(
         stage=stage,
         data_dir=data_dir,
-        kafka_bootstrap_servers=_bootstrap(env),
+        kafka_bootstrap_servers=kafka,
         events_topic=events_topic,
         dlq_topic=dlq_topic,
         produce_timeout_s=_positive_float(env, "TRACKFLOW_PRODUCE_TIMEOUT", DEFAULT_PRODUCE_TIMEOUT_S),
         retry_after_s=max(1, int(retry_after)),
-        clickhouse=_clickhouse(env, data_dir),
+        clickhouse=clickhouse,
     )

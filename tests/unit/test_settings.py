@@ -50,6 +50,8 @@ def test_settings_are_frozen() -> None:
         ({"TRACKFLOW_PRODUCE_TIMEOUT": "soon"}, "TRACKFLOW_PRODUCE_TIMEOUT"),
         ({"TRACKFLOW_PRODUCE_TIMEOUT": "0"}, "TRACKFLOW_PRODUCE_TIMEOUT"),
         ({"TRACKFLOW_EVENTS_TOPIC": "x", "TRACKFLOW_DLQ_TOPIC": "x"}, "TRACKFLOW_DLQ_TOPIC"),
+        ({"TRACKFLOW_STAGE": "prod"}, "KAFKA_BOOTSTRAP_SERVERS"),
+        ({"TRACKFLOW_STAGE": "prod", "KAFKA_BOOTSTRAP_SERVERS": "k:9092"}, "CLICKHOUSE_URL"),
     ],
 )
 def test_malformed_settings_fail_naming_the_variable(env: dict[str, str], names: str) -> None:

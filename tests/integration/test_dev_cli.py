@@ -1,0 +1,159 @@
+"""`trackflow dev` as a user runs it: a real process, a curl-like POST, the row, a clean Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for
+from trackflow.broker import free_port, port_open
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CLICKHOUSE_", "TRACKFLOW_"))}
+    env["TRACKFLOW_DATA_DIR"] = str(data_dir)
+    return env
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "trackflow.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _wait_line(lines: queue.Queue[str], text: str, timeout: float) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"{text!r} not printed within {timeout} s; got:\n{''.join(seen)}")
+
+
+def test_dev_runs_the_pipeline_shows_the_row_via_sql_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    api_port, broker_port, tracker_port = free_port(), free_port(), free_port()
+    env = _env(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trackflow.cli", "dev", "--port", str(api_port), "--broker-port", str(broker_port), "--tracker-port", str(tracker_port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = _lines(proc)
+    try:
+        banner = "".join(_wait_line(lines, "SELECT timestamp", timeout=90))
+        assert f"http://127.0.0.1:{api_port}/v1/collect" in banner
+        assert "curl" in banner
+
+        event_id = str(uuid.uuid4())
+        body = {
+            "api_key": "YOUR_API_KEY",
+            "events": [
+                {
+                    "event_id": event_id,
+                    "type": "pageView",
+                    "ts": int(time.time() * 1000),
+                    "context": {"url": "http://localhost/hello?utm_source=readme", "anonymous_id": "visitor-1"},
+                }
+            ],
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/v1/collect", data=json.dumps(body).encode(), headers={"Content-Type": "text/plain"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 202
+            assert json.loads(response.read())["accepted"] == 1
+        accepted_at = time.monotonic()
+
+        def row() -> list[dict[str, object]]:
+            result = _cli("sql", f"SELECT toString(event_id) AS id, utm_source FROM events FINAL WHERE event_id = '{event_id}'", "--format", "json", env=env)
+            assert result.returncode == 0, result.stderr
+            return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+        rows = wait_for(row, timeout=15, interval=0.2)
+        assert rows == [{"id": event_id, "utm_source": "readme"}]
+        assert time.monotonic() - accepted_at < 10  # the README promises ~2 s; leave room for a loaded CI machine
+
+        readonly = _cli("sql", "DROP TABLE events", env=env)
+        assert readonly.returncode != 0
+        assert "readonly" in (readonly.stderr + readonly.stdout).lower()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0
+    for port in (api_port, broker_port):
+        assert not port_open("127.0.0.1", port), f"something still listens on {port} after Ctrl-C"
+    assert not (tmp_path / "dev.json").exists()
+
+
+def test_a_second_process_on_the_same_data_dir_is_told_why_it_cannot_start(tmp_path: Path) -> None:
+    api_port, broker_port = free_port(), free_port()
+    env = _env(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trackflow.cli", "dev", "--port", str(api_port), "--broker-port", str(broker_port), "--tracker-port", str(free_port())],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = _lines(proc)
+    try:
+        _wait_line(lines, "Ctrl-C stops everything", timeout=90)
+        # `trackflow migrate` opens chDB directly: the running dev server holds it.
+        result = _cli("migrate", env=env)
+        assert result.returncode != 0
+        assert "held by another process" in result.stderr
+        assert "TRACKFLOW_DATA_DIR" in result.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def test_dev_refuses_a_busy_broker_port_with_advice(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = _cli("dev", "--port", str(free_port()), "--broker-port", str(port), env=_env(tmp_path))
+    assert result.returncode != 0
+    assert "already in use" in result.stderr
+    assert "KAFKA_BOOTSTRAP_SERVERS" in result.stderr
