@@ -12,7 +12,7 @@ from typing import Any
 from chalice import Chalice, Response
 
 from chalicelib import runtime
-from chalicelib.errors import TrackflowError, UnsupportedMediaType
+from chalicelib.errors import TrackflowError, UnsupportedMediaTypeError
 from chalicelib.responses import ACCEPTED_CONTENT_TYPES, JSON_HEADERS, error_parts, media_type
 
 app = Chalice(app_name="trackflow")
@@ -29,15 +29,17 @@ def _collect() -> Response:
     from chalicelib.collect import collect
 
     request = app.current_request
+    assert request is not None  # Chalice sets it before calling a route
+    body = request.raw_body or b""
     try:
         content_type = media_type(request.headers.get("content-type", ""))
         if content_type and content_type not in ACCEPTED_CONTENT_TYPES:
-            raise UnsupportedMediaType(
+            raise UnsupportedMediaTypeError(
                 f"Content-Type {content_type!r} is not accepted; send application/json or text/plain",
                 field="Content-Type",
             )
         result = collect(
-            request.raw_body or b"",
+            body if isinstance(body, bytes) else body.encode(),
             sender=runtime.sender(),
             topic=runtime.settings().events_topic,
             user_agent=request.headers.get("user-agent", ""),
@@ -68,4 +70,6 @@ def ingest(event: dict[str, Any], context: Any) -> dict[str, int]:
     from chalicelib.ingest import ingest as ingest_batch
 
     conf = runtime.settings()
-    return ingest_batch(event, writer=runtime.writer(), dlq=runtime.sender(), dlq_topic=conf.dlq_topic, now_ms=runtime.now_ms)
+    return ingest_batch(
+        event, writer=runtime.writer(), dlq=runtime.sender(), dlq_topic=conf.dlq_topic, now_ms=runtime.now_ms
+    )

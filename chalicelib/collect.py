@@ -44,7 +44,9 @@ def collect(
     received_at = now_ms()
     project_id = batch.api_key
     enriched = [
-        enrich(event, project_id=project_id, sent_at_ms=batch.sent_at_ms, received_at_ms=received_at, user_agent=user_agent)
+        enrich(
+            event, project_id=project_id, sent_at_ms=batch.sent_at_ms, received_at_ms=received_at, user_agent=user_agent
+        )
         for event in batch.events
     ]
     sender.send(topic, visitor_messages(enriched, project_id=project_id, schema_version=SCHEMA_VERSION))

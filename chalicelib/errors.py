@@ -5,9 +5,9 @@
     TrackflowError                 base; ``code`` is stable, ``status`` is the HTTP answer
     ├── ConfigError                a setting is missing or malformed (fails at start)
     ├── RequestError               the client sent something we refuse (4xx)
-    │   ├── PayloadTooLarge        body or batch over a limit (413)
-    │   └── UnsupportedMediaType   neither JSON nor text/plain (415)
-    ├── ServiceUnavailable         a backing service is down; retry later (503)
+    │   ├── PayloadTooLargeError        body or batch over a limit (413)
+    │   └── UnsupportedMediaTypeError   neither JSON nor text/plain (415)
+    ├── ServiceUnavailableError         a backing service is down; retry later (503)
     │   └── ProduceError           Kafka did not acknowledge in time
     ├── StorageError               ClickHouse refused or failed a write (the batch is retried)
     └── EngineLockedError          another process holds the embedded chDB directory
@@ -52,17 +52,17 @@ class RequestError(TrackflowError):
             self.code = code
 
 
-class PayloadTooLarge(RequestError):
+class PayloadTooLargeError(RequestError):
     code = "too_large"
     status = 413
 
 
-class UnsupportedMediaType(RequestError):
+class UnsupportedMediaTypeError(RequestError):
     code = "unsupported_media_type"
     status = 415
 
 
-class ServiceUnavailable(TrackflowError):
+class ServiceUnavailableError(TrackflowError):
     """A backing service is unreachable; the client should retry after ``retry_after`` s."""
 
     code = "unavailable"
@@ -73,7 +73,7 @@ class ServiceUnavailable(TrackflowError):
         self.retry_after = retry_after
 
 
-class ProduceError(ServiceUnavailable):
+class ProduceError(ServiceUnavailableError):
     code = "produce_failed"
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
 import orjson
 
-from chalicelib.errors import PayloadTooLarge, RequestError
+from chalicelib.errors import PayloadTooLargeError, RequestError
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_EVENTS_PER_BATCH = 100
@@ -93,7 +94,7 @@ def parse_timestamp(value: object, name: str) -> int:
         except ValueError:
             raise EventError(f"{name} is not an ISO-8601 timestamp") from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         ms = int(parsed.timestamp() * 1000)
     else:
         raise EventError(f"{name} must be epoch milliseconds or an ISO-8601 string")
@@ -182,7 +183,7 @@ def validate_event(index: int, raw: object, shared: dict[str, str]) -> RawEvent:
 def parse_body(body: bytes) -> Batch:
     """Parse and validate a collect body. Raises RequestError for request-level faults."""
     if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}", field="body")
+        raise PayloadTooLargeError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}", field="body")
     if not body.strip():
         raise RequestError("body is empty; send a JSON object with api_key and events", field="body", code="empty_body")
     try:
@@ -207,7 +208,7 @@ def parse_body(body: bytes) -> Batch:
     if not raw_events:
         raise RequestError("events is empty; send at least one event", field="events", code="empty_batch")
     if len(raw_events) > MAX_EVENTS_PER_BATCH:
-        raise PayloadTooLarge(
+        raise PayloadTooLargeError(
             f"{len(raw_events)} events in one batch; the limit is {MAX_EVENTS_PER_BATCH}",
             field="events",
             code="too_many_events",

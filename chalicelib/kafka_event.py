@@ -88,7 +88,9 @@ def decode_records(event: object) -> list[KafkaRecord]:
             try:
                 key, value = _b64(rec.get("key")), _b64(rec.get("value"))
             except (binascii.Error, ValueError, TypeError) as exc:
-                out.append(KafkaRecord(topic, partition, offset, timestamp, None, None, headers, f"undecodable base64: {exc}"))
+                out.append(
+                    KafkaRecord(topic, partition, offset, timestamp, None, None, headers, f"undecodable base64: {exc}")
+                )
                 continue
             out.append(KafkaRecord(topic, partition, offset, timestamp, key, value, headers))
     return out

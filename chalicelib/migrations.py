@@ -70,6 +70,8 @@ def migrate(client: Any, directory: Path, *, database: str) -> list[str]:
         logger.info("applying migration %s", migration.name)
         for statement in migration.statements:
             client.command(statement)
-        client.insert(f"{database}.schema_migrations", [[migration.version, migration.name]], column_names=["version", "name"])
+        client.insert(
+            f"{database}.schema_migrations", [[migration.version, migration.name]], column_names=["version", "name"]
+        )
         applied.append(migration.name)
     return applied

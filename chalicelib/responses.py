@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from chalicelib.errors import ServiceUnavailable, TrackflowError
+from chalicelib.errors import ServiceUnavailableError, TrackflowError
 
-JSON_HEADERS = {"Content-Type": "application/json"}
+Headers = dict[str, str | list[str]]
+
+JSON_HEADERS: Headers = {"Content-Type": "application/json"}
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
 
 
-def error_parts(exc: TrackflowError) -> tuple[dict[str, object], int, dict[str, str]]:
+def error_parts(exc: TrackflowError) -> tuple[dict[str, object], int, Headers]:
     """(body, status, headers) for an error; 503s carry ``Retry-After``."""
-    headers = dict(JSON_HEADERS)
-    if isinstance(exc, ServiceUnavailable):
+    headers: Headers = dict(JSON_HEADERS)
+    if isinstance(exc, ServiceUnavailableError):
         headers["Retry-After"] = str(exc.retry_after)
     return exc.to_dict(), exc.status, headers
 

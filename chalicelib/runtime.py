@@ -37,7 +37,7 @@ def settings() -> Settings:
     with _lock:
         if "settings" not in _state:
             _state["settings"] = load_settings()
-        return _state["settings"]  # type: ignore[no-any-return]
+        return _state["settings"]
 
 
 def sender() -> Any:
@@ -60,7 +60,9 @@ def writer() -> Any:
             from chalicelib.clickhouse import EventWriter, connect
 
             conf = settings()
-            _state["writer"] = EventWriter(connect(conf.clickhouse, database=conf.clickhouse.database), database=conf.clickhouse.database)
+            _state["writer"] = EventWriter(
+                connect(conf.clickhouse, database=conf.clickhouse.database), database=conf.clickhouse.database
+            )
         return _state["writer"]
 
 

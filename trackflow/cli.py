@@ -54,9 +54,21 @@ def main(verbose: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address every server binds to.")
 @click.option("--port", "api_port", default=8000, show_default=True, help="Collect API port.")
 @click.option("--tracker-port", default=8080, show_default=True, help="Port serving tracker/dist.")
-@click.option("--broker-port", default=9092, show_default=True, help="Embedded broker port (when KAFKA_BOOTSTRAP_SERVERS is unset).")
-@click.option("--batch-size", default=500, show_default=True, help="Records per ingest invocation (the mapping's BatchSize).")
-@click.option("--batching-window", default=0.25, show_default=True, help="Seconds to wait filling a batch (MaximumBatchingWindowInSeconds).")
+@click.option(
+    "--broker-port",
+    default=9092,
+    show_default=True,
+    help="Embedded broker port (when KAFKA_BOOTSTRAP_SERVERS is unset).",
+)
+@click.option(
+    "--batch-size", default=500, show_default=True, help="Records per ingest invocation (the mapping's BatchSize)."
+)
+@click.option(
+    "--batching-window",
+    default=0.25,
+    show_default=True,
+    help="Seconds to wait filling a batch (MaximumBatchingWindowInSeconds).",
+)
 def dev(host: str, api_port: int, tracker_port: int, broker_port: int, batch_size: int, batching_window: float) -> None:
     """Run the whole pipeline in one process: broker, collect API, trigger runner, chDB."""
     from trackflow.dev import DevOptions, DevStack, banner
@@ -85,7 +97,12 @@ def dev(host: str, api_port: int, tracker_port: int, broker_port: int, batch_siz
 
 @main.command()
 @click.option("--batch-size", default=500, show_default=True, help="Records per invocation (BatchSize).")
-@click.option("--batching-window", default=0.25, show_default=True, help="Seconds to fill a batch (MaximumBatchingWindowInSeconds).")
+@click.option(
+    "--batching-window",
+    default=0.25,
+    show_default=True,
+    help="Seconds to fill a batch (MaximumBatchingWindowInSeconds).",
+)
 @click.option("--group", default="trackflow-ingest", show_default=True, help="Consumer group id.")
 def trigger(batch_size: int, batching_window: float, group: str) -> None:
     """Run only the Kafka trigger: consume the events topic and invoke the ingest function.
@@ -98,7 +115,9 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
 
     settings = _settings()
     if settings.embedded_kafka:
-        raise click.ClickException("set KAFKA_BOOTSTRAP_SERVERS (host:port of your broker); `trackflow dev` starts one for you")
+        raise click.ClickException(
+            "set KAFKA_BOOTSTRAP_SERVERS (host:port of your broker); `trackflow dev` starts one for you"
+        )
     runtime.configure(settings=settings)
     import app as app_module
 

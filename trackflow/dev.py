@@ -80,7 +80,9 @@ def _chalice_server(host: str, port: int) -> Any:
 class DevStack:
     """Everything ``trackflow dev`` runs; :meth:`start` then :meth:`stop` (or use ``with``)."""
 
-    def __init__(self, settings: Settings, options: DevOptions, *, on_ready: Callable[[DevStack], None] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, options: DevOptions, *, on_ready: Callable[[DevStack], None] | None = None
+    ) -> None:
         self.settings = settings
         self.options = options
         self._on_ready = on_ready
@@ -182,7 +184,9 @@ def banner(stack: DevStack) -> str:
     conf, opts = stack.settings, stack.options
     api = stack.api_url
     clickhouse = conf.clickhouse.url or (
-        f"{conf.clickhouse.host}:{conf.clickhouse.port}" if conf.clickhouse.host else f"chDB in {conf.clickhouse.data_path}"
+        f"{conf.clickhouse.host}:{conf.clickhouse.port}"
+        if conf.clickhouse.host
+        else f"chDB in {conf.clickhouse.data_path}"
     )
     broker = f"embedded Tansu on {stack.bootstrap_servers}" if stack.broker else stack.bootstrap_servers
     tracker = (
@@ -207,6 +211,6 @@ def banner(stack: DevStack) -> str:
             "Send an event:",
             f"  {curl}",
             "See it (in another terminal, while this runs):",
-            "  .venv/bin/trackflow sql \"SELECT timestamp, type, url_path, utm_source FROM events FINAL ORDER BY timestamp DESC LIMIT 5\"",
+            '  .venv/bin/trackflow sql "SELECT timestamp, type, url_path, utm_source FROM events FINAL ORDER BY timestamp DESC LIMIT 5"',
         ]
     )

@@ -27,13 +27,16 @@ MAX_QUERY_BYTES = 64 * 1024
 def run_query(client: Any, sql: str) -> dict[str, Any]:
     """Run one read-only query; return its column names and rows (JSON-friendly)."""
     result = client.query(sql, settings={"readonly": 1})
-    rows = [[value if isinstance(value, (int, float, str, type(None))) else str(value) for value in row] for row in result.result_rows]
+    rows = [
+        [value if isinstance(value, (int, float, str, type(None))) else str(value) for value in row]
+        for row in result.result_rows
+    ]
     return {"columns": list(result.column_names), "rows": rows}
 
 
 def _handler(client: Any) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_QUERY_BYTES:
                 self._send(413, {"error": f"query longer than {MAX_QUERY_BYTES} bytes"})
@@ -90,7 +93,7 @@ def query_running_dev(data_dir: Path, sql: str, *, timeout_s: float = 30.0) -> d
     request = urllib.request.Request(url, data=sql.encode(), method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return json.loads(response.read())  # type: ignore[no-any-return]
+            return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         body = json.loads(exc.read() or b"{}")
         raise RuntimeError(body.get("error", f"query failed with HTTP {exc.code}")) from None

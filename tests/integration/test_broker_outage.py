@@ -34,7 +34,11 @@ def _collect(client: Client) -> Any:
 
 
 def test_unreachable_broker_answers_503_with_retry_after_promptly(tmp_path: Path) -> None:
-    env = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "TRACKFLOW_DATA_DIR": str(tmp_path), "TRACKFLOW_PRODUCE_TIMEOUT": "2"}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "TRACKFLOW_DATA_DIR": str(tmp_path),
+        "TRACKFLOW_PRODUCE_TIMEOUT": "2",
+    }
     runtime.reset()
     runtime.configure(settings=load_settings(env))
     try:

@@ -31,7 +31,9 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "trackflow.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "trackflow.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
@@ -64,7 +66,18 @@ def test_dev_runs_the_pipeline_shows_the_row_via_sql_and_stops_everything_on_ctr
     api_port, broker_port, tracker_port = free_port(), free_port(), free_port()
     env = _env(tmp_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trackflow.cli", "dev", "--port", str(api_port), "--broker-port", str(broker_port), "--tracker-port", str(tracker_port)],
+        [
+            sys.executable,
+            "-m",
+            "trackflow.cli",
+            "dev",
+            "--port",
+            str(api_port),
+            "--broker-port",
+            str(broker_port),
+            "--tracker-port",
+            str(tracker_port),
+        ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -90,7 +103,9 @@ def test_dev_runs_the_pipeline_shows_the_row_via_sql_and_stops_everything_on_ctr
             ],
         }
         request = urllib.request.Request(
-            f"http://127.0.0.1:{api_port}/v1/collect", data=json.dumps(body).encode(), headers={"Content-Type": "text/plain"}
+            f"http://127.0.0.1:{api_port}/v1/collect",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "text/plain"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 202
@@ -98,7 +113,13 @@ def test_dev_runs_the_pipeline_shows_the_row_via_sql_and_stops_everything_on_ctr
         accepted_at = time.monotonic()
 
         def row() -> list[dict[str, object]]:
-            result = _cli("sql", f"SELECT toString(event_id) AS id, utm_source FROM events FINAL WHERE event_id = '{event_id}'", "--format", "json", env=env)
+            result = _cli(
+                "sql",
+                f"SELECT toString(event_id) AS id, utm_source FROM events FINAL WHERE event_id = '{event_id}'",
+                "--format",
+                "json",
+                env=env,
+            )
             assert result.returncode == 0, result.stderr
             return json.loads(result.stdout)  # type: ignore[no-any-return]
 
@@ -126,7 +147,18 @@ def test_a_second_process_on_the_same_data_dir_is_told_why_it_cannot_start(tmp_p
     api_port, broker_port = free_port(), free_port()
     env = _env(tmp_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trackflow.cli", "dev", "--port", str(api_port), "--broker-port", str(broker_port), "--tracker-port", str(free_port())],
+        [
+            sys.executable,
+            "-m",
+            "trackflow.cli",
+            "dev",
+            "--port",
+            str(api_port),
+            "--broker-port",
+            str(broker_port),
+            "--tracker-port",
+            str(free_port()),
+        ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -82,7 +82,11 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_cfn_lint_passes_for_each_kafka_variant(package: Path, tmp_path: Path, variant: str) -> None:
     template = copy.deepcopy(_template(package))
-    for name, value in {**VARIANTS[variant], "KafkaBootstrapServers": "b-1:9092,b-2:9092", "ClickHouseUrl": "https://ch.example:8443"}.items():
+    for name, value in {
+        **VARIANTS[variant],
+        "KafkaBootstrapServers": "b-1:9092,b-2:9092",
+        "ClickHouseUrl": "https://ch.example:8443",
+    }.items():
         template["Parameters"][name]["Default"] = value
     path = tmp_path / f"{variant}.json"
     path.write_text(json.dumps(template))

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.integration
 
 def _post(client: Client, body: Any, content_type: str = "text/plain") -> Any:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return client.http.post("/v1/collect", headers={"Content-Type": content_type, "User-Agent": "pytest-agent"}, body=raw)
+    return client.http.post(
+        "/v1/collect", headers={"Content-Type": content_type, "User-Agent": "pytest-agent"}, body=raw
+    )
 
 
 def _runner(conf: Settings, **kwargs: Any) -> TriggerRunner:
@@ -79,7 +81,9 @@ def test_collected_event_reaches_clickhouse_with_enriched_fields(pipeline: Setti
     assert runner.stats.batches >= 1
 
 
-def test_accepts_application_json_and_the_legacy_path_and_reports_rejections(pipeline: Settings, clickhouse: Any) -> None:
+def test_accepts_application_json_and_the_legacy_path_and_reports_rejections(
+    pipeline: Settings, clickhouse: Any
+) -> None:
     good, bad = new_event("click"), new_event("click", event_id="nope")
     with Client(app.app) as client:
         response = client.http.post(
@@ -122,7 +126,10 @@ def test_the_same_batch_delivered_twice_counts_once(pipeline: Settings, clickhou
     with Client(app.app) as client:
         assert _post(client, {"api_key": "k", "events": events}).status_code == 202
     consumer = KafkaConsumer(
-        pipeline.events_topic, bootstrap_servers=pipeline.bootstrap_servers, auto_offset_reset="earliest", consumer_timeout_ms=5000
+        pipeline.events_topic,
+        bootstrap_servers=pipeline.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
     )
     records = [next(consumer)]
     consumer.close()
@@ -135,7 +142,12 @@ def test_the_same_batch_delivered_twice_counts_once(pipeline: Settings, clickhou
     assert clickhouse.query("SELECT count() FROM events").result_rows[0][0] == 5
     # The same events inside a different batch (another token) still count once with FINAL.
     shifted = build_event(
-        [encode_record(topic=r.topic, partition=r.partition, offset=r.offset + 100, timestamp=0, key=r.key, value=r.value) for r in records],
+        [
+            encode_record(
+                topic=r.topic, partition=r.partition, offset=r.offset + 100, timestamp=0, key=r.key, value=r.value
+            )
+            for r in records
+        ],
         bootstrap_servers="x",
     )
     with Client(app.app) as client:
@@ -145,25 +157,34 @@ def test_the_same_batch_delivered_twice_counts_once(pipeline: Settings, clickhou
     assert clickhouse.query("SELECT uniqExact(event_id) FROM events").result_rows[0][0] == 5
 
 
-def test_poison_records_go_to_the_dlq_with_their_reason_and_the_rest_is_stored(pipeline: Settings, clickhouse: Any) -> None:
+def test_poison_records_go_to_the_dlq_with_their_reason_and_the_rest_is_stored(
+    pipeline: Settings, clickhouse: Any
+) -> None:
     with Client(app.app) as client:
         assert _post(client, {"api_key": "k", "events": [new_event(), new_event()]}).status_code == 202
     producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap_servers)
     producer.send(pipeline.events_topic, key=b"x", value=b"\x00 definitely not json", partition=0).get(10)
-    producer.send(pipeline.events_topic, key=b"y", value=orjson.dumps({"v": 1, "events": [{"event_id": "nope"}]}), partition=1).get(10)
+    producer.send(
+        pipeline.events_topic, key=b"y", value=orjson.dumps({"v": 1, "events": [{"event_id": "nope"}]}), partition=1
+    ).get(10)
     producer.close()
     with Client(app.app) as client:
         assert _post(client, {"api_key": "k", "events": [new_event()]}).status_code == 202
 
     _drain(_runner(pipeline), clickhouse, 3)
-    dead = clickhouse.query("SELECT reason, source_partition, event_index FROM dead_letters ORDER BY source_partition").result_rows
+    dead = clickhouse.query(
+        "SELECT reason, source_partition, event_index FROM dead_letters ORDER BY source_partition"
+    ).result_rows
     assert len(dead) == 2
     assert "value is not JSON" in dead[0][0]
     assert dead[1][0].startswith("event 0: missing field")
     assert dead[1][2] == 0
 
     consumer = KafkaConsumer(
-        pipeline.dlq_topic, bootstrap_servers=pipeline.bootstrap_servers, auto_offset_reset="earliest", consumer_timeout_ms=5000
+        pipeline.dlq_topic,
+        bootstrap_servers=pipeline.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
     )
     letters = [next(consumer), next(consumer)]
     consumer.close()

@@ -49,7 +49,11 @@ def test_enrich_produces_every_column_with_strings_and_millisecond_ints() -> Non
         type="click",
         ts_ms=1_000_000_000_000,
         props_json='{"id":"buy"}',
-        context={"url": "https://a.example/p?utm_medium=cpc", "referrer": "https://www.b.example/", "anonymous_id": "v"},
+        context={
+            "url": "https://a.example/p?utm_medium=cpc",
+            "referrer": "https://www.b.example/",
+            "anonymous_id": "v",
+        },
     )
     out = enrich(raw, project_id="p1", sent_at_ms=None, received_at_ms=1_000_000_000_500, user_agent="UA")
     assert out["url_host"] == "a.example"

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from chalicelib import events
-from chalicelib.errors import PayloadTooLarge, RequestError
+from chalicelib.errors import PayloadTooLargeError, RequestError
 
 
 def _event(**overrides: Any) -> dict[str, Any]:
@@ -55,13 +55,13 @@ def test_rejects_malformed_requests_naming_the_field(body: bytes, field: str, co
 
 
 def test_rejects_body_over_size_limit_with_413() -> None:
-    with pytest.raises(PayloadTooLarge) as info:
+    with pytest.raises(PayloadTooLargeError) as info:
         events.parse_body(b" " * (events.MAX_BODY_BYTES + 1))
     assert info.value.status == 413
 
 
 def test_rejects_batch_over_event_limit_with_413() -> None:
-    with pytest.raises(PayloadTooLarge) as info:
+    with pytest.raises(PayloadTooLargeError) as info:
         events.parse_body(_body(*[_event() for _ in range(events.MAX_EVENTS_PER_BATCH + 1)]))
     assert info.value.code == "too_many_events"
 

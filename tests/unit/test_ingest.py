@@ -55,7 +55,10 @@ def _envelope(*events: object) -> bytes:
 
 def test_inserts_every_event_of_every_record_in_one_insert_with_provenance() -> None:
     writer, dlq = FakeWriter(), FakeDlq()
-    payload = build_event([_record(4, _envelope(_normalised(), _normalised())), _record(9, _envelope(_normalised()), 1)], bootstrap_servers="b")
+    payload = build_event(
+        [_record(4, _envelope(_normalised(), _normalised())), _record(9, _envelope(_normalised()), 1)],
+        bootstrap_servers="b",
+    )
     result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 0)
     assert result == {"records": 2, "inserted": 3, "dead_lettered": 0}
     assert len(writer.events) == 1
@@ -79,7 +82,7 @@ def test_dead_letters_unreadable_records_and_stores_the_rest(value: bytes, reaso
     result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 5)
     assert result["inserted"] == 1
     assert result["dead_lettered"] == 1
-    topic, (key, dlq_value, headers) = dlq.sent[0]
+    topic, (_key, dlq_value, headers) = dlq.sent[0]
     assert topic == "dlq"
     assert dlq_value == value
     header = dict(headers)

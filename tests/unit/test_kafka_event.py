@@ -46,7 +46,15 @@ def test_decodes_a_self_managed_payload_with_signed_header_bytes_and_null_key() 
         "bootstrapServers": "k:9092",
         "records": {
             "t-1": [
-                {"topic": "t", "partition": 1, "offset": 3, "timestamp": 0, "key": None, "value": "eA==", "headers": [{"h": [-61, -87]}]}
+                {
+                    "topic": "t",
+                    "partition": 1,
+                    "offset": 3,
+                    "timestamp": 0,
+                    "key": None,
+                    "value": "eA==",
+                    "headers": [{"h": [-61, -87]}],
+                }
             ]
         },
     }
@@ -57,7 +65,10 @@ def test_decodes_a_self_managed_payload_with_signed_header_bytes_and_null_key() 
 
 
 def test_marks_a_record_with_bad_base64_instead_of_failing_the_batch() -> None:
-    event = {"eventSource": "aws:kafka", "records": {"t-0": [{"topic": "t", "partition": 0, "offset": 1, "value": "%%%"}]}}
+    event = {
+        "eventSource": "aws:kafka",
+        "records": {"t-0": [{"topic": "t", "partition": 0, "offset": 1, "value": "%%%"}]},
+    }
     (record,) = decode_records(event)
     assert record.value is None
     assert record.error is not None
@@ -81,7 +92,9 @@ def test_rejects_payloads_of_the_wrong_shape(event: object) -> None:
 
 def test_build_event_round_trips_through_decode_grouped_by_topic_partition() -> None:
     records = [
-        encode_record(topic="t", partition=p, offset=o, timestamp=7, key=b"k", value=b"v%d" % o, headers=[("a", b"\x00\xff")])
+        encode_record(
+            topic="t", partition=p, offset=o, timestamp=7, key=b"k", value=b"v%d" % o, headers=[("a", b"\x00\xff")]
+        )
         for p, o in [(0, 1), (1, 5), (0, 2)]
     ]
     event = build_event(records, bootstrap_servers="b:9092")

@@ -22,7 +22,9 @@ def test_project_migrations_load_in_order_with_the_database_filled_in() -> None:
 
 
 def test_splits_statements_and_drops_comment_lines(tmp_path: Path) -> None:
-    (tmp_path / "001_two.sql").write_text("-- a; comment;\nCREATE TABLE ${DATABASE}.a (x UInt8) ENGINE=Log;\n\nSELECT ';'\n;\n")
+    (tmp_path / "001_two.sql").write_text(
+        "-- a; comment;\nCREATE TABLE ${DATABASE}.a (x UInt8) ENGINE=Log;\n\nSELECT ';'\n;\n"
+    )
     (migration,) = load_migrations(tmp_path, database="d")
     assert migration.statements == ("CREATE TABLE d.a (x UInt8) ENGINE=Log", "SELECT ';'")
 

@@ -20,13 +20,21 @@ def test_no_settings_means_embedded_engines_in_the_data_dir(tmp_path: Path) -> N
     assert conf.stage == "dev"
 
 
-def test_default_data_dir_is_dot_trackflow_in_the_working_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_default_data_dir_is_dot_trackflow_in_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert load_settings({}).data_dir == tmp_path / ".trackflow"
 
 
 def test_real_servers_are_used_when_configured() -> None:
-    conf = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9093", "CLICKHOUSE_URL": "https://ch.example:8443", "CLICKHOUSE_DATABASE": "tf"})
+    conf = load_settings(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9093",
+            "CLICKHOUSE_URL": "https://ch.example:8443",
+            "CLICKHOUSE_DATABASE": "tf",
+        }
+    )
     assert not conf.embedded_kafka
     assert conf.bootstrap_servers == "k1:9092,k2:9093"
     assert not conf.clickhouse.embedded
