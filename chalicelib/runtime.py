@@ -44,11 +44,11 @@ def sender() -> Any:
     """The Kafka sender shared by collect and the ingest dead-letter path."""
     with _lock:
         if "sender" not in _state:
-            from chalicelib.producer import KafkaSender, kafka_producer_factory
+            from chalicelib.producer import KafkaSender, backend_factory
 
             conf = settings()
-            factory = kafka_producer_factory(
-                conf.bootstrap_servers, timeout_s=conf.produce_timeout_s, client_id=f"trackflow-{conf.stage}"
+            factory = backend_factory(
+                conf.kafka_client, conf.bootstrap_servers, timeout_s=conf.produce_timeout_s, client_id=f"trackflow-{conf.stage}"
             )
             _state["sender"] = KafkaSender(factory, timeout_s=conf.produce_timeout_s, retry_after=conf.retry_after_s)
         return _state["sender"]

@@ -29,6 +29,8 @@ DEFAULT_CLICKHOUSE_PORT = 8123
 DEFAULT_STAGE = "dev"
 DEFAULT_PRODUCE_TIMEOUT_S = 5.0
 DEFAULT_RETRY_AFTER_S = 5
+DEFAULT_KAFKA_CLIENT = "confluent"
+KAFKA_CLIENTS = ("confluent", "kafka-python")
 STAGES = ("dev", "prod", "test")
 
 
@@ -57,6 +59,7 @@ class Settings:
     stage: str
     data_dir: Path
     kafka_bootstrap_servers: str | None
+    kafka_client: str
     events_topic: str
     dlq_topic: str
     produce_timeout_s: float
@@ -150,6 +153,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     retry_after = _positive_float(env, "TRACKFLOW_RETRY_AFTER", DEFAULT_RETRY_AFTER_S)
     clickhouse = _clickhouse(env, data_dir)
     kafka = _bootstrap(env)
+    kafka_client = _get(env, "TRACKFLOW_KAFKA_CLIENT") or DEFAULT_KAFKA_CLIENT
+    if kafka_client not in KAFKA_CLIENTS:
+        raise ConfigError(f"TRACKFLOW_KAFKA_CLIENT={kafka_client!r} is unknown; set it to one of {', '.join(KAFKA_CLIENTS)}")
     if stage == "prod" and (kafka is None or clickhouse.embedded):
         raise ConfigError(
             "the prod stage has no embedded engines: set KAFKA_BOOTSTRAP_SERVERS and CLICKHOUSE_URL "
@@ -159,6 +165,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stage=stage,
         data_dir=data_dir,
         kafka_bootstrap_servers=kafka,
+        kafka_client=kafka_client,
         events_topic=events_topic,
         dlq_topic=dlq_topic,
         produce_timeout_s=_positive_float(env, "TRACKFLOW_PRODUCE_TIMEOUT", DEFAULT_PRODUCE_TIMEOUT_S),

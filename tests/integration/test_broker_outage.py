@@ -54,8 +54,9 @@ def test_unreachable_broker_answers_503_with_retry_after_promptly(tmp_path: Path
     assert elapsed < 10  # bounded by the produce timeout, never a hang
 
 
-def test_collect_recovers_after_the_broker_restarts(own_broker: EmbeddedBroker, data_dir: Path) -> None:
-    conf = load_settings(make_env(own_broker, data_dir, TRACKFLOW_PRODUCE_TIMEOUT="2"))
+@pytest.mark.parametrize("kafka_client", ["confluent", "kafka-python"])
+def test_collect_recovers_after_the_broker_restarts(own_broker: EmbeddedBroker, data_dir: Path, kafka_client: str) -> None:
+    conf = load_settings(make_env(own_broker, data_dir, TRACKFLOW_PRODUCE_TIMEOUT="2", TRACKFLOW_KAFKA_CLIENT=kafka_client))
     ensure_topics(conf.bootstrap_servers, {conf.events_topic: 1})
     runtime.reset()
     runtime.configure(settings=conf)
@@ -69,7 +70,7 @@ def test_collect_recovers_after_the_broker_restarts(own_broker: EmbeddedBroker, 
             own_broker.start()
             ensure_topics(conf.bootstrap_servers, {conf.events_topic: 1})
             # kafka-python's idempotent producer can't survive this restart; the sender
-            # replaced it after the failure, so the next request goes through.
+            # replaced its client after the failure, so a next request goes through.
             statuses = []
             for _ in range(5):
                 statuses.append(_collect(client).status_code)

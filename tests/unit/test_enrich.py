@@ -26,13 +26,17 @@ def test_split_url_returns_host_path_query_and_first_utm_values() -> None:
     host, path, query, utm = split_url("https://Shop.Example:8443/a/b?utm_source=x&utm_source=y&utm_campaign=c%20d&q=1")
     assert (host, path) == ("shop.example", "/a/b")
     assert query == "utm_source=x&utm_source=y&utm_campaign=c%20d&q=1"
-    assert utm == {"utm_source": "x", "utm_campaign": "c d"}
+    assert dict(utm) == {"utm_source": "x", "utm_campaign": "c d"}
 
 
 def test_split_url_tolerates_empty_and_malformed_urls() -> None:
-    assert split_url("") == ("", "", "", {})
-    assert split_url("http://[::1") == ("", "", "", {})
+    assert split_url("") == ("", "", "", ())
+    assert split_url("http://[::1") == ("", "", "", ())
     assert split_url("https://a.example")[1] == "/"
+
+
+def test_utm_values_are_decoded_like_form_fields() -> None:
+    assert dict(split_url("https://a.example/?utm_term=red+shoes&utm_content=%C3%A9")[3]) == {"utm_term": "red shoes", "utm_content": "é"}
 
 
 def test_referrer_domain_drops_www_and_handles_garbage() -> None:

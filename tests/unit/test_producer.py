@@ -1,43 +1,34 @@
-"""KafkaSender with a fake kafka-python producer: acknowledgements, 503s and client replacement."""
+"""KafkaSender with fake backends: acknowledgements, 503s and client replacement."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import orjson
 import pytest
 
 from chalicelib.errors import ProduceError
-from chalicelib.producer import KafkaSender, visitor_messages
+from chalicelib.producer import BackendFactory, KafkaSender, Message, visitor_messages
 
 
-class FakeFuture:
-    """kafka-python's FutureRecordMetadata, reduced to get()."""
-
-    def __init__(self, error: Exception | None) -> None:
-        self.error = error
-
-    def get(self, timeout: float | None = None) -> None:
-        if self.error is not None:
-            raise self.error
-
-
-class FakeProducer:
+class FakeBackend:
     def __init__(self, fail: Exception | None = None) -> None:
         self.fail = fail
         self.sent: list[tuple[str, bytes | None, bytes]] = []
         self.closed = False
 
-    def send(self, topic: str, *, key: bytes | None, value: bytes, headers: Any) -> FakeFuture:
-        if self.fail is None:
-            self.sent.append((topic, key, value))
-        return FakeFuture(self.fail)
+    def send_all(self, topic: str, messages: Sequence[Message], timeout_s: float) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.sent.extend((topic, key, value) for key, value, _ in messages)
 
-    def flush(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout_s: float) -> None:
         self.closed = True
+
+
+def _factory(*backends: FakeBackend) -> BackendFactory:
+    made = iter(backends)
+    return lambda: next(made)
 
 
 def test_groups_a_requests_events_into_one_message_per_visitor() -> None:
@@ -53,17 +44,17 @@ def test_groups_a_requests_events_into_one_message_per_visitor() -> None:
     assert dict(messages[0][2]) == {"project": b"p", "schema": b"1"}
 
 
-def test_send_waits_for_every_acknowledgement() -> None:
-    producer = FakeProducer()
-    sender = KafkaSender(lambda: producer, timeout_s=1)
+def test_send_passes_every_message_and_reuses_the_client() -> None:
+    backend = FakeBackend()
+    sender = KafkaSender(_factory(backend), timeout_s=1)
     sender.send("t", [(b"k", b"v", [])])
-    assert producer.sent == [("t", b"k", b"v")]
+    sender.send("t", [(b"k2", b"v2", [])])
+    assert backend.sent == [("t", b"k", b"v"), ("t", b"k2", b"v2")]
 
 
 def test_a_failed_send_raises_produce_error_and_replaces_the_client() -> None:
-    broken, healthy = FakeProducer(fail=RuntimeError("InitProducerId failed")), FakeProducer()
-    made = iter([broken, healthy])
-    sender = KafkaSender(lambda: next(made), timeout_s=1, retry_after=7)
+    broken, healthy = FakeBackend(fail=RuntimeError("InitProducerId failed")), FakeBackend()
+    sender = KafkaSender(_factory(broken, healthy), timeout_s=1, retry_after=7)
     with pytest.raises(ProduceError) as info:
         sender.send("t", [(b"k", b"v", [])])
     assert info.value.status == 503
@@ -74,7 +65,7 @@ def test_a_failed_send_raises_produce_error_and_replaces_the_client() -> None:
 
 
 def test_an_unreachable_broker_at_client_creation_is_a_503() -> None:
-    def factory() -> Any:
+    def factory() -> FakeBackend:
         raise OSError("connection refused")
 
     with pytest.raises(ProduceError) as info:
