@@ -36,7 +36,13 @@ def _proxy_events(bodies: list[bytes]) -> list[dict[str, Any]]:
 def _messages(body: bytes) -> list[Message]:
     batch = parse_body(body)
     events = [
-        enrich(e, project_id=batch.api_key, sent_at_ms=batch.sent_at_ms, received_at_ms=batch.sent_at_ms or 0, user_agent="ua")
+        enrich(
+            e,
+            project_id=batch.api_key,
+            sent_at_ms=batch.sent_at_ms,
+            received_at_ms=batch.sent_at_ms or 0,
+            user_agent="ua",
+        )
         for e in batch.events
     ]
     return visitor_messages(events, project_id=batch.api_key, schema_version=SCHEMA_VERSION)
@@ -107,12 +113,15 @@ def run(settings: Settings, *, requests: int, events_per_request: int) -> dict[s
     result = {
         "collect_events_per_s_per_core": ours.sample.per_core(events),
         "collect_wall_events_per_s": events / ours.sample.wall_s,
-        "bare_kafka_python_sync_events_per_s_per_core": events / _bare_kafka_python(bootstrap, topic, per_request, sync=True),
-        "bare_kafka_python_async_events_per_s_per_core": events / _bare_kafka_python(bootstrap, topic, per_request, sync=False),
+        "bare_kafka_python_sync_events_per_s_per_core": events
+        / _bare_kafka_python(bootstrap, topic, per_request, sync=True),
+        "bare_kafka_python_async_events_per_s_per_core": events
+        / _bare_kafka_python(bootstrap, topic, per_request, sync=False),
         "bare_kafka_python_one_msg_per_event_async_events_per_s_per_core": events
         / _bare_kafka_python(bootstrap, topic, per_event, sync=False),
         "bare_confluent_sync_events_per_s_per_core": events / _bare_confluent(bootstrap, topic, per_request, sync=True),
-        "bare_confluent_async_events_per_s_per_core": events / _bare_confluent(bootstrap, topic, per_request, sync=False),
+        "bare_confluent_async_events_per_s_per_core": events
+        / _bare_confluent(bootstrap, topic, per_request, sync=False),
     }
     result["collect_vs_bare_producer"] = (
         result["collect_events_per_s_per_core"] / result["bare_kafka_python_sync_events_per_s_per_core"]

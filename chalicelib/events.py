@@ -39,7 +39,7 @@ MAX_PROPS_BYTES = 16 * 1024
 MIN_TS_MS = 946_684_800_000
 MAX_TS_MS = 4_102_444_800_000
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 CONTEXT_FIELDS = (
     "url",
@@ -153,7 +153,7 @@ def validate_event(index: int, raw: object, shared: dict[str, str]) -> RawEvent:
     event_id = raw.get("event_id")
     if not isinstance(event_id, str):
         raise EventError("event_id must be a UUID string")
-    if _UUID.fullmatch(event_id) is None:
+    if UUID_PATTERN.fullmatch(event_id) is None:
         raise EventError("event_id is not a valid UUID (expected the 8-4-4-4-12 hex form)")
     event_id = event_id.lower()
     etype = raw.get("type")

@@ -54,8 +54,10 @@ def _headers(raw: object) -> dict[str, bytes]:
         if isinstance(item, dict):
             for name, value in item.items():
                 if isinstance(value, list):
-                    # Java bytes may arrive signed (-128..127).
-                    out[name] = bytes(b & 0xFF for b in value)
+                    try:
+                        out[name] = bytes(value)
+                    except ValueError:  # Java bytes may arrive signed (-128..127)
+                        out[name] = bytes(b & 0xFF for b in value)
     return out
 
 

@@ -111,7 +111,9 @@ class KafkaPythonBackend:
         )
 
     def send_all(self, topic: str, messages: Sequence[Message], timeout_s: float) -> None:
-        futures = [self._producer.send(topic, key=key, value=value, headers=headers) for key, value, headers in messages]
+        futures = [
+            self._producer.send(topic, key=key, value=value, headers=headers) for key, value, headers in messages
+        ]
         self._producer.flush(timeout=timeout_s)
         for future in futures:
             future.get(timeout=0.001)

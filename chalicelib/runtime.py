@@ -48,7 +48,10 @@ def sender() -> Any:
 
             conf = settings()
             factory = backend_factory(
-                conf.kafka_client, conf.bootstrap_servers, timeout_s=conf.produce_timeout_s, client_id=f"trackflow-{conf.stage}"
+                conf.kafka_client,
+                conf.bootstrap_servers,
+                timeout_s=conf.produce_timeout_s,
+                client_id=f"trackflow-{conf.stage}",
             )
             _state["sender"] = KafkaSender(factory, timeout_s=conf.produce_timeout_s, retry_after=conf.retry_after_s)
         return _state["sender"]

@@ -155,7 +155,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     kafka = _bootstrap(env)
     kafka_client = _get(env, "TRACKFLOW_KAFKA_CLIENT") or DEFAULT_KAFKA_CLIENT
     if kafka_client not in KAFKA_CLIENTS:
-        raise ConfigError(f"TRACKFLOW_KAFKA_CLIENT={kafka_client!r} is unknown; set it to one of {', '.join(KAFKA_CLIENTS)}")
+        raise ConfigError(
+            f"TRACKFLOW_KAFKA_CLIENT={kafka_client!r} is unknown; set it to one of {', '.join(KAFKA_CLIENTS)}"
+        )
     if stage == "prod" and (kafka is None or clickhouse.embedded):
         raise ConfigError(
             "the prod stage has no embedded engines: set KAFKA_BOOTSTRAP_SERVERS and CLICKHOUSE_URL "

@@ -55,8 +55,12 @@ def test_unreachable_broker_answers_503_with_retry_after_promptly(tmp_path: Path
 
 
 @pytest.mark.parametrize("kafka_client", ["confluent", "kafka-python"])
-def test_collect_recovers_after_the_broker_restarts(own_broker: EmbeddedBroker, data_dir: Path, kafka_client: str) -> None:
-    conf = load_settings(make_env(own_broker, data_dir, TRACKFLOW_PRODUCE_TIMEOUT="2", TRACKFLOW_KAFKA_CLIENT=kafka_client))
+def test_collect_recovers_after_the_broker_restarts(
+    own_broker: EmbeddedBroker, data_dir: Path, kafka_client: str
+) -> None:
+    conf = load_settings(
+        make_env(own_broker, data_dir, TRACKFLOW_PRODUCE_TIMEOUT="2", TRACKFLOW_KAFKA_CLIENT=kafka_client)
+    )
     ensure_topics(conf.bootstrap_servers, {conf.events_topic: 1})
     runtime.reset()
     runtime.configure(settings=conf)

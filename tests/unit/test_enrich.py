@@ -36,7 +36,10 @@ def test_split_url_tolerates_empty_and_malformed_urls() -> None:
 
 
 def test_utm_values_are_decoded_like_form_fields() -> None:
-    assert dict(split_url("https://a.example/?utm_term=red+shoes&utm_content=%C3%A9")[3]) == {"utm_term": "red shoes", "utm_content": "é"}
+    assert dict(split_url("https://a.example/?utm_term=red+shoes&utm_content=%C3%A9")[3]) == {
+        "utm_term": "red shoes",
+        "utm_content": "é",
+    }
 
 
 def test_referrer_domain_drops_www_and_handles_garbage() -> None:

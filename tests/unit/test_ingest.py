@@ -64,7 +64,7 @@ def test_inserts_every_event_of_every_record_in_one_insert_with_provenance() -> 
     assert len(writer.events) == 1
     rows, _ = writer.events[0]
     assert all(len(row) == len(EVENT_COLUMNS) for row in rows)
-    assert [row[-3:] for row in rows] == [["events", 0, 4], ["events", 0, 4], ["events", 1, 9]]
+    assert [row[-3:] for row in rows] == [("events", 0, 4), ("events", 0, 4), ("events", 1, 9)]
     assert dlq.sent == []
 
 
