@@ -39,7 +39,7 @@ def _cpu_s(pid: int) -> float:
 def _query(sql_url: str, sql: str) -> list[list[Any]]:
     request = urllib.request.Request(sql_url, data=sql.encode(), method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["rows"]  # type: ignore[no-any-return]
+        return json.loads(response.read())["rows"]
 
 
 def _start_dev(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:

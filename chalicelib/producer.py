@@ -30,7 +30,8 @@ from chalicelib.errors import ProduceError
 
 logger = logging.getLogger(__name__)
 
-Message = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+Headers = list[tuple[str, str | bytes | None]]
+Message = tuple[bytes | None, bytes, Headers]
 
 
 class ProducerBackend(Protocol):
@@ -47,7 +48,7 @@ def visitor_messages(events: Sequence[dict[str, Any]], *, project_id: str, schem
     by_visitor: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         by_visitor.setdefault(str(event.get("anonymous_id") or event["event_id"]), []).append(event)
-    headers = [("project", project_id.encode()), ("schema", str(schema_version).encode())]
+    headers: Headers = [("project", project_id.encode()), ("schema", str(schema_version).encode())]
     return [
         (visitor.encode(), orjson.dumps({"v": schema_version, "events": group}), headers)
         for visitor, group in by_visitor.items()
@@ -124,7 +125,11 @@ class KafkaPythonBackend:
 
 def backend_factory(client: str, bootstrap_servers: str, *, timeout_s: float, client_id: str) -> BackendFactory:
     """A factory of producers of the chosen client library."""
-    backend = {"confluent": ConfluentBackend, "kafka-python": KafkaPythonBackend}[client]
+    backends: dict[str, type[ConfluentBackend] | type[KafkaPythonBackend]] = {
+        "confluent": ConfluentBackend,
+        "kafka-python": KafkaPythonBackend,
+    }
+    backend = backends[client]
     return lambda: backend(bootstrap_servers, timeout_s=timeout_s, client_id=client_id)
 
 
