@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice, Response
+from chalice import Chalice, CORSConfig, Response
 
 from chalicelib import runtime
 from chalicelib.errors import TrackflowError, UnsupportedMediaTypeError
@@ -17,7 +17,9 @@ from chalicelib.responses import ACCEPTED_CONTENT_TYPES, JSON_HEADERS, error_par
 
 app = Chalice(app_name="trackflow")
 
-_COLLECT_ROUTE: dict[str, Any] = {"methods": ["POST"], "content_types": ["*/*"], "cors": True}
+# Any page may send events (projects restrict origins later); the tracker reads Retry-After.
+_CORS = CORSConfig(allow_origin="*", expose_headers=["Retry-After"], max_age=86400)
+_COLLECT_ROUTE: dict[str, Any] = {"methods": ["POST"], "content_types": ["*/*"], "cors": _CORS}
 
 
 def _error(exc: TrackflowError) -> Response:

@@ -110,5 +110,6 @@ def enrich(
         "props": event.props_json,
     }
     for key in UTM_KEYS:
-        out[key] = utm.get(key, "")
+        # The page URL's own campaign wins; else the one the tracker kept for the session.
+        out[key] = utm.get(key) or ctx.get(key, "")
     return out

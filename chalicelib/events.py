@@ -53,6 +53,12 @@ CONTEXT_FIELDS = (
     "user_id",
     "environment",
     "sdk_version",
+    # the session's campaign, kept by the tracker after the landing page's URL is gone
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
 )
 
 

@@ -1,0 +1,283 @@
+"""tracker.js in headless Chromium against the real pipeline (collect, broker, runner, chDB)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.clickhouse import connect
+from chalicelib.settings import Settings, load_settings
+from tests.conftest import make_env
+from tests.integration.tracker_harness import (
+    Site,
+    Traffic,
+    anonymous_id,
+    browser_fixture,
+    pump,
+    start_stack,
+    stored,
+    wait_stored,
+    wire,
+)
+from trackflow.broker import EmbeddedBroker
+from trackflow.dev import DevStack
+from trackflow.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(broker: EmbeddedBroker, data_dir: Path) -> Iterator[DevStack]:
+    settings = load_settings(make_env(broker, data_dir))
+    ensure_topics(settings.bootstrap_servers, {settings.events_topic: 2, settings.dlq_topic: 1})
+    running = start_stack(settings)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def db(stack: DevStack) -> Any:
+    conf: Settings = stack.settings
+    return connect(conf.clickhouse, database=conf.clickhouse.database)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    running = Site.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from browser_fixture()
+
+
+@pytest.fixture
+def traffic() -> Traffic:
+    return Traffic()
+
+
+@pytest.fixture
+def context(browser: Any, stack: DevStack, traffic: Traffic) -> Iterator[Any]:
+    ctx = browser.new_context()
+    wire(ctx, stack.api_url, traffic)
+    yield ctx
+    ctx.close()
+
+
+def test_seed_vite_snippet_sends_pageview_click_errors_and_custom_events_once(context: Any, site: Site, db: Any) -> None:
+    page = context.new_page()
+    page.goto(f"{site.url}/vite.html")
+    visitor = anonymous_id(page)
+    page.click("#buy")
+    page.evaluate("setTimeout(() => { throw new Error('boom') }, 0)")
+    page.evaluate("Promise.reject(new Error('nope')); 1")
+    page.evaluate("track('signup', {plan: 'pro'})")
+    wait_stored(db, page, visitor, 5)
+    pump(page, 1.5)  # anything doubled would arrive by now
+    rows = stored(db, visitor)
+    types = sorted(r[0] for r in rows)
+    assert types == ["click", "error", "error", "pageView", "signup"]
+    props = {r[0]: json.loads(r[2]) for r in rows if r[0] != "error"}
+    assert props["click"]["tag"] == "BUTTON"
+    assert props["click"]["text"] == "Buy now"
+    assert props["click"]["id"] == "buy"
+    assert props["signup"] == {"plan": "pro"}
+    assert props["pageView"]["title"] == "Vite page"
+    messages = sorted(json.loads(r[2])["message"] for r in rows if r[0] == "error")
+    assert any("boom" in m for m in messages)
+    assert any("nope" in m for m in messages)
+
+
+def test_nextjs_pattern_commands_queued_before_the_async_script_loads_arrive_in_order(
+    browser: Any, stack: DevStack, site: Site, db: Any
+) -> None:
+    traffic = Traffic()
+    ctx = browser.new_context()
+    wire(ctx, stack.api_url, traffic, tracker_delay_s=0.5)  # the inline script surely runs first
+    try:
+        page = ctx.new_page()
+        page.goto(f"{site.url}/nextjs.html")
+        assert page.evaluate("window.dataLayer.length") >= 2  # queued, not yet handled
+        visitor = anonymous_id(page)
+        page.click("#buy")
+        rows = wait_stored(db, page, visitor, 3)
+        pump(page, 1.5)
+        rows = stored(db, visitor)
+        assert sorted(r[0] for r in rows) == ["click", "pageView", "signup"]
+        assert all(e["context"]["environment"] == "development" for e in traffic.events())
+    finally:
+        ctx.close()
+
+
+def test_spa_navigation_counts_each_new_url_once(context: Any, site: Site, db: Any, traffic: Traffic) -> None:
+    page = context.new_page()
+    page.goto(f"{site.url}/spa.html")
+    visitor = anonymous_id(page)
+    page.evaluate("history.pushState({}, '', '/spa/a')")
+    page.evaluate("history.replaceState({}, '', '/spa/a')")  # same URL: not a new page
+    page.evaluate("history.replaceState({}, '', '/spa/b')")
+    page.evaluate("history.pushState({}, '', '/spa/b#section')")  # only the hash changed
+    page.evaluate("history.back()")  # popstate back to /spa/b (hash dropped)
+    pump(page, 0.3)
+    page.evaluate("history.back()")  # popstate to /spa.html
+    rows = wait_stored(db, page, visitor, 4)
+    pump(page, 1.5)
+    paths = [r[1] for r in stored(db, visitor) if r[0] == "pageView"]
+    assert paths == ["/spa.html", "/spa/a", "/spa/b", "/spa.html"]
+    assert len(rows) == 4
+
+
+def test_events_pending_when_the_page_closes_arrive_through_the_beacon(
+    context: Any, site: Site, db: Any, stack: DevStack, traffic: Traffic
+) -> None:
+    # Beacons leave after the page is gone, past Playwright's routing: this page
+    # sends straight to the API with the `endpoint` option.
+    page = context.new_page()
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if r.resource_type == "fetch" and r.method == "POST" else None)
+    page.goto(f"{site.url}/options.html?endpoint={stack.api_url}")
+    visitor = anonymous_id(page)
+    page.evaluate("track('farewell', {n: 1})")  # waits for the 1 s batch timer...
+    page.close(run_before_unload=True)  # ...but the page goes first
+    checker = context.new_page()
+    rows = wait_stored(db, checker, visitor, 2)
+    assert sorted(r[0] for r in rows) == ["farewell", "pageView"]
+    assert fetched == []  # the batch timer never fired: the beacon carried them
+
+
+def test_503_then_recovery_delivers_every_event_once(browser: Any, stack: DevStack, site: Site, db: Any) -> None:
+    traffic = Traffic()
+    ctx = browser.new_context()
+    wire(ctx, stack.api_url, traffic)
+    refused: list[int] = []
+
+    def unavailable(route: Any) -> None:
+        if route.request.method == "POST" and len(refused) < 2:
+            refused.append(1)
+            route.fulfill(
+                status=503,
+                body='{"error":{"code":"produce_failed","message":"retry"}}',
+                headers={"Retry-After": "1", "Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Retry-After"},
+            )
+        else:
+            route.fallback()
+
+    ctx.route("http://localhost:8000/v1/collect", unavailable)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{site.url}/vite.html")
+        visitor = anonymous_id(page)
+        page.evaluate("track('a'); track('b')")
+        wait_stored(db, page, visitor, 3, timeout=40)
+        pump(page, 1.5)
+        rows = stored(db, visitor)
+        assert sorted(r[0] for r in rows) == ["a", "b", "pageView"]
+        assert len(refused) == 2
+        assert page.evaluate("JSON.parse(localStorage.getItem('tf_q')).length") == 0
+    finally:
+        ctx.close()
+
+
+def test_offline_then_back_with_a_reload_in_between_loses_nothing(browser: Any, stack: DevStack, site: Site, db: Any) -> None:
+    traffic = Traffic()
+    ctx = browser.new_context()
+    wire(ctx, stack.api_url, traffic)
+    ctx.route("http://localhost:8000/v1/collect", lambda route: route.abort("internetdisconnected"))
+    try:
+        page = ctx.new_page()
+        page.goto(f"{site.url}/vite.html")
+        visitor = anonymous_id(page)
+        page.evaluate("track('offline-1')")
+        pump(page, 2.5)  # a send failed: the events wait in localStorage
+        assert page.evaluate("JSON.parse(localStorage.getItem('tf_q')).length") == 2
+        page.reload()  # the beacon on the way out is lost too; the queue is not
+        page.evaluate("track('offline-2')")
+        pump(page, 1.5)
+        assert stored(db, visitor) == []
+        ctx.unroute("http://localhost:8000/v1/collect")
+        page.reload()
+        rows = wait_stored(db, page, visitor, 5, timeout=45)
+        pump(page, 2)
+        rows = stored(db, visitor)
+        assert sorted(r[0] for r in rows) == ["offline-1", "offline-2", "pageView", "pageView", "pageView"]
+        assert page.evaluate("JSON.parse(localStorage.getItem('tf_q')).length") == 0
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize(
+    ("init_script", "query", "sends"),
+    [
+        ("Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})", "respectDnt=1", False),
+        ("Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})", "respectDnt=1", False),
+        ("Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})", "", True),
+        ("Object.defineProperty(Navigator.prototype, 'webdriver', {get: () => true})", "", False),
+        ("Object.defineProperty(Navigator.prototype, 'webdriver', {get: () => true})", "trackWebdriver=1", True),
+    ],
+    ids=["gpc-honoured", "dnt-honoured", "dnt-ignored-by-default", "webdriver-skipped", "webdriver-allowed"],
+)
+def test_privacy_signals_and_automation(browser: Any, stack: DevStack, site: Site, init_script: str, query: str, sends: bool) -> None:
+    traffic = Traffic()
+    ctx = browser.new_context()
+    ctx.add_init_script(init_script)
+    wire(ctx, stack.api_url, traffic)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{site.url}/options.html?{query}")
+        page.click("#go")
+        pump(page, 2.5)
+        assert bool(traffic.posts) is sends
+    finally:
+        ctx.close()
+
+
+def test_opt_out_stops_sending_and_opt_in_resumes(context: Any, site: Site, traffic: Traffic) -> None:
+    page = context.new_page()
+    page.goto(f"{site.url}/vite.html")
+    page.evaluate("track('optOut')")
+    page.evaluate("track('while-out')")
+    page.reload()  # the choice is remembered
+    page.evaluate("track('still-out')")
+    pump(page, 2)
+    sent = {e["type"] for e in traffic.events()}
+    assert not sent & {"while-out", "still-out"}
+    page.evaluate("track('optIn'); track('back-in')")
+    pump(page, 2)
+    assert "back-in" in {e["type"] for e in traffic.events()}
+
+
+def test_bad_commands_warn_and_never_throw_into_the_page(context: Any, site: Site, traffic: Traffic) -> None:
+    page = context.new_page()
+    warnings: list[str] = []
+    errors: list[str] = []
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{site.url}/vite.html")
+    anonymous_id(page)
+    page.evaluate("track(42); track('custom', 'not-an-object'); track('config', 'OTHER'); window.dataLayer.push({event: 'gtm.js'})")
+    pump(page, 1.5)
+    assert len(warnings) == 3
+    assert errors == []
+    assert "custom" not in {e["type"] for e in traffic.events()}
+
+
+def test_identify_and_session_campaign_ride_on_later_events(context: Any, site: Site, traffic: Traffic) -> None:
+    page = context.new_page()
+    page.goto(f"{site.url}/spa.html?utm_source=news&utm_campaign=fall")
+    page.evaluate("track('identify', 'user-7')")
+    page.evaluate("history.pushState({}, '', '/spa/next')")  # the URL loses its campaign
+    pump(page, 1.5)
+    later = [e for e in traffic.events() if e["context"]["url"].endswith("/spa/next")]
+    assert later
+    assert later[0]["context"]["utm_source"] == "news"
+    assert later[0]["context"]["utm_campaign"] == "fall"
+    assert later[0]["context"]["user_id"] == "user-7"
+    first = traffic.events()[0]
+    assert first["event_id"] != later[0]["event_id"]
+    assert first["context"]["session_id"] == later[0]["context"]["session_id"]

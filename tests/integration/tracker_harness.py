@@ -1,0 +1,147 @@
+"""Harness for the tracker tests: the dev pipeline in-process, a site server, headless Chromium.
+
+Pages use the seed's snippets verbatim, so they load http://localhost:8080/tracker.js
+and send to the default http://localhost:8000. The browser context routes both to
+this run's servers (the built dist/tracker.js and the in-process API on free ports),
+so a developer's own `make dev` on those ports never collides with the tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from chalicelib.settings import Settings
+from tests.conftest import wait_for
+from trackflow.broker import free_port
+from trackflow.dev import TRACKER_DIST, DevOptions, DevStack
+
+PAGES = Path(__file__).resolve().parent / "tracker_pages"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # Playwright sets navigator.webdriver, which the tracker skips by default; a real
+    # visitor's browser doesn't. Tests that need it on set it per context.
+    "--disable-blink-features=AutomationControlled",
+]
+SEED_TRACKER = "http://localhost:8080/tracker.js"
+SEED_API = "http://localhost:8000"
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class Site:
+    """The test pages, served from their own origin."""
+
+    server: ThreadingHTTPServer
+    url: str
+
+    @classmethod
+    def start(cls) -> Site:
+        handler = functools.partial(_QuietHandler, directory=str(PAGES))
+        server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return cls(server, f"http://127.0.0.1:{server.server_address[1]}")
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_stack(settings: Settings) -> DevStack:
+    options = DevOptions(api_port=free_port(), tracker_port=free_port(), batching_window_s=0.05, partitions=2)
+    return DevStack(settings, options).start()
+
+
+@dataclass
+class Traffic:
+    """What the page sent to collect, as the browser saw it."""
+
+    posts: list[dict[str, Any]] = field(default_factory=list)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [e for body in self.posts for e in body.get("events", [])]
+
+
+def wire(context: Any, api_url: str, traffic: Traffic, *, tracker_delay_s: float = 0.0) -> None:
+    """Route the seed's tracker URL to the built file and the seed's API to this run's server."""
+    import json
+
+    code = (TRACKER_DIST / "tracker.js").read_bytes()
+
+    def tracker(route: Any) -> None:
+        if tracker_delay_s:
+            time.sleep(tracker_delay_s)
+        route.fulfill(status=200, body=code, headers={"Content-Type": "application/javascript", "Access-Control-Allow-Origin": "*"})
+
+    def api(route: Any) -> None:
+        request = route.request
+        if request.method == "POST" and "/collect" in request.url:
+            try:
+                traffic.posts.append(json.loads(request.post_data or "{}"))
+            except ValueError:
+                pass
+        route.continue_(url=request.url.replace(SEED_API, api_url, 1))
+
+    context.route(SEED_TRACKER, tracker)
+    context.route(SEED_API + "/**", api)
+
+
+def stored(clickhouse: Any, anonymous_id: str) -> list[tuple[Any, ...]]:
+    """(type, url_path, props) of the visitor's stored events, oldest first, each event once."""
+    return list(
+        clickhouse.query(
+            "SELECT type, url_path, props FROM events FINAL WHERE anonymous_id = {a:String} ORDER BY timestamp, type",
+            parameters={"a": anonymous_id},
+        ).result_rows
+    )
+
+
+def pump(page: Any, seconds: float) -> None:
+    """Let time pass *inside* Playwright: its sync API only serves routes while called."""
+    page.wait_for_timeout(seconds * 1000)
+
+
+def wait_stored(clickhouse: Any, page: Any, visitor: str, count: int, *, timeout: float = 30) -> list[tuple[Any, ...]]:
+    """The visitor's rows once there are at least ``count`` of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = stored(clickhouse, visitor)
+        if len(rows) >= count:
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(rows)} of {count} events stored within {timeout} s: {rows}")
+        pump(page, 0.2)
+
+
+def anonymous_id(page: Any) -> str:
+    value: str = wait_for(lambda: page.evaluate("localStorage.getItem('tf_aid')"), timeout=10)
+    return value
+
+
+def browser_fixture() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+Waiter = Callable[..., Any]
