@@ -1,19 +1,24 @@
 # TrackFlow: `make dev` runs the whole pipeline locally, `make test` runs the suite.
-# Every target sets up what it needs first (a .venv with the pinned requirements).
+# Every target sets up what it needs first: a .venv with the pinned Python
+# requirements, the tracker's npm packages and build, and (for the browser
+# tests) Debian's chromium.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TRACKER_JS := tracker/dist/tracker.js
+NODE_STAMP := tracker/node_modules/.installed
 
-.PHONY: help setup dev test lint bench package clean
+.PHONY: help setup tracker chromium dev test lint bench package clean
 
 help:
-	@echo "make dev      set up, then run broker + collect API + trigger runner + chDB (Ctrl-C stops)"
+	@echo "make dev      set up, then run broker + collect API + trigger runner + chDB + tracker/demo (Ctrl-C stops)"
 	@echo "make test     set up, then lint and run the whole test suite"
 	@echo "make bench    set up, then run the benchmarks (table + bench/latest.json)"
-	@echo "make package  build the Lambda bundle and CloudFormation template into build/"
-	@echo "make clean    remove .venv, build/ and local data (.trackflow/)"
+	@echo "make tracker  build tracker/dist/tracker.js (TRACKFLOW_ENDPOINT=... to bake in another API URL)"
+	@echo "make package  build the Lambda bundle and CloudFormation template into build/package"
+	@echo "make clean    remove .venv, node_modules, build output and local data (.trackflow/)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,25 +26,41 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-setup: $(STAMP)
+setup: $(STAMP) $(TRACKER_JS)
+
+$(NODE_STAMP): tracker/package.json tracker/package-lock.json
+	cd tracker && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(TRACKER_JS): $(NODE_STAMP) tracker/src/tracker.js tracker/build.mjs
+	cd tracker && npm run --silent build
+
+tracker: $(NODE_STAMP)
+	cd tracker && npm run --silent build
+
+# The browser tests drive Debian's chromium; Playwright's own download is never used.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 dev: setup
 	$(BIN)/trackflow dev
 
-lint: setup
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app.py chalicelib trackflow bench
 
-test: lint
+test: setup chromium lint
 	$(BIN)/pytest
 
 bench: setup
 	$(BIN)/python -m bench
 
-package: setup
+package: $(STAMP)
 	rm -rf build/package
 	$(BIN)/chalice package --stage prod --merge-template infra/kafka-trigger.json build/package
 
 clean:
-	rm -rf $(VENV) build .trackflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build tracker/node_modules tracker/dist .trackflow .pytest_cache .mypy_cache .ruff_cache

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = ROOT / "infra" / "clickhouse" / "migrations"
 TRACKER_DIST = ROOT / "tracker" / "dist"
+DEMO_DIR = ROOT / "tracker" / "demo"
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,18 @@ class DevOptions:
 
 
 class _CorsStaticHandler(SimpleHTTPRequestHandler):
-    """Static files with ``Access-Control-Allow-Origin: *``, like ``http-server --cors``."""
+    """tracker/dist with ``Access-Control-Allow-Origin: *`` (like ``http-server --cors``),
+    and the demo site under ``/demo/``."""
+
+    def translate_path(self, path: str) -> str:
+        if path == "/demo" or path.startswith(("/demo/", "/demo?")):
+            # SPA routes under /demo/app/... all render the demo's index page.
+            rel = path[len("/demo") :].split("?", 1)[0].split("#", 1)[0].lstrip("/")
+            target = (DEMO_DIR / rel).resolve()
+            if not rel or rel.startswith("app/") or not target.is_file() or DEMO_DIR.resolve() not in target.parents:
+                target = DEMO_DIR / "index.html"
+            return str(target)
+        return super().translate_path(path)
 
     def end_headers(self) -> None:
         self.send_header("Access-Control-Allow-Origin", "*")
@@ -190,7 +202,7 @@ def banner(stack: DevStack) -> str:
     )
     broker = f"embedded Tansu on {stack.bootstrap_servers}" if stack.broker else stack.bootstrap_servers
     tracker = (
-        f"http://{opts.host}:{opts.tracker_port}/tracker.js"
+        f"http://localhost:{opts.tracker_port}/tracker.js   demo site: http://localhost:{opts.tracker_port}/demo/"
         if stack.tracker_served
         else "not served (build it with `make tracker`)"
     )

@@ -281,3 +281,43 @@ def test_identify_and_session_campaign_ride_on_later_events(context: Any, site: 
     first = traffic.events()[0]
     assert first["event_id"] != later[0]["event_id"]
     assert first["context"]["session_id"] == later[0]["context"]["session_id"]
+
+
+def test_the_demo_site_served_by_dev_produces_rows_for_each_kind_of_event(context: Any, stack: DevStack, db: Any) -> None:
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{stack.options.tracker_port}/demo/")
+    visitor = anonymous_id(page)
+    page.click("text=Cart (SPA route)")
+    page.click("#custom")
+    page.click("#crash")
+    rows = wait_stored(db, page, visitor, 6)
+    pump(page, 1.5)
+    rows = stored(db, visitor)
+    kinds = sorted(r[0] for r in rows)
+    assert kinds == ["addToCart", "click", "click", "click", "error", "pageView", "pageView"]
+    assert "/demo/app/cart" in {r[1] for r in rows if r[0] == "pageView"}
+
+
+def test_remote_config_is_fetched_once_per_session_and_can_disable_tracking(browser: Any, stack: DevStack, site: Site) -> None:
+    traffic = Traffic()
+    ctx = browser.new_context()
+    wire(ctx, stack.api_url, traffic)
+    config_calls: list[str] = []
+
+    def remote(route: Any) -> None:
+        config_calls.append(route.request.url)
+        route.fulfill(status=200, body='{"enabled": false}', headers={"Content-Type": "application/json", "Access-Control-Allow-Origin": "*"})
+
+    ctx.route("http://localhost:8000/v1/config/**", remote)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{site.url}/vite.html")
+        pump(page, 1)
+        page.evaluate("track('after-remote-config')")
+        page.reload()
+        page.evaluate("track('after-reload')")
+        pump(page, 2)
+        assert config_calls == ["http://localhost:8000/v1/config/YOUR_API_KEY"]  # cached in sessionStorage
+        assert not {"after-remote-config", "after-reload"} & {e["type"] for e in traffic.events()}
+    finally:
+        ctx.close()
