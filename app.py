@@ -12,8 +12,8 @@ from typing import Any
 from chalice import Chalice, CORSConfig, Response
 
 from chalicelib import runtime
-from chalicelib.errors import TrackflowError, UnsupportedMediaTypeError
-from chalicelib.responses import ACCEPTED_CONTENT_TYPES, JSON_HEADERS, error_parts, media_type
+from chalicelib.errors import TrackflowError
+from chalicelib.responses import JSON_HEADERS, error_parts
 
 app = Chalice(app_name="trackflow")
 
@@ -32,16 +32,10 @@ def _collect() -> Response:
 
     request = app.current_request
     assert request is not None  # Chalice sets it before calling a route
-    body = request.raw_body or b""
     try:
-        content_type = media_type(request.headers.get("content-type", ""))
-        if content_type and content_type not in ACCEPTED_CONTENT_TYPES:
-            raise UnsupportedMediaTypeError(
-                f"Content-Type {content_type!r} is not accepted; send application/json or text/plain",
-                field="Content-Type",
-            )
         result = collect(
-            body if isinstance(body, bytes) else body.encode(),
+            request.raw_body,
+            content_type=request.headers.get("content-type", ""),
             sender=runtime.sender(),
             topic=runtime.settings().events_topic,
             user_agent=request.headers.get("user-agent", ""),

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chalicelib.enrich import SCHEMA_VERSION, enrich
-from chalicelib.errors import RequestError
+from chalicelib.errors import RequestError, UnsupportedMediaTypeError
 from chalicelib.events import parse_body
 from chalicelib.producer import KafkaSender, visitor_messages
+
+ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
 
 
 @dataclass(frozen=True)
@@ -24,16 +26,28 @@ class CollectResult:
     body: dict[str, object]
 
 
+def check_content_type(content_type: str) -> None:
+    """Accept JSON, text (what sendBeacon and a preflight-free fetch send) or no type."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type and media_type not in ACCEPTED_CONTENT_TYPES:
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {media_type!r} is not accepted; send application/json or text/plain",
+            field="Content-Type",
+        )
+
+
 def collect(
-    body: bytes,
+    body: bytes | str | None,
     *,
+    content_type: str,
     sender: KafkaSender,
     topic: str,
     user_agent: str,
     now_ms: Callable[[], int],
 ) -> CollectResult:
     """Validate, enrich and produce one request's events; 202 with per-event rejections."""
-    batch = parse_body(body)
+    check_content_type(content_type)
+    batch = parse_body(body.encode() if isinstance(body, str) else body or b"")
     if not batch.events:
         raise RequestError(
             f"none of the {len(batch.rejected)} events is valid; first problem at index "

@@ -7,7 +7,6 @@ from chalicelib.errors import ServiceUnavailableError, TrackflowError
 Headers = dict[str, str | list[str]]
 
 JSON_HEADERS: Headers = {"Content-Type": "application/json"}
-ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
 
 
 def error_parts(exc: TrackflowError) -> tuple[dict[str, object], int, Headers]:
@@ -16,8 +15,3 @@ def error_parts(exc: TrackflowError) -> tuple[dict[str, object], int, Headers]:
     if isinstance(exc, ServiceUnavailableError):
         headers["Retry-After"] = str(exc.retry_after)
     return exc.to_dict(), exc.status, headers
-
-
-def media_type(content_type: str) -> str:
-    """The bare media type of a Content-Type header, lower-cased ('' when absent)."""
-    return content_type.split(";", 1)[0].strip().lower()

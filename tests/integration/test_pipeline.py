@@ -92,7 +92,10 @@ def test_accepts_application_json_and_the_legacy_path_and_reports_rejections(
             body=orjson.dumps({"api_key": "k", "events": [bad, good]}),
         )
     assert response.status_code == 202
-    assert response.json_body == {"accepted": 1, "rejected": [{"index": 0, "reason": "event_id is not a valid UUID"}]}
+    assert response.json_body == {
+        "accepted": 1,
+        "rejected": [{"index": 0, "reason": "event_id is not a valid UUID (expected the 8-4-4-4-12 hex form)"}],
+    }
     _drain(_runner(pipeline), clickhouse, 1)
     ids = [str(r[0]) for r in clickhouse.query("SELECT event_id FROM events").result_rows]
     assert ids == [good["event_id"]]

@@ -70,7 +70,9 @@ def context(browser: Any, stack: DevStack, traffic: Traffic) -> Iterator[Any]:
     ctx.close()
 
 
-def test_seed_vite_snippet_sends_pageview_click_errors_and_custom_events_once(context: Any, site: Site, db: Any) -> None:
+def test_seed_vite_snippet_sends_pageview_click_errors_and_custom_events_once(
+    context: Any, site: Site, db: Any
+) -> None:
     page = context.new_page()
     page.goto(f"{site.url}/vite.html")
     visitor = anonymous_id(page)
@@ -163,7 +165,11 @@ def test_503_then_recovery_delivers_every_event_once(browser: Any, stack: DevSta
             route.fulfill(
                 status=503,
                 body='{"error":{"code":"produce_failed","message":"retry"}}',
-                headers={"Retry-After": "1", "Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Retry-After"},
+                headers={
+                    "Retry-After": "1",
+                    "Access-Control-Allow-Origin": "*",
+                    "Access-Control-Expose-Headers": "Retry-After",
+                },
             )
         else:
             route.fallback()
@@ -184,7 +190,9 @@ def test_503_then_recovery_delivers_every_event_once(browser: Any, stack: DevSta
         ctx.close()
 
 
-def test_offline_then_back_with_a_reload_in_between_loses_nothing(browser: Any, stack: DevStack, site: Site, db: Any) -> None:
+def test_offline_then_back_with_a_reload_in_between_loses_nothing(
+    browser: Any, stack: DevStack, site: Site, db: Any
+) -> None:
     traffic = Traffic()
     ctx = browser.new_context()
     wire(ctx, stack.api_url, traffic)
@@ -214,7 +222,11 @@ def test_offline_then_back_with_a_reload_in_between_loses_nothing(browser: Any, 
 @pytest.mark.parametrize(
     ("init_script", "query", "sends"),
     [
-        ("Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})", "respectDnt=1", False),
+        (
+            "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})",
+            "respectDnt=1",
+            False,
+        ),
         ("Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})", "respectDnt=1", False),
         ("Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})", "", True),
         ("Object.defineProperty(Navigator.prototype, 'webdriver', {get: () => true})", "", False),
@@ -222,7 +234,9 @@ def test_offline_then_back_with_a_reload_in_between_loses_nothing(browser: Any, 
     ],
     ids=["gpc-honoured", "dnt-honoured", "dnt-ignored-by-default", "webdriver-skipped", "webdriver-allowed"],
 )
-def test_privacy_signals_and_automation(browser: Any, stack: DevStack, site: Site, init_script: str, query: str, sends: bool) -> None:
+def test_privacy_signals_and_automation(
+    browser: Any, stack: DevStack, site: Site, init_script: str, query: str, sends: bool
+) -> None:
     traffic = Traffic()
     ctx = browser.new_context()
     ctx.add_init_script(init_script)
@@ -260,7 +274,9 @@ def test_bad_commands_warn_and_never_throw_into_the_page(context: Any, site: Sit
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{site.url}/vite.html")
     anonymous_id(page)
-    page.evaluate("track(42); track('custom', 'not-an-object'); track('config', 'OTHER'); window.dataLayer.push({event: 'gtm.js'})")
+    page.evaluate(
+        "track(42); track('custom', 'not-an-object'); track('config', 'OTHER'); window.dataLayer.push({event: 'gtm.js'})"
+    )
     pump(page, 1.5)
     assert len(warnings) == 3
     assert errors == []
@@ -283,7 +299,9 @@ def test_identify_and_session_campaign_ride_on_later_events(context: Any, site: 
     assert first["context"]["session_id"] == later[0]["context"]["session_id"]
 
 
-def test_the_demo_site_served_by_dev_produces_rows_for_each_kind_of_event(context: Any, stack: DevStack, db: Any) -> None:
+def test_the_demo_site_served_by_dev_produces_rows_for_each_kind_of_event(
+    context: Any, stack: DevStack, db: Any
+) -> None:
     page = context.new_page()
     page.goto(f"http://127.0.0.1:{stack.options.tracker_port}/demo/")
     visitor = anonymous_id(page)
@@ -298,7 +316,9 @@ def test_the_demo_site_served_by_dev_produces_rows_for_each_kind_of_event(contex
     assert "/demo/app/cart" in {r[1] for r in rows if r[0] == "pageView"}
 
 
-def test_remote_config_is_fetched_once_per_session_and_can_disable_tracking(browser: Any, stack: DevStack, site: Site) -> None:
+def test_remote_config_is_fetched_once_per_session_and_can_disable_tracking(
+    browser: Any, stack: DevStack, site: Site
+) -> None:
     traffic = Traffic()
     ctx = browser.new_context()
     wire(ctx, stack.api_url, traffic)
@@ -306,7 +326,11 @@ def test_remote_config_is_fetched_once_per_session_and_can_disable_tracking(brow
 
     def remote(route: Any) -> None:
         config_calls.append(route.request.url)
-        route.fulfill(status=200, body='{"enabled": false}', headers={"Content-Type": "application/json", "Access-Control-Allow-Origin": "*"})
+        route.fulfill(
+            status=200,
+            body='{"enabled": false}',
+            headers={"Content-Type": "application/json", "Access-Control-Allow-Origin": "*"},
+        )
 
     ctx.route("http://localhost:8000/v1/config/**", remote)
     try:

@@ -8,6 +8,7 @@ so a developer's own `make dev` on those ports never collides with the tests.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -88,15 +89,17 @@ def wire(context: Any, api_url: str, traffic: Traffic, *, tracker_delay_s: float
     def tracker(route: Any) -> None:
         if tracker_delay_s:
             time.sleep(tracker_delay_s)
-        route.fulfill(status=200, body=code, headers={"Content-Type": "application/javascript", "Access-Control-Allow-Origin": "*"})
+        route.fulfill(
+            status=200,
+            body=code,
+            headers={"Content-Type": "application/javascript", "Access-Control-Allow-Origin": "*"},
+        )
 
     def api(route: Any) -> None:
         request = route.request
         if request.method == "POST" and "/collect" in request.url:
-            try:
+            with contextlib.suppress(ValueError):
                 traffic.posts.append(json.loads(request.post_data or "{}"))
-            except ValueError:
-                pass
         route.continue_(url=request.url.replace(SEED_API, api_url, 1))
 
     context.route(SEED_TRACKER, tracker)

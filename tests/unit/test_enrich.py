@@ -75,6 +75,13 @@ def test_enrich_produces_every_column_with_strings_and_millisecond_ints() -> Non
 
 
 def test_session_utm_from_the_context_fills_in_when_the_url_has_none() -> None:
-    raw = RawEvent(0, "3b241101-e2bb-4255-8caf-4136c566a962", "click", 1, "{}", {"url": "https://a.example/p?utm_medium=cpc", "utm_source": "news", "utm_medium": "kept"})
+    raw = RawEvent(
+        0,
+        "3b241101-e2bb-4255-8caf-4136c566a962",
+        "click",
+        1,
+        "{}",
+        {"url": "https://a.example/p?utm_medium=cpc", "utm_source": "news", "utm_medium": "kept"},
+    )
     out = enrich(raw, project_id="p", sent_at_ms=None, received_at_ms=2, user_agent="")
     assert (out["utm_source"], out["utm_medium"]) == ("news", "cpc")
