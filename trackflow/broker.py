@@ -95,7 +95,14 @@ class EmbeddedBroker:
         ]
         with open(self.log_path or os.devnull, "ab") as out:
             self._proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                # Its own process group: Ctrl-C reaches us, and we stop it after the
+                # consumers left their group. It still dies with us (PDEATHSIG).
+                start_new_session=True,
+                preexec_fn=_die_with_parent
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not port_open(self.host, self.port):
