@@ -134,20 +134,28 @@ def _check_props(value: object, depth: int, budget: list[int]) -> None:
         raise EventError(f"props has more than {MAX_PROPS_ITEMS} keys and items")
 
 
+_CONTEXT_LIMITS = {name: MAX_CONTEXT_STRING for name in CONTEXT_FIELDS} | {
+    "anonymous_id": MAX_ID_LENGTH,
+    "session_id": MAX_ID_LENGTH,
+    "user_id": MAX_ID_LENGTH,
+}
+
+
 def _context(raw: object, shared: dict[str, str]) -> dict[str, str]:
+    """``shared`` overridden by the known string fields of ``raw``; unknown keys are dropped."""
     if raw is None:
         return shared
     if not isinstance(raw, dict):
         raise EventError("context must be an object")
     merged = dict(shared)
-    for name in CONTEXT_FIELDS:
-        value = raw.get(name)
-        if value is None:
+    for name, value in raw.items():
+        limit = _CONTEXT_LIMITS.get(name)
+        if limit is None or value is None:
             continue
-        if not isinstance(value, str):
+        if type(value) is not str:
             raise EventError(f"context.{name} must be a string")
-        if len(value) > MAX_CONTEXT_STRING:
-            raise EventError(f"context.{name} longer than {MAX_CONTEXT_STRING} characters")
+        if len(value) > limit:
+            raise EventError(f"context.{name} longer than {limit} characters")
         merged[name] = value
     return merged
 
@@ -180,10 +188,6 @@ def validate_event(index: int, raw: object, shared: dict[str, str]) -> RawEvent:
                 raise EventError(f"props larger than {MAX_PROPS_BYTES} bytes")
             props_json = encoded.decode()
     context = _context(raw.get("context"), shared)
-    for name in ("anonymous_id", "session_id", "user_id"):
-        value = context.get(name)
-        if value is not None and len(value) > MAX_ID_LENGTH:
-            raise EventError(f"context.{name} longer than {MAX_ID_LENGTH} characters")
     return RawEvent(index, event_id, etype, ts_ms, props_json, context)
 
 

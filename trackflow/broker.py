@@ -102,7 +102,7 @@ class EmbeddedBroker:
                 # Its own process group: Ctrl-C reaches us, and we stop it after the
                 # consumers left their group. It still dies with us (PDEATHSIG).
                 start_new_session=True,
-                preexec_fn=_die_with_parent
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not port_open(self.host, self.port):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import shutil
+import signal
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -54,6 +56,7 @@ def test_the_seeds_http_server_command_serves_the_script_with_cors() -> None:
         cwd=TRACKER,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # npx runs http-server as a child: stop the whole group
     )
     try:
 
@@ -68,5 +71,5 @@ def test_the_seeds_http_server_command_serves_the_script_with_cors() -> None:
         assert body == (TRACKER_DIST / "tracker.js").read_bytes()
         assert cors == "*"
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(10)
