@@ -90,25 +90,22 @@ def machine() -> dict[str, Any]:
     }
 
 
-def rss_peak_mb(pid: int) -> float | None:
-    """Peak resident memory (VmHWM) of a process, in MB."""
+def _status_mb(pid: int, field: str) -> float | None:
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def rss_peak_mb(pid: int) -> float | None:
+    """Peak resident memory (VmHWM) of a process, in MB."""
+    return _status_mb(pid, "VmHWM:")
 
 
 def rss_mb(pid: int) -> float | None:
     """Current resident memory (VmRSS) of a process, in MB."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    return _status_mb(pid, "VmRSS:")

@@ -62,29 +62,25 @@ def _wait_line(lines: queue.Queue[str], text: str, timeout: float) -> list[str]:
     raise AssertionError(f"{text!r} not printed within {timeout} s; got:\n{''.join(seen)}")
 
 
-def test_dev_runs_the_pipeline_shows_the_row_via_sql_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
-    api_port, broker_port, tracker_port = free_port(), free_port(), free_port()
-    env = _env(tmp_path)
+def _start_dev(
+    env: dict[str, str], *, api_port: int, broker_port: int
+) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    args = ["dev", "--port", str(api_port), "--broker-port", str(broker_port), "--tracker-port", str(free_port())]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trackflow.cli",
-            "dev",
-            "--port",
-            str(api_port),
-            "--broker-port",
-            str(broker_port),
-            "--tracker-port",
-            str(tracker_port),
-        ],
+        [sys.executable, "-m", "trackflow.cli", *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    lines = _lines(proc)
+    return proc, _lines(proc)
+
+
+def test_dev_runs_the_pipeline_shows_the_row_via_sql_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    api_port, broker_port = free_port(), free_port()
+    env = _env(tmp_path)
+    proc, lines = _start_dev(env, api_port=api_port, broker_port=broker_port)
     try:
         banner = "".join(_wait_line(lines, "SELECT timestamp", timeout=90))
         assert f"http://127.0.0.1:{api_port}/v1/collect" in banner
@@ -146,26 +142,7 @@ def test_dev_runs_the_pipeline_shows_the_row_via_sql_and_stops_everything_on_ctr
 def test_a_second_process_on_the_same_data_dir_is_told_why_it_cannot_start(tmp_path: Path) -> None:
     api_port, broker_port = free_port(), free_port()
     env = _env(tmp_path)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trackflow.cli",
-            "dev",
-            "--port",
-            str(api_port),
-            "--broker-port",
-            str(broker_port),
-            "--tracker-port",
-            str(free_port()),
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = _lines(proc)
+    proc, lines = _start_dev(env, api_port=api_port, broker_port=broker_port)
     try:
         _wait_line(lines, "Ctrl-C stops everything", timeout=90)
         # `trackflow migrate` opens chDB directly: the running dev server holds it.
