@@ -58,6 +58,26 @@ def collect_legacy() -> Response:
     return _collect()
 
 
+@app.route(
+    "/v1/config/{api_key}", methods=["GET"], cors=CORSConfig(allow_origin="*", expose_headers=["ETag"], max_age=86400)
+)
+def tracker_config(api_key: str) -> Response:
+    from chalicelib.config_api import tracker_config as answer
+
+    request = app.current_request
+    assert request is not None
+    try:
+        result = answer(
+            runtime.projects(),
+            api_key,
+            stage=runtime.settings().stage,
+            if_none_match=request.headers.get("if-none-match"),
+        )
+    except TrackflowError as exc:
+        return _error(exc)
+    return Response(body=result.body, status_code=result.status, headers=dict(result.headers))
+
+
 @app.route("/health", methods=["GET"], cors=True)
 def health() -> dict[str, str]:
     return {"status": "ok", "stage": runtime.settings().stage}

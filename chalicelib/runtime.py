@@ -19,8 +19,8 @@ _state: dict[str, Any] = {}
 
 
 def configure(**objects: Any) -> None:
-    """Use these objects (``settings``, ``sender``, ``writer``) instead of building them."""
-    unknown = set(objects) - {"settings", "sender", "writer"}
+    """Use these objects (``settings``, ``sender``, ``writer``, ``projects``) instead of building them."""
+    unknown = set(objects) - {"settings", "sender", "writer", "projects"}
     if unknown:
         raise TypeError(f"unknown runtime objects: {sorted(unknown)}")
     with _lock:
@@ -67,6 +67,23 @@ def writer() -> Any:
                 connect(conf.clickhouse, database=conf.clickhouse.database), database=conf.clickhouse.database
             )
         return _state["writer"]
+
+
+def projects() -> Any:
+    """The project store: DynamoDB when TRACKFLOW_PROJECTS_TABLE is set, else SQLite; cached."""
+    with _lock:
+        if "projects" not in _state:
+            from chalicelib.projects import CachedProjectStore, DynamoProjectStore, SqliteProjectStore
+
+            conf = settings()
+            if conf.projects_table:
+                import boto3
+
+                store: Any = DynamoProjectStore(boto3.resource("dynamodb").Table(conf.projects_table))
+            else:
+                store = SqliteProjectStore(conf.projects_path)
+            _state["projects"] = CachedProjectStore(store)
+        return _state["projects"]
 
 
 def now_ms() -> int:

@@ -65,6 +65,12 @@ class Settings:
     produce_timeout_s: float
     retry_after_s: int
     clickhouse: ClickHouseSettings
+    projects_table: str | None
+
+    @property
+    def projects_path(self) -> Path:
+        """The embedded project store (SQLite), used when no DynamoDB table is set."""
+        return self.data_dir / "projects.sqlite3"
 
     @property
     def embedded_kafka(self) -> bool:
@@ -173,4 +179,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         produce_timeout_s=_positive_float(env, "TRACKFLOW_PRODUCE_TIMEOUT", DEFAULT_PRODUCE_TIMEOUT_S),
         retry_after_s=max(1, int(retry_after)),
         clickhouse=clickhouse,
+        projects_table=_get(env, "TRACKFLOW_PROJECTS_TABLE"),
     )

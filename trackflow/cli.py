@@ -219,5 +219,13 @@ def sql(query: str, fmt: str) -> None:
     _print_table(result, fmt)
 
 
+def _register() -> None:
+    from trackflow.projects_cli import projects
+
+    main.add_command(projects)
+
+
+_register()
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,173 @@
+"""``trackflow projects ...``: create and manage projects and their keys."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from chalicelib.projects import BOT_POLICIES, Project, new_project, rotate_key
+
+
+def _store() -> Any:
+    from chalicelib import runtime
+    from trackflow.cli import _settings
+
+    runtime.configure(settings=_settings())
+    return runtime.projects()
+
+
+def _get(store: Any, project_id: str) -> Project:
+    project = store.get(project_id)
+    if project is None:
+        raise click.ClickException(f"no project {project_id!r}; `trackflow projects list` shows them")
+    return project
+
+
+def _show(project: Project) -> None:
+    tracker = project.tracker
+    rows = [
+        ("id", project.project_id),
+        ("name", project.name),
+        ("enabled", "yes" if project.enabled else "no"),
+        ("api keys", ", ".join(project.api_keys)),
+        ("read token", project.read_token),
+        ("allowed origins", ", ".join(project.allowed_origins) or "any origin"),
+        ("bot policy", project.bot_policy),
+        (
+            "autotrack",
+            f"page views {tracker.auto_track_page_views}, clicks {tracker.auto_track_clicks}, errors {tracker.auto_track_errors}",
+        ),
+        ("sample rate", f"{tracker.sample_rate:g}"),
+        ("environment", tracker.environment),
+    ]
+    for name, value in rows:
+        click.echo(f"{name:>16}  {value}")
+
+
+@click.group()
+def projects() -> None:
+    """Projects and API keys (SQLite in the data dir, or DynamoDB with TRACKFLOW_PROJECTS_TABLE)."""
+
+
+@projects.command("init-table")
+def init_table() -> None:
+    """Create the DynamoDB table named by TRACKFLOW_PROJECTS_TABLE (AWS_ENDPOINT_URL for an emulator)."""
+    import boto3
+
+    from chalicelib.projects import create_dynamo_table
+    from trackflow.cli import _settings
+
+    name = _settings().projects_table
+    if not name:
+        raise click.ClickException("set TRACKFLOW_PROJECTS_TABLE to the table name to create")
+    create_dynamo_table(boto3.resource("dynamodb"), name)
+    click.echo(f"created DynamoDB table {name}")
+
+
+@projects.command()
+@click.argument("name")
+@click.option(
+    "--origin", "origins", multiple=True, help="An allowed origin, e.g. https://shop.example (repeat; none = any)."
+)
+def create(name: str, origins: tuple[str, ...]) -> None:
+    """Create a project called NAME and print its API key and snippet."""
+    store = _store()
+    project = new_project(name, allowed_origins=origins)
+    store.put(project)
+    _show(project)
+    click.echo("\nPaste into your page, just before </head>:\n")
+    click.echo('  <script async src="http://localhost:8080/tracker.js"></script>')
+    click.echo("  <script>")
+    click.echo("    window.dataLayer = window.dataLayer || [];")
+    click.echo("    function track() {")
+    click.echo("      window.dataLayer.push(arguments);")
+    click.echo("    }")
+    click.echo(f"    track('config', '{project.api_keys[0]}');")
+    click.echo("  </script>")
+
+
+@projects.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_projects(as_json: bool) -> None:
+    """List every project."""
+    found = _store().all()
+    if as_json:
+        click.echo(json.dumps([json.loads(p.to_json()) for p in found], indent=2))
+        return
+    if not found:
+        click.echo("no projects yet: `trackflow projects create NAME`")
+        return
+    click.echo(f"{'id':14}{'name':24}{'enabled':9}{'keys':6}origins")
+    for p in found:
+        click.echo(
+            f"{p.project_id:14}{p.name[:23]:24}{'yes' if p.enabled else 'no':9}{len(p.api_keys):<6}{', '.join(p.allowed_origins) or 'any'}"
+        )
+
+
+@projects.command()
+@click.argument("project_id")
+def show(project_id: str) -> None:
+    """Show one project."""
+    _show(_get(_store(), project_id))
+
+
+@projects.command("rotate-key")
+@click.argument("project_id")
+@click.option("--keep-old", is_flag=True, help="Keep accepting the old keys too (while pages are updated).")
+def rotate(project_id: str, keep_old: bool) -> None:
+    """Give a project a new API key."""
+    store = _store()
+    project, key = rotate_key(_get(store, project_id), keep_old=keep_old)
+    store.put(project)
+    click.echo(f"new API key: {key}" + ("" if keep_old else " (the old keys no longer work)"))
+
+
+@projects.command("set")
+@click.argument("project_id")
+@click.option("--name")
+@click.option("--origin", "origins", multiple=True, help="Replace the allowed origins (repeat).")
+@click.option("--any-origin", is_flag=True, help="Allow every origin again.")
+@click.option("--sample-rate", type=click.FloatRange(0, 1))
+@click.option("--environment")
+@click.option("--bot-policy", type=click.Choice(BOT_POLICIES))
+@click.option("--autotrack-page-views/--no-autotrack-page-views", default=None)
+@click.option("--autotrack-clicks/--no-autotrack-clicks", default=None)
+@click.option("--autotrack-errors/--no-autotrack-errors", default=None)
+def set_project(project_id: str, **changes: Any) -> None:
+    """Change a project's settings."""
+    store = _store()
+    project = _get(store, project_id)
+    tracker = project.tracker
+    for option, attr in [
+        ("sample_rate", "sample_rate"),
+        ("environment", "environment"),
+        ("autotrack_page_views", "auto_track_page_views"),
+        ("autotrack_clicks", "auto_track_clicks"),
+        ("autotrack_errors", "auto_track_errors"),
+    ]:
+        if changes[option] is not None:
+            tracker = replace(tracker, **{attr: changes[option]})
+    project = replace(project, tracker=tracker)
+    if changes["name"]:
+        project = replace(project, name=changes["name"])
+    if changes["bot_policy"]:
+        project = replace(project, bot_policy=changes["bot_policy"])
+    if changes["any_origin"]:
+        project = replace(project, allowed_origins=())
+    elif changes["origins"]:
+        project = replace(project, allowed_origins=tuple(o.rstrip("/") for o in changes["origins"]))
+    store.put(project)
+    _show(project)
+
+
+@projects.command()
+@click.argument("project_id")
+@click.option("--enable", is_flag=True, help="Enable it again instead.")
+def disable(project_id: str, enable: bool) -> None:
+    """Stop accepting events for a project (its config answers 404)."""
+    store = _store()
+    store.put(replace(_get(store, project_id), enabled=enable))
+    click.echo(f"project {project_id} {'enabled' if enable else 'disabled'}")
