@@ -345,3 +345,27 @@ def test_remote_config_is_fetched_once_per_session_and_can_disable_tracking(
         assert not {"after-remote-config", "after-reload"} & {e["type"] for e in traffic.events()}
     finally:
         ctx.close()
+
+
+def test_remote_config_can_switch_click_tracking_off(browser: Any, stack: DevStack, site: Site) -> None:
+    traffic = Traffic()
+    ctx = browser.new_context()
+    wire(ctx, stack.api_url, traffic)
+    ctx.route(
+        "http://localhost:8000/v1/config/**",
+        lambda route: route.fulfill(
+            status=200, body='{"enabled": true, "autoTrackClicks": false}', headers={"Access-Control-Allow-Origin": "*"}
+        ),
+    )
+    try:
+        page = ctx.new_page()
+        page.goto(f"{site.url}/vite.html")
+        pump(page, 0.5)
+        page.click("#buy")
+        page.evaluate("track('still-custom')")
+        pump(page, 2)
+        sent = [e["type"] for e in traffic.events()]
+        assert "still-custom" in sent
+        assert "click" not in sent
+    finally:
+        ctx.close()

@@ -226,7 +226,8 @@
 
   function applyRemote(config) {
     remote = config;
-    for (let k in config) if (k.indexOf('autoTrack') == 0) opts[k] = config[k];
+    // The server may switch autotracking off, never on against the page's wishes.
+    for (let k in config) if (!k.indexOf('autoTrack') && config[k] === false) opts[k] = false;
   }
 
   function configure(apiKey, options) {
