@@ -34,11 +34,15 @@ def _collect() -> Response:
     request = app.current_request
     assert request is not None  # Chalice sets it before calling a route
     try:
+        conf = runtime.settings()
         result = collect(
             request.raw_body,
             content_type=request.headers.get("content-type", ""),
+            origin=request.headers.get("origin"),
+            projects=runtime.projects(),
+            stage=conf.stage,
             sender=runtime.sender(),
-            topic=runtime.settings().events_topic,
+            topic=conf.events_topic,
             user_agent=request.headers.get("user-agent", ""),
             now_ms=runtime.now_ms,
         )

@@ -64,7 +64,7 @@ def tracker_event(visitor: str, *, now_ms: int, event_type: str = "pageView", se
     }
 
 
-def tracker_bodies(count: int, *, events_per_request: int, api_key: str = "bench") -> list[bytes]:
+def tracker_bodies(count: int, *, events_per_request: int, api_key: str = "YOUR_API_KEY") -> list[bytes]:
     """``count`` request bodies, each one visitor's batch of ``events_per_request`` events."""
     now = int(time.time() * 1000)
     bodies = []

@@ -146,7 +146,7 @@ def _load(
             events = [tracker_event(f"v-{i % 500}", now_ms=now, seq=j) for j in range(events_per_request)]
             events[0]["type"] = "bench_probe"
             try:
-                status = _post(api, orjson.dumps({"api_key": "bench", "sent_at": now, "events": events}))
+                status = _post(api, orjson.dumps({"api_key": "YOUR_API_KEY", "sent_at": now, "events": events}))
             except OSError:
                 status = 0
             with lock:

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chalicelib.enrich import SCHEMA_VERSION, enrich
-from chalicelib.errors import RequestError, UnsupportedMediaTypeError
+from chalicelib.errors import ForbiddenError, RequestError, UnauthorizedError, UnsupportedMediaTypeError
 from chalicelib.events import parse_body
 from chalicelib.producer import KafkaSender, visitor_messages
+from chalicelib.projects import Project, ProjectStore, resolve_key
 
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
 
@@ -36,10 +37,27 @@ def check_content_type(content_type: str) -> None:
         )
 
 
+def authorise(projects: ProjectStore, api_key: str, *, stage: str, origin: str | None) -> Project:
+    """The project a request is for; 401 for an unknown key, 403 when disabled or from a foreign origin."""
+    project = resolve_key(projects, api_key, stage=stage)
+    if project is None:
+        raise UnauthorizedError(f"no project has the API key {api_key[:64]!r}", field="api_key")
+    if not project.enabled:
+        raise ForbiddenError("this project is disabled", field="api_key", code="project_disabled")
+    if not project.allows_origin(origin):
+        raise ForbiddenError(
+            f"origin {origin!r} is not among the project's allowed origins", field="Origin", code="origin_not_allowed"
+        )
+    return project
+
+
 def collect(
     body: bytes | str | None,
     *,
     content_type: str,
+    origin: str | None,
+    projects: ProjectStore,
+    stage: str,
     sender: KafkaSender,
     topic: str,
     user_agent: str,
@@ -55,8 +73,8 @@ def collect(
             field="events",
             code="no_valid_events",
         )
+    project_id = authorise(projects, batch.api_key, stage=stage, origin=origin).project_id
     received_at = now_ms()
-    project_id = batch.api_key
     enriched = [
         enrich(
             event, project_id=project_id, sent_at_ms=batch.sent_at_ms, received_at_ms=received_at, user_agent=user_agent

@@ -5,7 +5,9 @@
     TrackflowError                 base; ``code`` is stable, ``status`` is the HTTP answer
     ├── ConfigError                a setting is missing or malformed (fails at start)
     ├── RequestError               the client sent something we refuse (4xx)
-    │   ├── PayloadTooLargeError        body or batch over a limit (413)
+    │   ├── UnauthorizedError      no project has this API key (401)
+    │   ├── ForbiddenError         the project is disabled, or the origin not allowed (403)
+    │   ├── PayloadTooLargeError   body or batch over a limit (413)
     │   └── UnsupportedMediaTypeError   neither JSON nor text/plain (415)
     ├── ServiceUnavailableError         a backing service is down; retry later (503)
     │   └── ProduceError           Kafka did not acknowledge in time
@@ -50,6 +52,16 @@ class RequestError(TrackflowError):
         super().__init__(message, field=field)
         if code is not None:
             self.code = code
+
+
+class UnauthorizedError(RequestError):
+    code = "unknown_key"
+    status = 401
+
+
+class ForbiddenError(RequestError):
+    code = "forbidden"
+    status = 403
 
 
 class PayloadTooLargeError(RequestError):

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -106,6 +107,7 @@ def new_project(name: str, *, allowed_origins: Iterable[str] = (), now: Callable
     )
 
 
+@lru_cache(maxsize=1)
 def dev_project() -> Project:
     """The built-in project behind ``YOUR_API_KEY`` in development."""
     return Project(

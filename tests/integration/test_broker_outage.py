@@ -29,7 +29,7 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 
 
 def _collect(client: Client) -> Any:
-    body = orjson.dumps({"api_key": "k", "events": [new_event()]})
+    body = orjson.dumps({"api_key": "YOUR_API_KEY", "events": [new_event()]})
     return client.http.post("/v1/collect", headers={"Content-Type": "text/plain"}, body=body)
 
 

@@ -68,7 +68,7 @@ def test_collected_event_reaches_clickhouse_with_enriched_fields(pipeline: Setti
     (stored,) = list(row)
     assert str(stored["event_id"]) == event["event_id"]
     assert stored["type"] == "pageView"
-    assert stored["project_id"] == "YOUR_API_KEY"
+    assert stored["project_id"] == "development"  # the seed key maps to the dev project
     assert (stored["url_host"], stored["url_path"]) == ("shop.example", "/home")
     assert (stored["utm_source"], stored["utm_medium"]) == ("news", "email")
     assert stored["referrer_domain"] == "google.com"
@@ -89,7 +89,7 @@ def test_accepts_application_json_and_the_legacy_path_and_reports_rejections(
         response = client.http.post(
             "/collect",
             headers={"Content-Type": "application/json; charset=utf-8"},
-            body=orjson.dumps({"api_key": "k", "events": [bad, good]}),
+            body=orjson.dumps({"api_key": "YOUR_API_KEY", "events": [bad, good]}),
         )
     assert response.status_code == 202
     assert response.json_body == {
@@ -106,10 +106,15 @@ def test_accepts_application_json_and_the_legacy_path_and_reports_rejections(
     [
         (b"{oops", "text/plain", 400, "invalid_json"),
         (b"", "text/plain", 400, "empty_body"),
-        (orjson.dumps({"api_key": "k", "events": []}), "text/plain", 400, "empty_batch"),
-        (orjson.dumps({"api_key": "k", "events": "x"}), "application/json", 400, "bad_request"),
-        (orjson.dumps({"api_key": "k", "events": [{"type": "x"}]}), "text/plain", 400, "no_valid_events"),
-        (orjson.dumps({"api_key": "k", "events": [new_event()] * 101}), "text/plain", 413, "too_many_events"),
+        (orjson.dumps({"api_key": "YOUR_API_KEY", "events": []}), "text/plain", 400, "empty_batch"),
+        (orjson.dumps({"api_key": "YOUR_API_KEY", "events": "x"}), "application/json", 400, "bad_request"),
+        (orjson.dumps({"api_key": "YOUR_API_KEY", "events": [{"type": "x"}]}), "text/plain", 400, "no_valid_events"),
+        (
+            orjson.dumps({"api_key": "YOUR_API_KEY", "events": [new_event()] * 101}),
+            "text/plain",
+            413,
+            "too_many_events",
+        ),
         (b"x" * 300_000, "text/plain", 413, "too_large"),
         (b"{}", "application/xml", 415, "unsupported_media_type"),
     ],
@@ -127,7 +132,7 @@ def test_bad_requests_get_a_json_4xx_naming_the_problem(
 def test_the_same_batch_delivered_twice_counts_once(pipeline: Settings, clickhouse: Any) -> None:
     events = [new_event() for _ in range(5)]
     with Client(app.app) as client:
-        assert _post(client, {"api_key": "k", "events": events}).status_code == 202
+        assert _post(client, {"api_key": "YOUR_API_KEY", "events": events}).status_code == 202
     consumer = KafkaConsumer(
         pipeline.events_topic,
         bootstrap_servers=pipeline.bootstrap_servers,
@@ -164,7 +169,7 @@ def test_poison_records_go_to_the_dlq_with_their_reason_and_the_rest_is_stored(
     pipeline: Settings, clickhouse: Any
 ) -> None:
     with Client(app.app) as client:
-        assert _post(client, {"api_key": "k", "events": [new_event(), new_event()]}).status_code == 202
+        assert _post(client, {"api_key": "YOUR_API_KEY", "events": [new_event(), new_event()]}).status_code == 202
     producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap_servers)
     producer.send(pipeline.events_topic, key=b"x", value=b"\x00 definitely not json", partition=0).get(10)
     producer.send(
@@ -172,7 +177,7 @@ def test_poison_records_go_to_the_dlq_with_their_reason_and_the_rest_is_stored(
     ).get(10)
     producer.close()
     with Client(app.app) as client:
-        assert _post(client, {"api_key": "k", "events": [new_event()]}).status_code == 202
+        assert _post(client, {"api_key": "YOUR_API_KEY", "events": [new_event()]}).status_code == 202
 
     _drain(_runner(pipeline), clickhouse, 3)
     dead = clickhouse.query(
@@ -200,7 +205,7 @@ def test_poison_records_go_to_the_dlq_with_their_reason_and_the_rest_is_stored(
 def test_a_failed_insert_is_retried_without_commit_and_nothing_is_lost(pipeline: Settings, clickhouse: Any) -> None:
     events = [new_event() for _ in range(4)]
     with Client(app.app) as client:
-        assert _post(client, {"api_key": "k", "events": events}).status_code == 202
+        assert _post(client, {"api_key": "YOUR_API_KEY", "events": events}).status_code == 202
     clickhouse.command("DETACH TABLE events")  # a real ClickHouse failure: the table is gone
     runner = _runner(pipeline)
     wait_for(lambda: runner.run_once() == 0 and runner.stats.failures >= 2, timeout=30, interval=0)
@@ -213,13 +218,19 @@ def test_a_failed_insert_is_retried_without_commit_and_nothing_is_lost(pipeline:
 
 def test_a_second_consumer_in_the_group_sees_only_uncommitted_records(pipeline: Settings, clickhouse: Any) -> None:
     with Client(app.app) as client:
-        assert _post(client, {"api_key": "k", "events": [new_event(context={"anonymous_id": "a"})]}).status_code == 202
+        assert (
+            _post(client, {"api_key": "YOUR_API_KEY", "events": [new_event(context={"anonymous_id": "a"})]}).status_code
+            == 202
+        )
     runner = _runner(pipeline)
     _drain(runner, clickhouse, 1)
     runner.stop()
     runner.run()  # closes its consumer
     with Client(app.app) as client:
-        assert _post(client, {"api_key": "k", "events": [new_event(context={"anonymous_id": "b"})]}).status_code == 202
+        assert (
+            _post(client, {"api_key": "YOUR_API_KEY", "events": [new_event(context={"anonymous_id": "b"})]}).status_code
+            == 202
+        )
     # A new runner in the same group resumes from the committed offsets.
     successor = TriggerRunner(
         app.ingest,
@@ -231,3 +242,39 @@ def test_a_second_consumer_in_the_group_sees_only_uncommitted_records(pipeline: 
     _drain(successor, clickhouse, 2)
     assert successor.stats.records == 1
     assert clickhouse.query("SELECT count() FROM events").result_rows[0][0] == 2
+
+
+def test_keys_projects_and_origins_decide_who_may_send(pipeline: Settings, clickhouse: Any) -> None:
+    from dataclasses import replace
+
+    from chalicelib import runtime
+    from chalicelib.projects import new_project
+
+    shop = new_project("Shop", allowed_origins=["https://shop.example"])
+    closed = replace(new_project("Closed"), enabled=False)
+    anywhere = new_project("Anywhere")
+    for project in (shop, closed, anywhere):
+        runtime.projects().put(project)
+
+    def send(key: str, origin: str | None = None) -> Any:
+        headers = {"Content-Type": "text/plain"} | ({"Origin": origin} if origin else {})
+        body = orjson.dumps({"api_key": key, "events": [new_event()]})
+        with Client(app.app) as client:
+            return client.http.post("/v1/collect", headers=headers, body=body)
+
+    assert send(shop.api_keys[0], "https://shop.example").status_code == 202
+    assert send(anywhere.api_keys[0], "https://any.example").status_code == 202
+    assert send(anywhere.api_keys[0]).status_code == 202
+    for key, origin, status, code in [
+        ("tf_pk_unknown", None, 401, "unknown_key"),
+        (closed.api_keys[0], None, 403, "project_disabled"),
+        (shop.api_keys[0], "https://evil.example", 403, "origin_not_allowed"),
+        (shop.api_keys[0], None, 403, "origin_not_allowed"),
+    ]:
+        response = send(key, origin)
+        assert response.status_code == status
+        assert response.json_body["error"]["code"] == code
+
+    _drain(_runner(pipeline), clickhouse, 3)
+    projects = sorted(r[0] for r in clickhouse.query("SELECT project_id FROM events").result_rows)
+    assert projects == sorted([shop.project_id, anywhere.project_id, anywhere.project_id])
