@@ -29,7 +29,7 @@ def _error(exc: TrackflowError) -> Response:
 
 
 def _collect() -> Response:
-    from chalicelib.collect import collect
+    from chalicelib.collect import RequestMeta, collect
 
     request = app.current_request
     assert request is not None  # Chalice sets it before calling a route
@@ -37,13 +37,15 @@ def _collect() -> Response:
         conf = runtime.settings()
         result = collect(
             request.raw_body,
-            content_type=request.headers.get("content-type", ""),
-            origin=request.headers.get("origin"),
+            request=RequestMeta(
+                headers={k.lower(): v for k, v in request.headers.items()},
+                source_ip=(request.context.get("identity") or {}).get("sourceIp"),
+            ),
             projects=runtime.projects(),
             stage=conf.stage,
+            salt=runtime.daily_salt(),
             sender=runtime.sender(),
             topic=conf.events_topic,
-            user_agent=request.headers.get("user-agent", ""),
             now_ms=runtime.now_ms,
         )
     except TrackflowError as exc:

@@ -15,12 +15,16 @@ from typing import Any
 
 from bench.common import CpuTimer, tracker_bodies
 from chalicelib import runtime
+from chalicelib.collect import RequestMeta, _client_fields
 from chalicelib.enrich import SCHEMA_VERSION, enrich
 from chalicelib.events import parse_body
 from chalicelib.producer import Message, visitor_messages
+from chalicelib.projects import dev_project
 from chalicelib.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+BENCH_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0 Safari/537.36"
 
 
 def _proxy_events(bodies: list[bytes]) -> list[dict[str, Any]]:
@@ -29,19 +33,21 @@ def _proxy_events(bodies: list[bytes]) -> list[dict[str, Any]]:
     import app
 
     converter = LambdaEventConverter(RouteMatcher(list(app.app.routes)))
-    headers = {"content-type": "text/plain", "user-agent": "Mozilla/5.0 (X11; Linux x86_64) bench"}
+    headers = {"content-type": "text/plain", "user-agent": BENCH_UA}
     return [converter.create_lambda_event("POST", "/v1/collect", headers, body) for body in bodies]
 
 
 def _messages(body: bytes) -> list[Message]:
+    """The Kafka messages collect makes of ``body`` (the development project, a desktop Chrome)."""
     batch = parse_body(body)
+    client = _client_fields(dev_project(), RequestMeta(headers={"user-agent": BENCH_UA}), b"bench-salt")
     events = [
         enrich(
             e,
             project_id=batch.api_key,
             sent_at_ms=batch.sent_at_ms,
             received_at_ms=batch.sent_at_ms or 0,
-            user_agent="ua",
+            client=client,
         )
         for e in batch.events
     ]

@@ -53,8 +53,21 @@ EVENT_FIELDS = (
     "utm_content",
     "props",
 )
+# Derived from the request by collect (chalicelib.client_info); absent from
+# messages written before they existed, so ingest fills these defaults.
+CLIENT_DEFAULTS: tuple[tuple[str, object], ...] = (
+    ("browser", ""),
+    ("browser_version", ""),
+    ("os", ""),
+    ("os_version", ""),
+    ("device_type", ""),
+    ("is_bot", 0),
+    ("country", ""),
+    ("visitor_hash", 0),
+)
+CLIENT_FIELDS = tuple(name for name, _ in CLIENT_DEFAULTS)
 PROVENANCE_FIELDS = ("_topic", "_partition", "_offset")
-EVENT_COLUMNS = EVENT_FIELDS + PROVENANCE_FIELDS
+EVENT_COLUMNS = EVENT_FIELDS + CLIENT_FIELDS + PROVENANCE_FIELDS
 DEAD_LETTER_COLUMNS = (
     "failed_at",
     "reason",

@@ -9,9 +9,10 @@ and the client resends the whole batch (the server deduplicates by event_id).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
+from chalicelib.client_info import client_ip, country, parse_agent, visitor_hash
 from chalicelib.enrich import SCHEMA_VERSION, enrich
 from chalicelib.errors import ForbiddenError, RequestError, UnauthorizedError, UnsupportedMediaTypeError
 from chalicelib.events import parse_body
@@ -19,6 +20,17 @@ from chalicelib.producer import KafkaSender, visitor_messages
 from chalicelib.projects import Project, ProjectStore, resolve_key
 
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
+
+
+@dataclass(frozen=True)
+class RequestMeta:
+    """What collect reads from the HTTP request besides its body (header names lower-case)."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    source_ip: str | None = None
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name, "")
 
 
 @dataclass(frozen=True)
@@ -51,20 +63,41 @@ def authorise(projects: ProjectStore, api_key: str, *, stage: str, origin: str |
     return project
 
 
+def _client_fields(project: Project, request: RequestMeta, salt: bytes) -> dict[str, object]:
+    user_agent = request.header("user-agent")
+    agent = parse_agent(user_agent)
+    ip = client_ip(dict(request.headers), request.source_ip)
+    return {
+        "user_agent": user_agent,
+        "browser": agent.browser,
+        "browser_version": agent.browser_version,
+        "os": agent.os,
+        "os_version": agent.os_version,
+        "device_type": agent.device_type,
+        "is_bot": int(agent.is_bot),
+        "country": country(dict(request.headers)),
+        "visitor_hash": visitor_hash(salt, project_id=project.project_id, ip=ip, user_agent=user_agent),
+    }
+
+
 def collect(
     body: bytes | str | None,
     *,
-    content_type: str,
-    origin: str | None,
+    request: RequestMeta,
     projects: ProjectStore,
     stage: str,
+    salt: bytes,
     sender: KafkaSender,
     topic: str,
-    user_agent: str,
     now_ms: Callable[[], int],
 ) -> CollectResult:
-    """Validate, enrich and produce one request's events; 202 with per-event rejections."""
-    check_content_type(content_type)
+    """Validate, enrich and produce one request's events; 202 with per-event rejections.
+
+    Events from a bot (for a project that drops them) or from a browser sending
+    ``Sec-GPC: 1`` (for a project that honours it) are answered 202 with
+    ``accepted: 0`` and the reason under ``dropped``: the client did nothing wrong.
+    """
+    check_content_type(request.header("content-type"))
     batch = parse_body(body.encode() if isinstance(body, str) else body or b"")
     if not batch.events:
         raise RequestError(
@@ -73,12 +106,21 @@ def collect(
             field="events",
             code="no_valid_events",
         )
-    project_id = authorise(projects, batch.api_key, stage=stage, origin=origin).project_id
+    project = authorise(projects, batch.api_key, stage=stage, origin=request.headers.get("origin"))
+    client = _client_fields(project, request, salt)
+    reason = None
+    if client["is_bot"] and project.bot_policy == "drop":
+        reason = "bot"
+    elif project.honor_gpc and request.header("sec-gpc").strip() == "1":
+        reason = "gpc"
+    if reason is not None:
+        return CollectResult(
+            202, {"accepted": 0, "rejected": batch.rejected, "dropped": {"count": len(batch.events), "reason": reason}}
+        )
+    project_id = project.project_id
     received_at = now_ms()
     enriched = [
-        enrich(
-            event, project_id=project_id, sent_at_ms=batch.sent_at_ms, received_at_ms=received_at, user_agent=user_agent
-        )
+        enrich(event, project_id=project_id, sent_at_ms=batch.sent_at_ms, received_at_ms=received_at, client=client)
         for event in batch.events
     ]
     sender.send(topic, visitor_messages(enriched, project_id=project_id, schema_version=SCHEMA_VERSION))

@@ -1,5 +1,9 @@
 """Enrichment: turn a validated client event into the normalised event put on Kafka.
 
+Request-level facts (user agent, browser, OS, device, bot flag, country,
+visitor hash) come in as ``client``, computed once per request by
+:mod:`chalicelib.client_info`.
+
 Adds the server's ``received_at``, corrects the client's timestamp for clock skew
 (using the batch's ``sent_at``), splits the URL into host/path/query, keeps UTM
 parameters, and reduces the referrer to its domain. The output is a flat dict of
@@ -76,7 +80,7 @@ def enrich(
     project_id: str,
     sent_at_ms: int | None,
     received_at_ms: int,
-    user_agent: str,
+    client: dict[str, object],
 ) -> dict[str, object]:
     """The normalised event for Kafka and ClickHouse."""
     ctx = event.context
@@ -106,10 +110,10 @@ def enrich(
         "timezone": ctx.get("timezone", ""),
         "environment": ctx.get("environment", ""),
         "sdk_version": ctx.get("sdk_version", ""),
-        "user_agent": user_agent,
         "props": event.props_json,
     }
     for key in UTM_KEYS:
         # The page URL's own campaign wins; else the one the tracker kept for the session.
         out[key] = utm.get(key) or ctx.get(key, "")
+    out.update(client)
     return out

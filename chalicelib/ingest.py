@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from chalicelib.clickhouse import EVENT_FIELDS
+from chalicelib.clickhouse import CLIENT_DEFAULTS, EVENT_FIELDS
 from chalicelib.enrich import SCHEMA_VERSION
 from chalicelib.events import UUID_PATTERN
 from chalicelib.kafka_event import KafkaRecord, decode_records
@@ -32,7 +32,11 @@ logger = logging.getLogger(__name__)
 _INT_FIELDS = frozenset({"timestamp", "client_ts", "received_at"})
 _INT_INDEXES = tuple(i for i, name in enumerate(EVENT_FIELDS) if name in _INT_FIELDS)
 # The type of every field, in order: one tuple comparison checks them all.
-_TYPES = tuple(int if name in _INT_FIELDS else str for name in EVENT_FIELDS)
+_ALL_FIELDS = EVENT_FIELDS + tuple(name for name, _ in CLIENT_DEFAULTS)
+_TYPES = tuple(int if name in _INT_FIELDS else str for name in EVENT_FIELDS) + tuple(
+    type(default) for _, default in CLIENT_DEFAULTS
+)
+_MAX_HASH = 2**64 - 1
 _EVENT_ID_INDEX = EVENT_FIELDS.index("event_id")
 _fields = itemgetter(*EVENT_FIELDS)
 _MAX_MS = 4_102_444_800_000
@@ -72,14 +76,17 @@ def event_row(event: object, record: KafkaRecord) -> tuple[Any, ...]:
         row: tuple[Any, ...] = _fields(event)
     except KeyError as exc:
         raise PoisonError(f"missing field {exc.args[0]}") from None
+    row += tuple(event.get(name, default) for name, default in CLIENT_DEFAULTS)
     if tuple(map(type, row)) != _TYPES:
-        for name, value, expected in zip(EVENT_FIELDS, row, _TYPES, strict=True):
+        for name, value, expected in zip(_ALL_FIELDS, row, _TYPES, strict=True):
             if type(value) is not expected:
-                kind = "epoch milliseconds" if expected is int else "a string"
+                kind = "a string" if expected is str else "epoch milliseconds" if name in _INT_FIELDS else "an integer"
                 raise PoisonError(f"field {name} must be {kind}")
     for i in _INT_INDEXES:
         if not 0 <= row[i] <= _MAX_MS:
             raise PoisonError(f"field {EVENT_FIELDS[i]} must be epoch milliseconds")
+    if not 0 <= row[-1] <= _MAX_HASH:
+        raise PoisonError("field visitor_hash out of range")
     if UUID_PATTERN.fullmatch(row[_EVENT_ID_INDEX]) is None:
         raise PoisonError("field event_id is not a UUID")
     return (*row, record.topic, record.partition, record.offset)

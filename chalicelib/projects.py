@@ -67,6 +67,7 @@ class Project:
     allowed_origins: tuple[str, ...] = ()
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
     bot_policy: str = "drop"
+    honor_gpc: bool = True
     enabled: bool = True
     created_at: int = 0
 

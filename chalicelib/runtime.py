@@ -86,5 +86,18 @@ def projects() -> Any:
         return _state["projects"]
 
 
+def daily_salt() -> bytes:
+    """Today's salt for visitor hashes, recomputed when the UTC day changes."""
+    from chalicelib.client_info import daily_salt as make
+
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    with _lock:
+        cached = _state.get("salt")
+        if cached is None or cached[0] != day:
+            cached = _state["salt"] = (day, make(settings().salt_secret))
+        salt: bytes = cached[1]
+        return salt
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000

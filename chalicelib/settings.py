@@ -30,6 +30,8 @@ DEFAULT_STAGE = "dev"
 DEFAULT_PRODUCE_TIMEOUT_S = 5.0
 DEFAULT_RETRY_AFTER_S = 5
 DEFAULT_KAFKA_CLIENT = "confluent"
+# Development only: prod refuses to start without TRACKFLOW_SALT_SECRET.
+DEV_SALT_SECRET = "trackflow-development-salt"
 KAFKA_CLIENTS = ("confluent", "kafka-python")
 STAGES = ("dev", "prod", "test")
 
@@ -66,6 +68,7 @@ class Settings:
     retry_after_s: int
     clickhouse: ClickHouseSettings
     projects_table: str | None
+    salt_secret: bytes
 
     @property
     def projects_path(self) -> Path:
@@ -169,6 +172,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "the prod stage has no embedded engines: set KAFKA_BOOTSTRAP_SERVERS and CLICKHOUSE_URL "
             "(the infra/kafka-trigger.json parameters KafkaBootstrapServers and ClickHouseUrl do this)"
         )
+    salt_secret = _get(env, "TRACKFLOW_SALT_SECRET")
+    if stage == "prod" and (salt_secret is None or len(salt_secret) < 16):
+        raise ConfigError(
+            "the prod stage needs TRACKFLOW_SALT_SECRET (16+ random characters) to salt visitor hashes; "
+            "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     return Settings(
         stage=stage,
         data_dir=data_dir,
@@ -180,4 +189,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_after_s=max(1, int(retry_after)),
         clickhouse=clickhouse,
         projects_table=_get(env, "TRACKFLOW_PROJECTS_TABLE"),
+        salt_secret=(salt_secret or DEV_SALT_SECRET).encode(),
     )

@@ -278,3 +278,55 @@ def test_keys_projects_and_origins_decide_who_may_send(pipeline: Settings, click
     _drain(_runner(pipeline), clickhouse, 3)
     projects = sorted(r[0] for r in clickhouse.query("SELECT project_id FROM events").result_rows)
     assert projects == sorted([shop.project_id, anywhere.project_id, anywhere.project_id])
+
+
+def test_client_facts_are_stored_but_never_the_ip_and_bots_and_gpc_follow_project_policy(
+    pipeline: Settings, clickhouse: Any
+) -> None:
+    from dataclasses import replace
+
+    from chalicelib import runtime
+    from chalicelib.projects import new_project
+
+    keeps_bots = replace(new_project("Keeps bots"), bot_policy="keep", honor_gpc=False)
+    runtime.projects().put(keeps_bots)
+    iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
+    googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    ip = "203.0.113.77"
+
+    def send(key: str, ua: str, **headers: str) -> Any:
+        body = orjson.dumps({"api_key": key, "events": [new_event()]})
+        all_headers = {"Content-Type": "text/plain", "User-Agent": ua, "X-Forwarded-For": f"{ip}, 10.0.0.1", **headers}
+        with Client(app.app) as client:
+            return client.http.post("/v1/collect", headers=all_headers, body=body)
+
+    assert send("YOUR_API_KEY", iphone, **{"CloudFront-Viewer-Country": "nl"}).json_body["accepted"] == 1
+    bot = send("YOUR_API_KEY", googlebot)  # the development project drops bots
+    assert bot.status_code == 202
+    assert bot.json_body["accepted"] == 0
+    assert bot.json_body["dropped"] == {"count": 1, "reason": "bot"}
+    gpc = send("YOUR_API_KEY", iphone, **{"Sec-GPC": "1"})
+    assert gpc.json_body["dropped"]["reason"] == "gpc"
+    assert send(keeps_bots.api_keys[0], googlebot).json_body["accepted"] == 1
+    assert send(keeps_bots.api_keys[0], iphone, **{"Sec-GPC": "1"}).json_body["accepted"] == 1
+
+    _drain(_runner(pipeline), clickhouse, 3)
+    rows = clickhouse.query(
+        "SELECT project_id, browser, os, device_type, is_bot, country, visitor_hash FROM events ORDER BY project_id, is_bot"
+    ).result_rows
+    assert [(r[1], r[2], r[3], r[4], r[5]) for r in rows if r[0] == "development"] == [
+        ("Mobile Safari", "iOS", "mobile", 0, "NL")
+    ]
+    assert sorted((r[3], r[4]) for r in rows if r[0] == keeps_bots.project_id) == [("bot", 1), ("mobile", 0)]
+    assert all(r[6] > 0 for r in rows)
+
+    # The address is nowhere in any column of any stored row (the same search finds what is there).
+    def rows_containing(text: str) -> int:
+        return int(
+            clickhouse.query(
+                "SELECT count() FROM events WHERE position(toString(tuple(*)), {t:String}) > 0", parameters={"t": text}
+            ).result_rows[0][0]
+        )
+
+    assert rows_containing("Mobile Safari") == 2
+    assert rows_containing(ip) == 0

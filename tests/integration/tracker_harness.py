@@ -12,7 +12,7 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +36,9 @@ CHROMIUM_ARGS = [
     # Playwright sets navigator.webdriver, which the tracker skips by default; a real
     # visitor's browser doesn't. Tests that need it on set it per context.
     "--disable-blink-features=AutomationControlled",
+    # Headless Chromium says "HeadlessChrome", which the crawler list rightly calls a
+    # bot (and the development project drops bots): present as the desktop browser it is.
+    "--user-agent=Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36",
 ]
 SEED_TRACKER = "http://localhost:8080/tracker.js"
 SEED_API = "http://localhost:8000"
@@ -145,6 +148,3 @@ def browser_fixture() -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-Waiter = Callable[..., Any]

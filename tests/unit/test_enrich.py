@@ -62,7 +62,7 @@ def test_enrich_produces_every_column_with_strings_and_millisecond_ints() -> Non
             "anonymous_id": "v",
         },
     )
-    out = enrich(raw, project_id="p1", sent_at_ms=None, received_at_ms=1_000_000_000_500, user_agent="UA")
+    out = enrich(raw, project_id="p1", sent_at_ms=None, received_at_ms=1_000_000_000_500, client={"user_agent": "UA"})
     assert out["url_host"] == "a.example"
     assert out["url_path"] == "/p"
     assert out["utm_medium"] == "cpc"
@@ -83,5 +83,5 @@ def test_session_utm_from_the_context_fills_in_when_the_url_has_none() -> None:
         "{}",
         {"url": "https://a.example/p?utm_medium=cpc", "utm_source": "news", "utm_medium": "kept"},
     )
-    out = enrich(raw, project_id="p", sent_at_ms=None, received_at_ms=2, user_agent="")
+    out = enrich(raw, project_id="p", sent_at_ms=None, received_at_ms=2, client={})
     assert (out["utm_source"], out["utm_medium"]) == ("news", "cpc")

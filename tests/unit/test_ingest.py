@@ -10,11 +10,13 @@ import orjson
 import pytest
 
 from chalicelib.clickhouse import EVENT_COLUMNS
+from chalicelib.collect import RequestMeta, _client_fields
 from chalicelib.enrich import enrich
 from chalicelib.errors import StorageError
 from chalicelib.events import RawEvent
 from chalicelib.ingest import dedup_token, ingest
 from chalicelib.kafka_event import build_event, decode_records, encode_record
+from chalicelib.projects import dev_project
 
 
 class FakeWriter:
@@ -42,7 +44,8 @@ class FakeDlq:
 
 def _normalised() -> dict[str, object]:
     raw = RawEvent(0, str(uuid.uuid4()), "pageView", 1_764_000_000_000, "{}", {"url": "https://a.example/"})
-    return enrich(raw, project_id="p", sent_at_ms=None, received_at_ms=1_764_000_000_100, user_agent="")
+    client = _client_fields(dev_project(), RequestMeta(headers={"user-agent": "Mozilla/5.0 Firefox/140.0"}), b"salt")
+    return enrich(raw, project_id="p", sent_at_ms=None, received_at_ms=1_764_000_000_100, client=client)
 
 
 def _record(offset: int, value: bytes, partition: int = 0) -> dict[str, object]:
@@ -100,6 +103,8 @@ def test_dead_letters_unreadable_records_and_stores_the_rest(value: bytes, reaso
         (lambda e: e.update(title=5), "title must be a string"),
         (lambda e: e.update(timestamp="x"), "timestamp must be epoch milliseconds"),
         (lambda e: e.update(timestamp=-1), "timestamp must be epoch milliseconds"),
+        (lambda e: e.update(is_bot="no"), "is_bot must be an integer"),
+        (lambda e: e.update(visitor_hash=-5), "visitor_hash out of range"),
     ],
 )
 def test_dead_letters_one_bad_event_inside_a_record_and_keeps_its_neighbours(mutate: Any, reason: str) -> None:
@@ -129,3 +134,18 @@ def test_dedup_token_is_equal_only_for_the_same_offsets_and_contents() -> None:
     assert dedup_token(a) == dedup_token(again)
     assert dedup_token(a) != dedup_token(reused)
     assert dedup_token(a) != dedup_token(moved)
+
+
+def test_messages_from_before_client_fields_existed_get_defaults() -> None:
+    old = {k: v for k, v in _normalised().items() if k not in {"browser", "os", "visitor_hash", "is_bot"}}
+    writer = FakeWriter()
+    ingest(
+        build_event([_record(1, _envelope(old))], bootstrap_servers="b"),
+        writer=writer,
+        dlq=FakeDlq(),
+        dlq_topic="d",
+        now_ms=lambda: 0,
+    )
+    (row,) = writer.events[0][0]
+    named = dict(zip(EVENT_COLUMNS, row, strict=True))
+    assert (named["browser"], named["os"], named["is_bot"], named["visitor_hash"]) == ("", "", 0, 0)

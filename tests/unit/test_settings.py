@@ -60,6 +60,10 @@ def test_settings_are_frozen() -> None:
         ({"TRACKFLOW_EVENTS_TOPIC": "x", "TRACKFLOW_DLQ_TOPIC": "x"}, "TRACKFLOW_DLQ_TOPIC"),
         ({"TRACKFLOW_STAGE": "prod"}, "KAFKA_BOOTSTRAP_SERVERS"),
         ({"TRACKFLOW_STAGE": "prod", "KAFKA_BOOTSTRAP_SERVERS": "k:9092"}, "CLICKHOUSE_URL"),
+        (
+            {"TRACKFLOW_STAGE": "prod", "KAFKA_BOOTSTRAP_SERVERS": "k:9092", "CLICKHOUSE_URL": "http://ch:8123"},
+            "TRACKFLOW_SALT_SECRET",
+        ),
     ],
 )
 def test_malformed_settings_fail_naming_the_variable(env: dict[str, str], names: str) -> None:
