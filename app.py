@@ -14,18 +14,17 @@ from chalice import Chalice, CORSConfig, Response
 
 from chalicelib import runtime
 from chalicelib.errors import TrackflowError
-from chalicelib.responses import JSON_HEADERS, error_parts
+from chalicelib.responses import JSON_HEADERS, cors_headers, error_parts, preflight_headers
 
 app = Chalice(app_name="trackflow")
 
-# Any page may send events (projects restrict origins later); the tracker reads Retry-After.
-_CORS = CORSConfig(allow_origin="*", expose_headers=["Retry-After"], max_age=86400)
-_COLLECT_ROUTE: dict[str, Any] = {"methods": ["POST"], "content_types": ["*/*"], "cors": _CORS}
+# CORS for collect is answered per project (the allowed origins), not by Chalice.
+_COLLECT_ROUTE: dict[str, Any] = {"methods": ["POST", "OPTIONS"], "content_types": ["*/*"]}
 
 
-def _error(exc: TrackflowError) -> Response:
+def _error(exc: TrackflowError, extra: dict[str, Any] | None = None) -> Response:
     body, status, headers = error_parts(exc)
-    return Response(body=body, status_code=status, headers=headers)
+    return Response(body=body, status_code=status, headers=headers | (extra or {}))
 
 
 def _collect() -> Response:
@@ -33,6 +32,9 @@ def _collect() -> Response:
 
     request = app.current_request
     assert request is not None  # Chalice sets it before calling a route
+    origin = request.headers.get("origin")
+    if request.method == "OPTIONS":
+        return Response(body="", status_code=204, headers=preflight_headers(origin))
     try:
         conf = runtime.settings()
         result = collect(
@@ -44,14 +46,16 @@ def _collect() -> Response:
             projects=runtime.projects(),
             stage=conf.stage,
             salt=runtime.daily_salt(),
+            limiter=runtime.limiter(),
             sender=runtime.sender(),
             topic=conf.events_topic,
             now_ms=runtime.now_ms,
         )
     except TrackflowError as exc:
-        return _error(exc)
+        return _error(exc, cors_headers(origin, allowed=exc.code != "origin_not_allowed"))
     # Serialised here with orjson: Chalice would use the slower json module.
-    return Response(body=orjson.dumps(result.body).decode(), status_code=result.status, headers=JSON_HEADERS)
+    headers = JSON_HEADERS | cors_headers(origin)
+    return Response(body=orjson.dumps(result.body).decode(), status_code=result.status, headers=headers)
 
 
 @app.route("/v1/collect", **_COLLECT_ROUTE)

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from chalicelib.client_info import client_ip, country, parse_agent, visitor_hash
 from chalicelib.enrich import SCHEMA_VERSION, enrich
 from chalicelib.errors import ForbiddenError, RequestError, UnauthorizedError, UnsupportedMediaTypeError
-from chalicelib.events import parse_body
+from chalicelib.events import MAX_EVENTS_PER_BATCH, parse_body
 from chalicelib.producer import KafkaSender, visitor_messages
 from chalicelib.projects import Project, ProjectStore, resolve_key
+from chalicelib.ratelimit import RateLimiter
 
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
 
@@ -87,6 +88,7 @@ def collect(
     projects: ProjectStore,
     stage: str,
     salt: bytes,
+    limiter: RateLimiter,
     sender: KafkaSender,
     topic: str,
     now_ms: Callable[[], int],
@@ -118,6 +120,9 @@ def collect(
             202, {"accepted": 0, "rejected": batch.rejected, "dropped": {"count": len(batch.events), "reason": reason}}
         )
     project_id = project.project_id
+    limiter.allow(
+        project_id, len(batch.events), rate=project.rate_limit, burst=max(project.rate_limit * 2, MAX_EVENTS_PER_BATCH)
+    )
     received_at = now_ms()
     enriched = [
         enrich(event, project_id=project_id, sent_at_ms=batch.sent_at_ms, received_at_ms=received_at, client=client)

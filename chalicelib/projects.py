@@ -68,6 +68,7 @@ class Project:
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
     bot_policy: str = "drop"
     honor_gpc: bool = True
+    rate_limit: float = 1000.0  # events per second per function instance; 0 = none
     enabled: bool = True
     created_at: int = 0
 
@@ -117,6 +118,8 @@ def dev_project() -> Project:
         api_keys=(DEV_API_KEY,),
         read_token="",
         tracker=TrackerSettings(environment="development"),
+        rate_limit=0,  # local load tests and benchmarks go through it
+        bot_policy="keep",  # curl and scripts are how people try it out: keep them, flagged is_bot
     )
 
 

@@ -1,4 +1,7 @@
-"""HTTP answers for TrackflowError: a JSON body naming the problem, and its headers."""
+"""HTTP answers for TrackflowError: a JSON body naming the problem, and its headers.
+
+503 and 429 answers carry ``Retry-After``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,27 @@ JSON_HEADERS: Headers = {"Content-Type": "application/json"}
 def error_parts(exc: TrackflowError) -> tuple[dict[str, object], int, Headers]:
     """(body, status, headers) for an error; 503s carry ``Retry-After``."""
     headers: Headers = dict(JSON_HEADERS)
-    if isinstance(exc, ServiceUnavailableError):
-        headers["Retry-After"] = str(exc.retry_after)
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(exc, ServiceUnavailableError) or retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return exc.to_dict(), exc.status, headers
+
+
+def cors_headers(origin: str | None, *, allowed: bool = True) -> Headers:
+    """CORS for collect: echo the page's origin when its project accepts it, never a wildcard."""
+    if not origin or not allowed:
+        return {"Vary": "Origin"}
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": "Retry-After", "Vary": "Origin"}
+
+
+def preflight_headers(origin: str | None) -> Headers:
+    """The answer to a CORS preflight: it carries no API key, so the POST itself is what is checked."""
+    headers = cors_headers(origin)
+    headers.update(
+        {
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "86400",
+        }
+    )
+    return headers

@@ -86,6 +86,15 @@ def projects() -> Any:
         return _state["projects"]
 
 
+def limiter() -> Any:
+    with _lock:
+        if "limiter" not in _state:
+            from chalicelib.ratelimit import RateLimiter
+
+            _state["limiter"] = RateLimiter()
+        return _state["limiter"]
+
+
 def daily_salt() -> bytes:
     """Today's salt for visitor hashes, recomputed when the UTC day changes."""
     from chalicelib.client_info import daily_salt as make

@@ -36,6 +36,8 @@ def _show(project: Project) -> None:
         ("read token", project.read_token),
         ("allowed origins", ", ".join(project.allowed_origins) or "any origin"),
         ("bot policy", project.bot_policy),
+        ("honour Sec-GPC", "yes" if project.honor_gpc else "no"),
+        ("rate limit", f"{project.rate_limit:g} events/s per instance" if project.rate_limit else "none"),
         (
             "autotrack",
             f"page views {tracker.auto_track_page_views}, clicks {tracker.auto_track_clicks}, errors {tracker.auto_track_errors}",
@@ -132,7 +134,13 @@ def rotate(project_id: str, keep_old: bool) -> None:
 @click.option("--any-origin", is_flag=True, help="Allow every origin again.")
 @click.option("--sample-rate", type=click.FloatRange(0, 1))
 @click.option("--environment")
-@click.option("--bot-policy", type=click.Choice(BOT_POLICIES))
+@click.option(
+    "--bot-policy", type=click.Choice(BOT_POLICIES), help="drop (default) or keep bot traffic (flagged is_bot)."
+)
+@click.option(
+    "--honor-gpc/--ignore-gpc", default=None, help="Drop events from browsers sending Sec-GPC: 1 (default on)."
+)
+@click.option("--rate-limit", type=click.FloatRange(0), help="Events per second per function instance (0 = none).")
 @click.option("--autotrack-page-views/--no-autotrack-page-views", default=None)
 @click.option("--autotrack-clicks/--no-autotrack-clicks", default=None)
 @click.option("--autotrack-errors/--no-autotrack-errors", default=None)
@@ -155,6 +163,10 @@ def set_project(project_id: str, **changes: Any) -> None:
         project = replace(project, name=changes["name"])
     if changes["bot_policy"]:
         project = replace(project, bot_policy=changes["bot_policy"])
+    if changes["honor_gpc"] is not None:
+        project = replace(project, honor_gpc=changes["honor_gpc"])
+    if changes["rate_limit"] is not None:
+        project = replace(project, rate_limit=changes["rate_limit"])
     if changes["any_origin"]:
         project = replace(project, allowed_origins=())
     elif changes["origins"]:

@@ -289,7 +289,9 @@ def test_client_facts_are_stored_but_never_the_ip_and_bots_and_gpc_follow_projec
     from chalicelib.projects import new_project
 
     keeps_bots = replace(new_project("Keeps bots"), bot_policy="keep", honor_gpc=False)
+    drops_bots = new_project("Drops bots")  # the default policy
     runtime.projects().put(keeps_bots)
+    runtime.projects().put(drops_bots)
     iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
     googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
     ip = "203.0.113.77"
@@ -300,12 +302,12 @@ def test_client_facts_are_stored_but_never_the_ip_and_bots_and_gpc_follow_projec
         with Client(app.app) as client:
             return client.http.post("/v1/collect", headers=all_headers, body=body)
 
-    assert send("YOUR_API_KEY", iphone, **{"CloudFront-Viewer-Country": "nl"}).json_body["accepted"] == 1
-    bot = send("YOUR_API_KEY", googlebot)  # the development project drops bots
+    assert send(drops_bots.api_keys[0], iphone, **{"CloudFront-Viewer-Country": "nl"}).json_body["accepted"] == 1
+    bot = send(drops_bots.api_keys[0], googlebot)
     assert bot.status_code == 202
     assert bot.json_body["accepted"] == 0
     assert bot.json_body["dropped"] == {"count": 1, "reason": "bot"}
-    gpc = send("YOUR_API_KEY", iphone, **{"Sec-GPC": "1"})
+    gpc = send(drops_bots.api_keys[0], iphone, **{"Sec-GPC": "1"})
     assert gpc.json_body["dropped"]["reason"] == "gpc"
     assert send(keeps_bots.api_keys[0], googlebot).json_body["accepted"] == 1
     assert send(keeps_bots.api_keys[0], iphone, **{"Sec-GPC": "1"}).json_body["accepted"] == 1
@@ -314,7 +316,7 @@ def test_client_facts_are_stored_but_never_the_ip_and_bots_and_gpc_follow_projec
     rows = clickhouse.query(
         "SELECT project_id, browser, os, device_type, is_bot, country, visitor_hash FROM events ORDER BY project_id, is_bot"
     ).result_rows
-    assert [(r[1], r[2], r[3], r[4], r[5]) for r in rows if r[0] == "development"] == [
+    assert [(r[1], r[2], r[3], r[4], r[5]) for r in rows if r[0] == drops_bots.project_id] == [
         ("Mobile Safari", "iOS", "mobile", 0, "NL")
     ]
     assert sorted((r[3], r[4]) for r in rows if r[0] == keeps_bots.project_id) == [("bot", 1), ("mobile", 0)]
@@ -330,3 +332,21 @@ def test_client_facts_are_stored_but_never_the_ip_and_bots_and_gpc_follow_projec
 
     assert rows_containing("Mobile Safari") == 2
     assert rows_containing(ip) == 0
+
+
+def test_a_project_over_its_rate_gets_429_with_retry_after(pipeline: Settings) -> None:
+    from dataclasses import replace
+
+    from chalicelib import runtime
+    from chalicelib.projects import new_project
+
+    slow = replace(new_project("Slow"), rate_limit=1)  # burst: one full batch (100 events)
+    runtime.projects().put(slow)
+    body = orjson.dumps({"api_key": slow.api_keys[0], "events": [new_event() for _ in range(60)]})
+    with Client(app.app) as client:
+        first = client.http.post("/v1/collect", headers={"Content-Type": "text/plain"}, body=body)
+        second = client.http.post("/v1/collect", headers={"Content-Type": "text/plain"}, body=body)
+    assert first.status_code == 202
+    assert second.status_code == 429
+    assert second.json_body["error"]["code"] == "rate_limited"
+    assert int(second.headers["Retry-After"]) >= 1

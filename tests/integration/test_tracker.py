@@ -369,3 +369,54 @@ def test_remote_config_can_switch_click_tracking_off(browser: Any, stack: DevSta
         assert "click" not in sent
     finally:
         ctx.close()
+
+
+def test_cors_echoes_only_a_projects_allowed_origins(browser: Any, stack: DevStack, site: Site, db: Any) -> None:
+    import urllib.request
+
+    from chalicelib import runtime
+    from chalicelib.projects import new_project
+
+    ours = new_project("Ours", allowed_origins=[site.url])
+    theirs = new_project("Theirs", allowed_origins=["https://shop.example"])
+    for project in (ours, theirs):
+        runtime.projects().put(project)
+    # No request routing in this context: the browser enforces CORS for real.
+    ctx = browser.new_context()
+    src = f"http://127.0.0.1:{stack.options.tracker_port}/tracker.js"
+    try:
+        page = ctx.new_page()
+        page.goto(f"{site.url}/options.html?src={src}&endpoint={stack.api_url}&key={ours.api_keys[0]}")
+        visitor = anonymous_id(page)
+        wait_stored(db, page, visitor, 1)
+        send = """async ([url, key, type]) => {
+            try {
+              const r = await fetch(url + '/v1/collect', {method: 'POST', headers: {'Content-Type': type},
+                body: JSON.stringify({api_key: key, events: [{event_id: crypto.randomUUID(), type: 'x', ts: Date.now()}]})});
+              return r.status;  // readable at all: CORS let this origin through
+            } catch (e) { return 'blocked'; }
+        }"""
+        assert page.evaluate(send, [stack.api_url, ours.api_keys[0], "application/json"]) == 202  # needs a preflight
+        assert page.evaluate(send, [stack.api_url, theirs.api_keys[0], "text/plain"]) == "blocked"
+        assert page.evaluate(send, [stack.api_url, theirs.api_keys[0], "application/json"]) == "blocked"
+    finally:
+        ctx.close()
+    count = db.query(
+        "SELECT count() FROM events WHERE project_id = {p:String}", parameters={"p": theirs.project_id}
+    ).result_rows[0][0]
+    assert count == 0
+
+    preflight = urllib.request.Request(
+        f"{stack.api_url}/v1/collect",
+        method="OPTIONS",
+        headers={
+            "Origin": site.url,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    with urllib.request.urlopen(preflight, timeout=5) as response:
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Origin"] == site.url
+        assert "POST" in response.headers["Access-Control-Allow-Methods"]
+        assert response.headers["Access-Control-Allow-Origin"] != "*"
