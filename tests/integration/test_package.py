@@ -65,6 +65,11 @@ def test_the_merged_template_adds_both_mappings_for_the_ingest_function(package:
     variables = resources["Ingest"]["Properties"]["Environment"]["Variables"]
     assert variables["KAFKA_BOOTSTRAP_SERVERS"] == {"Ref": "KafkaBootstrapServers"}
     assert variables["TRACKFLOW_STAGE"] == "prod"  # chalice's own settings survive the merge
+    assert variables["TRACKFLOW_SALT_SECRET"] == {"Ref": "SaltSecret"}
+    assert resources["RestAPI"]["Properties"]["MethodSettings"][0]["ThrottlingRateLimit"] == {
+        "Ref": "ThrottlingRateLimit"
+    }
+    assert resources["ProjectsTable"]["Type"] == "AWS::DynamoDB::Table"
 
 
 VARIANTS = {
