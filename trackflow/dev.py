@@ -79,14 +79,24 @@ def _serve(server: Any, name: str) -> threading.Thread:
 
 def _chalice_server(host: str, port: int) -> Any:
     from chalice.config import Config
-    from chalice.local import create_local_server
+    from chalice.local import ChaliceRequestHandler, create_local_server
 
     import app as app_module
+
+    class Handler(ChaliceRequestHandler):
+        # http.server answers methods it has no do_X for with a 501 HTML page;
+        # hand every method to the app, which answers 405 for those a route lacks.
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("do_"):
+                return self._generic_handle
+            raise AttributeError(name)
 
     config_file = ROOT / ".chalice" / "config.json"
     from_disk = json.loads(config_file.read_text()) if config_file.exists() else {}
     config = Config(chalice_stage="dev", config_from_disk=from_disk, user_provided_params={"project_dir": str(ROOT)})
-    return create_local_server(app_module.app, config, host, port)
+    server = create_local_server(app_module.app, config, host, port)
+    server.server.RequestHandlerClass = functools.partial(Handler, app_object=app_module.app, config=config)
+    return server
 
 
 class DevStack:
