@@ -79,7 +79,7 @@ def _serve(server: Any, name: str) -> threading.Thread:
 
 def _chalice_server(host: str, port: int) -> Any:
     from chalice.config import Config
-    from chalice.local import ChaliceRequestHandler, create_local_server
+    from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer, create_local_server
 
     import app as app_module
 
@@ -94,6 +94,10 @@ def _chalice_server(host: str, port: int) -> Any:
     config_file = ROOT / ".chalice" / "config.json"
     from_disk = json.loads(config_file.read_text()) if config_file.exists() else {}
     config = Config(chalice_stage="dev", config_from_disk=from_disk, user_provided_params={"project_dir": str(ROOT)})
+    if isinstance(app_module.app, LocalChalice):
+        # Already made local by an earlier server in this process: doing it twice
+        # would make Chalice's class swap inherit from itself.
+        return LocalDevServer(app_module.app, config, host, port, handler_cls=Handler)
     server = create_local_server(app_module.app, config, host, port)
     server.server.RequestHandlerClass = functools.partial(Handler, app_object=app_module.app, config=config)
     return server
