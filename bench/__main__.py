@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
-    from bench import collect, freshness, ingest
+    from bench import collect, enrichment, freshness, ingest
     from bench.common import machine
     from chalicelib.clickhouse import connect
     from chalicelib.migrations import migrate
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log") as broker,
     ):
         base = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "TRACKFLOW_DATA_DIR": tmp}
+        _step("collect steps, one by one")
+        results |= enrichment.run(Path(tmp), requests=int(2000 * scale))
         _step("collect (Lambda handler path vs bare producers)")
         conf = load_settings(
             base | {"TRACKFLOW_EVENTS_TOPIC": "bench.collect", "TRACKFLOW_DLQ_TOPIC": "bench.collect.dlq"}

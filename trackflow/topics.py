@@ -30,11 +30,18 @@ def ensure_topics(bootstrap_servers: str, topics: dict[str, int], *, timeout_s: 
         missing = [NewTopic(name, parts, 1) for name, parts in topics.items() if name not in existing]
         created: list[str] = []
         for topic in missing:
-            try:
-                admin.create_topics([topic])
-                created.append(topic.name)
-            except TopicAlreadyExistsError:
-                pass
+            while True:  # a busy broker may time out once; retry until the deadline
+                try:
+                    admin.create_topics([topic])
+                    created.append(topic.name)
+                    break
+                except TopicAlreadyExistsError:
+                    break
+                except KafkaError as exc:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"cannot create topic {topic.name} on {bootstrap_servers}: {exc}") from exc
+                    logger.debug("create_topics failed, retrying: %s", exc)
+                    time.sleep(0.5)
         if created:
             logger.info("created topics %s", ", ".join(created))
         return created
