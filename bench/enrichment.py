@@ -47,7 +47,9 @@ def run(data_dir: Path, *, requests: int = 2000) -> dict[str, float]:
     store.put(project)
     key = project.api_keys[0]
     salt = daily_salt(b"bench")
-    headers = [{"user-agent": AGENTS[i % len(AGENTS)], "x-forwarded-for": f"203.0.113.{i % 250}"} for i in range(requests)]
+    headers = [
+        {"user-agent": AGENTS[i % len(AGENTS)], "x-forwarded-for": f"203.0.113.{i % 250}"} for i in range(requests)
+    ]
     batches = [parse_body(b) for b in bodies]
     fresh = itertools.count()  # a new string every call: every parse misses the cache
     first_parse = _per_call_us(lambda i: parse_agent(f"{AGENTS[i % len(AGENTS)]} v{next(fresh)}"), 200)
@@ -56,7 +58,9 @@ def run(data_dir: Path, *, requests: int = 2000) -> dict[str, float]:
         "step_parse_and_validate_us_per_request": _per_call_us(lambda i: parse_body(bodies[i]), requests),
         "step_project_lookup_us_per_request": _per_call_us(lambda i: resolve_key(store, key, stage="prod"), requests),
         "step_user_agent_uncached_us": first_parse,
-        "step_user_agent_cached_us_per_request": _per_call_us(lambda i: parse_agent(headers[i]["user-agent"]), requests),
+        "step_user_agent_cached_us_per_request": _per_call_us(
+            lambda i: parse_agent(headers[i]["user-agent"]), requests
+        ),
         "step_country_ip_hash_us_per_request": _per_call_us(
             lambda i: (
                 country(headers[i]),

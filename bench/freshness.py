@@ -76,7 +76,10 @@ def _start_dev(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     while True:  # the API listens a moment after the state file appears
         try:
             _post(
-                api, orjson.dumps({"api_key": "warmup", "events": [tracker_event("w", now_ms=int(time.time() * 1000))]})
+                api,
+                orjson.dumps(
+                    {"api_key": "YOUR_API_KEY", "events": [tracker_event("w", now_ms=int(time.time() * 1000))]}
+                ),
             )
             break
         except OSError:
