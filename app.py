@@ -40,7 +40,7 @@ def _collect() -> Response:
         result = collect(
             request.raw_body,
             request=RequestMeta(
-                headers={k.lower(): v for k, v in request.headers.items()},
+                headers=request.headers,  # case-insensitive
                 source_ip=(request.context.get("identity") or {}).get("sourceIp"),
             ),
             projects=runtime.projects(),

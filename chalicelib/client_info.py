@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -80,7 +81,7 @@ def parse_agent(user_agent: str) -> Agent:
     )
 
 
-def country(headers: dict[str, str]) -> str:
+def country(headers: Mapping[str, str]) -> str:
     """Two-letter country code from a CDN header, '' when there is none (or it is XX/T1)."""
     for name in COUNTRY_HEADERS:
         value = headers.get(name, "").strip().upper()
@@ -89,7 +90,7 @@ def country(headers: dict[str, str]) -> str:
     return ""
 
 
-def client_ip(headers: dict[str, str], source_ip: str | None) -> str:
+def client_ip(headers: Mapping[str, str], source_ip: str | None) -> str:
     """The visitor's address: the first X-Forwarded-For hop, else the connection's."""
     forwarded = headers.get("x-forwarded-for", "")
     if forwarded:

@@ -25,7 +25,11 @@ ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
 
 @dataclass(frozen=True)
 class RequestMeta:
-    """What collect reads from the HTTP request besides its body (header names lower-case)."""
+    """What collect reads from the HTTP request besides its body.
+
+    ``headers`` is looked up with lower-case names: Chalice's own header mapping
+    (case-insensitive) or a plain dict with lower-case keys.
+    """
 
     headers: Mapping[str, str] = field(default_factory=dict)
     source_ip: str | None = None
@@ -67,7 +71,7 @@ def authorise(projects: ProjectStore, api_key: str, *, stage: str, origin: str |
 def _client_fields(project: Project, request: RequestMeta, salt: bytes) -> dict[str, object]:
     user_agent = request.header("user-agent")
     agent = parse_agent(user_agent)
-    ip = client_ip(dict(request.headers), request.source_ip)
+    ip = client_ip(request.headers, request.source_ip)
     return {
         "user_agent": user_agent,
         "browser": agent.browser,
@@ -76,7 +80,7 @@ def _client_fields(project: Project, request: RequestMeta, salt: bytes) -> dict[
         "os_version": agent.os_version,
         "device_type": agent.device_type,
         "is_bot": int(agent.is_bot),
-        "country": country(dict(request.headers)),
+        "country": country(request.headers),
         "visitor_hash": visitor_hash(salt, project_id=project.project_id, ip=ip, user_agent=user_agent),
     }
 
