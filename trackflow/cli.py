@@ -92,7 +92,8 @@ def dev(host: str, api_port: int, tracker_port: int, broker_port: int, batch_siz
     finally:
         click.echo("\nstopping...")
         stack.stop()
-        click.echo(f"stopped; ingested {stack.runner.stats.records if stack.runner else 0} records this run")
+        records = stack.runner.stats.records if stack.runner else 0
+        click.echo(f"stopped; {records} Kafka record(s) ingested this run")
 
 
 @main.command()
