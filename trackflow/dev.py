@@ -117,10 +117,13 @@ class DevStack:
         self.runner: TriggerRunner | None = None
         self.bootstrap_servers = settings.bootstrap_servers
         self.tracker_served = False
+        # The ports really bound: port 0 in the options means "any free one".
+        self.api_port = options.api_port
+        self.tracker_port = options.tracker_port
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.options.host}:{self.options.api_port}"
+        return f"http://{self.options.host}:{self.api_port}"
 
     def _ensure_topics(self) -> None:
         ensure_topics(
@@ -177,6 +180,7 @@ class DevStack:
         self._stack.callback(self.runner.stop)
 
         api = _chalice_server(opts.host, opts.api_port)
+        self.api_port = api.server.server_address[1]
         _serve(api.server, "api-server")
         self._stack.callback(api.server.server_close)
         self._stack.callback(api.shutdown)
@@ -184,6 +188,7 @@ class DevStack:
         if opts.serve_tracker and TRACKER_DIST.is_dir():
             handler = functools.partial(_CorsStaticHandler, directory=str(TRACKER_DIST))
             static = ThreadingHTTPServer((opts.host, opts.tracker_port), handler)
+            self.tracker_port = static.server_address[1]
             _serve(static, "tracker-server")
             self._stack.callback(static.server_close)
             self._stack.callback(static.shutdown)
@@ -207,7 +212,7 @@ def _with_bootstrap(settings: Settings, bootstrap: str) -> Settings:
 
 def banner(stack: DevStack) -> str:
     """What `trackflow dev` prints once everything listens."""
-    conf, opts = stack.settings, stack.options
+    conf = stack.settings
     api = stack.api_url
     clickhouse = conf.clickhouse.url or (
         f"{conf.clickhouse.host}:{conf.clickhouse.port}"
@@ -216,7 +221,7 @@ def banner(stack: DevStack) -> str:
     )
     broker = f"embedded Tansu on {stack.bootstrap_servers}" if stack.broker else stack.bootstrap_servers
     tracker = (
-        f"http://localhost:{opts.tracker_port}/tracker.js   demo site: http://localhost:{opts.tracker_port}/demo/"
+        f"http://localhost:{stack.tracker_port}/tracker.js   demo site: http://localhost:{stack.tracker_port}/demo/"
         if stack.tracker_served
         else "not served (build it with `make tracker`)"
     )

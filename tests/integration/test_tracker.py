@@ -303,7 +303,7 @@ def test_the_demo_site_served_by_dev_produces_rows_for_each_kind_of_event(
     context: Any, stack: DevStack, db: Any
 ) -> None:
     page = context.new_page()
-    page.goto(f"http://127.0.0.1:{stack.options.tracker_port}/demo/")
+    page.goto(f"http://127.0.0.1:{stack.tracker_port}/demo/")
     visitor = anonymous_id(page)
     page.click("text=Cart (SPA route)")
     page.click("#custom")
@@ -383,7 +383,7 @@ def test_cors_echoes_only_a_projects_allowed_origins(browser: Any, stack: DevSta
         runtime.projects().put(project)
     # No request routing in this context: the browser enforces CORS for real.
     ctx = browser.new_context()
-    src = f"http://127.0.0.1:{stack.options.tracker_port}/tracker.js"
+    src = f"http://127.0.0.1:{stack.tracker_port}/tracker.js"
     try:
         page = ctx.new_page()
         page.goto(f"{site.url}/options.html?src={src}&endpoint={stack.api_url}&key={ours.api_keys[0]}")

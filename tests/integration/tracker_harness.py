@@ -69,7 +69,8 @@ class Site:
 
 
 def start_stack(settings: Settings) -> DevStack:
-    options = DevOptions(api_port=free_port(), tracker_port=free_port(), batching_window_s=0.05, partitions=2)
+    # Port 0: the servers bind any free port themselves (no race with other sockets).
+    options = DevOptions(api_port=0, tracker_port=0, batching_window_s=0.05, partitions=2)
     return DevStack(settings, options).start()
 
 
