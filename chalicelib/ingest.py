@@ -38,6 +38,7 @@ _TYPES = tuple(int if name in _INT_FIELDS else str for name in EVENT_FIELDS) + t
 )
 _MAX_HASH = 2**64 - 1
 _EVENT_ID_INDEX = EVENT_FIELDS.index("event_id")
+_VISITOR_HASH_INDEX = _ALL_FIELDS.index("visitor_hash")
 _fields = itemgetter(*EVENT_FIELDS)
 _MAX_MS = 4_102_444_800_000
 
@@ -85,7 +86,7 @@ def event_row(event: object, record: KafkaRecord) -> tuple[Any, ...]:
     for i in _INT_INDEXES:
         if not 0 <= row[i] <= _MAX_MS:
             raise PoisonError(f"field {EVENT_FIELDS[i]} must be epoch milliseconds")
-    if not 0 <= row[-1] <= _MAX_HASH:
+    if not 0 <= row[_VISITOR_HASH_INDEX] <= _MAX_HASH:
         raise PoisonError("field visitor_hash out of range")
     if UUID_PATTERN.fullmatch(row[_EVENT_ID_INDEX]) is None:
         raise PoisonError("field event_id is not a UUID")

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from chalicelib.errors import ServiceUnavailableError, TrackflowError
+from chalicelib.errors import TrackflowError
 
 Headers = dict[str, str | list[str]]
 
@@ -13,10 +13,10 @@ JSON_HEADERS: Headers = {"Content-Type": "application/json"}
 
 
 def error_parts(exc: TrackflowError) -> tuple[dict[str, object], int, Headers]:
-    """(body, status, headers) for an error; 503s carry ``Retry-After``."""
+    """(body, status, headers) for an error; one that says when to retry (503, 429) carries ``Retry-After``."""
     headers: Headers = dict(JSON_HEADERS)
     retry_after = getattr(exc, "retry_after", None)
-    if isinstance(exc, ServiceUnavailableError) or retry_after is not None:
+    if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return exc.to_dict(), exc.status, headers
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.settings import Settings, load_settings
@@ -33,77 +35,84 @@ def reset() -> None:
         _state.clear()
 
 
-def settings() -> Settings:
+def _cached(name: str, build: Callable[[], Any]) -> Any:
+    """The object kept under ``name``, built by ``build`` the first time."""
     with _lock:
-        if "settings" not in _state:
-            _state["settings"] = load_settings()
-        return _state["settings"]
+        if name not in _state:
+            _state[name] = build()
+        return _state[name]
+
+
+def settings() -> Settings:
+    conf: Settings = _cached("settings", load_settings)
+    return conf
+
+
+def _build_sender() -> Any:
+    from chalicelib.producer import KafkaSender, backend_factory
+
+    conf = settings()
+    factory = backend_factory(
+        conf.kafka_client,
+        conf.bootstrap_servers,
+        timeout_s=conf.produce_timeout_s,
+        client_id=f"trackflow-{conf.stage}",
+    )
+    return KafkaSender(factory, timeout_s=conf.produce_timeout_s, retry_after=conf.retry_after_s)
 
 
 def sender() -> Any:
     """The Kafka sender shared by collect and the ingest dead-letter path."""
-    with _lock:
-        if "sender" not in _state:
-            from chalicelib.producer import KafkaSender, backend_factory
+    return _cached("sender", _build_sender)
 
-            conf = settings()
-            factory = backend_factory(
-                conf.kafka_client,
-                conf.bootstrap_servers,
-                timeout_s=conf.produce_timeout_s,
-                client_id=f"trackflow-{conf.stage}",
-            )
-            _state["sender"] = KafkaSender(factory, timeout_s=conf.produce_timeout_s, retry_after=conf.retry_after_s)
-        return _state["sender"]
+
+def _build_writer() -> Any:
+    from chalicelib.clickhouse import EventWriter, connect
+
+    conf = settings()
+    return EventWriter(connect(conf.clickhouse, database=conf.clickhouse.database), database=conf.clickhouse.database)
 
 
 def writer() -> Any:
-    with _lock:
-        if "writer" not in _state:
-            from chalicelib.clickhouse import EventWriter, connect
+    return _cached("writer", _build_writer)
 
-            conf = settings()
-            _state["writer"] = EventWriter(
-                connect(conf.clickhouse, database=conf.clickhouse.database), database=conf.clickhouse.database
-            )
-        return _state["writer"]
+
+def _build_projects() -> Any:
+    from chalicelib.projects import CachedProjectStore, DynamoProjectStore, SqliteProjectStore
+
+    conf = settings()
+    if conf.projects_table:
+        import boto3
+
+        return CachedProjectStore(DynamoProjectStore(boto3.resource("dynamodb").Table(conf.projects_table)))
+    return CachedProjectStore(SqliteProjectStore(conf.projects_path))
 
 
 def projects() -> Any:
     """The project store: DynamoDB when TRACKFLOW_PROJECTS_TABLE is set, else SQLite; cached."""
-    with _lock:
-        if "projects" not in _state:
-            from chalicelib.projects import CachedProjectStore, DynamoProjectStore, SqliteProjectStore
+    return _cached("projects", _build_projects)
 
-            conf = settings()
-            if conf.projects_table:
-                import boto3
 
-                store: Any = DynamoProjectStore(boto3.resource("dynamodb").Table(conf.projects_table))
-            else:
-                store = SqliteProjectStore(conf.projects_path)
-            _state["projects"] = CachedProjectStore(store)
-        return _state["projects"]
+def _build_limiter() -> Any:
+    from chalicelib.ratelimit import RateLimiter
+
+    return RateLimiter()
 
 
 def limiter() -> Any:
-    with _lock:
-        if "limiter" not in _state:
-            from chalicelib.ratelimit import RateLimiter
-
-            _state["limiter"] = RateLimiter()
-        return _state["limiter"]
+    return _cached("limiter", _build_limiter)
 
 
 def daily_salt() -> bytes:
     """Today's salt for visitor hashes, recomputed when the UTC day changes."""
     from chalicelib.client_info import daily_salt as make
 
-    day = time.strftime("%Y-%m-%d", time.gmtime())
+    now = datetime.now(UTC)
+    day = now.date()
     with _lock:
         cached = _state.get("salt")
         if cached is None or cached[0] != day:
-            cached = _state["salt"] = (day, make(settings().salt_secret))
+            cached = _state["salt"] = (day, make(settings().salt_secret, now))
         salt: bytes = cached[1]
         return salt
 
