@@ -153,10 +153,7 @@ def test_events_pending_when_the_page_closes_arrive_through_the_beacon(
     assert fetched == []  # the batch timer never fired: the beacon carried them
 
 
-def test_503_then_recovery_delivers_every_event_once(browser: Any, stack: DevStack, site: Site, db: Any) -> None:
-    traffic = Traffic()
-    ctx = browser.new_context()
-    wire(ctx, stack.api_url, traffic)
+def test_503_then_recovery_delivers_every_event_once(context: Any, site: Site, db: Any) -> None:
     refused: list[int] = []
 
     def unavailable(route: Any) -> None:
@@ -174,49 +171,38 @@ def test_503_then_recovery_delivers_every_event_once(browser: Any, stack: DevSta
         else:
             route.fallback()
 
-    ctx.route("http://localhost:8000/v1/collect", unavailable)
-    try:
-        page = ctx.new_page()
-        page.goto(f"{site.url}/vite.html")
-        visitor = anonymous_id(page)
-        page.evaluate("track('a'); track('b')")
-        wait_stored(db, page, visitor, 3, timeout=40)
-        pump(page, 1.5)
-        rows = stored(db, visitor)
-        assert sorted(r[0] for r in rows) == ["a", "b", "pageView"]
-        assert len(refused) == 2
-        assert page.evaluate("JSON.parse(localStorage.getItem('tf_q')).length") == 0
-    finally:
-        ctx.close()
+    context.route("http://localhost:8000/v1/collect", unavailable)
+    page = context.new_page()
+    page.goto(f"{site.url}/vite.html")
+    visitor = anonymous_id(page)
+    page.evaluate("track('a'); track('b')")
+    wait_stored(db, page, visitor, 3, timeout=40)
+    pump(page, 1.5)
+    rows = stored(db, visitor)
+    assert sorted(r[0] for r in rows) == ["a", "b", "pageView"]
+    assert len(refused) == 2
+    assert page.evaluate("JSON.parse(localStorage.getItem('tf_q')).length") == 0
 
 
-def test_offline_then_back_with_a_reload_in_between_loses_nothing(
-    browser: Any, stack: DevStack, site: Site, db: Any
-) -> None:
-    traffic = Traffic()
-    ctx = browser.new_context()
-    wire(ctx, stack.api_url, traffic)
-    ctx.route("http://localhost:8000/v1/collect", lambda route: route.abort("internetdisconnected"))
-    try:
-        page = ctx.new_page()
-        page.goto(f"{site.url}/vite.html")
-        visitor = anonymous_id(page)
-        page.evaluate("track('offline-1')")
-        pump(page, 2.5)  # a send failed: the events wait in localStorage
-        assert page.evaluate("JSON.parse(localStorage.getItem('tf_q')).length") == 2
-        page.reload()  # the beacon on the way out is lost too; the queue is not
-        page.evaluate("track('offline-2')")
-        pump(page, 1.5)
-        assert stored(db, visitor) == []
-        ctx.unroute("http://localhost:8000/v1/collect")
-        page.reload()
-        rows = wait_stored(db, page, visitor, 5, timeout=45)
-        pump(page, 2)
-        rows = stored(db, visitor)
-        assert sorted(r[0] for r in rows) == ["offline-1", "offline-2", "pageView", "pageView", "pageView"]
-        assert page.evaluate("JSON.parse(localStorage.getItem('tf_q')).length") == 0
-    finally:
-        ctx.close()
+def test_offline_then_back_with_a_reload_in_between_loses_nothing(context: Any, site: Site, db: Any) -> None:
+    context.route("http://localhost:8000/v1/collect", lambda route: route.abort("internetdisconnected"))
+    page = context.new_page()
+    page.goto(f"{site.url}/vite.html")
+    visitor = anonymous_id(page)
+    page.evaluate("track('offline-1')")
+    pump(page, 2.5)  # a send failed: the events wait in localStorage
+    assert page.evaluate("JSON.parse(localStorage.getItem('tf_q')).length") == 2
+    page.reload()  # the beacon on the way out is lost too; the queue is not
+    page.evaluate("track('offline-2')")
+    pump(page, 1.5)
+    assert stored(db, visitor) == []
+    context.unroute("http://localhost:8000/v1/collect")
+    page.reload()
+    rows = wait_stored(db, page, visitor, 5, timeout=45)
+    pump(page, 2)
+    rows = stored(db, visitor)
+    assert sorted(r[0] for r in rows) == ["offline-1", "offline-2", "pageView", "pageView", "pageView"]
+    assert page.evaluate("JSON.parse(localStorage.getItem('tf_q')).length") == 0
 
 
 @pytest.mark.parametrize(
@@ -235,20 +221,14 @@ def test_offline_then_back_with_a_reload_in_between_loses_nothing(
     ids=["gpc-honoured", "dnt-honoured", "dnt-ignored-by-default", "webdriver-skipped", "webdriver-allowed"],
 )
 def test_privacy_signals_and_automation(
-    browser: Any, stack: DevStack, site: Site, init_script: str, query: str, sends: bool
+    context: Any, traffic: Traffic, site: Site, init_script: str, query: str, sends: bool
 ) -> None:
-    traffic = Traffic()
-    ctx = browser.new_context()
-    ctx.add_init_script(init_script)
-    wire(ctx, stack.api_url, traffic)
-    try:
-        page = ctx.new_page()
-        page.goto(f"{site.url}/options.html?{query}")
-        page.click("#go")
-        pump(page, 2.5)
-        assert bool(traffic.posts) is sends
-    finally:
-        ctx.close()
+    context.add_init_script(init_script)
+    page = context.new_page()
+    page.goto(f"{site.url}/options.html?{query}")
+    page.click("#go")
+    pump(page, 2.5)
+    assert bool(traffic.posts) is sends
 
 
 def test_opt_out_stops_sending_and_opt_in_resumes(context: Any, site: Site, traffic: Traffic) -> None:
@@ -317,11 +297,8 @@ def test_the_demo_site_served_by_dev_produces_rows_for_each_kind_of_event(
 
 
 def test_remote_config_is_fetched_once_per_session_and_can_disable_tracking(
-    browser: Any, stack: DevStack, site: Site
+    context: Any, traffic: Traffic, site: Site
 ) -> None:
-    traffic = Traffic()
-    ctx = browser.new_context()
-    wire(ctx, stack.api_url, traffic)
     config_calls: list[str] = []
 
     def remote(route: Any) -> None:
@@ -332,43 +309,34 @@ def test_remote_config_is_fetched_once_per_session_and_can_disable_tracking(
             headers={"Content-Type": "application/json", "Access-Control-Allow-Origin": "*"},
         )
 
-    ctx.route("http://localhost:8000/v1/config/**", remote)
-    try:
-        page = ctx.new_page()
-        page.goto(f"{site.url}/vite.html")
-        pump(page, 1)
-        page.evaluate("track('after-remote-config')")
-        page.reload()
-        page.evaluate("track('after-reload')")
-        pump(page, 2)
-        assert config_calls == ["http://localhost:8000/v1/config/YOUR_API_KEY"]  # cached in sessionStorage
-        assert not {"after-remote-config", "after-reload"} & {e["type"] for e in traffic.events()}
-    finally:
-        ctx.close()
+    context.route("http://localhost:8000/v1/config/**", remote)
+    page = context.new_page()
+    page.goto(f"{site.url}/vite.html")
+    pump(page, 1)
+    page.evaluate("track('after-remote-config')")
+    page.reload()
+    page.evaluate("track('after-reload')")
+    pump(page, 2)
+    assert config_calls == ["http://localhost:8000/v1/config/YOUR_API_KEY"]  # cached in sessionStorage
+    assert not {"after-remote-config", "after-reload"} & {e["type"] for e in traffic.events()}
 
 
-def test_remote_config_can_switch_click_tracking_off(browser: Any, stack: DevStack, site: Site) -> None:
-    traffic = Traffic()
-    ctx = browser.new_context()
-    wire(ctx, stack.api_url, traffic)
-    ctx.route(
+def test_remote_config_can_switch_click_tracking_off(context: Any, traffic: Traffic, site: Site) -> None:
+    context.route(
         "http://localhost:8000/v1/config/**",
         lambda route: route.fulfill(
             status=200, body='{"enabled": true, "autoTrackClicks": false}', headers={"Access-Control-Allow-Origin": "*"}
         ),
     )
-    try:
-        page = ctx.new_page()
-        page.goto(f"{site.url}/vite.html")
-        pump(page, 0.5)
-        page.click("#buy")
-        page.evaluate("track('still-custom')")
-        pump(page, 2)
-        sent = [e["type"] for e in traffic.events()]
-        assert "still-custom" in sent
-        assert "click" not in sent
-    finally:
-        ctx.close()
+    page = context.new_page()
+    page.goto(f"{site.url}/vite.html")
+    pump(page, 0.5)
+    page.click("#buy")
+    page.evaluate("track('still-custom')")
+    pump(page, 2)
+    sent = [e["type"] for e in traffic.events()]
+    assert "still-custom" in sent
+    assert "click" not in sent
 
 
 def test_cors_echoes_only_a_projects_allowed_origins(browser: Any, stack: DevStack, site: Site, db: Any) -> None:
