@@ -88,6 +88,74 @@ def tracker_config(api_key: str) -> Response:
     return Response(body=result.body, status_code=result.status, headers=dict(result.headers))
 
 
+# Read tokens travel in the Authorization header, never cookies, so any origin
+# may call the stats API (a dashboard can be hosted anywhere).
+_STATS_CORS = CORSConfig(allow_origin="*", allow_headers=["Authorization"], max_age=600)
+
+
+def _stats(report: str, dimension: str | None = None) -> Response:
+    from chalicelib.stats_api import answer
+
+    request = app.current_request
+    assert request is not None
+    try:
+        body = answer(
+            report,
+            request.query_params,
+            authorization=request.headers.get("authorization"),
+            projects=runtime.projects(),
+            reader=runtime.reader,
+            stage=runtime.settings().stage,
+            now_ms=runtime.now_ms,
+            dimension=dimension,
+        )
+    except TrackflowError as exc:
+        return _error(exc)
+    return Response(
+        body=orjson.dumps(body).decode(), status_code=200, headers=JSON_HEADERS | {"Cache-Control": "no-store"}
+    )
+
+
+@app.route("/v1/stats/projects", methods=["GET"], cors=_STATS_CORS)
+def stats_projects() -> Response:
+    return _stats("projects")
+
+
+@app.route("/v1/stats/overview", methods=["GET"], cors=_STATS_CORS)
+def stats_overview() -> Response:
+    return _stats("overview")
+
+
+@app.route("/v1/stats/timeseries", methods=["GET"], cors=_STATS_CORS)
+def stats_timeseries() -> Response:
+    return _stats("timeseries")
+
+
+@app.route("/v1/stats/breakdown/{dimension}", methods=["GET"], cors=_STATS_CORS)
+def stats_breakdown(dimension: str) -> Response:
+    return _stats("breakdown", dimension)
+
+
+@app.route("/v1/stats/errors", methods=["GET"], cors=_STATS_CORS)
+def stats_errors() -> Response:
+    return _stats("errors")
+
+
+@app.route("/v1/stats/events", methods=["GET"], cors=_STATS_CORS)
+def stats_events() -> Response:
+    return _stats("events")
+
+
+@app.route("/v1/stats/clicks", methods=["GET"], cors=_STATS_CORS)
+def stats_clicks() -> Response:
+    return _stats("clicks")
+
+
+@app.route("/v1/stats/realtime", methods=["GET"], cors=_STATS_CORS)
+def stats_realtime() -> Response:
+    return _stats("realtime")
+
+
 @app.route("/health", methods=["GET"], cors=True)
 def health() -> dict[str, str]:
     return {"status": "ok", "stage": runtime.settings().stage}

@@ -187,6 +187,24 @@ def ingest(
         logger.warning("dead-lettering %d of %d records' events", len(letters), len(records))
         dlq.send(dlq_topic, _dead_letter_messages(letters))
         writer.insert_dead_letters(_dead_letter_rows(letters, now_ms()))
-    if rows:
-        writer.insert_events(rows, dedup_token=dedup_token(records))
-    return {"records": len(records), "inserted": len(rows), "dead_lettered": len(letters)}
+    unique = _first_of_each(rows)
+    if unique:
+        writer.insert_events(unique, dedup_token=dedup_token(records))
+    return {
+        "records": len(records),
+        "inserted": len(unique),
+        "duplicates": len(rows) - len(unique),
+        "dead_lettered": len(letters),
+    }
+
+
+def _first_of_each(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows minus repeats of an event id already in this batch (a tracker resend), so rollups count it once."""
+    seen: set[tuple[Any, Any]] = set()
+    unique = []
+    for row in rows:
+        key = (row[0], row[_EVENT_ID_INDEX])
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    return unique

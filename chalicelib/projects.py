@@ -17,6 +17,7 @@ project in the dev and test stages only.
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 import sqlite3
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 
 DEV_API_KEY = "YOUR_API_KEY"
 DEV_PROJECT_ID = "development"
+READ_TOKEN_PREFIX = "tf_rt_"
 DEV_STAGES = ("dev", "test")
 BOT_POLICIES = ("drop", "keep")
 DEFAULT_CACHE_TTL_S = 30.0
@@ -94,16 +96,29 @@ def new_api_key() -> str:
     return "tf_pk_" + secrets.token_urlsafe(18)
 
 
-def new_read_token() -> str:
-    return "tf_rt_" + secrets.token_urlsafe(24)
+def new_read_token(project_id: str) -> str:
+    """A read token naming its project, so a token for the wrong project can be told apart."""
+    return f"{READ_TOKEN_PREFIX}{project_id}.{secrets.token_urlsafe(24)}"
+
+
+def project_for_read_token(store: ProjectStore, token: str) -> Project | None:
+    """The project this read token opens, or None."""
+    project_id, dot, _ = token.removeprefix(READ_TOKEN_PREFIX).partition(".")
+    if not token.startswith(READ_TOKEN_PREFIX) or not dot:
+        return None
+    project = store.get(project_id)
+    if project is None or not project.read_token or not hmac.compare_digest(project.read_token, token):
+        return None
+    return project
 
 
 def new_project(name: str, *, allowed_origins: Iterable[str] = (), now: Callable[[], float] = time.time) -> Project:
+    project_id = uuid.uuid4().hex[:12]
     return Project(
-        project_id=uuid.uuid4().hex[:12],
+        project_id=project_id,
         name=name,
         api_keys=(new_api_key(),),
-        read_token=new_read_token(),
+        read_token=new_read_token(project_id),
         allowed_origins=tuple(o.rstrip("/") for o in allowed_origins),
         created_at=int(now()),
     )

@@ -21,8 +21,8 @@ _state: dict[str, Any] = {}
 
 
 def configure(**objects: Any) -> None:
-    """Use these objects (``settings``, ``sender``, ``writer``, ``projects``) instead of building them."""
-    unknown = set(objects) - {"settings", "sender", "writer", "projects"}
+    """Use these objects (``settings``, ``sender``, ``writer``, ``reader``, ``projects``) instead of building them."""
+    unknown = set(objects) - {"settings", "sender", "writer", "reader", "projects"}
     if unknown:
         raise TypeError(f"unknown runtime objects: {sorted(unknown)}")
     with _lock:
@@ -75,6 +75,18 @@ def _build_writer() -> Any:
 
 def writer() -> Any:
     return _cached("writer", _build_writer)
+
+
+def reader() -> Any:
+    """The ClickHouse client the stats API queries with (chDB shares one engine with the writer)."""
+
+    def build() -> Any:
+        from chalicelib.clickhouse import connect
+
+        conf = settings()
+        return connect(conf.clickhouse, database=conf.clickhouse.database)
+
+    return _cached("reader", build)
 
 
 def _build_projects() -> Any:

@@ -220,6 +220,98 @@ def sql(query: str, fmt: str) -> None:
     _print_table(result, fmt)
 
 
+@main.command()
+@click.option(
+    "--events", "count", default=100_000, show_default=True, type=click.IntRange(min=1), help="How many events."
+)
+@click.option(
+    "--target",
+    type=click.Choice(["pipeline", "table"]),
+    default="pipeline",
+    show_default=True,
+    help="pipeline: produce to Kafka for the trigger to ingest (run `trackflow dev` first); "
+    "table: insert straight into ClickHouse (needs the embedded engine free, i.e. no `trackflow dev`).",
+)
+@click.option(
+    "--projects",
+    default="development,shop-demo,blog-demo",
+    show_default=True,
+    help="Comma-separated project ids; the first gets most traffic.",
+)
+@click.option(
+    "--days", default=30.0, show_default=True, type=click.FloatRange(min=0.01), help="Spread over this many days."
+)
+@click.option("--end", "end_day", default=None, help="Last day (YYYY-MM-DD, UTC); default: now.")
+@click.option("--seed", default=1, show_default=True, help="Same seed, same events.")
+@click.option("--batch-size", default=10_000, show_default=True, type=click.IntRange(min=1))
+def load(count: int, target: str, projects: str, days: float, end_day: str | None, seed: int, batch_size: int) -> None:
+    """Generate realistic traffic: visitors, sessions, SPA paths, referrers, clicks, errors, bots.
+
+    Examples:
+
+        trackflow load --events 50000                 # into a running `trackflow dev`
+
+        trackflow load --events 10000000 --target table
+    """
+    import time as _time
+    from datetime import UTC, datetime, timedelta
+
+    from trackflow.load import Traffic, sites, to_table
+
+    settings = _settings()
+    ids = [p.strip() for p in projects.split(",") if p.strip()]
+    if not ids:
+        raise click.BadParameter("name at least one project id", param_hint="--projects")
+    if end_day is None:
+        end = datetime.now(UTC)
+    else:
+        try:
+            end = datetime.fromisoformat(end_day).replace(tzinfo=UTC) + timedelta(days=1)
+        except ValueError:
+            raise click.BadParameter(f"{end_day!r} is not YYYY-MM-DD", param_hint="--end") from None
+    events = Traffic(sites(ids), end_ms=int(end.timestamp() * 1000), days=days, seed=seed).events(count)
+    started = _time.monotonic()
+    with click.progressbar(length=count, label=f"{count:,} events -> {target}", show_pos=True) as bar:
+        try:
+            if target == "table":
+                written = to_table(
+                    events,
+                    _table_writer(settings),
+                    batch_size=batch_size,
+                    tag=f"{seed}-{end.date()}",
+                    progress=bar.update,
+                )
+            else:
+                written = _load_pipeline(settings, events, batch_size, bar.update)
+        except TrackflowError as exc:
+            raise click.ClickException(exc.message) from None
+    elapsed = _time.monotonic() - started
+    click.echo(f"{written:,} events in {elapsed:.1f} s ({written / elapsed:,.0f}/s) for {', '.join(ids)}")
+
+
+def _table_writer(settings: Settings) -> Any:
+    from chalicelib.clickhouse import EventWriter, connect
+    from chalicelib.migrations import migrate
+    from trackflow.dev import MIGRATIONS_DIR
+
+    database = settings.clickhouse.database
+    migrate(connect(settings.clickhouse), MIGRATIONS_DIR, database=database)
+    return EventWriter(connect(settings.clickhouse, database=database), database=database)
+
+
+def _load_pipeline(settings: Settings, events: Any, batch_size: int, progress: Any) -> int:
+    from chalicelib.producer import KafkaSender, backend_factory
+    from trackflow.load import to_pipeline
+
+    bootstrap = settings.bootstrap_servers or "127.0.0.1:9092"
+    factory = backend_factory(settings.kafka_client, bootstrap, timeout_s=30.0, client_id="trackflow-load")
+    sender = KafkaSender(factory, timeout_s=30.0, retry_after=1)
+    try:
+        return to_pipeline(events, sender, settings.events_topic, batch_size=batch_size, progress=progress)
+    finally:
+        sender.close()
+
+
 def _register() -> None:
     from trackflow.projects_cli import projects
 

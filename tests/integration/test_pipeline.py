@@ -145,7 +145,7 @@ def test_the_same_batch_delivered_twice_counts_once(pipeline: Settings, clickhou
     with Client(app.app) as client:
         first = client.lambda_.invoke("ingest", payload)
         second = client.lambda_.invoke("ingest", payload)
-    assert first.payload == second.payload == {"records": 1, "inserted": 5, "dead_lettered": 0}
+    assert first.payload == second.payload == {"records": 1, "inserted": 5, "duplicates": 0, "dead_lettered": 0}
     # The second insert is dropped by its deduplication token: not even a merge is needed.
     assert clickhouse.query("SELECT count() FROM events").result_rows[0][0] == 5
     # The same events inside a different batch (another token) still count once with FINAL.

@@ -56,6 +56,18 @@ def _envelope(*events: object) -> bytes:
     return orjson.dumps({"v": 1, "events": list(events)})
 
 
+def test_an_event_resent_within_the_same_batch_is_written_once() -> None:
+    writer, dlq = FakeWriter(), FakeDlq()
+    event = _normalised()
+    payload = build_event(
+        [_record(1, _envelope(event)), _record(2, _envelope(event, _normalised()))], bootstrap_servers="b"
+    )
+    result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 0)
+    assert (result["inserted"], result["duplicates"]) == (2, 1)
+    rows, _ = writer.events[0]
+    assert [row[-1] for row in rows] == [1, 2]  # the first copy (offset 1) is the one kept
+
+
 def test_inserts_every_event_of_every_record_in_one_insert_with_provenance() -> None:
     writer, dlq = FakeWriter(), FakeDlq()
     payload = build_event(
@@ -63,7 +75,7 @@ def test_inserts_every_event_of_every_record_in_one_insert_with_provenance() -> 
         bootstrap_servers="b",
     )
     result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 0)
-    assert result == {"records": 2, "inserted": 3, "dead_lettered": 0}
+    assert result == {"records": 2, "inserted": 3, "duplicates": 0, "dead_lettered": 0}
     assert len(writer.events) == 1
     rows, _ = writer.events[0]
     assert all(len(row) == len(EVENT_COLUMNS) for row in rows)

@@ -1,0 +1,220 @@
+"""The stats API's use-cases: who may read, and each report as JSON-ready dicts.
+
+Every function takes a clickhouse-connect client (``reader``) and a
+:class:`~chalicelib.stats_params.StatsQuery`; SQL comes from
+``chalicelib.stats_sql``. Unfiltered queries over whole hours read the
+rollups; the rest read raw events. ``rollups=False`` forces raw events (the
+tests compare both).
+
+Numbers: ``visitors`` uses ClickHouse's ``uniq`` (exact for small sets, within
+about 1% beyond 65,536 visitors); every other count is exact.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from chalicelib import stats_sql
+from chalicelib.errors import ForbiddenError, RequestError, ServiceUnavailableError, UnauthorizedError
+from chalicelib.projects import DEV_PROJECT_ID, ProjectStore, project_for_read_token
+from chalicelib.stats_params import StatsQuery
+from chalicelib.stats_sql import Sql
+
+logger = logging.getLogger(__name__)
+
+REALTIME_WINDOW = timedelta(minutes=5)
+QUERY_SETTINGS = {"max_execution_time": 30, "readonly": 2}
+
+
+class NotFoundError(RequestError):
+    code = "unknown_project"
+    status = 404
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def authorise_read(projects: ProjectStore, project_id: str, token: str | None, *, stage: str) -> None:
+    """Allow reading ``project_id`` with this read token, or raise 401/403/404.
+
+    The development project is open in the dev and test stages. A token that
+    belongs to another project gets 403, any other wrong token 401.
+    """
+    if project_id == DEV_PROJECT_ID and stage in ("dev", "test"):
+        return
+    if token is None:
+        raise UnauthorizedError(
+            "send the project's read token as 'Authorization: Bearer <token>' (trackflow projects show)",
+            code="missing_token",
+        )
+    project = projects.get(project_id)
+    if project is None:
+        raise NotFoundError(f"no project {project_id!r}", field="project")
+    if project.read_token and hmac.compare_digest(project.read_token, token):
+        return
+    if project_for_read_token(projects, token) is not None:
+        raise ForbiddenError(f"this read token belongs to another project, not {project_id!r}", code="wrong_project")
+    raise UnauthorizedError("the read token is not valid for any project", code="bad_token")
+
+
+def _run(reader: Any, statement: str, sql: Sql) -> list[dict[str, Any]]:
+    try:
+        result = reader.query(statement, parameters=sql.params, settings=QUERY_SETTINGS)
+    except Exception as exc:
+        logger.exception("stats query failed")
+        raise ServiceUnavailableError(f"ClickHouse could not answer the query ({type(exc).__name__})") from exc
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+
+def _period(query: StatsQuery) -> dict[str, Any]:
+    return {"from": query.start.isoformat(), "to": query.end.isoformat(), "tz": query.tz}
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    sessions = int(row["sessions"])
+    with_pageviews = int(row["sessions_with_pageviews"])
+    return {
+        "visitors": int(row["visitors"]),
+        "sessions": sessions,
+        "pageviews": int(row["pageviews"]),
+        "bounce_rate": round(100 * int(row["bounces"]) / with_pageviews, 1) if with_pageviews else 0.0,
+        "avg_session_s": round(int(row["total_duration_ms"]) / sessions / 1000, 1) if sessions else 0.0,
+    }
+
+
+def overview(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[str, Any]:
+    """Visitors, sessions, page views, bounce rate and session length, with the period before."""
+    use = rollups and stats_sql.uses_rollups(query)
+    figures = []
+    for period in (query, query.previous()):
+        sql = Sql().bind(period)
+        figures.append(_summary(_run(reader, stats_sql.overview(sql, period, rollups=use), sql)[0]))
+    current, previous = figures
+    return {
+        "period": _period(query),
+        "previous_period": _period(query.previous()),
+        "metrics": {name: {"value": current[name], "previous": previous[name]} for name in current},
+    }
+
+
+def _buckets(query: StatsQuery) -> list[datetime]:
+    zone = ZoneInfo(query.tz)
+    if query.interval == "hour":
+        first = query.start.replace(minute=0, second=0, microsecond=0)
+        count = int((query.end - first).total_seconds() // 3600) + (query.end.minute > 0)
+        return [first + timedelta(hours=n) for n in range(count)]
+    day = query.start.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    found = []
+    while day.astimezone(UTC) < query.end:
+        found.append(day.astimezone(UTC))
+        day = (day + timedelta(days=1, hours=3)).replace(hour=0)  # safe across DST changes
+    return found
+
+
+def timeseries(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[str, Any]:
+    """Page views, events and visitors per hour or per day (in ``tz``), empty buckets included."""
+    sql = Sql().bind(query)
+    statement = stats_sql.timeseries(sql, query, rollups=rollups and stats_sql.uses_rollups(query))
+    by_bucket = {int(row["bucket"]): row for row in _run(reader, statement, sql)}
+    zone = ZoneInfo(query.tz)
+    points = []
+    for start in _buckets(query):
+        row = by_bucket.get(int(start.timestamp()), {})
+        points.append(
+            {
+                "time": start.astimezone(zone).isoformat(),
+                "pageviews": int(row.get("pageviews", 0)),
+                "events": int(row.get("events", 0)),
+                "visitors": int(row.get("visitors", 0)),
+            }
+        )
+    return {"period": _period(query), "interval": query.interval, "points": points}
+
+
+def breakdown(reader: Any, query: StatsQuery, dimension: str, *, rollups: bool = True) -> dict[str, Any]:
+    """Top values of one dimension (pages, referrers, countries, ...) by visitors or page views."""
+    if dimension not in stats_sql.DIMENSIONS:
+        raise RequestError(
+            f"unknown breakdown {dimension!r}; one of {', '.join(stats_sql.DIMENSIONS)}", field="dimension"
+        )
+    sql = Sql().bind(query)
+    statement = stats_sql.breakdown(sql, query, dimension, rollups=rollups and stats_sql.uses_rollups(query))
+    rows = [
+        {key: value if key == "value" else int(value) for key, value in row.items()}
+        for row in _run(reader, statement, sql)
+    ]
+    return {"period": _period(query), "dimension": dimension, "rows": rows}
+
+
+def errors(reader: Any, query: StatsQuery) -> dict[str, Any]:
+    """Errors grouped by message and source: count, sessions hit, first/last seen, a sample stack."""
+    sql = Sql().bind(query)
+    rows = _run(reader, stats_sql.errors(sql, query), sql)
+    for row in rows:
+        for key in ("count", "sessions", "first_seen", "last_seen"):
+            row[key] = int(row[key])
+    return {"period": _period(query), "rows": rows}
+
+
+def custom_events(reader: Any, query: StatsQuery, *, name: str | None, prop: str | None) -> dict[str, Any]:
+    """Custom event names with counts, or (``name`` and ``property``) one property's values."""
+    sql = Sql().bind(query)
+    if prop is not None and name is None:
+        raise RequestError("property needs name (the custom event to break down)", field="name")
+    if name is not None and prop is not None:
+        statement = stats_sql.event_properties(sql, query, name, prop)
+    else:
+        statement = stats_sql.custom_events(sql, query)
+    rows = _run(reader, statement, sql)
+    for row in rows:
+        row["count"], row["visitors"] = int(row["count"]), int(row["visitors"])
+    return {"period": _period(query), "name": name, "property": prop, "rows": rows}
+
+
+def clicks(reader: Any, query: StatsQuery) -> dict[str, Any]:
+    """Clicks grouped by element (tag, id, text, link)."""
+    sql = Sql().bind(query)
+    rows = _run(reader, stats_sql.clicks(sql, query), sql)
+    for row in rows:
+        row["count"], row["visitors"] = int(row["count"]), int(row["visitors"])
+    return {"period": _period(query), "rows": rows}
+
+
+def realtime(reader: Any, query: StatsQuery, *, now: datetime) -> dict[str, Any]:
+    """Visitors and events in the last five minutes, and the latest events."""
+    window = replace(query, start=now - REALTIME_WINDOW, end=now + timedelta(seconds=1))
+    sql = Sql().bind(window)
+    counts = _run(reader, stats_sql.realtime_counts(sql, window), sql)[0]
+    sql = Sql().bind(window)
+    latest = _run(reader, stats_sql.latest_events(sql, window), sql)
+    for row in latest:
+        row["at_ms"] = int(row["at_ms"])
+    return {
+        "window_s": int(REALTIME_WINDOW.total_seconds()),
+        "visitors": int(counts["visitors"]),
+        "pageviews": int(counts["pageviews"]),
+        "events": int(counts["events"]),
+        "latest": latest,
+    }
+
+
+def list_projects(projects: ProjectStore, token: str | None, *, stage: str) -> dict[str, Any]:
+    """The projects a dashboard may offer: all of them locally, the token's own otherwise."""
+    if stage in ("dev", "test"):
+        found = [p for p in projects.all() if p.enabled]
+        listed = [{"project_id": DEV_PROJECT_ID, "name": "Development", "needs_token": False}]
+        listed += [{"project_id": p.project_id, "name": p.name, "needs_token": True} for p in found]
+        return {"projects": listed}
+    owner = project_for_read_token(projects, token) if token else None
+    if owner is None:
+        raise UnauthorizedError("send a read token as 'Authorization: Bearer <token>'", code="missing_token")
+    return {"projects": [{"project_id": owner.project_id, "name": owner.name, "needs_token": True}]}

@@ -1,0 +1,206 @@
+"""The stats API's query string: period, timezone, interval, filters, limits.
+
+:func:`parse_query` turns the request's query parameters into a
+:class:`StatsQuery` or raises :class:`RequestError` naming the parameter. Only
+names on the lists below are accepted; values are never put into SQL text, they
+travel as query parameters (see ``chalicelib.stats_sql``).
+
+Periods: ``period`` is ``today``, ``24h``, ``7d``, ``30d`` or ``90d`` (default
+``7d``), or ``from`` and ``to`` as ``YYYY-MM-DD`` days in ``tz`` (both included).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from chalicelib.errors import RequestError
+
+PERIODS = {
+    "today": None,
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+}
+DEFAULT_PERIOD = "7d"
+MAX_SPAN = timedelta(days=400)
+INTERVALS = ("hour", "day")
+MAX_HOURLY_BUCKETS = 24 * 31
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 1000
+MAX_FILTER_LENGTH = 2048
+
+# Filter name -> the events column it compares with (equality).
+FILTER_COLUMNS = {
+    "page": "url_path",
+    "host": "url_host",
+    "referrer": "referrer_domain",
+    "utm_source": "utm_source",
+    "utm_medium": "utm_medium",
+    "utm_campaign": "utm_campaign",
+    "country": "country",
+    "device": "device_type",
+    "browser": "browser",
+    "os": "os",
+    "event": "type",
+}
+PROPERTY_PREFIX = "prop."
+_PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_$.\-]{1,64}$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Parameters some endpoint reads besides the filters; anything else is a typo.
+COMMON_PARAMS = frozenset({"project", "period", "from", "to", "tz", "interval", "limit", "bots"})
+
+
+@dataclass(frozen=True)
+class Filter:
+    name: str  # a FILTER_COLUMNS key, or "prop.<property>"
+    value: str
+
+    @property
+    def property(self) -> str | None:
+        return self.name[len(PROPERTY_PREFIX) :] if self.name.startswith(PROPERTY_PREFIX) else None
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    project_id: str
+    start: datetime  # UTC, included
+    end: datetime  # UTC, excluded
+    tz: str
+    interval: str
+    filters: tuple[Filter, ...] = ()
+    include_bots: bool = False
+    limit: int = DEFAULT_LIMIT
+
+    @property
+    def span(self) -> timedelta:
+        return self.end - self.start
+
+    def previous(self) -> StatsQuery:
+        """The same query over the period of equal length just before this one."""
+        return StatsQuery(
+            self.project_id,
+            self.start - self.span,
+            self.start,
+            self.tz,
+            self.interval,
+            self.filters,
+            self.include_bots,
+            self.limit,
+        )
+
+    @property
+    def hour_aligned(self) -> bool:
+        """Both ends fall on whole UTC hours, so hourly rollups cover the period exactly."""
+        return all(t.minute == 0 and t.second == 0 and t.microsecond == 0 for t in (self.start, self.end))
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RequestError(f"tz={name!r} is not an IANA time zone such as Europe/Berlin", field="tz") from None
+
+
+def _day(params: Mapping[str, str], name: str) -> date:
+    text = params[name]
+    if not _DAY.match(text):
+        raise RequestError(f"{name} must be a day as YYYY-MM-DD, got {text!r}", field=name)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise RequestError(f"{name}={text!r} is not a calendar day", field=name) from None
+
+
+def _period(params: Mapping[str, str], zone: ZoneInfo, now: datetime) -> tuple[datetime, datetime]:
+    if "from" in params or "to" in params:
+        if "period" in params:
+            raise RequestError("give either period or from/to, not both", field="period")
+        if "from" not in params or "to" not in params:
+            raise RequestError("from and to go together", field="from" if "from" not in params else "to")
+        first, last = _day(params, "from"), _day(params, "to")
+        if last < first:
+            raise RequestError("to is before from", field="to")
+        start = datetime(first.year, first.month, first.day, tzinfo=zone)
+        end = datetime(last.year, last.month, last.day, tzinfo=zone) + timedelta(days=1)
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        if end - start > MAX_SPAN:
+            raise RequestError(f"a period may span at most {MAX_SPAN.days} days", field="from")
+        return start, end
+    name = params.get("period", DEFAULT_PERIOD)
+    if name not in PERIODS:
+        raise RequestError(f"period must be one of {', '.join(PERIODS)}, got {name!r}", field="period")
+    local_now = now.astimezone(zone)
+    if name == "today":
+        midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return midnight.astimezone(UTC), (midnight + timedelta(days=1)).astimezone(UTC)
+    # Rolling periods end at the next whole hour so the hourly rollups cover them.
+    end = (now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)).astimezone(UTC)
+    return end - PERIODS[name], end  # type: ignore[operator]
+
+
+def _filters(params: Mapping[str, str], allowed: frozenset[str]) -> tuple[Filter, ...]:
+    found: list[Filter] = []
+    for name, value in sorted(params.items()):
+        if name in allowed:
+            continue
+        if name in FILTER_COLUMNS:
+            pass
+        elif name.startswith(PROPERTY_PREFIX):
+            if not _PROPERTY_NAME.match(name[len(PROPERTY_PREFIX) :]):
+                raise RequestError(f"{name!r}: property names are 1-64 letters, digits, _ $ . -", field=name)
+        else:
+            known = ", ".join(sorted(allowed | set(FILTER_COLUMNS))) + ", prop.<name>"
+            raise RequestError(f"unknown parameter {name!r}; known: {known}", field=name)
+        if len(value) > MAX_FILTER_LENGTH:
+            raise RequestError(f"{name} is longer than {MAX_FILTER_LENGTH} characters", field=name)
+        found.append(Filter(name, value))
+    return tuple(found)
+
+
+def _limit(params: Mapping[str, str]) -> int:
+    text = params.get("limit", str(DEFAULT_LIMIT))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise RequestError(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {text!r}", field="limit")
+    return int(text)
+
+
+def parse_query(
+    params: Mapping[str, str] | None,
+    *,
+    now: datetime,
+    extra: frozenset[str] = frozenset(),
+    default_project: str | None = None,
+) -> StatsQuery:
+    """Validate the query string of a stats request; ``extra`` names endpoint-specific parameters."""
+    params = dict(params or {})
+    project = params.get("project") or default_project
+    if not project:
+        raise RequestError("project is required (the project id, as `trackflow projects list` shows)", field="project")
+    tz = params.get("tz", "UTC")
+    zone = _zone(tz)
+    start, end = _period(params, zone, now)
+    interval = params.get("interval") or ("hour" if end - start <= timedelta(days=2) else "day")
+    if interval not in INTERVALS:
+        raise RequestError(f"interval must be hour or day, got {interval!r}", field="interval")
+    if interval == "hour" and end - start > timedelta(hours=MAX_HOURLY_BUCKETS):
+        raise RequestError(
+            f"hourly series are limited to {MAX_HOURLY_BUCKETS // 24} days; use interval=day", field="interval"
+        )
+    bots = params.get("bots", "exclude")
+    if bots not in ("exclude", "include"):
+        raise RequestError(f"bots must be exclude or include, got {bots!r}", field="bots")
+    return StatsQuery(
+        project_id=project,
+        start=start,
+        end=end,
+        tz=tz,
+        interval=interval,
+        filters=_filters(params, COMMON_PARAMS | extra),
+        include_bots=bots == "include",
+        limit=_limit(params),
+    )

@@ -1,0 +1,262 @@
+"""``trackflow load``: realistic made-up traffic, into the pipeline or straight into the table.
+
+:class:`Traffic` simulates visitors of a few projects: sessions with an
+entry page and SPA navigation, referrers and UTM campaigns, clicks, errors,
+custom events, and a share of bots, spread over ``days`` with more traffic in
+the afternoon. It yields the same normalised events collect would produce, so
+they can be produced to Kafka (the trigger then ingests them) or written to the
+events table directly (the rollups fill as they would from the pipeline).
+Seeded: the same seed gives the same events.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from chalicelib.enrich import SCHEMA_VERSION
+from chalicelib.kafka_event import KafkaRecord
+
+PAGES = (  # path, title, weight as an entry page
+    ("/", "Home", 40),
+    ("/pricing", "Pricing", 12),
+    ("/docs", "Documentation", 10),
+    ("/docs/getting-started", "Getting started", 8),
+    ("/docs/api", "API reference", 5),
+    ("/blog", "Blog", 6),
+    ("/blog/kafka-at-the-edge", "Kafka at the edge", 9),
+    ("/blog/clickhouse-rollups", "ClickHouse rollups", 7),
+    ("/products/tracker", "Tracker", 6),
+    ("/products/dashboard", "Dashboard", 4),
+    ("/cart", "Cart", 1),
+    ("/checkout", "Checkout", 1),
+    ("/signup", "Sign up", 3),
+    ("/about", "About", 2),
+)
+REFERRERS = (
+    ("", 45),
+    ("google.com", 25),
+    ("news.ycombinator.com", 8),
+    ("t.co", 6),
+    ("github.com", 6),
+    ("duckduckgo.com", 5),
+    ("reddit.com", 5),
+)
+CAMPAIGNS = (("newsletter", "email", "november"), ("google", "cpc", "brand"), ("twitter", "social", "launch"))
+CLIENTS = (  # browser, os, device type, weight
+    ("Chrome", "Windows", "desktop", 30),
+    ("Chrome", "Android", "mobile", 22),
+    ("Safari", "iOS", "mobile", 18),
+    ("Safari", "Mac OS X", "desktop", 10),
+    ("Firefox", "Linux", "desktop", 6),
+    ("Edge", "Windows", "desktop", 8),
+    ("Safari", "iOS", "tablet", 6),
+)
+COUNTRIES = (
+    ("US", 30),
+    ("DE", 14),
+    ("GB", 10),
+    ("FR", 8),
+    ("IN", 8),
+    ("BR", 6),
+    ("JP", 5),
+    ("CA", 5),
+    ("NL", 4),
+    ("", 10),
+)
+ERRORS = (
+    ("TypeError: Cannot read properties of undefined (reading 'price')", "https://shop.example/assets/cart.js", 88),
+    ("ReferenceError: gtag is not defined", "https://shop.example/assets/app.js", 12),
+    ("Uncaught (in promise) NetworkError", "https://shop.example/assets/api.js", 301),
+)
+BOT_SHARE = 0.02
+DAY_MS = 86_400_000
+
+
+def _weighted(items: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[int]]:
+    return list(items), [item[-1] for item in items]
+
+
+@dataclass(frozen=True)
+class Site:
+    project_id: str
+    weight: float
+    host: str
+
+
+class Traffic:
+    """Seeded sessions of made-up visitors; ``events()`` yields normalised event dicts."""
+
+    def __init__(self, sites: Sequence[Site], *, end_ms: int, days: float, seed: int = 1) -> None:
+        self._sites = list(sites)
+        self._end_ms = end_ms
+        self._span_ms = int(days * DAY_MS)
+        self._rng = random.Random(seed)
+        self._pages = _weighted(PAGES)
+        self._referrers = _weighted(REFERRERS)
+        self._clients = _weighted(CLIENTS)
+        self._countries = _weighted(COUNTRIES)
+
+    def _pick(self, table: tuple[list[tuple[Any, ...]], list[int]]) -> tuple[Any, ...]:
+        return self._rng.choices(table[0], weights=table[1])[0]
+
+    def _start_ms(self) -> int:
+        """A moment in the period, twice as likely mid-afternoon (UTC) as at night."""
+        while True:
+            t = self._end_ms - self._rng.random() * self._span_ms
+            hour = (t % DAY_MS) / 3_600_000
+            if self._rng.random() < 0.5 + 0.5 * math.sin((hour - 9) / 24 * 2 * math.pi):
+                return int(t)
+
+    def events(self, count: int) -> Iterator[dict[str, Any]]:
+        """At least ``count`` events, a whole session at a time (the last session is cut)."""
+        made = 0
+        visitors = max(1, count // 12)
+        while made < count:
+            for event in self._session(visitors):
+                yield event
+                made += 1
+                if made == count:
+                    return
+
+    def _session(self, visitors: int) -> list[dict[str, Any]]:
+        rng = self._rng
+        site = rng.choices(self._sites, weights=[s.weight for s in self._sites])[0]
+        visitor = int(visitors * rng.random() ** 2)  # some visitors come back often
+        visitor_rng = random.Random(f"{site.project_id}/{visitor}")
+        browser, os_name, device, _ = visitor_rng.choices(self._clients[0], weights=self._clients[1])[0]
+        country = visitor_rng.choices(self._countries[0], weights=self._countries[1])[0][0]
+        is_bot = int(rng.random() < BOT_SHARE)
+        if is_bot:
+            browser, os_name, device = "Googlebot", "Other", "other"
+        referrer = self._pick(self._referrers)[0]
+        utm = ("", "", "") if rng.random() > 0.15 else rng.choice(CAMPAIGNS)
+        common = {
+            "project_id": site.project_id,
+            "anonymous_id": f"v{visitor:08x}-{site.project_id}",
+            "session_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "user_id": "",
+            "referrer": f"https://{referrer}/" if referrer else "",
+            "referrer_domain": referrer,
+            "screen": "1920x1080" if device == "desktop" else "390x844",
+            "language": "en-US",
+            "timezone": "UTC",
+            "environment": "production",
+            "sdk_version": "1.0.0",
+            "user_agent": f"Mozilla/5.0 ({os_name}) {browser}",
+            "utm_source": utm[0],
+            "utm_medium": utm[1],
+            "utm_campaign": utm[2],
+            "utm_term": "",
+            "utm_content": "",
+            "browser": browser,
+            "browser_version": "130.0",
+            "os": os_name,
+            "os_version": "",
+            "device_type": device,
+            "is_bot": is_bot,
+            "country": country,
+            "visitor_hash": visitor_rng.getrandbits(63),
+        }
+        t = self._start_ms()
+        page = self._pick(self._pages)
+        events = []
+        while True:
+            events.append(self._event(common, site, "pageView", page, t, "{}"))
+            for _ in range(int(rng.random() * 2.2)):
+                t += rng.randint(2_000, 30_000)
+                click = {
+                    "tag": "A",
+                    "id": "",
+                    "text": rng.choice(("Pricing", "Docs", "Buy now", "Read more")),
+                    "href": "/",
+                }
+                events.append(self._event(common, site, "click", page, t, orjson.dumps(click).decode()))
+            if rng.random() < 0.03:
+                message, source, line = rng.choice(ERRORS)
+                stack = f"{message}\n    at render ({source}:{line}:17)"
+                props = {"message": message, "source": source, "line": line, "col": 17, "stack": stack}
+                events.append(self._event(common, site, "error", page, t + 500, orjson.dumps(props).decode()))
+            if page[0].startswith("/products") and rng.random() < 0.2:
+                events.append(self._event(common, site, "addToCart", page, t + 900, '{"sku":"TF-1","price":49}'))
+            if page[0] == "/signup" and rng.random() < 0.4:
+                plan = rng.choice(("free", "pro", "team"))
+                events.append(
+                    self._event(common, site, "signup", page, t + 1500, orjson.dumps({"plan": plan}).decode())
+                )
+            if rng.random() < 0.42 or len(events) > 40:
+                return events
+            t += rng.randint(5_000, 180_000)
+            page = self._pick(self._pages)
+
+    def _event(
+        self, common: dict[str, Any], site: Site, kind: str, page: tuple[Any, ...], t: int, props: str
+    ) -> dict[str, Any]:
+        return common | {
+            "event_id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+            "type": kind,
+            "timestamp": t,
+            "client_ts": t,
+            "received_at": t + 40,
+            "url": f"https://{site.host}{page[0]}",
+            "url_host": site.host,
+            "url_path": page[0],
+            "url_query": "",
+            "title": page[1],
+            "props": props,
+        }
+
+
+def sites(project_ids: Sequence[str]) -> list[Site]:
+    """The first project gets most traffic, each next one half of the one before."""
+    return [Site(pid, 0.5**n, f"{pid}.example") for n, pid in enumerate(project_ids)]
+
+
+def batches(events: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for event in events:
+        batch.append(event)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def to_table(
+    events: Iterator[dict[str, Any]], writer: Any, *, batch_size: int, tag: str, progress: Callable[[int], None]
+) -> int:
+    """Write straight to the events table (rollups fill as usual); return how many were written."""
+    from chalicelib.ingest import event_row
+
+    written = 0
+    for number, batch in enumerate(batches(events, batch_size)):
+        record = KafkaRecord(topic="trackflow.load", partition=0, offset=number, timestamp=0, key=None, value=None)
+        writer.insert_events([event_row(e, record) for e in batch], dedup_token=f"load-{tag}-{number}")
+        written += len(batch)
+        progress(len(batch))
+    return written
+
+
+def to_pipeline(
+    events: Iterator[dict[str, Any]], sender: Any, topic: str, *, batch_size: int, progress: Callable[[int], None]
+) -> int:
+    """Produce to the events topic as collect does (one message per visitor and batch)."""
+    from chalicelib.producer import visitor_messages
+
+    sent = 0
+    for batch in batches(events, batch_size):
+        by_project: dict[str, list[dict[str, Any]]] = {}
+        for event in batch:
+            by_project.setdefault(event["project_id"], []).append(event)
+        for project_id, items in by_project.items():
+            sender.send(topic, visitor_messages(items, project_id=project_id, schema_version=SCHEMA_VERSION))
+        sent += len(batch)
+        progress(len(batch))
+    return sent
