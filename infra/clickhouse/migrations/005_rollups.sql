@@ -6,9 +6,10 @@
 -- without ids fall back: the visitor to the daily-salted IP hash, the session
 -- to the visitor.
 --
--- Redelivery: when ClickHouse drops a re-inserted batch by its deduplication
--- token, the views below don't see it either, so a redelivered batch is
--- counted once here too. Ingest also drops repeated event ids within a batch.
+-- Redelivery: ingest inserts with a deduplication token and
+-- deduplicate_blocks_in_dependent_materialized_views, so a re-inserted batch
+-- is dropped by every rollup table too (each keeps a deduplication window).
+-- Ingest also drops repeated event ids within a batch.
 ALTER TABLE ${DATABASE}.events
     ADD COLUMN IF NOT EXISTS visitor_id String ALIAS if(anonymous_id != '', anonymous_id, toString(visitor_hash))
         COMMENT 'the tracker''s anonymous id, or the daily IP hash when none was sent',
@@ -39,7 +40,8 @@ CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_sessions
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
-ORDER BY (project_id, day, session_id);
+ORDER BY (project_id, day, session_id)
+SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${DATABASE}.rollup_sessions_mv TO ${DATABASE}.rollup_sessions AS
 SELECT project_id, toDate(timestamp) AS day, session_key AS session_id,
@@ -65,7 +67,8 @@ CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_hourly
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
-ORDER BY (project_id, hour, is_bot);
+ORDER BY (project_id, hour, is_bot)
+SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${DATABASE}.rollup_hourly_mv TO ${DATABASE}.rollup_hourly AS
 SELECT project_id, toStartOfHour(timestamp) AS hour, is_bot,
@@ -84,7 +87,8 @@ CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_pages_hourly
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
-ORDER BY (project_id, hour, is_bot, url_path);
+ORDER BY (project_id, hour, is_bot, url_path)
+SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${DATABASE}.rollup_pages_hourly_mv TO ${DATABASE}.rollup_pages_hourly AS
 SELECT project_id, toStartOfHour(timestamp) AS hour, is_bot, url_path,
