@@ -153,7 +153,10 @@ class EventWriter:
                 rows,
                 column_names=EVENT_COLUMNS,
                 # The rollups' materialized views drop a redelivered batch too.
-                settings={"insert_deduplication_token": dedup_token, "deduplicate_blocks_in_dependent_materialized_views": 1},
+                settings={
+                    "insert_deduplication_token": dedup_token,
+                    "deduplicate_blocks_in_dependent_materialized_views": 1,
+                },
             )
         except Exception as exc:
             raise StorageError(f"insert of {len(rows)} events failed: {exc}") from exc
