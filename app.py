@@ -7,16 +7,26 @@ built lazily by ``chalicelib.runtime`` so a cold start stays cheap.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 from chalice import Chalice, CORSConfig, Response
 
-from chalicelib import runtime
+from chalicelib import metrics, runtime
 from chalicelib.errors import TrackflowError
 from chalicelib.responses import JSON_HEADERS, cors_headers, error_parts, preflight_headers
 
 app = Chalice(app_name="trackflow")
+
+
+@app.middleware("http")
+def count_requests(event: Any, get_response: Any) -> Response:
+    response = get_response(event)
+    route = (event.context or {}).get("resourcePath") or event.path
+    metrics.record_request(route, response.status_code)
+    return response
+
 
 # CORS for collect is answered per project (the allowed origins), not by Chalice.
 _COLLECT_ROUTE: dict[str, Any] = {"methods": ["POST", "OPTIONS"], "content_types": ["*/*"]}
@@ -52,7 +62,9 @@ def _collect() -> Response:
             now_ms=runtime.now_ms,
         )
     except TrackflowError as exc:
+        metrics.record_refused(exc.code)
         return _error(exc, cors_headers(origin, allowed=exc.code != "origin_not_allowed"))
+    metrics.record_collect(result.status, result.body)
     # Serialised here with orjson: Chalice would use the slower json module.
     headers = JSON_HEADERS | cors_headers(origin)
     return Response(body=orjson.dumps(result.body).decode(), status_code=result.status, headers=headers)
@@ -157,8 +169,17 @@ def stats_realtime() -> Response:
 
 
 @app.route("/health", methods=["GET"], cors=True)
-def health() -> dict[str, str]:
-    return {"status": "ok", "stage": runtime.settings().stage}
+def health() -> Response:
+    from chalicelib.health import check
+
+    conf = runtime.settings()
+    body = check(conf, reader=runtime.reader)
+    return Response(body=body, status_code=200 if body["status"] == "ok" else 503, headers=dict(JSON_HEADERS))
+
+
+@app.route("/metrics", methods=["GET"])
+def prometheus_metrics() -> Response:
+    return Response(body=metrics.exposition().decode(), status_code=200, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 @app.lambda_function(name="ingest")
@@ -166,6 +187,9 @@ def ingest(event: dict[str, Any], context: Any) -> dict[str, int]:
     from chalicelib.ingest import ingest as ingest_batch
 
     conf = runtime.settings()
-    return ingest_batch(
+    started = time.perf_counter()
+    result = ingest_batch(
         event, writer=runtime.writer(), dlq=runtime.sender(), dlq_topic=conf.dlq_topic, now_ms=runtime.now_ms
     )
+    metrics.record_ingest(result, time.perf_counter() - started)
+    return result

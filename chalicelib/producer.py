@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import orjson
 
 from chalicelib.errors import ProduceError
+from chalicelib.metrics import PRODUCE_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,8 @@ class KafkaSender:
         """Send all ``messages`` and wait until each is acknowledged."""
         backend = self._get()
         try:
-            backend.send_all(topic, messages, self._timeout_s)
+            with PRODUCE_SECONDS.time():
+                backend.send_all(topic, messages, self._timeout_s)
         except Exception as exc:
             self._discard(backend)
             raise ProduceError(

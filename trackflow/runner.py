@@ -221,8 +221,20 @@ class TriggerRunner:
         records = self._poll_batch(self._consumer)
         if not records:
             self._check_rewound(self._consumer)
+            self._report_lag(self._consumer)
             return 0
-        return len(records) if self._process(self._consumer, records) else 0
+        done = len(records) if self._process(self._consumer, records) else 0
+        self._report_lag(self._consumer)
+        return done
+
+    def _report_lag(self, consumer: Any) -> None:
+        """Per partition: the high watermark from the last fetch minus what we committed."""
+        from chalicelib.metrics import set_lag
+
+        for tp in consumer.assignment():
+            high, ours = consumer.highwater(tp), self._committed.get(tp)
+            if high is not None and ours is not None:
+                set_lag(tp.topic, tp.partition, max(0, high - ours))
 
     def run(self) -> None:
         """Loop until :meth:`stop`; never dies of a Kafka or handler error."""
