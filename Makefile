@@ -9,14 +9,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TRACKER_JS := tracker/dist/tracker.js
 NODE_STAMP := tracker/node_modules/.installed
+DASHBOARD_PAGE := dashboard/dist/index.html
+DASHBOARD_STAMP := dashboard/node_modules/.installed
 
-.PHONY: help setup tracker chromium dev test lint bench package clean
+.PHONY: help setup tracker dashboard chromium dev test lint bench package clean
 
 help:
 	@echo "make dev      set up, then run broker + collect API + trigger runner + chDB + tracker/demo (Ctrl-C stops)"
 	@echo "make test     set up, then lint and run the whole test suite"
 	@echo "make bench    set up, then run the benchmarks (table + bench/latest.json)"
 	@echo "make tracker  build tracker/dist/tracker.js (TRACKFLOW_ENDPOINT=... to bake in another API URL)"
+	@echo "make dashboard build dashboard/dist/index.html (one static page, uPlot bundled)"
 	@echo "make package  build the Lambda bundle and CloudFormation template into build/package"
 	@echo "make clean    remove .venv, node_modules, build output and local data (.trackflow/)"
 
@@ -26,7 +29,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-setup: $(STAMP) $(TRACKER_JS)
+setup: $(STAMP) $(TRACKER_JS) $(DASHBOARD_PAGE)
 
 $(NODE_STAMP): tracker/package.json tracker/package-lock.json
 	cd tracker && npm ci --no-audit --no-fund --loglevel=error
@@ -37,6 +40,16 @@ $(TRACKER_JS): $(NODE_STAMP) tracker/src/tracker.js tracker/build.mjs
 
 tracker: $(NODE_STAMP)
 	cd tracker && npm run --silent build
+
+$(DASHBOARD_STAMP): dashboard/package.json dashboard/package-lock.json
+	cd dashboard && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(DASHBOARD_PAGE): $(DASHBOARD_STAMP) $(wildcard dashboard/src/*) dashboard/build.mjs
+	cd dashboard && npm run --silent build
+
+dashboard: $(DASHBOARD_STAMP)
+	cd dashboard && npm run --silent build
 
 # The browser tests drive Debian's chromium; Playwright's own download is never used.
 chromium:
@@ -63,4 +76,4 @@ package: $(STAMP)
 	$(BIN)/chalice package --stage prod --merge-template infra/kafka-trigger.json build/package
 
 clean:
-	rm -rf $(VENV) build tracker/node_modules tracker/dist .trackflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build tracker/node_modules tracker/dist dashboard/node_modules dashboard/dist .trackflow .pytest_cache .mypy_cache .ruff_cache

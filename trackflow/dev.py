@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = ROOT / "infra" / "clickhouse" / "migrations"
 TRACKER_DIST = ROOT / "tracker" / "dist"
 DEMO_DIR = ROOT / "tracker" / "demo"
+DASHBOARD_PAGE = ROOT / "dashboard" / "dist" / "index.html"
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,26 @@ def _chalice_server(host: str, port: int) -> Any:
             if name.startswith("do_"):
                 return self._generic_handle
             raise AttributeError(name)
+
+        def do_GET(self) -> None:
+            # The dashboard page at / (and /dashboard); everything else is the app's.
+            if self.path.split("?", 1)[0] in ("/", "/dashboard", "/dashboard/"):
+                self._dashboard()
+            else:
+                self._generic_handle()
+
+        def _dashboard(self) -> None:
+            if DASHBOARD_PAGE.is_file():
+                status, body, kind = 200, DASHBOARD_PAGE.read_bytes(), "text/html; charset=utf-8"
+            else:
+                status, kind = 404, "text/plain; charset=utf-8"
+                body = b"The dashboard is not built: run `make dashboard` (make dev builds it).\n"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            self.wfile.write(body)
 
     config_file = ROOT / ".chalice" / "config.json"
     from_disk = json.loads(config_file.read_text()) if config_file.exists() else {}
@@ -234,6 +255,7 @@ def banner(stack: DevStack) -> str:
     return "\n".join(
         [
             "TrackFlow dev is running. Ctrl-C stops everything.",
+            f"  dashboard     {api}/   (stats API: {api}/v1/stats/overview, metrics: {api}/metrics)",
             f"  collect API   {api}/v1/collect   (health: {api}/health)",
             f"  tracker.js    {tracker}",
             f"  Kafka         {broker}   topics {conf.events_topic}, {conf.dlq_topic}",
@@ -243,5 +265,7 @@ def banner(stack: DevStack) -> str:
             f"  {curl}",
             "See it (in another terminal, while this runs):",
             '  .venv/bin/trackflow sql "SELECT timestamp, type, url_path, utm_source FROM events FINAL ORDER BY timestamp DESC LIMIT 5"',
+            "Make some traffic for the dashboard:",
+            "  .venv/bin/trackflow load --events 20000 --days 2",
         ]
     )

@@ -1,0 +1,114 @@
+"""Dashboard reads: overview + timeseries + top pages over 10,000,000 generated events.
+
+The events come from ``trackflow load`` (three projects over 30 days, written
+straight to the table so the rollups fill as they would from the pipeline);
+they are generated once into ``.trackflow/bench-overview-<N>/`` and reused by
+later runs. The three calls the dashboard makes first are timed together, wall
+clock, median of 5, for the largest project over the whole 30 days; the same
+calls forced onto raw events are the baseline of the same run.
+
+chDB holds one data directory per process, so this runs in a child process:
+``python -m bench.overview --events N`` prints its results as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+END = datetime(2026, 11, 1, tzinfo=UTC)
+RUNS = 5
+FORMAT_VERSION = "1"  # bump when the generator or schema changes, so the cache is rebuilt
+
+
+def run(events: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.overview", "--events", str(events)],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def _prepare(events: int) -> tuple[Any, str]:
+    from chalicelib.clickhouse import EventWriter, connect
+    from chalicelib.migrations import migrate
+    from chalicelib.settings import load_settings
+    from trackflow.dev import MIGRATIONS_DIR
+    from trackflow.load import Traffic, sites, to_table
+
+    data_dir = ROOT / ".trackflow" / f"bench-overview-{events}"
+    marker = data_dir / "loaded.json"
+    settings = load_settings({"TRACKFLOW_DATA_DIR": str(data_dir)})
+    database = settings.clickhouse.database
+    if not (marker.exists() and json.loads(marker.read_text()).get("version") == FORMAT_VERSION):
+        if data_dir.exists():
+            import shutil
+
+            shutil.rmtree(data_dir)
+        data_dir.mkdir(parents=True)
+        migrate(connect(settings.clickhouse), MIGRATIONS_DIR, database=database)
+        writer = EventWriter(connect(settings.clickhouse, database=database), database=database)
+        traffic = Traffic(sites(["development", "shop-demo", "blog-demo"]), end_ms=int(END.timestamp() * 1000), days=30)
+        done = 0
+        started = time.monotonic()
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            if done % 1_000_000 < n:
+                print(f"  generated {done:,} of {events:,} events ({time.monotonic() - started:.0f} s)", file=sys.stderr)
+
+        to_table(traffic.events(events), writer, batch_size=50_000, tag="bench", progress=progress)
+        marker.write_text(json.dumps({"version": FORMAT_VERSION, "events": events}))
+    return connect(settings.clickhouse, database=database), database
+
+
+def _measure(events: int) -> dict[str, Any]:
+    from chalicelib import stats
+    from chalicelib.stats_params import parse_query
+
+    client, _ = _prepare(events)
+    client.command("OPTIMIZE TABLE rollup_sessions FINAL")  # as background merges leave it after a while
+    query = parse_query({"period": "30d"}, now=END.replace(hour=0), default_project="development")
+    project_events = client.query("SELECT count() FROM events WHERE project_id = 'development'").result_rows[0][0]
+
+    def three(rollups: bool) -> float:
+        started = time.perf_counter()
+        stats.overview(client, query, rollups=rollups)
+        stats.timeseries(client, query, rollups=rollups)
+        stats.breakdown(client, query, "pages", rollups=rollups)
+        return (time.perf_counter() - started) * 1000
+
+    three(True)  # warm caches once, as a dashboard in use would have them
+    rollup = statistics.median(three(True) for _ in range(RUNS))
+    raw = statistics.median(three(False) for _ in range(RUNS))
+    return {
+        "overview_10m_events_total": events,
+        "overview_10m_events_in_project": project_events,
+        "overview_10m_ms": rollup,
+        "overview_10m_raw_events_ms": raw,
+        "overview_raw_vs_rollups": raw / rollup,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.overview")
+    parser.add_argument("--events", type=int, default=10_000_000)
+    args = parser.parse_args()
+    print(json.dumps(_measure(args.events)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+// TrackFlow dashboard: reads /v1/stats/* and draws it. Every value from events
+// (URLs, titles, messages) reaches the page through textContent, never as HTML.
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const API = (params.get('api') || document.querySelector('meta[name="trackflow-api"]').content || '').replace(/\/$/, '');
+const TZ = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+const REFRESH_MS = 15000;
+const LIVE_MS = 5000;
+let projects = [];
+let chart;
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (cls) node.className = cls;
+  return node;
+}
+
+const fmt = (n) => (typeof n === 'number' ? n.toLocaleString() : String(n));
+const tokenKey = (id) => `trackflow.token.${id}`;
+
+function current() {
+  return projects.find((p) => p.project_id === $('project').value) || projects[0];
+}
+
+async function get(path, extra = {}) {
+  const project = current();
+  const query = new URLSearchParams({ project: project.project_id, tz: TZ, ...extra });
+  const headers = {};
+  const token = localStorage.getItem(tokenKey(project.project_id));
+  if (project.needs_token && token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(`${API}${path}?${query}`, { headers });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+  return body;
+}
+
+function table(id, columns, rows, empty = 'Nothing yet') {
+  const target = $(id);
+  target.replaceChildren();
+  const head = el('tr');
+  for (const [label, , numeric] of columns) head.append(el('th', label, numeric ? 'n' : ''));
+  target.append(head);
+  if (!rows.length) {
+    const tr = el('tr');
+    const td = el('td', empty, 'empty');
+    td.colSpan = columns.length;
+    tr.append(td);
+    target.append(tr);
+  }
+  for (const row of rows) {
+    const tr = el('tr');
+    for (const [, pick, numeric] of columns) {
+      const value = pick(row);
+      const td = el('td', undefined, numeric ? 'n' : '');
+      if (value instanceof Node) td.append(value);
+      else td.textContent = numeric ? fmt(value) : value;
+      tr.append(td);
+    }
+    target.append(tr);
+  }
+}
+
+const CARDS = [
+  ['visitors', 'Visitors', fmt],
+  ['sessions', 'Sessions', fmt],
+  ['pageviews', 'Page views', fmt],
+  ['bounce_rate', 'Bounce rate', (v) => `${v}%`],
+  ['avg_session_s', 'Avg. session', (v) => (v >= 60 ? `${Math.floor(v / 60)}m ${Math.round(v % 60)}s` : `${v}s`)],
+];
+
+function cards(metrics) {
+  const box = $('cards');
+  box.replaceChildren();
+  for (const [key, label, show] of CARDS) {
+    const { value, previous } = metrics[key];
+    const card = el('div', undefined, 'card');
+    const number = el('div', show(value), 'value');
+    number.dataset.metric = key;
+    card.append(el('div', label, 'label'), number);
+    if (previous) {
+      const change = Math.round(((value - previous) / previous) * 100);
+      const better = key === 'bounce_rate' ? change <= 0 : change >= 0;
+      card.append(el('div', `${change >= 0 ? '+' : ''}${change}% vs previous`, `change ${better ? 'up' : 'down'}`));
+    }
+    box.append(card);
+  }
+}
+
+function draw(series) {
+  const xs = series.points.map((p) => Date.parse(p.time) / 1000);
+  const data = [xs, series.points.map((p) => p.pageviews), series.points.map((p) => p.visitors)];
+  const width = Math.max(300, $('chart').clientWidth || 800);
+  if (chart) chart.destroy();
+  chart = new uPlot(
+    {
+      width,
+      height: 220,
+      series: [{}, { label: 'Page views', stroke: '#3366cc', fill: '#3366cc22' }, { label: 'Visitors', stroke: '#dc7a1f' }],
+      axes: [{}, { size: 50 }],
+    },
+    data,
+    $('chart'),
+  );
+}
+
+// [breakdown, column title, what an empty value means]
+const BREAKDOWNS = [
+  ['pages', 'Page', '(none)'],
+  ['entry_pages', 'Entry page', '(no page view)'],
+  ['referrers', 'Referrer', '(direct / none)'],
+  ['utm_sources', 'utm_source', '(none)'],
+  ['devices', 'Device', '(unknown)'],
+  ['browsers', 'Browser', '(unknown)'],
+  ['countries', 'Country', '(unknown)'],
+];
+
+async function refresh() {
+  const period = { period: $('period').value };
+  try {
+    const [overview, series, errors, custom, ...breakdowns] = await Promise.all([
+      get('/v1/stats/overview', period),
+      get('/v1/stats/timeseries', period),
+      get('/v1/stats/errors', period),
+      get('/v1/stats/events', period),
+      ...BREAKDOWNS.map(([name]) => get(`/v1/stats/breakdown/${name}`, period)),
+    ]);
+    cards(overview.metrics);
+    draw(series);
+    BREAKDOWNS.forEach(([name, title, blank], i) =>
+      table(name, [[title, (r) => r.value || blank], ['Visitors', (r) => r.visitors, true], ['Views', (r) => r.pageviews, true]], breakdowns[i].rows),
+    );
+    table('events', [['Event', (r) => r.name], ['Count', (r) => r.count, true], ['Visitors', (r) => r.visitors, true]], custom.rows);
+    table(
+      'errors',
+      [
+        ['Error', (r) => {
+          const box = el('div', r.message);
+          box.append(el('pre', `${r.source}\n${r.sample_stack}`));
+          return box;
+        }],
+        ['Count', (r) => r.count, true],
+        ['Sessions', (r) => r.sessions, true],
+        ['Last seen', (r) => new Date(r.last_seen).toLocaleString()],
+      ],
+      errors.rows,
+      'No errors',
+    );
+    $('status').textContent = `Updated ${new Date().toLocaleTimeString()}`;
+  } catch (err) {
+    $('status').textContent = `Could not load: ${err.message}`;
+  }
+}
+
+async function live() {
+  try {
+    const now = await get('/v1/stats/realtime', { limit: '15' });
+    $('live-visitors').textContent = fmt(now.visitors);
+    $('live-pageviews').textContent = fmt(now.pageviews);
+    $('live-events').replaceChildren(
+      ...now.latest.map((e) => el('li', `${new Date(e.at_ms).toLocaleTimeString()}  ${e.type}  ${e.url_path}  ${e.title || ''}  ${e.country || ''}`)),
+    );
+  } catch (err) {
+    $('status').textContent = `Live panel: ${err.message}`;
+  }
+}
+
+function showToken() {
+  const project = current();
+  $('token-label').hidden = !project.needs_token;
+  $('token').value = localStorage.getItem(tokenKey(project.project_id)) || '';
+}
+
+async function start() {
+  try {
+    const response = await fetch(`${API}/v1/stats/projects`);
+    projects = (await response.json()).projects || [];
+  } catch (err) {
+    $('status').textContent = `Cannot reach the API at ${API || location.origin}: ${err.message}`;
+    return;
+  }
+  for (const p of projects) {
+    const option = el('option', p.name);
+    option.value = p.project_id;
+    $('project').append(option);
+  }
+  $('project').value = params.get('project') || projects[0].project_id;
+  showToken();
+  $('project').addEventListener('change', () => { showToken(); refresh(); live(); });
+  $('period').addEventListener('change', refresh);
+  $('token').addEventListener('change', () => {
+    localStorage.setItem(tokenKey(current().project_id), $('token').value.trim());
+    refresh();
+    live();
+  });
+  await Promise.all([refresh(), live()]);
+  setInterval(refresh, REFRESH_MS);
+  setInterval(live, LIVE_MS);
+}
+
+start();

@@ -1,0 +1,132 @@
+"""The dashboard page in headless Chromium, served by the dev stack, reading the real stats API."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.settings import load_settings
+from tests.conftest import make_env
+from tests.integration.tracker_harness import Site, Traffic, anonymous_id, browser_fixture, pump, start_stack, wire
+from trackflow.broker import EmbeddedBroker
+from trackflow.dev import DevStack
+from trackflow.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+HOSTILE_TITLE = '<img src=x onerror="window.__xss=1">'
+HOSTILE_PATH = "/<script>window.__xss=2</script>"
+
+
+@pytest.fixture(scope="module")
+def stack(broker: EmbeddedBroker, data_dir: Path) -> Iterator[DevStack]:
+    settings = load_settings(make_env(broker, data_dir))
+    ensure_topics(settings.bootstrap_servers, {settings.events_topic: 2, settings.dlq_topic: 1})
+    running = start_stack(settings)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from browser_fixture()
+
+
+def send(api_url: str, *, visitor: str, title: str = "Home", url: str = "https://shop.example/") -> None:
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "type": "pageView",
+        "ts": int(__import__("time").time() * 1000),
+        "props": {"title": title},
+        "context": {"url": url, "anonymous_id": visitor, "session_id": f"s-{visitor}", "title": title},
+    }
+    body = json.dumps({"api_key": "YOUR_API_KEY", "events": [event]}).encode()
+    request = urllib.request.Request(
+        f"{api_url}/v1/collect",
+        data=body,
+        headers={"Content-Type": "text/plain", "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+
+
+def text_until(page: Any, selector: str, check: Any, *, timeout_s: float = 40) -> str:
+    """The element's text once ``check(text)`` holds, letting the page refresh itself meanwhile."""
+    waited = 0.0
+    while True:
+        text: str = page.locator(selector).first.inner_text()
+        if check(text):
+            return text
+        if waited > timeout_s:
+            raise AssertionError(f"{selector} still reads {text!r} after {timeout_s} s")
+        pump(page, 0.5)
+        waited += 0.5
+
+
+def test_dashboard_shows_tracked_visits_updates_live_and_escapes_event_text(browser: Any, stack: DevStack) -> None:
+    # A visit through the real tracker on a page using the seed snippet.
+    site, traffic = Site.start(), Traffic()
+    try:
+        visit = browser.new_context()
+        wire(visit, stack.api_url, traffic)
+        shop = visit.new_page()
+        shop.goto(f"{site.url}/vite.html")
+        anonymous_id(shop)
+        pump(shop, 1.5)
+        visit.close()
+    finally:
+        site.stop()
+    send(stack.api_url, visitor="hostile", title=HOSTILE_TITLE, url=f"https://shop.example{HOSTILE_PATH}")
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{stack.api_url}/")
+    visitors = text_until(page, "[data-metric=visitors]", lambda t: t.strip() not in ("", "0"))
+    assert int(visitors.replace(",", "")) >= 2
+    assert int(page.locator("[data-metric=pageviews]").inner_text().replace(",", "")) >= 2
+    text_until(page, "#pages", lambda t: HOSTILE_PATH in t)
+    live_before = int(text_until(page, "#live-visitors", lambda t: int(t) >= 2))
+    text_until(page, "#live-events", lambda t: HOSTILE_TITLE in t)
+    assert page.evaluate("window.__xss") is None  # shown as text, never run
+    assert page.locator("#chart canvas").count() == 1
+
+    # A new visitor arrives: the live panel picks it up without a reload.
+    send(stack.api_url, visitor=f"late-{uuid.uuid4().hex[:6]}")
+    text_until(page, "#live-visitors", lambda t: int(t) > live_before, timeout_s=30)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    assert errors == []
+    assert requested and all(url.startswith(stack.api_url) for url in requested)  # no CDN: uPlot is bundled
+    context.close()
+
+
+def test_dashboard_asks_for_a_token_for_real_projects_and_says_why_it_cannot_load(
+    browser: Any, stack: DevStack
+) -> None:
+    from chalicelib import runtime
+    from chalicelib.projects import new_project
+
+    project = new_project("Token shop")
+    runtime.projects().put(project)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{stack.api_url}/?project={project.project_id}")
+    status = text_until(page, "#status", lambda t: "Could not load" in t)
+    assert "read token" in status
+    assert page.locator("#token-label").is_visible()
+    page.fill("#token", project.read_token)
+    page.dispatch_event("#token", "change")
+    text_until(page, "#status", lambda t: t.startswith("Updated"))
+    context.close()
