@@ -176,7 +176,8 @@ class DevStack:
         applied = migrate(client, MIGRATIONS_DIR, database=conf.clickhouse.database)
         if applied:
             logger.info("applied migrations: %s", ", ".join(applied))
-        if conf.clickhouse.embedded:
+        if conf.clickhouse.embedded and conf.stage in ("dev", "test"):
+            # Read-only SQL for `trackflow sql` while this process holds chDB; never in prod.
             reader = connect(conf.clickhouse, database=conf.clickhouse.database)
             gate = SqlGate(reader, data_dir=conf.data_dir).start()
             self._stack.callback(gate.stop)
