@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 END = datetime(2026, 11, 1, tzinfo=UTC)
 RUNS = 5
-FORMAT_VERSION = "1"  # bump when the generator or schema changes, so the cache is rebuilt
+FORMAT_VERSION = "2"  # bump when the generator or schema changes, so the cache is rebuilt
 
 
 def run(events: int) -> dict[str, Any]:
@@ -68,7 +68,9 @@ def _prepare(events: int) -> tuple[Any, str]:
             nonlocal done
             done += n
             if done % 1_000_000 < n:
-                print(f"  generated {done:,} of {events:,} events ({time.monotonic() - started:.0f} s)", file=sys.stderr)
+                print(
+                    f"  generated {done:,} of {events:,} events ({time.monotonic() - started:.0f} s)", file=sys.stderr
+                )
 
         to_table(traffic.events(events), writer, batch_size=50_000, tag="bench", progress=progress)
         marker.write_text(json.dumps({"version": FORMAT_VERSION, "events": events}))

@@ -4,7 +4,11 @@ Files are named ``NNN_description.sql`` and live in ``infra/clickhouse/migration
 (the directory is passed in). Each holds one or more statements separated by a
 ``;`` at the end of a line. The only templating is ``${DATABASE}``. Applied
 versions are recorded in ``<database>.schema_migrations``; every statement is
-written with ``IF NOT EXISTS`` as well, so a half-applied file can be re-run.
+written with ``IF NOT EXISTS`` (or ``CREATE OR REPLACE``) as well, so a
+half-applied file can be re-run. The exception is a rollup backfill
+(``INSERT ... SELECT`` of the events stored before its view existed): re-running
+a file that failed after a backfill ran would add those events to that rollup
+again (truncate the rollup table and re-run its backfill to mend it).
 """
 
 from __future__ import annotations

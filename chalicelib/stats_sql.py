@@ -12,6 +12,7 @@ from a request is ever pasted into the statement.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from chalicelib.stats_params import FILTER_COLUMNS, StatsQuery
@@ -152,15 +153,12 @@ def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> 
             "GROUP BY value ORDER BY visitors DESC, pageviews DESC, value LIMIT {limit:UInt32}"
         )
     if rollups:
-        where = (
-            f"FROM rollup_pages_hourly AS r WHERE project_id = {{project:String}} AND hour >= {START} "
-            f"AND hour < {END}{_bots(query)}"
-        )
+        rows = f"SELECT url_path, pageviews, visitors FROM ({_page_rows(sql, query)}) AS p"
         # Merge visitor states only for the pages that make the list.
         return (
-            f"SELECT r.url_path AS value, uniqMerge(r.visitors) AS visitors, sum(r.pageviews) AS pageviews {where} "
-            f"AND r.url_path IN (SELECT r.url_path {where} GROUP BY r.url_path "
-            "ORDER BY sum(r.pageviews) DESC, r.url_path LIMIT {limit:UInt32}) "
+            f"SELECT r.url_path AS value, uniqMerge(r.visitors) AS visitors, sum(r.pageviews) AS pageviews FROM ({rows}) AS r "
+            f"WHERE r.url_path IN (SELECT q.url_path FROM ({rows}) AS q GROUP BY q.url_path "
+            "ORDER BY sum(q.pageviews) DESC, q.url_path LIMIT {limit:UInt32}) "
             "GROUP BY value ORDER BY pageviews DESC, value LIMIT {limit:UInt32}"
         )
     return (
@@ -168,6 +166,23 @@ def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> 
         f"WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END} "
         f"AND type = 'pageView'{sql.event_filters(query)} "
         "GROUP BY value ORDER BY pageviews DESC, value LIMIT {limit:UInt32}"
+    )
+
+
+def _page_rows(sql: Sql, query: StatsQuery) -> str:
+    """Per-page rollup rows covering the period: whole UTC days from the daily table, the ends hourly."""
+    first_day = (query.start + timedelta(days=1) - timedelta(microseconds=1)).date()  # first whole day
+    end_day = query.end.date()  # days before it are whole
+    hourly = f"project_id = {{project:String}}{_bots(query)} AND "
+    if first_day >= end_day:
+        return f"SELECT url_path, pageviews, visitors FROM rollup_pages_hourly WHERE {hourly}hour >= {START} AND hour < {END}"
+    sql.params.update(first_day=first_day.isoformat(), end_day=end_day.isoformat())
+    return (
+        "SELECT url_path, pageviews, visitors FROM rollup_pages_daily "
+        f"WHERE {hourly}day >= {{first_day:Date}} AND day < {{end_day:Date}} "
+        "UNION ALL SELECT url_path, pageviews, visitors FROM rollup_pages_hourly "
+        f"WHERE {hourly}((hour >= {START} AND hour < toDateTime({{first_day:Date}}, 'UTC')) "
+        f"OR (hour >= toDateTime({{end_day:Date}}, 'UTC') AND hour < {END}))"
     )
 
 

@@ -259,8 +259,56 @@ def test_rollups_and_raw_events_give_the_same_numbers(known: dict[str, Any]) -> 
     query = parse_query({"from": "2026-11-19", "to": "2026-11-20"}, now=now, default_project="development")
     assert stats.overview(client, query) == stats.overview(client, query, rollups=False)
     assert stats.timeseries(client, query) == stats.timeseries(client, query, rollups=False)
-    for dimension in ("pages", "entry_pages", "exit_pages", "referrers", "countries", "devices", "os"):
-        assert stats.breakdown(client, query, dimension) == stats.breakdown(client, query, dimension, rollups=False)
+    # A rolling week ending mid-day: whole days from the daily rollup, the ends from the hourly one.
+    rolling = parse_query(
+        {"period": "7d"}, now=datetime(2026, 11, 20, 12, 30, tzinfo=UTC), default_project="development"
+    )
+    for q in (query, rolling):
+        for dimension in ("pages", "entry_pages", "exit_pages", "referrers", "countries", "devices", "os"):
+            assert stats.breakdown(client, q, dimension) == stats.breakdown(client, q, dimension, rollups=False)
+    # Up to 13:00 on the 20th: "/" on the 19th and the 20th, s1's /pricing, /docs; not s2 at 14:00.
+    rows = stats.breakdown(client, rolling, "pages")["rows"]
+    assert [(r["value"], r["pageviews"]) for r in rows] == [("/", 2), ("/docs", 1), ("/pricing", 1)]
+
+
+def test_upgrading_fills_the_rollups_from_events_stored_before(settings: Settings) -> None:
+    from chalicelib.clickhouse import EventWriter, connect
+    from chalicelib.ingest import event_row
+    from chalicelib.kafka_event import KafkaRecord
+    from chalicelib.migrations import load_migrations
+    from trackflow.dev import MIGRATIONS_DIR
+
+    database = settings.clickhouse.database
+    server = connect(settings.clickhouse)
+    server.command(f"CREATE DATABASE {database}")
+    steps = load_migrations(MIGRATIONS_DIR, database=database)
+    for migration in steps:
+        if migration.version < 5:
+            for statement in migration.statements:
+                server.command(statement)
+    record = KafkaRecord(topic="t", partition=0, offset=0, timestamp=0, key=None, value=None)
+    old = [
+        normalised("pageView", _ms("2026-11-20 10:00:00"), "/", visitor="A", session="s1"),
+        normalised("pageView", _ms("2026-11-20 10:05:00"), "/docs", visitor="A", session="s1"),
+    ]
+    EventWriter(connect(settings.clickhouse, database=database), database=database).insert_events(
+        [event_row(e, record) for e in old], dedup_token="old"
+    )
+    time.sleep(1.1)  # the backfill takes what was stored before the views' creation second
+    for migration in steps:
+        if migration.version >= 5:
+            for statement in migration.statements:
+                server.command(statement)
+    client = connect(settings.clickhouse, database=database)
+    query = parse_query(
+        {"from": "2026-11-20", "to": "2026-11-20"},
+        now=datetime(2026, 11, 21, tzinfo=UTC),
+        default_project="development",
+    )
+    metrics = stats.overview(client, query)["metrics"]
+    assert (metrics["sessions"]["value"], metrics["pageviews"]["value"]) == (1, 2)
+    assert stats.breakdown(client, query, "pages") == stats.breakdown(client, query, "pages", rollups=False)
+    assert stats.timeseries(client, query) == stats.timeseries(client, query, rollups=False)
 
 
 INJECTIONS = [

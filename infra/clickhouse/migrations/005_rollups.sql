@@ -10,6 +10,9 @@
 -- deduplicate_blocks_in_dependent_materialized_views, so a re-inserted batch
 -- is dropped by every rollup table too (each keeps a deduplication window).
 -- Ingest also drops repeated event ids within a batch.
+--
+-- Each view is followed by a backfill of the events stored before it existed
+-- (inserted before the view's creation time), so upgrading keeps history.
 ALTER TABLE ${DATABASE}.events
     ADD COLUMN IF NOT EXISTS visitor_id String ALIAS if(anonymous_id != '', anonymous_id, toString(visitor_hash))
         COMMENT 'the tracker''s anonymous id, or the daily IP hash when none was sent',
@@ -56,6 +59,20 @@ SELECT project_id, toDate(timestamp) AS day, session_key AS session_id,
 FROM ${DATABASE}.events
 GROUP BY project_id, day, session_id;
 
+INSERT INTO ${DATABASE}.rollup_sessions
+SELECT project_id, toDate(timestamp) AS day, session_key AS session_id,
+       any(visitor_id) AS visitor_id, max(is_bot) AS is_bot,
+       min(timestamp) AS started_at, max(timestamp) AS ended_at,
+       countIf(type = 'pageView') AS pageviews, count() AS events,
+       argMinIfState(url_path, timestamp, type = 'pageView') AS entry_page,
+       argMaxIfState(url_path, timestamp, type = 'pageView') AS exit_page,
+       max(referrer_domain) AS referrer_domain, max(utm_source) AS utm_source,
+       max(utm_medium) AS utm_medium, max(utm_campaign) AS utm_campaign,
+       any(browser) AS browser, any(os) AS os, any(device_type) AS device_type, any(country) AS country
+FROM ${DATABASE}.events FINAL
+WHERE inserted_at < (SELECT metadata_modification_time FROM system.tables WHERE database = '${DATABASE}' AND name = 'rollup_sessions_mv')
+GROUP BY project_id, day, session_id;
+
 CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_hourly
 (
     project_id LowCardinality(String),
@@ -74,6 +91,13 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS ${DATABASE}.rollup_hourly_mv TO ${DATABAS
 SELECT project_id, toStartOfHour(timestamp) AS hour, is_bot,
        countIf(type = 'pageView') AS pageviews, count() AS events, uniqState(visitor_id) AS visitors
 FROM ${DATABASE}.events
+GROUP BY project_id, hour, is_bot;
+
+INSERT INTO ${DATABASE}.rollup_hourly
+SELECT project_id, toStartOfHour(timestamp) AS hour, is_bot,
+       countIf(type = 'pageView') AS pageviews, count() AS events, uniqState(visitor_id) AS visitors
+FROM ${DATABASE}.events FINAL
+WHERE inserted_at < (SELECT metadata_modification_time FROM system.tables WHERE database = '${DATABASE}' AND name = 'rollup_hourly_mv')
 GROUP BY project_id, hour, is_bot;
 
 CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_pages_hourly
@@ -96,3 +120,39 @@ SELECT project_id, toStartOfHour(timestamp) AS hour, is_bot, url_path,
 FROM ${DATABASE}.events
 WHERE type = 'pageView'
 GROUP BY project_id, hour, is_bot, url_path;
+
+INSERT INTO ${DATABASE}.rollup_pages_hourly
+SELECT project_id, toStartOfHour(timestamp) AS hour, is_bot, url_path,
+       count() AS pageviews, uniqState(visitor_id) AS visitors
+FROM ${DATABASE}.events FINAL
+WHERE type = 'pageView' AND inserted_at < (SELECT metadata_modification_time FROM system.tables WHERE database = '${DATABASE}' AND name = 'rollup_pages_hourly_mv')
+GROUP BY project_id, hour, is_bot, url_path;
+
+-- Top pages over whole days read this instead of 24 hourly rows per page.
+CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_pages_daily
+(
+    project_id LowCardinality(String),
+    day        Date,
+    is_bot     UInt8,
+    url_path   String,
+    pageviews  SimpleAggregateFunction(sum, UInt64),
+    visitors   AggregateFunction(uniq, String)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (project_id, day, is_bot, url_path)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${DATABASE}.rollup_pages_daily_mv TO ${DATABASE}.rollup_pages_daily AS
+SELECT project_id, toDate(timestamp) AS day, is_bot, url_path,
+       count() AS pageviews, uniqState(visitor_id) AS visitors
+FROM ${DATABASE}.events
+WHERE type = 'pageView'
+GROUP BY project_id, day, is_bot, url_path;
+
+INSERT INTO ${DATABASE}.rollup_pages_daily
+SELECT project_id, toDate(timestamp) AS day, is_bot, url_path,
+       count() AS pageviews, uniqState(visitor_id) AS visitors
+FROM ${DATABASE}.events FINAL
+WHERE type = 'pageView' AND inserted_at < (SELECT metadata_modification_time FROM system.tables WHERE database = '${DATABASE}' AND name = 'rollup_pages_daily_mv')
+GROUP BY project_id, day, is_bot, url_path;
