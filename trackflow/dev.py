@@ -92,14 +92,12 @@ def _chalice_server(host: str, port: int) -> Any:
                 return self._generic_handle
             raise AttributeError(name)
 
-        def _get(self) -> None:
+        def do_GET(self) -> None:
             # The dashboard page at / (and /dashboard); everything else is the app's.
             if self.path.split("?", 1)[0] in ("/", "/dashboard", "/dashboard/"):
                 self._dashboard()
             else:
                 self._generic_handle()
-
-        do_GET = _get
 
         def _dashboard(self) -> None:
             if DASHBOARD_PAGE.is_file():
