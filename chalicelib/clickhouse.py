@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -160,6 +161,22 @@ class EventWriter:
             )
         except Exception as exc:
             raise StorageError(f"insert of {len(rows)} events failed: {exc}") from exc
+
+    def stored_event_ids(self, keys: Sequence[tuple[str, int, str, str]]) -> set[tuple[str, str]]:
+        """Which of these (project_id, timestamp ms, type, event_id) are stored, as (project_id, event_id).
+
+        Looked up by the table's whole sort key (project, day, type, event id).
+        """
+        wanted = [(p, time.strftime("%Y-%m-%d", time.gmtime(ts // 1000)), t, e) for p, ts, t, e in keys]
+        try:
+            result = self._client.query(
+                f"SELECT project_id, toString(event_id) FROM {self._events_table} "
+                "WHERE (project_id, toDate(timestamp), type, event_id) IN {keys:Array(Tuple(String, Date, String, UUID))}",
+                parameters={"keys": wanted},
+            )
+        except Exception as exc:
+            raise StorageError(f"looking up {len(keys)} resent events failed: {exc}") from exc
+        return {(p, e) for p, e in result.result_rows}
 
     def insert_dead_letters(self, rows: Sequence[Sequence[Any]]) -> None:
         try:

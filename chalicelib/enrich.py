@@ -116,4 +116,6 @@ def enrich(
         # The page URL's own campaign wins; else the one the tracker kept for the session.
         out[key] = utm.get(key) or ctx.get(key, "")
     out.update(client)
+    if event.resent:
+        out["resent"] = 1  # ingest checks whether the first copy was stored
     return out

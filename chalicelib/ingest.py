@@ -38,6 +38,8 @@ _TYPES = tuple(int if name in _INT_FIELDS else str for name in EVENT_FIELDS) + t
 )
 _MAX_HASH = 2**64 - 1
 _EVENT_ID_INDEX = EVENT_FIELDS.index("event_id")
+_TIMESTAMP_INDEX = EVENT_FIELDS.index("timestamp")
+_TYPE_INDEX = EVENT_FIELDS.index("type")
 _VISITOR_HASH_INDEX = _ALL_FIELDS.index("visitor_hash")
 _fields = itemgetter(*EVENT_FIELDS)
 _MAX_MS = 4_102_444_800_000
@@ -47,6 +49,8 @@ class Writer(Protocol):
     def insert_events(self, rows: Sequence[Sequence[Any]], *, dedup_token: str) -> None: ...
 
     def insert_dead_letters(self, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def stored_event_ids(self, keys: Sequence[tuple[str, int, str, str]]) -> set[tuple[str, str]]: ...
 
 
 class DeadLetterSender(Protocol):
@@ -171,6 +175,7 @@ def ingest(
     """Store one mapping payload. Raises (so the batch is retried) if anything can't be written."""
     records = decode_records(event)
     rows: list[tuple[Any, ...]] = []
+    resent: list[tuple[Any, ...]] = []
     letters: list[DeadLetter] = []
     for record in records:
         try:
@@ -181,6 +186,8 @@ def ingest(
         for index, item in enumerate(events):
             try:
                 rows.append(event_row(item, record))
+                if item.get("resent"):
+                    resent.append(rows[-1])
             except PoisonError as exc:
                 letters.append(DeadLetter(record, f"event {index}: {exc}", index, orjson.dumps(item)))
     if letters:
@@ -188,6 +195,8 @@ def ingest(
         dlq.send(dlq_topic, _dead_letter_messages(letters))
         writer.insert_dead_letters(_dead_letter_rows(letters, now_ms()))
     unique = _first_of_each(rows)
+    if resent:
+        unique = _not_stored_yet(unique, resent, writer)
     if unique:
         writer.insert_events(unique, dedup_token=dedup_token(records))
     return {
@@ -196,6 +205,22 @@ def ingest(
         "duplicates": len(rows) - len(unique),
         "dead_lettered": len(letters),
     }
+
+
+def _not_stored_yet(
+    rows: list[tuple[Any, ...]], resent: list[tuple[Any, ...]], writer: Writer
+) -> list[tuple[Any, ...]]:
+    """Drop resent events whose first copy is already stored (an earlier batch of this partition).
+
+    Only events the client marked as resent are looked up, by the table's whole
+    sort key, so the common case costs nothing and this one a few granules.
+    """
+    keys = [(r[0], r[_TIMESTAMP_INDEX], r[_TYPE_INDEX], r[_EVENT_ID_INDEX]) for r in resent]
+    stored = writer.stored_event_ids(keys)
+    if not stored:
+        return rows
+    logger.info("dropping %d resent events stored before", len(stored))
+    return [row for row in rows if (row[0], row[_EVENT_ID_INDEX]) not in stored]
 
 
 def _first_of_each(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

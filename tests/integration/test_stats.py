@@ -133,6 +133,7 @@ def known(pipeline: Settings) -> Iterator[dict[str, Any]]:
     bot = [normalised("pageView", _ms("2026-11-20 11:00:00"), "/", session="s4", visitor="C", is_bot=1)]
     before = [normalised("pageView", _ms("2026-11-19 09:00:00"), "/", session="s0", visitor="B")]
     live = [normalised("pageView", int(time.time() * 1000) - 60_000, "/live", session="s5", visitor="D")]
+    resent = [s3[0] | {"resent": 1}]  # the tracker never heard back about s3's page view and sent it again
     handler = {
         "writer": runtime.writer(),
         "dlq": runtime.sender(),
@@ -142,7 +143,7 @@ def known(pipeline: Settings) -> Iterator[dict[str, Any]]:
     first = _payload(s1, s3, first_offset=0)
     assert ingest(first, **handler)["inserted"] == 5
     assert ingest(first, **handler)["inserted"] == 5  # redelivered: ClickHouse drops it, the rollups never see it
-    assert ingest(_payload(s2, bot, before, live, first_offset=2), **handler)["duplicates"] == 1
+    assert ingest(_payload(s2, bot, before, live, resent, first_offset=2), **handler)["duplicates"] == 2
     yield {"client": runtime.reader()}
 
 

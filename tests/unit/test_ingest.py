@@ -23,6 +23,7 @@ class FakeWriter:
     def __init__(self, fail: bool = False) -> None:
         self.events: list[tuple[list[Any], str]] = []
         self.dead: list[Sequence[Any]] = []
+        self.looked_up: list[tuple[str, int, str, str]] = []
         self.fail = fail
 
     def insert_events(self, rows: Sequence[Sequence[Any]], *, dedup_token: str) -> None:
@@ -32,6 +33,11 @@ class FakeWriter:
 
     def insert_dead_letters(self, rows: Sequence[Sequence[Any]]) -> None:
         self.dead.extend(rows)
+
+    def stored_event_ids(self, keys: Sequence[tuple[str, int, str, str]]) -> set[tuple[str, str]]:
+        self.looked_up.extend(keys)
+        ids = {row[3] for rows, _ in self.events for row in rows}
+        return {(p, e) for p, _, _, e in keys if e in ids}
 
 
 class FakeDlq:
@@ -66,6 +72,30 @@ def test_an_event_resent_within_the_same_batch_is_written_once() -> None:
     assert (result["inserted"], result["duplicates"]) == (2, 1)
     rows, _ = writer.events[0]
     assert [row[-1] for row in rows] == [1, 2]  # the first copy (offset 1) is the one kept
+
+
+def test_a_resent_event_already_stored_is_dropped_and_only_resent_ones_are_looked_up() -> None:
+    writer, dlq = FakeWriter(), FakeDlq()
+    first = _normalised()
+    ingest(
+        build_event([_record(1, _envelope(first))], bootstrap_servers="b"),
+        writer=writer,
+        dlq=dlq,
+        dlq_topic="d",
+        now_ms=lambda: 0,
+    )
+    assert writer.looked_up == []
+    again, new = first | {"resent": 1}, _normalised() | {"resent": 1}
+    result = ingest(
+        build_event([_record(2, _envelope(again, new, _normalised()))], bootstrap_servers="b"),
+        writer=writer,
+        dlq=dlq,
+        dlq_topic="d",
+        now_ms=lambda: 0,
+    )
+    assert (result["inserted"], result["duplicates"]) == (2, 1)
+    assert [key[3] for key in writer.looked_up] == [first["event_id"], new["event_id"]]
+    assert first["event_id"] not in [row[3] for row in writer.events[1][0]]
 
 
 def test_inserts_every_event_of_every_record_in_one_insert_with_provenance() -> None:

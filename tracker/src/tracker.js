@@ -158,6 +158,8 @@
         return item.e;
       })
     });
+    // Any later copy of an event says so, and the server checks it was not stored already.
+    for (let item of batch) (item.f = now), (item.e.resent = 1);
     let url = endpoint + '/v1/collect';
     if (beacon) {
       // In flight or beaconed, all of it is on its way once the network worked;
@@ -165,7 +167,6 @@
       if (nav.sendBeacon(url, body) && healthy) drop(queue);
       return;
     }
-    for (let item of batch) item.f = now;
     saveQueue();
     fetch(url, { method: 'POST', body: body, keepalive: true })
       .then((response) => {
