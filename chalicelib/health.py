@@ -17,7 +17,8 @@ from chalicelib.settings import Settings
 TIMEOUT_S = 2.0
 
 
-def _broker(bootstrap: str | None) -> dict[str, Any]:
+def broker_reachable(bootstrap: str | None) -> dict[str, Any]:
+    """Whether one of the bootstrap servers accepts a TCP connection, and if not, why."""
     if not bootstrap:
         return {"ok": False, "error": "KAFKA_BOOTSTRAP_SERVERS is not set"}
     errors = []
@@ -44,7 +45,7 @@ def _clickhouse(reader: Callable[[], Any]) -> dict[str, Any]:
 
 
 def check(settings: Settings, *, reader: Callable[[], Any]) -> dict[str, Any]:
-    broker, clickhouse = _broker(settings.bootstrap_servers), _clickhouse(reader)
+    broker, clickhouse = broker_reachable(settings.bootstrap_servers), _clickhouse(reader)
     healthy = broker["ok"] and clickhouse["ok"]
     return {
         "status": "ok" if healthy else "degraded",

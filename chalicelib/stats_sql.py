@@ -156,7 +156,7 @@ def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> 
         rows = f"SELECT url_path, pageviews, visitors FROM ({_page_rows(sql, query)}) AS p"
         # Merge visitor states only for the pages that make the list.
         return (
-            f"SELECT r.url_path AS value, uniqMerge(r.visitors) AS visitors, sum(r.pageviews) AS pageviews FROM ({rows}) AS r "
+            f"SELECT r.url_path AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, sum(r.pageviews) AS pageviews FROM ({rows}) AS r "
             f"WHERE r.url_path IN (SELECT q.url_path FROM ({rows}) AS q GROUP BY q.url_path "
             "ORDER BY sum(q.pageviews) DESC, q.url_path LIMIT {limit:UInt32}) "
             "GROUP BY value ORDER BY pageviews DESC, value LIMIT {limit:UInt32}"

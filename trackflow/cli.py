@@ -256,7 +256,7 @@ def load(count: int, target: str, projects: str, days: float, end_day: str | Non
     import time as _time
     from datetime import UTC, datetime, timedelta
 
-    from trackflow.load import Traffic, sites, to_table
+    from trackflow.load import Traffic, sites, to_pipeline, to_table
 
     settings = _settings()
     ids = [p.strip() for p in projects.split(",") if p.strip()]
@@ -270,21 +270,26 @@ def load(count: int, target: str, projects: str, days: float, end_day: str | Non
         except ValueError:
             raise click.BadParameter(f"{end_day!r} is not YYYY-MM-DD", param_hint="--end") from None
     events = Traffic(sites(ids), end_ms=int(end.timestamp() * 1000), days=days, seed=seed).events(count)
-    started = _time.monotonic()
-    with click.progressbar(length=count, label=f"{count:,} events -> {target}", show_pos=True) as bar:
-        try:
-            if target == "table":
-                written = to_table(
-                    events,
-                    _table_writer(settings),
-                    batch_size=batch_size,
-                    tag=f"{seed}-{end.date()}",
-                    progress=bar.update,
-                )
-            else:
-                written = _load_pipeline(settings, events, batch_size, bar.update)
-        except TrackflowError as exc:
-            raise click.ClickException(exc.message) from None
+    try:
+        if target == "table":
+            writer = _table_writer(settings)
+
+            def sink(progress: Any) -> int:
+                return to_table(events, writer, batch_size=batch_size, tag=f"{seed}-{end.date()}", progress=progress)
+        else:
+            sender = _pipeline_sender(settings)
+
+            def sink(progress: Any) -> int:
+                try:
+                    return to_pipeline(events, sender, settings.events_topic, batch_size=batch_size, progress=progress)
+                finally:
+                    sender.close()
+
+        started = _time.monotonic()
+        with click.progressbar(length=count, label=f"{count:,} events -> {target}", show_pos=True) as bar:
+            written = sink(bar.update)
+    except TrackflowError as exc:
+        raise click.ClickException(exc.message) from None
     elapsed = _time.monotonic() - started
     click.echo(f"{written:,} events in {elapsed:.1f} s ({written / elapsed:,.0f}/s) for {', '.join(ids)}")
 
@@ -299,17 +304,19 @@ def _table_writer(settings: Settings) -> Any:
     return EventWriter(connect(settings.clickhouse, database=database), database=database)
 
 
-def _load_pipeline(settings: Settings, events: Any, batch_size: int, progress: Any) -> int:
+def _pipeline_sender(settings: Settings) -> Any:
+    from chalicelib.health import broker_reachable
     from chalicelib.producer import KafkaSender, backend_factory
-    from trackflow.load import to_pipeline
 
-    bootstrap = settings.bootstrap_servers or "127.0.0.1:9092"
+    bootstrap = settings.bootstrap_servers
+    reachable = broker_reachable(bootstrap)
+    if not reachable["ok"]:
+        raise click.ClickException(
+            f"no Kafka broker at {bootstrap} ({reachable['error']}): start `trackflow dev` (or `make dev`) first, "
+            "set KAFKA_BOOTSTRAP_SERVERS, or use --target table"
+        )
     factory = backend_factory(settings.kafka_client, bootstrap, timeout_s=30.0, client_id="trackflow-load")
-    sender = KafkaSender(factory, timeout_s=30.0, retry_after=1)
-    try:
-        return to_pipeline(events, sender, settings.events_topic, batch_size=batch_size, progress=progress)
-    finally:
-        sender.close()
+    return KafkaSender(factory, timeout_s=30.0, retry_after=1)
 
 
 def _register() -> None:

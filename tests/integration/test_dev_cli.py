@@ -126,6 +126,30 @@ def test_dev_runs_the_pipeline_shows_the_row_via_sql_and_stops_everything_on_ctr
         readonly = _cli("sql", "DROP TABLE events", env=env)
         assert readonly.returncode != 0
         assert "readonly" in (readonly.stderr + readonly.stdout).lower()
+
+        # Generated traffic through the pipeline, then seen by the stats API and the dashboard page.
+        load_env = env | {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}"}
+        loaded = _cli("load", "--events", "400", "--days", "1", "--projects", "development", env=load_env)
+        assert loaded.returncode == 0, loaded.stderr
+        assert "400 events" in loaded.stdout
+
+        def stored() -> int:
+            result = _cli(
+                "sql", "SELECT count() AS n FROM events FINAL WHERE _topic != ''", "--format", "json", env=env
+            )
+            return int(json.loads(result.stdout)[0]["n"]) if result.returncode == 0 else 0
+
+        assert wait_for(lambda: stored() >= 401, timeout=30, interval=0.5)
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{api_port}/v1/stats/overview?period=24h&bots=include", timeout=10
+        ) as r:
+            assert json.loads(r.read())["metrics"]["pageviews"]["value"] > 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/", timeout=10) as r:
+            assert "<title>TrackFlow</title>" in r.read().decode()
+
+        locked = _cli("load", "--events", "10", "--target", "table", env=env)
+        assert locked.returncode != 0
+        assert "trackflow dev" in locked.stderr or "another process" in locked.stderr.lower()
     finally:
         proc.send_signal(signal.SIGINT)
         try:
