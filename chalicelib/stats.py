@@ -7,7 +7,8 @@ rollups; the rest read raw events. ``rollups=False`` forces raw events (the
 tests compare both).
 
 Numbers: ``visitors`` uses ClickHouse's ``uniq`` (exact for small sets, within
-about 1% beyond 65,536 visitors); every other count is exact.
+about 1% beyond 65,536 visitors; per page in the rollups ``uniqCombined(14)``,
+exact up to a few thousand); every other count is exact.
 """
 
 from __future__ import annotations

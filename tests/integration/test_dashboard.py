@@ -11,12 +11,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.settings import load_settings
-from tests.conftest import make_env
-from tests.integration.tracker_harness import Site, Traffic, anonymous_id, browser_fixture, pump, start_stack, wire
+from tests.integration.tracker_harness import Site, Traffic, anonymous_id, browser_fixture, pump, stack_fixture, wire
 from trackflow.broker import EmbeddedBroker
 from trackflow.dev import DevStack
-from trackflow.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +24,7 @@ HOSTILE_PATH = "/<script>window.__xss=2</script>"
 
 @pytest.fixture(scope="module")
 def stack(broker: EmbeddedBroker, data_dir: Path) -> Iterator[DevStack]:
-    settings = load_settings(make_env(broker, data_dir))
-    ensure_topics(settings.bootstrap_servers, {settings.events_topic: 2, settings.dlq_topic: 1})
-    running = start_stack(settings)
-    yield running
-    running.stop()
+    yield from stack_fixture(broker, data_dir)
 
 
 @pytest.fixture(scope="module")

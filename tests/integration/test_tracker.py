@@ -10,33 +10,27 @@ from typing import Any
 import pytest
 
 from chalicelib.clickhouse import connect
-from chalicelib.settings import Settings, load_settings
-from tests.conftest import make_env
+from chalicelib.settings import Settings
 from tests.integration.tracker_harness import (
     Site,
     Traffic,
     anonymous_id,
     browser_fixture,
     pump,
-    start_stack,
+    stack_fixture,
     stored,
     wait_stored,
     wire,
 )
 from trackflow.broker import EmbeddedBroker
 from trackflow.dev import DevStack
-from trackflow.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def stack(broker: EmbeddedBroker, data_dir: Path) -> Iterator[DevStack]:
-    settings = load_settings(make_env(broker, data_dir))
-    ensure_topics(settings.bootstrap_servers, {settings.events_topic: 2, settings.dlq_topic: 1})
-    running = start_stack(settings)
-    yield running
-    running.stop()
+    yield from stack_fixture(broker, data_dir)
 
 
 @pytest.fixture(scope="module")

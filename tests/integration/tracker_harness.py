@@ -18,10 +18,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from chalicelib.settings import Settings
-from tests.conftest import wait_for
-from trackflow.broker import free_port
+from chalicelib.settings import Settings, load_settings
+from tests.conftest import make_env, wait_for
+from trackflow.broker import EmbeddedBroker, free_port
 from trackflow.dev import TRACKER_DIST, DevOptions, DevStack
+from trackflow.topics import ensure_topics
 
 PAGES = Path(__file__).resolve().parent / "tracker_pages"
 CHROMIUM = "/usr/bin/chromium"
@@ -72,6 +73,15 @@ def start_stack(settings: Settings) -> DevStack:
     # Port 0: the servers bind any free port themselves (no race with other sockets).
     options = DevOptions(api_port=0, tracker_port=0, batching_window_s=0.05, partitions=2)
     return DevStack(settings, options).start()
+
+
+def stack_fixture(broker: EmbeddedBroker, data_dir: Path) -> Iterator[DevStack]:
+    """A dev stack on this test module's own topics and database, stopped afterwards."""
+    settings = load_settings(make_env(broker, data_dir))
+    ensure_topics(settings.bootstrap_servers, {settings.events_topic: 2, settings.dlq_topic: 1})
+    running = start_stack(settings)
+    yield running
+    running.stop()
 
 
 @dataclass
