@@ -84,15 +84,30 @@ _embedded_lock = threading.Lock()
 _embedded_clients: dict[str, Any] = {}
 
 
-def connect(settings: ClickHouseSettings, *, database: str | None = None) -> Any:
+# Read-only clients: no writes or DDL, and a bound on any one query.
+READ_ONLY_SETTINGS = {"readonly": "2", "max_execution_time": "30"}
+
+
+def connect(settings: ClickHouseSettings, *, database: str | None = None, read_only: bool = False) -> Any:
     """A clickhouse-connect client for the configured engine.
 
     ``database`` becomes the client's default and must exist (after migrating);
     without it the client can create it. Embedded clients are cached per
     database: chDB shares one engine per process between them.
+
+    ``read_only`` gives a client that can't write. For chDB it is a client of
+    its own (not cached): chDB applies settings to the client's session and
+    ``readonly`` can never be switched off there again, so the session the
+    writer uses must never get it.
     """
     import clickhouse_connect
 
+    if read_only and settings.embedded:
+        client = connect(settings, database=database)  # the engine must be open (and the lock checked) first
+        client = clickhouse_connect.get_client(dsn=f"chdb://{settings.data_path}", database=database)
+        for name, value in READ_ONLY_SETTINGS.items():
+            client.command(f"SET {name} = {value}")
+        return client
     if not settings.embedded:
         try:
             if settings.url is not None:
@@ -102,6 +117,7 @@ def connect(settings: ClickHouseSettings, *, database: str | None = None) -> Any
                     password=settings.password,
                     database=database or "",
                     autogenerate_session_id=False,
+                    settings=READ_ONLY_SETTINGS if read_only else None,
                 )
             return clickhouse_connect.get_client(
                 host=settings.host,
@@ -111,6 +127,7 @@ def connect(settings: ClickHouseSettings, *, database: str | None = None) -> Any
                 secure=settings.secure,
                 database=database or "",
                 autogenerate_session_id=False,
+                settings=READ_ONLY_SETTINGS if read_only else None,
             )
         except Exception as exc:
             where = settings.url or f"{settings.host}:{settings.port}"

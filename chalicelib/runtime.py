@@ -84,7 +84,7 @@ def reader() -> Any:
         from chalicelib.clickhouse import connect
 
         conf = settings()
-        return connect(conf.clickhouse, database=conf.clickhouse.database)
+        return connect(conf.clickhouse, database=conf.clickhouse.database, read_only=True)
 
     return _cached("reader", build)
 

@@ -29,7 +29,6 @@ from chalicelib.stats_sql import Sql
 logger = logging.getLogger(__name__)
 
 REALTIME_WINDOW = timedelta(minutes=5)
-QUERY_SETTINGS = {"max_execution_time": 30, "readonly": 2}
 
 
 class NotFoundError(RequestError):
@@ -69,7 +68,7 @@ def authorise_read(projects: ProjectStore, project_id: str, token: str | None, *
 
 def _run(reader: Any, statement: str, sql: Sql) -> list[dict[str, Any]]:
     try:
-        result = reader.query(statement, parameters=sql.params, settings=QUERY_SETTINGS)
+        result = reader.query(statement, parameters=sql.params)
     except Exception as exc:
         logger.exception("stats query failed")
         raise ServiceUnavailableError(f"ClickHouse could not answer the query ({type(exc).__name__})") from exc

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib import stats
+from chalicelib.errors import EngineLockedError, ServiceUnavailableError, StorageError
 from chalicelib.projects import DEV_PROJECT_ID, ProjectStore
 from chalicelib.stats_params import parse_query
 
@@ -45,7 +46,10 @@ def answer(
     default = DEV_PROJECT_ID if stage in ("dev", "test") else None
     query = parse_query(params, now=now, extra=EXTRA_PARAMS[report], default_project=default)
     stats.authorise_read(projects, query.project_id, token, stage=stage)
-    client = reader()
+    try:
+        client = reader()
+    except (StorageError, EngineLockedError) as exc:
+        raise ServiceUnavailableError(f"ClickHouse is not reachable: {exc.message}") from exc
     if report == "overview":
         return stats.overview(client, query)
     if report == "timeseries":

@@ -212,7 +212,8 @@ def sql(query: str, fmt: str) -> None:
     try:
         result = query_running_dev(settings.data_dir, query) if settings.clickhouse.embedded else None
         if result is None:
-            result = run_query(connect(settings.clickhouse, database=settings.clickhouse.database), query)
+            client = connect(settings.clickhouse, database=settings.clickhouse.database, read_only=True)
+            result = run_query(client, query)
     except (TrackflowError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # ClickHouse's own error for a bad query

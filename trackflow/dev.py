@@ -178,7 +178,7 @@ class DevStack:
             logger.info("applied migrations: %s", ", ".join(applied))
         if conf.clickhouse.embedded and conf.stage in ("dev", "test"):
             # Read-only SQL for `trackflow sql` while this process holds chDB; never in prod.
-            reader = connect(conf.clickhouse, database=conf.clickhouse.database)
+            reader = connect(conf.clickhouse, database=conf.clickhouse.database, read_only=True)
             gate = SqlGate(reader, data_dir=conf.data_dir).start()
             self._stack.callback(gate.stop)
 

@@ -25,8 +25,8 @@ MAX_QUERY_BYTES = 64 * 1024
 
 
 def run_query(client: Any, sql: str) -> dict[str, Any]:
-    """Run one read-only query; return its column names and rows (JSON-friendly)."""
-    result = client.query(sql, settings={"readonly": 1})
+    """Run one query on a read-only client (``connect(..., read_only=True)``); columns and rows, JSON-friendly."""
+    result = client.query(sql)
     rows = [
         [value if isinstance(value, (int, float, str, type(None))) else str(value) for value in row]
         for row in result.result_rows

@@ -160,11 +160,12 @@ async function live() {
     const now = await get('/v1/stats/realtime', { limit: '15' });
     $('live-visitors').textContent = fmt(now.visitors);
     $('live-pageviews').textContent = fmt(now.pageviews);
+    $('live-error').textContent = '';
     $('live-events').replaceChildren(
       ...now.latest.map((e) => el('li', `${new Date(e.at_ms).toLocaleTimeString()}  ${e.type}  ${e.url_path}  ${e.title || ''}  ${e.country || ''}`)),
     );
   } catch (err) {
-    $('status').textContent = `Live panel: ${err.message}`;
+    $('live-error').textContent = `Could not load: ${err.message}`;
   }
 }
 

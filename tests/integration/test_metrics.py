@@ -94,3 +94,19 @@ def test_health_is_503_naming_the_broker_when_it_is_unreachable(pipeline: Settin
     assert response.json_body["status"] == "degraded"
     assert response.json_body["broker"]["ok"] is False and "127.0.0.1" in response.json_body["broker"]["error"]
     assert response.json_body["clickhouse"]["ok"] is True
+
+
+def test_stats_answer_503_when_clickhouse_is_unreachable(pipeline: Settings, clickhouse: Any) -> None:
+    from chalicelib.settings import load_settings
+
+    down = load_settings(
+        {"TRACKFLOW_DATA_DIR": str(pipeline.data_dir), "CLICKHOUSE_URL": f"http://127.0.0.1:{free_port()}"}
+    )
+    runtime.reset()
+    runtime.configure(settings=replace(pipeline, clickhouse=down.clickhouse))
+    with Client(app.app) as client:
+        stats = client.http.get("/v1/stats/overview")
+        health = client.http.get("/health")
+    assert stats.status_code == 503 and stats.json_body["error"]["code"] == "unavailable"
+    assert stats.headers["Retry-After"]
+    assert health.status_code == 503 and health.json_body["clickhouse"]["ok"] is False
