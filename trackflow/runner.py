@@ -53,6 +53,10 @@ class LambdaContext:
         return max(0, self.timeout_ms - int((time.monotonic() - self.started) * 1000))
 
 
+# How long one poll may wait while the consumer joins its group.
+JOIN_WAIT_S = 15.0
+
+
 @dataclass
 class RunnerStats:
     batches: int = 0
@@ -126,7 +130,15 @@ class TriggerRunner:
         records: list[Any] = []
         deadline: float | None = None
         while len(records) < self._batch_size and not self._stop.is_set():
-            wait = 0.5 if deadline is None else deadline - time.monotonic()
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+            elif not consumer.assignment():
+                # Joining the group: stay inside one poll until it completes. A join that
+                # outlasts a short poll is thrown away and restarted by kafka-python 3.0
+                # on the next poll, and the embedded broker takes seconds to answer one.
+                wait = JOIN_WAIT_S
+            else:
+                wait = 0.5
             if wait <= 0:
                 break
             polled = consumer.poll(timeout_ms=int(wait * 1000), max_records=self._batch_size - len(records))
