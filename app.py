@@ -179,7 +179,8 @@ def health() -> Response:
 
 @app.route("/metrics", methods=["GET"])
 def prometheus_metrics() -> Response:
-    return Response(body=metrics.exposition().decode(), status_code=200, headers={"Content-Type": metrics.CONTENT_TYPE})
+    body, content_type = metrics.exposition()
+    return Response(body=body.decode(), status_code=200, headers={"Content-Type": content_type})
 
 
 @app.lambda_function(name="ingest")

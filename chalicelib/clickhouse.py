@@ -103,11 +103,11 @@ def connect(settings: ClickHouseSettings, *, database: str | None = None, read_o
     import clickhouse_connect
 
     if read_only and settings.embedded:
-        client = connect(settings, database=database)  # the engine must be open (and the lock checked) first
-        client = clickhouse_connect.get_client(dsn=f"chdb://{settings.data_path}", database=database)
+        connect(settings, database=database)  # opens the engine first, turning a held lock into EngineLockedError
+        own = clickhouse_connect.get_client(dsn=f"chdb://{settings.data_path}", database=database)
         for name, value in READ_ONLY_SETTINGS.items():
-            client.command(f"SET {name} = {value}")
-        return client
+            own.command(f"SET {name} = {value}")
+        return own
     if not settings.embedded:
         try:
             if settings.url is not None:

@@ -15,69 +15,99 @@ start at zero when the process does, as Prometheus expects. The names:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+# prometheus-client (with http.server) costs ~50 ms to import: it is loaded on
+# the first metric recorded, not by `import app`, so cold starts stay cheap.
+_lock = threading.Lock()
+_built: list[Any] = []
 
-REGISTRY = CollectorRegistry()
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-HTTP_REQUESTS = Counter("trackflow_http_requests", "HTTP requests answered", ["route", "status"], registry=REGISTRY)
-EVENTS_ACCEPTED = Counter("trackflow_events_accepted", "Events collect put on Kafka", registry=REGISTRY)
-EVENTS_REJECTED = Counter(
-    "trackflow_events_rejected", "Events collect refused or dropped, by reason", ["reason"], registry=REGISTRY
-)
-PRODUCE_SECONDS = Histogram(
-    "trackflow_produce_seconds",
-    "Time collect waited for Kafka to acknowledge a request's messages",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-    registry=REGISTRY,
-)
-INGEST_BATCH_EVENTS = Histogram(
-    "trackflow_ingest_batch_events",
-    "Events per ingest invocation",
-    buckets=(1, 10, 50, 100, 500, 1000, 5000, 10000, 50000),
-    registry=REGISTRY,
-)
-INGEST_SECONDS = Histogram(
-    "trackflow_ingest_seconds",
-    "Time one ingest invocation took",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-    registry=REGISTRY,
-)
-ROWS_WRITTEN = Counter("trackflow_rows_written", "Event rows inserted into ClickHouse", registry=REGISTRY)
-DEAD_LETTERS = Counter("trackflow_dead_letters", "Records or events sent to the dead-letter topic", registry=REGISTRY)
-DUPLICATES = Counter(
-    "trackflow_duplicates_dropped", "Events dropped as repeats of an event id in the same batch", registry=REGISTRY
-)
-CONSUMER_LAG = Gauge(
-    "trackflow_consumer_lag", "Records not yet ingested, per partition", ["topic", "partition"], registry=REGISTRY
-)
+def _collectors() -> Any:
+    """The registry and every collector, built once per process."""
+    if _built:
+        return _built[0]
+    with _lock:
+        if not _built:
+            _built.append(_build())
+    return _built[0]
+
+
+def _build() -> Any:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+    registry = CollectorRegistry()
+    return SimpleNamespace(
+        registry=registry,
+        http_requests=Counter(
+            "trackflow_http_requests", "HTTP requests answered", ["route", "status"], registry=registry
+        ),
+        events_accepted=Counter("trackflow_events_accepted", "Events collect put on Kafka", registry=registry),
+        events_rejected=Counter(
+            "trackflow_events_rejected", "Events collect refused or dropped, by reason", ["reason"], registry=registry
+        ),
+        produce_seconds=Histogram(
+            "trackflow_produce_seconds",
+            "Time collect waited for Kafka to acknowledge a request's messages",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        ),
+        ingest_batch_events=Histogram(
+            "trackflow_ingest_batch_events",
+            "Events per ingest invocation",
+            buckets=(1, 10, 50, 100, 500, 1000, 5000, 10000, 50000),
+            registry=registry,
+        ),
+        ingest_seconds=Histogram(
+            "trackflow_ingest_seconds",
+            "Time one ingest invocation took",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        ),
+        rows_written=Counter("trackflow_rows_written", "Event rows inserted into ClickHouse", registry=registry),
+        dead_letters=Counter(
+            "trackflow_dead_letters", "Records or events sent to the dead-letter topic", registry=registry
+        ),
+        duplicates=Counter(
+            "trackflow_duplicates_dropped",
+            "Events dropped as repeats of one already in the batch or already stored",
+            registry=registry,
+        ),
+        consumer_lag=Gauge(
+            "trackflow_consumer_lag",
+            "Records not yet ingested, per partition",
+            ["topic", "partition"],
+            registry=registry,
+        ),
+    )
 
 
 def record_request(route: str, status: int) -> None:
-    HTTP_REQUESTS.labels(route=route, status=str(status)).inc()
+    _collectors().http_requests.labels(route=route, status=str(status)).inc()
 
 
 def record_collect(status: int, body: Mapping[str, object]) -> None:
     """Count what one collect answer accepted, rejected (by reason) and dropped."""
+    m = _collectors()
     accepted = body.get("accepted")
     if isinstance(accepted, int) and accepted:
-        EVENTS_ACCEPTED.inc(accepted)
+        m.events_accepted.inc(accepted)
     rejected = body.get("rejected")
     if isinstance(rejected, list):
         for item in rejected:
             reason = item.get("reason", "invalid") if isinstance(item, dict) else "invalid"
-            EVENTS_REJECTED.labels(reason=_reason_label(str(reason))).inc()
+            m.events_rejected.labels(reason=_reason_label(str(reason))).inc()
     dropped = body.get("dropped")
     if isinstance(dropped, dict):
-        EVENTS_REJECTED.labels(reason=str(dropped.get("reason", "dropped"))).inc(int(dropped.get("count", 0)))
+        m.events_rejected.labels(reason=str(dropped.get("reason", "dropped"))).inc(int(dropped.get("count", 0)))
 
 
 def record_refused(code: str) -> None:
     """A whole collect request refused (401, 413, 429, ...): its events are lost to us, count them by code."""
-    EVENTS_REJECTED.labels(reason=code).inc()
+    _collectors().events_rejected.labels(reason=code).inc()
 
 
 def _reason_label(reason: str) -> str:
@@ -87,17 +117,26 @@ def _reason_label(reason: str) -> str:
 
 
 def record_ingest(result: Mapping[str, int], seconds: float) -> None:
-    INGEST_SECONDS.observe(seconds)
-    INGEST_BATCH_EVENTS.observe(result.get("inserted", 0) + result.get("duplicates", 0))
-    ROWS_WRITTEN.inc(result.get("inserted", 0))
-    DEAD_LETTERS.inc(result.get("dead_lettered", 0))
-    DUPLICATES.inc(result.get("duplicates", 0))
+    m = _collectors()
+    m.ingest_seconds.observe(seconds)
+    m.ingest_batch_events.observe(result.get("inserted", 0) + result.get("duplicates", 0))
+    m.rows_written.inc(result.get("inserted", 0))
+    m.dead_letters.inc(result.get("dead_lettered", 0))
+    m.duplicates.inc(result.get("duplicates", 0))
+
+
+def produce_timer() -> Any:
+    """A context manager timing one wait for Kafka's acknowledgement."""
+    return _collectors().produce_seconds.time()
 
 
 def set_lag(topic: str, partition: int, lag: int) -> None:
-    CONSUMER_LAG.labels(topic=topic, partition=str(partition)).set(lag)
+    _collectors().consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
 
 
-def exposition() -> bytes:
-    """The Prometheus text format of everything above."""
-    return generate_latest(REGISTRY)
+def exposition() -> tuple[bytes, str]:
+    """Everything above in the Prometheus text format, and its content type."""
+    from prometheus_client import generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    return generate_latest(_collectors().registry), CONTENT_TYPE_LATEST

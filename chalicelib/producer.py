@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import orjson
 
 from chalicelib.errors import ProduceError
-from chalicelib.metrics import PRODUCE_SECONDS
+from chalicelib.metrics import produce_timer
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class KafkaSender:
         """Send all ``messages`` and wait until each is acknowledged."""
         backend = self._get()
         try:
-            with PRODUCE_SECONDS.time():
+            with produce_timer():
                 backend.send_all(topic, messages, self._timeout_s)
         except Exception as exc:
             self._discard(backend)

@@ -243,9 +243,11 @@ def sql(query: str, fmt: str) -> None:
     "--days", default=30.0, show_default=True, type=click.FloatRange(min=0.01), help="Spread over this many days."
 )
 @click.option("--end", "end_day", default=None, help="Last day (YYYY-MM-DD, UTC); default: now.")
-@click.option("--seed", default=1, show_default=True, help="Same seed, same events.")
+@click.option("--seed", type=int, default=None, help="Same seed and --end, same events (default: a new seed each run).")
 @click.option("--batch-size", default=10_000, show_default=True, type=click.IntRange(min=1))
-def load(count: int, target: str, projects: str, days: float, end_day: str | None, seed: int, batch_size: int) -> None:
+def load(
+    count: int, target: str, projects: str, days: float, end_day: str | None, seed: int | None, batch_size: int
+) -> None:
     """Generate realistic traffic: visitors, sessions, SPA paths, referrers, clicks, errors, bots.
 
     Examples:
@@ -254,6 +256,7 @@ def load(count: int, target: str, projects: str, days: float, end_day: str | Non
 
         trackflow load --events 10000000 --target table
     """
+    import random
     import time as _time
     from datetime import UTC, datetime, timedelta
 
@@ -270,13 +273,16 @@ def load(count: int, target: str, projects: str, days: float, end_day: str | Non
             end = datetime.fromisoformat(end_day).replace(tzinfo=UTC) + timedelta(days=1)
         except ValueError:
             raise click.BadParameter(f"{end_day!r} is not YYYY-MM-DD", param_hint="--end") from None
-    events = Traffic(sites(ids), end_ms=int(end.timestamp() * 1000), days=days, seed=seed).events(count)
+    if seed is None:
+        seed = random.randrange(2**31)  # a rerun must not repeat event ids (they would count once)
+    end_ms = int(end.timestamp() * 1000)
+    events = Traffic(sites(ids), end_ms=end_ms, days=days, seed=seed).events(count)
     try:
         if target == "table":
             writer = _table_writer(settings)
 
             def sink(progress: Any) -> int:
-                return to_table(events, writer, batch_size=batch_size, tag=f"{seed}-{end.date()}", progress=progress)
+                return to_table(events, writer, batch_size=batch_size, tag=f"{seed}-{end_ms}", progress=progress)
         else:
             sender = _pipeline_sender(settings)
 
@@ -292,7 +298,9 @@ def load(count: int, target: str, projects: str, days: float, end_day: str | Non
     except TrackflowError as exc:
         raise click.ClickException(exc.message) from None
     elapsed = _time.monotonic() - started
-    click.echo(f"{written:,} events in {elapsed:.1f} s ({written / elapsed:,.0f}/s) for {', '.join(ids)}")
+    click.echo(
+        f"{written:,} events in {elapsed:.1f} s ({written / elapsed:,.0f}/s) for {', '.join(ids)} (--seed {seed})"
+    )
 
 
 def _table_writer(settings: Settings) -> Any:
