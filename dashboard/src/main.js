@@ -119,7 +119,8 @@ const BREAKDOWNS = [
 ];
 
 async function refresh() {
-  const period = { period: $('period').value };
+  const choice = $('period').value;
+  const period = choice === 'custom' ? { from: $('from').value, to: $('to').value } : { period: choice };
   try {
     const [overview, series, errors, custom, ...breakdowns] = await Promise.all([
       get('/v1/stats/overview', period),
@@ -191,7 +192,18 @@ async function start() {
   $('project').value = params.get('project') || projects[0].project_id;
   showToken();
   $('project').addEventListener('change', () => { showToken(); refresh(); live(); });
-  $('period').addEventListener('change', refresh);
+  $('period').addEventListener('change', () => {
+    const custom = $('period').value === 'custom';
+    $('range').hidden = !custom;
+    if (custom && !$('from').value) {
+      const day = (offset) => new Date(Date.now() - offset * 864e5).toLocaleDateString('sv'); // YYYY-MM-DD, local
+      $('from').value = day(6);
+      $('to').value = day(0);
+    }
+    refresh();
+  });
+  $('from').addEventListener('change', refresh);
+  $('to').addEventListener('change', refresh);
   $('token').addEventListener('change', () => {
     localStorage.setItem(tokenKey(current().project_id), $('token').value.trim());
     refresh();

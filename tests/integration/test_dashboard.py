@@ -123,3 +123,19 @@ def test_dashboard_asks_for_a_token_for_real_projects_and_says_why_it_cannot_loa
     page.dispatch_event("#token", "change")
     text_until(page, "#status", lambda t: t.startswith("Updated"))
     context.close()
+
+
+def test_dashboard_custom_range_asks_for_those_days(browser: Any, stack: DevStack) -> None:
+    send(stack.api_url, visitor=f"range-{uuid.uuid4().hex[:6]}")
+    context = browser.new_context()
+    page = context.new_page()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.goto(f"{stack.api_url}/")
+    text_until(page, "#status", lambda t: t.startswith("Updated"))
+    page.select_option("#period", "custom")
+    today = page.evaluate("new Date().toLocaleDateString('sv')")
+    assert page.locator("#range").is_visible() and page.input_value("#to") == today
+    text_until(page, "[data-metric=pageviews]", lambda t: t.strip() not in ("", "0"))
+    assert any("from=" in url and f"to={today}" in url and "/v1/stats/overview" in url for url in asked)
+    context.close()
