@@ -95,8 +95,16 @@ class StatsQuery:
 
     @property
     def hour_aligned(self) -> bool:
-        """Both ends fall on whole UTC hours, so hourly rollups cover the period exactly."""
-        return all(t.minute == 0 and t.second == 0 and t.microsecond == 0 for t in (self.start, self.end))
+        """Both ends fall on whole UTC hours and ``tz`` is a whole number of hours from UTC
+        (India's +5:30 is not), so hourly rollups cover the period and its local days exactly."""
+        zone = ZoneInfo(self.tz)
+        return all(
+            t.minute == 0
+            and t.second == 0
+            and t.microsecond == 0
+            and (t.astimezone(zone).utcoffset() or timedelta()) % timedelta(hours=1) == timedelta()
+            for t in (self.start, self.end)
+        )
 
 
 def _zone(name: str) -> ZoneInfo:
