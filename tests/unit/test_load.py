@@ -1,0 +1,49 @@
+"""trackflow.load: generated traffic is valid, varied and reproducible."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from chalicelib.ingest import event_row
+from chalicelib.kafka_event import KafkaRecord
+from trackflow.load import Traffic, batches, sites
+
+END_MS = 1_793_577_600_000  # 2026-11-01
+
+
+def _events(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    return list(Traffic(sites(["a", "b", "c"]), end_ms=END_MS, days=30, seed=seed).events(count))
+
+
+def test_every_generated_event_is_one_ingest_would_store() -> None:
+    record = KafkaRecord(topic="t", partition=0, offset=0, timestamp=0, key=None, value=None)
+    events = _events(3000)
+    assert len(events) == 3000
+    for event in events:
+        event_row(event, record)  # raises PoisonError for anything ingest would dead-letter
+    assert all(END_MS - 30 * 86_400_000 <= e["timestamp"] <= END_MS + 3_600_000 for e in events)
+
+
+def test_traffic_looks_like_a_site_with_sessions_errors_and_a_few_bots() -> None:
+    events = _events(20_000)
+    kinds = Counter(e["type"] for e in events)
+    assert kinds["pageView"] > kinds["click"] > kinds["error"] > 0
+    assert kinds["addToCart"] > 0 and kinds["signup"] > 0
+    projects = Counter(e["project_id"] for e in events)
+    assert projects["a"] > projects["b"] > projects["c"] > 0
+    sessions = {e["session_id"] for e in events}
+    visitors = {e["anonymous_id"] for e in events}
+    assert len(events) > len(sessions) > len(visitors) > 100
+    bots = sum(1 for e in events if e["is_bot"]) / len(events)
+    assert 0.005 < bots < 0.06
+    assert len({e["url_path"] for e in events}) > 10 and any(e["utm_source"] for e in events)
+
+
+def test_the_same_seed_gives_the_same_events_and_another_seed_other_ids() -> None:
+    assert _events(500) == _events(500)
+    assert {e["event_id"] for e in _events(500)}.isdisjoint(e["event_id"] for e in _events(500, seed=8))
+
+
+def test_batches_cover_everything_in_order() -> None:
+    assert [len(b) for b in batches(iter(range(25)), 10)] == [10, 10, 5]
