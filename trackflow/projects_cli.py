@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from chalicelib.projects import BOT_POLICIES, Project, new_project, rotate_key
+from chalicelib.projects import BOT_POLICIES, Project, new_project, new_read_token, rotate_key
 
 
 def _store() -> Any:
@@ -125,6 +125,17 @@ def rotate(project_id: str, keep_old: bool) -> None:
     project, key = rotate_key(_get(store, project_id), keep_old=keep_old)
     store.put(project)
     click.echo(f"new API key: {key}" + ("" if keep_old else " (the old keys no longer work)"))
+
+
+@projects.command("rotate-read-token")
+@click.argument("project_id")
+def rotate_read_token(project_id: str) -> None:
+    """Give a project a new read token for the stats API; the old one stops working."""
+    store = _store()
+    project = _get(store, project_id)
+    token = new_read_token(project.project_id)
+    store.put(replace(project, read_token=token))
+    click.echo(f"new read token: {token} (the old one no longer works; a running API notices within 30 s)")
 
 
 @projects.command("set")

@@ -63,6 +63,17 @@ def test_set_rotate_disable_and_show(cli: CliRunner) -> None:
     assert "enabled  no" in shown
 
 
+def test_rotate_read_token_replaces_it_with_one_naming_the_project(cli: CliRunner) -> None:
+    cli.invoke(main, ["projects", "create", "Shop"])
+    (project,) = _projects(cli)
+    result = cli.invoke(main, ["projects", "rotate-read-token", str(project["project_id"])])
+    assert result.exit_code == 0, result.output
+    token = result.output.split("new read token: ")[1].split()[0]
+    (after,) = _projects(cli)
+    assert after["read_token"] == token != project["read_token"]
+    assert token.startswith(f"tf_rt_{project['project_id']}.")
+
+
 def test_unknown_project_and_missing_table_name_say_what_to_do(cli: CliRunner) -> None:
     result = cli.invoke(main, ["projects", "show", "nope"])
     assert result.exit_code != 0
