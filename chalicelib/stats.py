@@ -67,6 +67,7 @@ def authorise_read(projects: ProjectStore, project_id: str, token: str | None, *
 
 
 def _run(reader: Any, statement: str, sql: Sql) -> list[dict[str, Any]]:
+    """Rows as dicts; clickhouse-connect already gives integer columns as Python ints."""
     try:
         result = reader.query(statement, parameters=sql.params)
     except Exception as exc:
@@ -148,21 +149,13 @@ def breakdown(reader: Any, query: StatsQuery, dimension: str, *, rollups: bool =
         )
     sql = Sql().bind(query)
     statement = stats_sql.breakdown(sql, query, dimension, rollups=rollups and stats_sql.uses_rollups(query))
-    rows = [
-        {key: value if key == "value" else int(value) for key, value in row.items()}
-        for row in _run(reader, statement, sql)
-    ]
-    return {"period": _period(query), "dimension": dimension, "rows": rows}
+    return {"period": _period(query), "dimension": dimension, "rows": _run(reader, statement, sql)}
 
 
 def errors(reader: Any, query: StatsQuery) -> dict[str, Any]:
     """Errors grouped by message and source: count, sessions hit, first/last seen, a sample stack."""
     sql = Sql().bind(query)
-    rows = _run(reader, stats_sql.errors(sql, query), sql)
-    for row in rows:
-        for key in ("count", "sessions", "first_seen", "last_seen"):
-            row[key] = int(row[key])
-    return {"period": _period(query), "rows": rows}
+    return {"period": _period(query), "rows": _run(reader, stats_sql.errors(sql, query), sql)}
 
 
 def custom_events(reader: Any, query: StatsQuery, *, name: str | None, prop: str | None) -> dict[str, Any]:
@@ -174,19 +167,13 @@ def custom_events(reader: Any, query: StatsQuery, *, name: str | None, prop: str
         statement = stats_sql.event_properties(sql, query, name, prop)
     else:
         statement = stats_sql.custom_events(sql, query)
-    rows = _run(reader, statement, sql)
-    for row in rows:
-        row["count"], row["visitors"] = int(row["count"]), int(row["visitors"])
-    return {"period": _period(query), "name": name, "property": prop, "rows": rows}
+    return {"period": _period(query), "name": name, "property": prop, "rows": _run(reader, statement, sql)}
 
 
 def clicks(reader: Any, query: StatsQuery) -> dict[str, Any]:
     """Clicks grouped by element (tag, id, text, link)."""
     sql = Sql().bind(query)
-    rows = _run(reader, stats_sql.clicks(sql, query), sql)
-    for row in rows:
-        row["count"], row["visitors"] = int(row["count"]), int(row["visitors"])
-    return {"period": _period(query), "rows": rows}
+    return {"period": _period(query), "rows": _run(reader, stats_sql.clicks(sql, query), sql)}
 
 
 def realtime(reader: Any, query: StatsQuery, *, now: datetime) -> dict[str, Any]:
@@ -196,8 +183,6 @@ def realtime(reader: Any, query: StatsQuery, *, now: datetime) -> dict[str, Any]
     counts = _run(reader, stats_sql.realtime_counts(sql, window), sql)[0]
     sql = Sql().bind(window)
     latest = _run(reader, stats_sql.latest_events(sql, window), sql)
-    for row in latest:
-        row["at_ms"] = int(row["at_ms"])
     return {
         "window_s": int(REALTIME_WINDOW.total_seconds()),
         "visitors": int(counts["visitors"]),
