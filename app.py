@@ -64,7 +64,7 @@ def _collect() -> Response:
     except TrackflowError as exc:
         metrics.record_refused(exc.code)
         return _error(exc, cors_headers(origin, allowed=exc.code != "origin_not_allowed"))
-    metrics.record_collect(result.status, result.body)
+    metrics.record_collect(result.body)
     # Serialised here with orjson: Chalice would use the slower json module.
     headers = JSON_HEADERS | cors_headers(origin)
     return Response(body=orjson.dumps(result.body).decode(), status_code=result.status, headers=headers)

@@ -89,7 +89,7 @@ def record_request(route: str, status: int) -> None:
     _collectors().http_requests.labels(route=route, status=str(status)).inc()
 
 
-def record_collect(status: int, body: Mapping[str, object]) -> None:
+def record_collect(body: Mapping[str, object]) -> None:
     """Count what one collect answer accepted, rejected (by reason) and dropped."""
     m = _collectors()
     accepted = body.get("accepted")

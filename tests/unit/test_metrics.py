@@ -19,8 +19,8 @@ def _value(name: str, **labels: str) -> float:
 def test_a_collect_answer_counts_accepted_rejected_by_field_and_dropped_by_reason() -> None:
     before = (_value("trackflow_events_accepted_total"), _value("trackflow_events_rejected_total", reason="ts"))
     bots = _value("trackflow_events_rejected_total", reason="bot")
-    metrics.record_collect(202, {"accepted": 3, "rejected": [{"index": 1, "reason": "ts must be epoch milliseconds"}]})
-    metrics.record_collect(202, {"accepted": 0, "rejected": [], "dropped": {"count": 4, "reason": "bot"}})
+    metrics.record_collect({"accepted": 3, "rejected": [{"index": 1, "reason": "ts must be epoch milliseconds"}]})
+    metrics.record_collect({"accepted": 0, "rejected": [], "dropped": {"count": 4, "reason": "bot"}})
     assert _value("trackflow_events_accepted_total") == before[0] + 3
     assert _value("trackflow_events_rejected_total", reason="ts") == before[1] + 1
     assert _value("trackflow_events_rejected_total", reason="bot") == bots + 4
