@@ -42,11 +42,9 @@ def run(events: int) -> dict[str, Any]:
 
 
 def _prepare(events: int) -> tuple[Any, str]:
-    from chalicelib.clickhouse import EventWriter, connect
-    from chalicelib.migrations import migrate
+    from chalicelib.clickhouse import connect
     from chalicelib.settings import load_settings
-    from trackflow.dev import MIGRATIONS_DIR
-    from trackflow.load import Traffic, sites, to_table
+    from trackflow.load import Traffic, sites, table_writer, to_table
 
     data_dir = ROOT / ".trackflow" / f"bench-overview-{events}"
     marker = data_dir / "loaded.json"
@@ -58,8 +56,7 @@ def _prepare(events: int) -> tuple[Any, str]:
 
             shutil.rmtree(data_dir)
         data_dir.mkdir(parents=True)
-        migrate(connect(settings.clickhouse), MIGRATIONS_DIR, database=database)
-        writer = EventWriter(connect(settings.clickhouse, database=database), database=database)
+        writer = table_writer(settings)
         traffic = Traffic(sites(["development", "shop-demo", "blog-demo"]), end_ms=int(END.timestamp() * 1000), days=30)
         done = 0
         started = time.monotonic()

@@ -260,7 +260,7 @@ def load(
     import time as _time
     from datetime import UTC, datetime, timedelta
 
-    from trackflow.load import Traffic, sites, to_pipeline, to_table
+    from trackflow.load import Traffic, sites, table_writer, to_pipeline, to_table
 
     settings = _settings()
     ids = [p.strip() for p in projects.split(",") if p.strip()]
@@ -279,7 +279,7 @@ def load(
     events = Traffic(sites(ids), end_ms=end_ms, days=days, seed=seed).events(count)
     try:
         if target == "table":
-            writer = _table_writer(settings)
+            writer = table_writer(settings)
 
             def sink(progress: Any) -> int:
                 return to_table(events, writer, batch_size=batch_size, tag=f"{seed}-{end_ms}", progress=progress)
@@ -301,16 +301,6 @@ def load(
     click.echo(
         f"{written:,} events in {elapsed:.1f} s ({written / elapsed:,.0f}/s) for {', '.join(ids)} (--seed {seed})"
     )
-
-
-def _table_writer(settings: Settings) -> Any:
-    from chalicelib.clickhouse import EventWriter, connect
-    from chalicelib.migrations import migrate
-    from trackflow.dev import MIGRATIONS_DIR
-
-    database = settings.clickhouse.database
-    migrate(connect(settings.clickhouse), MIGRATIONS_DIR, database=database)
-    return EventWriter(connect(settings.clickhouse, database=database), database=database)
 
 
 def _pipeline_sender(settings: Settings) -> Any:

@@ -22,6 +22,7 @@ import orjson
 
 from chalicelib.enrich import SCHEMA_VERSION
 from chalicelib.kafka_event import KafkaRecord
+from chalicelib.settings import Settings
 
 PAGES = (  # path, title, weight as an entry page
     ("/", "Home", 40),
@@ -227,6 +228,17 @@ def batches(events: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[s
             batch = []
     if batch:
         yield batch
+
+
+def table_writer(settings: Settings) -> Any:
+    """An EventWriter on the configured ClickHouse, migrated first (the rollups must exist to fill)."""
+    from chalicelib.clickhouse import EventWriter, connect
+    from chalicelib.migrations import migrate
+    from trackflow.dev import MIGRATIONS_DIR
+
+    database = settings.clickhouse.database
+    migrate(connect(settings.clickhouse), MIGRATIONS_DIR, database=database)
+    return EventWriter(connect(settings.clickhouse, database=database), database=database)
 
 
 def to_table(
