@@ -96,6 +96,7 @@ class Traffic:
 
     def __init__(self, sites: Sequence[Site], *, end_ms: int, days: float, seed: int = 1) -> None:
         self._sites = list(sites)
+        self._site_weights = [site.weight for site in self._sites]
         self._end_ms = end_ms
         self._span_ms = int(days * DAY_MS)
         self._rng = random.Random(seed)
@@ -128,7 +129,7 @@ class Traffic:
 
     def _session(self, visitors: int) -> list[dict[str, Any]]:
         rng = self._rng
-        site = rng.choices(self._sites, weights=[s.weight for s in self._sites])[0]
+        site = rng.choices(self._sites, weights=self._site_weights)[0]
         visitor = int(visitors * rng.random() ** 2)  # some visitors come back often
         visitor_rng = random.Random(f"{site.project_id}/{visitor}")
         browser, os_name, device, _ = visitor_rng.choices(self._clients[0], weights=self._clients[1])[0]

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.kafka_event import build_event, encode_record
+from chalicelib.metrics import set_lag
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +242,6 @@ class TriggerRunner:
 
     def _report_lag(self, consumer: Any) -> None:
         """Per partition: the high watermark from the last fetch minus what we committed."""
-        from chalicelib.metrics import set_lag
-
         for tp in consumer.assignment():
             high, ours = consumer.highwater(tp), self._committed.get(tp)
             if high is not None and ours is not None:
