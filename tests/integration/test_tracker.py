@@ -102,7 +102,7 @@ def test_nextjs_pattern_commands_queued_before_the_async_script_loads_arrive_in_
         assert page.evaluate("window.dataLayer.length") >= 2  # queued, not yet handled
         visitor = anonymous_id(page)
         page.click("#buy")
-        rows = wait_stored(db, page, visitor, 3)
+        wait_stored(db, page, visitor, 3)
         pump(page, 1.5)
         rows = stored(db, visitor)
         assert sorted(r[0] for r in rows) == ["click", "pageView", "signup"]
@@ -192,7 +192,7 @@ def test_offline_then_back_with_a_reload_in_between_loses_nothing(context: Any, 
     assert stored(db, visitor) == []
     context.unroute("http://localhost:8000/v1/collect")
     page.reload()
-    rows = wait_stored(db, page, visitor, 5, timeout=45)
+    wait_stored(db, page, visitor, 5, timeout=45)
     pump(page, 2)
     rows = stored(db, visitor)
     assert sorted(r[0] for r in rows) == ["offline-1", "offline-2", "pageView", "pageView", "pageView"]
@@ -282,7 +282,7 @@ def test_the_demo_site_served_by_dev_produces_rows_for_each_kind_of_event(
     page.click("text=Cart (SPA route)")
     page.click("#custom")
     page.click("#crash")
-    rows = wait_stored(db, page, visitor, 6)
+    wait_stored(db, page, visitor, 6)
     pump(page, 1.5)
     rows = stored(db, visitor)
     kinds = sorted(r[0] for r in rows)
