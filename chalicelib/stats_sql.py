@@ -63,6 +63,7 @@ class Sql:
             start=int(query.start.timestamp() * 1000),
             end=int(query.end.timestamp() * 1000),
             tz=query.tz,
+            limit=query.limit,
         )
         return self
 
@@ -145,7 +146,6 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
 
 def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> str:
     column, source = DIMENSIONS[dimension]
-    sql.params["limit"] = query.limit
     if source == "sessions":
         return (
             f"SELECT s.{column} AS value, uniq(s.visitor_id) AS visitors, count() AS sessions, "
@@ -194,7 +194,6 @@ def _raw_where(sql: Sql, query: StatsQuery) -> str:
 
 
 def errors(sql: Sql, query: StatsQuery) -> str:
-    sql.params["limit"] = query.limit
     return (
         "SELECT JSONExtractString(props, 'message') AS message, JSONExtractString(props, 'source') AS source, "
         "count() AS count, uniqExact(session_key) AS sessions, "
@@ -206,7 +205,6 @@ def errors(sql: Sql, query: StatsQuery) -> str:
 
 
 def custom_events(sql: Sql, query: StatsQuery) -> str:
-    sql.params["limit"] = query.limit
     return (
         "SELECT type AS name, count() AS count, uniq(visitor_id) AS visitors "
         f"FROM events FINAL {_raw_where(sql, query)} AND type NOT IN ('pageView', 'click', 'error') "
@@ -215,7 +213,7 @@ def custom_events(sql: Sql, query: StatsQuery) -> str:
 
 
 def event_properties(sql: Sql, query: StatsQuery, name: str, prop: str) -> str:
-    sql.params.update(limit=query.limit, event_name=name, property=prop)
+    sql.params.update(event_name=name, property=prop)
     return (
         f"SELECT {property_value('{property:String}')} AS value, count() AS count, uniq(visitor_id) AS visitors "
         f"FROM events FINAL {_raw_where(sql, query)} AND type = {{event_name:String}} "
@@ -225,7 +223,6 @@ def event_properties(sql: Sql, query: StatsQuery, name: str, prop: str) -> str:
 
 
 def clicks(sql: Sql, query: StatsQuery) -> str:
-    sql.params["limit"] = query.limit
     return (
         "SELECT JSONExtractString(props, 'tag') AS tag, JSONExtractString(props, 'id') AS element_id, "
         "JSONExtractString(props, 'text') AS text, JSONExtractString(props, 'href') AS href, "
@@ -243,7 +240,6 @@ def realtime_counts(sql: Sql, query: StatsQuery) -> str:
 
 
 def latest_events(sql: Sql, query: StatsQuery) -> str:
-    sql.params["limit"] = query.limit
     return (
         "SELECT toUnixTimestamp64Milli(timestamp) AS at_ms, type, url_path, title, country, browser, "
         "device_type, visitor_id "
