@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import orjson
-from chalice import Chalice, CORSConfig, Response
+from chalice import Chalice, CORSConfig, Rate, Response
 
 from chalicelib import metrics, runtime
 from chalicelib.errors import TrackflowError
@@ -194,3 +194,16 @@ def ingest(event: dict[str, Any], context: Any) -> dict[str, int]:
     )
     metrics.record_ingest(result, time.perf_counter() - started)
     return result
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="compact")
+def compact(event: Any, context: Any) -> dict[str, int]:
+    from chalicelib.rollups import compact_all
+
+    seconds_left = context.get_remaining_time_in_millis() / 1000 if context is not None else 60.0
+    days = compact_all(
+        runtime.rollup_client(),
+        settle_s=runtime.settings().rollup_settle_s,
+        deadline=time.monotonic() + max(1.0, seconds_left - 10),
+    )
+    return {"days": days}

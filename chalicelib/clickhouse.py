@@ -5,20 +5,23 @@ directory per process and fails with only ``Error initializing EmbeddedServer``
 when another process holds it; that case becomes :class:`EngineLockedError`
 with the real cause spelled out.
 
-:class:`EventWriter` turns normalised events into rows and writes a whole batch
-with one insert carrying a deduplication token, so an identical redelivery is
-dropped by ClickHouse itself.
+:class:`EventWriter` writes a whole batch of event rows with one insert, after
+marking the days they fall on as changed for the rollups' compaction
+(:mod:`chalicelib.rollups`). It tells data ClickHouse refuses
+(:class:`RefusedDataError`: isolate and dead-letter it) from failures worth a
+retry (:class:`StorageError`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
-import time
 from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any
 
-from chalicelib.errors import EngineLockedError, StorageError
+from chalicelib.errors import EngineLockedError, RefusedDataError, StorageError
 from chalicelib.settings import ClickHouseSettings
 
 logger = logging.getLogger(__name__)
@@ -88,7 +91,9 @@ _embedded_clients: dict[str, Any] = {}
 READ_ONLY_SETTINGS = {"readonly": "2", "max_execution_time": "30"}
 
 
-def connect(settings: ClickHouseSettings, *, database: str | None = None, read_only: bool = False) -> Any:
+def connect(
+    settings: ClickHouseSettings, *, database: str | None = None, read_only: bool = False, private: bool = False
+) -> Any:
     """A clickhouse-connect client for the configured engine.
 
     ``database`` becomes the client's default and must exist (after migrating);
@@ -98,15 +103,18 @@ def connect(settings: ClickHouseSettings, *, database: str | None = None, read_o
     ``read_only`` gives a client that can't write. For chDB it is a client of
     its own (not cached): chDB applies settings to the client's session and
     ``readonly`` can never be switched off there again, so the session the
-    writer uses must never get it.
+    writer uses must never get it. ``private`` gives a writable chDB client of
+    its own too, for work that must not queue behind the writer's calls (a
+    chDB client runs one call at a time).
     """
     import clickhouse_connect
 
-    if read_only and settings.embedded:
+    if (read_only or private) and settings.embedded:
         connect(settings, database=database)  # opens the engine first, turning a held lock into EngineLockedError
         own = clickhouse_connect.get_client(dsn=f"chdb://{settings.data_path}", database=database)
-        for name, value in READ_ONLY_SETTINGS.items():
-            own.command(f"SET {name} = {value}")
+        if read_only:
+            for name, value in READ_ONLY_SETTINGS.items():
+                own.command(f"SET {name} = {value}")
         return own
     if not settings.embedded:
         try:
@@ -155,45 +163,70 @@ def connect(settings: ClickHouseSettings, *, database: str | None = None, read_o
         return client
 
 
+# ClickHouse error codes that mean "this data can't be stored", not "try again":
+# CANNOT_PARSE_*, TYPE_MISMATCH, ARGUMENT_OUT_OF_BOUND, CANNOT_CONVERT_TYPE,
+# INCORRECT_DATA, TOO_LARGE_STRING_SIZE, VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE,
+# CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN. Anything else (timeouts, memory, too
+# many parts, unreachable server) is transient and the batch is retried.
+DATA_ERROR_CODES = frozenset({6, 27, 38, 41, 53, 69, 70, 72, 117, 131, 321, 349})
+_CODE = re.compile(r"Code: (\d+)")
+_DAY_MS = 86_400_000
+_EPOCH = date(1970, 1, 1)
+# Ingest bounds every timestamp (chalicelib.ingest), so the partition guard
+# only ever refused honest batches that replayed months of backlog.
+INSERT_SETTINGS = {"insert_deduplicate": 0, "max_partitions_per_insert_block": 0}
+
+
+def refused_data_reason(exc: BaseException) -> str | None:
+    """ClickHouse's message when ``exc`` says the data itself can't be stored; None when it is transient."""
+    from clickhouse_connect.driver.exceptions import DataError
+
+    text = str(exc)
+    if isinstance(exc, DataError):  # the client could not serialise a value for its column
+        cause = exc.__cause__ or exc.__context__
+        return f"{text}: {cause}" if cause is not None else text
+    code = _CODE.search(text)
+    if code is not None and int(code.group(1)) in DATA_ERROR_CODES:
+        return text[code.start() :].split("\n", 1)[0][:1000]
+    return None
+
+
+def changed_days(rows: Sequence[Sequence[Any]]) -> set[tuple[str, date]]:
+    """The (project, UTC day) pairs that event rows (``EVENT_COLUMNS`` order) fall on."""
+    pairs = {(row[0], row[1] // _DAY_MS) for row in rows}
+    return {(project, _EPOCH + timedelta(days=day)) for project, day in pairs}
+
+
 class EventWriter:
     """Writes normalised events (and dead letters) to ClickHouse."""
 
     def __init__(self, client: Any, *, database: str) -> None:
         self._client = client
+        self._database = database
         self._events_table = f"{database}.events"
         self._dead_letters_table = f"{database}.dead_letters"
 
-    def insert_events(self, rows: Sequence[Sequence[Any]], *, dedup_token: str) -> None:
-        """One insert of rows shaped like ``EVENT_COLUMNS``; raises StorageError on failure."""
+    def insert_events(self, rows: Sequence[Sequence[Any]]) -> int:
+        """One insert of rows shaped like ``EVENT_COLUMNS``; return how many were written.
+
+        The days the rows fall on are marked changed first, so compaction
+        rebuilds their rollups whatever happens to the insert. Raises
+        :class:`RefusedDataError` when ClickHouse refuses a value,
+        :class:`StorageError` for anything else.
+        """
         try:
             self._client.insert(
-                self._events_table,
-                rows,
-                column_names=EVENT_COLUMNS,
-                # The rollups' materialized views drop a redelivered batch too.
-                settings={
-                    "insert_deduplication_token": dedup_token,
-                    "deduplicate_blocks_in_dependent_materialized_views": 1,
-                },
+                f"{self._database}.rollup_changes",
+                [[project, day] for project, day in changed_days(rows)],
+                column_names=("project_id", "day"),
             )
+            self._client.insert(self._events_table, rows, column_names=EVENT_COLUMNS, settings=INSERT_SETTINGS)
         except Exception as exc:
+            reason = refused_data_reason(exc)
+            if reason is not None:
+                raise RefusedDataError(f"ClickHouse refused {len(rows)} events: {reason}", reason=reason) from exc
             raise StorageError(f"insert of {len(rows)} events failed: {exc}") from exc
-
-    def stored_event_ids(self, keys: Sequence[tuple[str, int, str, str]]) -> set[tuple[str, str]]:
-        """Which of these (project_id, timestamp ms, type, event_id) are stored, as (project_id, event_id).
-
-        Looked up by the table's whole sort key (project, day, type, event id).
-        """
-        wanted = [(p, time.strftime("%Y-%m-%d", time.gmtime(ts // 1000)), t, e) for p, ts, t, e in keys]
-        try:
-            result = self._client.query(
-                f"SELECT project_id, toString(event_id) FROM {self._events_table} "
-                "WHERE (project_id, toDate(timestamp), type, event_id) IN {keys:Array(Tuple(String, Date, String, UUID))}",
-                parameters={"keys": wanted},
-            )
-        except Exception as exc:
-            raise StorageError(f"looking up {len(keys)} resent events failed: {exc}") from exc
-        return {(p, e) for p, e in result.result_rows}
+        return len(rows)
 
     def insert_dead_letters(self, rows: Sequence[Sequence[Any]]) -> None:
         try:

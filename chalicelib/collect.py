@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from chalicelib.client_info import client_ip, country, parse_agent, visitor_hash
-from chalicelib.enrich import SCHEMA_VERSION, enrich
+from chalicelib.enrich import MAX_EVENT_AGE_DAYS, MAX_EVENT_AGE_MS, SCHEMA_VERSION, enrich
 from chalicelib.errors import ForbiddenError, RequestError, UnauthorizedError, UnsupportedMediaTypeError
 from chalicelib.events import MAX_EVENTS_PER_BATCH, parse_body
 from chalicelib.producer import KafkaSender, visitor_messages
@@ -21,6 +22,7 @@ from chalicelib.projects import Project, ProjectStore, resolve_key
 from chalicelib.ratelimit import RateLimiter
 
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
+STALE_REASON = f"ts is more than {MAX_EVENT_AGE_DAYS} days before the server's time (after clock-skew correction)"
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,23 @@ def collect(
         project_id, len(batch.events), rate=project.rate_limit, burst=max(project.rate_limit * 2, MAX_EVENTS_PER_BATCH)
     )
     received_at = now_ms()
-    enriched = [
-        enrich(event, project_id=project_id, sent_at_ms=batch.sent_at_ms, received_at_ms=received_at, client=client)
-        for event in batch.events
-    ]
+    enriched = []
+    rejected = list(batch.rejected)
+    for event in batch.events:
+        out = enrich(
+            event, project_id=project_id, sent_at_ms=batch.sent_at_ms, received_at_ms=received_at, client=client
+        )
+        if received_at - cast(int, out["timestamp"]) > MAX_EVENT_AGE_MS:
+            rejected.append({"index": event.index, "reason": STALE_REASON})
+        else:
+            enriched.append(out)
+    rejected.sort(key=lambda item: cast(int, item["index"]))
+    if not enriched:
+        raise RequestError(
+            f"none of the {len(rejected)} events can be stored; first problem at index "
+            f"{rejected[0]['index']}: {rejected[0]['reason']}",
+            field="events",
+            code="no_valid_events",
+        )
     sender.send(topic, visitor_messages(enriched, project_id=project_id, schema_version=SCHEMA_VERSION))
-    return CollectResult(202, {"accepted": len(enriched), "rejected": batch.rejected})
+    return CollectResult(202, {"accepted": len(enriched), "rejected": rejected})

@@ -22,6 +22,11 @@ SCHEMA_VERSION = 1
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 # A client clock may be wrong, but an event can't happen after the server got it.
 MAX_FUTURE_MS = 0
+# The oldest event accepted, measured back from when the server got it (after
+# clock-skew correction). Bounds what one batch can spread over (monthly
+# partitions, rollup days) and covers a tracker's offline queue.
+MAX_EVENT_AGE_DAYS = 31
+MAX_EVENT_AGE_MS = MAX_EVENT_AGE_DAYS * 86_400_000
 
 
 def corrected_timestamp(ts_ms: int, *, sent_at_ms: int | None, received_at_ms: int) -> int:
@@ -116,6 +121,4 @@ def enrich(
         # The page URL's own campaign wins; else the one the tracker kept for the session.
         out[key] = utm.get(key) or ctx.get(key, "")
     out.update(client)
-    if event.resent:
-        out["resent"] = 1  # ingest checks whether the first copy was stored
     return out

@@ -11,7 +11,8 @@
     │   └── UnsupportedMediaTypeError   neither JSON nor text/plain (415)
     ├── ServiceUnavailableError         a backing service is down; retry later (503)
     │   └── ProduceError           Kafka did not acknowledge in time
-    ├── StorageError               ClickHouse refused or failed a write (the batch is retried)
+    ├── StorageError               ClickHouse failed a write (the batch is retried)
+    │   └── RefusedDataError       ClickHouse refused the rows themselves (retrying cannot help)
     └── EngineLockedError          another process holds the embedded chDB directory
 """
 
@@ -93,6 +94,16 @@ class StorageError(TrackflowError):
     """A ClickHouse write failed; raising it makes the trigger retry the whole batch."""
 
     code = "storage"
+
+
+class RefusedDataError(StorageError):
+    """ClickHouse (or the client serialising for it) refused a value in the rows; ``reason`` says which."""
+
+    code = "refused_data"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class EngineLockedError(TrackflowError):

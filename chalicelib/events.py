@@ -72,7 +72,6 @@ class RawEvent:
     ts_ms: int
     props_json: str
     context: dict[str, str]
-    resent: bool = False  # the client sent it before and may not know it arrived
 
 
 @dataclass
@@ -189,7 +188,7 @@ def validate_event(index: int, raw: object, shared: dict[str, str]) -> RawEvent:
                 raise EventError(f"props larger than {MAX_PROPS_BYTES} bytes")
             props_json = encoded.decode()
     context = _context(raw.get("context"), shared)
-    return RawEvent(index, event_id, etype, ts_ms, props_json, context, raw.get("resent") in (True, 1))
+    return RawEvent(index, event_id, etype, ts_ms, props_json, context)
 
 
 def parse_body(body: bytes) -> Batch:

@@ -1,18 +1,26 @@
 """The ingest use-case: a Kafka mapping payload in, one ClickHouse insert out.
 
 Every record is decoded and every event in it checked before anything is
-written, because one bad value would make ClickHouse refuse the whole insert
-and the batch would be retried for ever. What cannot be stored goes to the
-dead-letter topic (with the reason and the source topic/partition/offset in
-its headers) and to the ``dead_letters`` table; the rest is written with one
-insert. A failed insert raises, so the trigger retries the batch without
-committing; the insert's deduplication token (derived from the offsets) and
-the ReplacingMergeTree on event_id make that retry harmless.
+written (types, ranges, a timestamp within ``MAX_EVENT_AGE_DAYS`` of when
+collect received it), so one bad value does not make ClickHouse refuse the
+whole insert. What cannot be stored goes to the dead-letter topic (with the
+reason and the source topic/partition/offset in its headers) and to the
+``dead_letters`` table; the rest is written with one insert.
+
+Failures: when ClickHouse refuses data anyway (:class:`RefusedDataError`),
+the batch is split in halves until the refused events are found; they are
+dead-lettered with ClickHouse's message and the rest is stored, so the
+partition moves on. Any other failure raises, so the trigger retries the
+batch without committing.
+
+Redelivery (the same records again, in any batches) is harmless: the events
+table is a ReplacingMergeTree on the event id read with ``FINAL``, and the
+rollups are rebuilt from ``events FINAL`` (:mod:`chalicelib.rollups`), so a
+half-written or repeated insert is never counted twice.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +30,8 @@ from typing import Any, Protocol
 import orjson
 
 from chalicelib.clickhouse import CLIENT_DEFAULTS, EVENT_FIELDS
-from chalicelib.enrich import SCHEMA_VERSION
+from chalicelib.enrich import MAX_EVENT_AGE_MS, SCHEMA_VERSION
+from chalicelib.errors import RefusedDataError
 from chalicelib.events import UUID_PATTERN
 from chalicelib.kafka_event import KafkaRecord, decode_records
 from chalicelib.producer import Message
@@ -39,18 +48,17 @@ _TYPES = tuple(int if name in _INT_FIELDS else str for name in EVENT_FIELDS) + t
 _MAX_HASH = 2**64 - 1
 _EVENT_ID_INDEX = EVENT_FIELDS.index("event_id")
 _TIMESTAMP_INDEX = EVENT_FIELDS.index("timestamp")
-_TYPE_INDEX = EVENT_FIELDS.index("type")
+_RECEIVED_AT_INDEX = EVENT_FIELDS.index("received_at")
 _VISITOR_HASH_INDEX = _ALL_FIELDS.index("visitor_hash")
+_IS_BOT_INDEX = _ALL_FIELDS.index("is_bot")
 _fields = itemgetter(*EVENT_FIELDS)
 _MAX_MS = 4_102_444_800_000
 
 
 class Writer(Protocol):
-    def insert_events(self, rows: Sequence[Sequence[Any]], *, dedup_token: str) -> None: ...
+    def insert_events(self, rows: Sequence[Sequence[Any]]) -> int: ...
 
     def insert_dead_letters(self, rows: Sequence[Sequence[Any]]) -> None: ...
-
-    def stored_event_ids(self, keys: Sequence[tuple[str, int, str, str]]) -> set[tuple[str, str]]: ...
 
 
 class DeadLetterSender(Protocol):
@@ -92,6 +100,10 @@ def event_row(event: object, record: KafkaRecord) -> tuple[Any, ...]:
             raise PoisonError(f"field {EVENT_FIELDS[i]} must be epoch milliseconds")
     if not 0 <= row[_VISITOR_HASH_INDEX] <= _MAX_HASH:
         raise PoisonError("field visitor_hash out of range")
+    if row[_IS_BOT_INDEX] not in (0, 1):
+        raise PoisonError("field is_bot must be 0 or 1")
+    if not 0 <= row[_RECEIVED_AT_INDEX] - row[_TIMESTAMP_INDEX] <= MAX_EVENT_AGE_MS:
+        raise PoisonError("field timestamp must lie within 31 days before received_at")
     if UUID_PATTERN.fullmatch(row[_EVENT_ID_INDEX]) is None:
         raise PoisonError("field event_id is not a UUID")
     return (*row, record.topic, record.partition, record.offset)
@@ -113,22 +125,6 @@ def message_events(record: KafkaRecord) -> list[Any]:
         raise PoisonError(f"unknown schema version {doc.get('v')!r} (this build reads {SCHEMA_VERSION})")
     events: list[Any] = doc["events"]
     return events
-
-
-def dedup_token(records: Sequence[KafkaRecord]) -> str:
-    """Equal only for the same records: same offsets *and* same contents.
-
-    Offsets alone are not enough: a topic that is deleted and recreated (or a
-    broker that restarts empty, like the embedded one) hands out offset 0 again
-    for new data, and ClickHouse would drop that new batch as a duplicate.
-    """
-    digest = hashlib.sha256()
-    for record in records:
-        digest.update(f"{record.topic}\0{record.partition}\0{record.offset}\0{record.timestamp}\0".encode())
-        digest.update(record.key or b"")
-        digest.update(b"\0")
-        digest.update(record.value or b"")
-    return digest.hexdigest()
 
 
 def _dead_letter_messages(letters: Sequence[DeadLetter]) -> list[Message]:
@@ -175,7 +171,7 @@ def ingest(
     """Store one mapping payload. Raises (so the batch is retried) if anything can't be written."""
     records = decode_records(event)
     rows: list[tuple[Any, ...]] = []
-    resent: list[tuple[Any, ...]] = []
+    sources: list[tuple[KafkaRecord, int, Any]] = []  # where each row came from, for dead-lettering
     letters: list[DeadLetter] = []
     for record in records:
         try:
@@ -186,50 +182,53 @@ def ingest(
         for index, item in enumerate(events):
             try:
                 rows.append(event_row(item, record))
-                if item.get("resent"):
-                    resent.append(rows[-1])
             except PoisonError as exc:
                 letters.append(DeadLetter(record, f"event {index}: {exc}", index, orjson.dumps(item)))
+            else:
+                sources.append((record, index, item))
+    unique = _first_of_each(rows)
+    stored, refused = _store(writer, unique, list(range(len(unique))))
+    for position, reason in refused:
+        record, index, item = sources[unique[position][1]]
+        letters.append(DeadLetter(record, f"event {index}: ClickHouse refused it: {reason}", index, orjson.dumps(item)))
     if letters:
-        logger.warning("dead-lettering %d of %d records' events", len(letters), len(records))
+        logger.warning("dead-lettering %d events or records of %d records", len(letters), len(records))
         dlq.send(dlq_topic, _dead_letter_messages(letters))
         writer.insert_dead_letters(_dead_letter_rows(letters, now_ms()))
-    unique = _first_of_each(rows)
-    if resent:
-        unique = _not_stored_yet(unique, resent, writer)
-    if unique:
-        writer.insert_events(unique, dedup_token=dedup_token(records))
     return {
         "records": len(records),
-        "inserted": len(unique),
+        "inserted": stored,
         "duplicates": len(rows) - len(unique),
         "dead_lettered": len(letters),
     }
 
 
-def _not_stored_yet(
-    rows: list[tuple[Any, ...]], resent: list[tuple[Any, ...]], writer: Writer
-) -> list[tuple[Any, ...]]:
-    """Drop resent events whose first copy is already stored (an earlier batch of this partition).
+def _store(
+    writer: Writer, unique: list[tuple[tuple[Any, ...], int]], positions: list[int]
+) -> tuple[int, list[tuple[int, str]]]:
+    """Insert the rows at ``positions`` of ``unique``; when ClickHouse refuses data, halve until the
+    refused rows are found. Returns (rows stored, [(position, reason)] refused)."""
+    if not positions:
+        return 0, []
+    try:
+        return writer.insert_events([unique[p][0] for p in positions]), []
+    except RefusedDataError as exc:
+        if len(positions) == 1:
+            return 0, [(positions[0], exc.reason)]
+        logger.info("ClickHouse refused a block of %d events; splitting it: %s", len(positions), exc.reason)
+        middle = len(positions) // 2
+        left, left_refused = _store(writer, unique, positions[:middle])
+        right, right_refused = _store(writer, unique, positions[middle:])
+        return left + right, left_refused + right_refused
 
-    Only events the client marked as resent are looked up, by the table's whole
-    sort key, so the common case costs nothing and this one a few granules.
-    """
-    keys = [(r[0], r[_TIMESTAMP_INDEX], r[_TYPE_INDEX], r[_EVENT_ID_INDEX]) for r in resent]
-    stored = writer.stored_event_ids(keys)
-    if not stored:
-        return rows
-    logger.info("dropping %d resent events stored before", len(stored))
-    return [row for row in rows if (row[0], row[_EVENT_ID_INDEX]) not in stored]
 
-
-def _first_of_each(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The rows minus repeats of an event id already in this batch (a tracker resend), so rollups count it once."""
+def _first_of_each(rows: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], int]]:
+    """(row, its index in ``rows``) minus repeats of an event id already in this batch (a tracker resend)."""
     seen: set[tuple[Any, Any]] = set()
     unique = []
-    for row in rows:
+    for number, row in enumerate(rows):
         key = (row[0], row[_EVENT_ID_INDEX])
         if key not in seen:
             seen.add(key)
-            unique.append(row)
+            unique.append((row, number))
     return unique

@@ -89,6 +89,18 @@ def reader() -> Any:
     return _cached("reader", build)
 
 
+def rollup_client() -> Any:
+    """A writable ClickHouse client of its own for rollup compaction (never queues behind ingest's inserts)."""
+
+    def build() -> Any:
+        from chalicelib.clickhouse import connect
+
+        conf = settings()
+        return connect(conf.clickhouse, database=conf.clickhouse.database, private=True)
+
+    return _cached("rollup_client", build)
+
+
 def _build_projects() -> Any:
     from chalicelib.projects import CachedProjectStore, DynamoProjectStore, SqliteProjectStore
 

@@ -12,6 +12,7 @@ broker on ``127.0.0.1:9092``; with no ClickHouse setting the client is chDB in
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ DEFAULT_STAGE = "dev"
 DEFAULT_PRODUCE_TIMEOUT_S = 5.0
 DEFAULT_RETRY_AFTER_S = 5
 DEFAULT_KAFKA_CLIENT = "confluent"
+# Rollup compaction (chalicelib.rollups): how often the local tooling runs it,
+# and how long a day must be quiet before it is compacted (above any insert's duration).
+DEFAULT_ROLLUP_INTERVAL_S = 15.0
+DEFAULT_ROLLUP_SETTLE_S = 60.0
 # Development only: prod refuses to start without TRACKFLOW_SALT_SECRET.
 DEV_SALT_SECRET = "trackflow-development-salt"
 KAFKA_CLIENTS = ("confluent", "kafka-python")
@@ -69,6 +74,8 @@ class Settings:
     clickhouse: ClickHouseSettings
     projects_table: str | None
     salt_secret: bytes
+    rollup_interval_s: float = DEFAULT_ROLLUP_INTERVAL_S
+    rollup_settle_s: float = DEFAULT_ROLLUP_SETTLE_S
 
     @property
     def projects_path(self) -> Path:
@@ -91,7 +98,7 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
     raw = _get(env, name)
     if raw is None:
         return default
@@ -99,8 +106,9 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number; set it to seconds, e.g. {default}") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be greater than 0")
+    too_small = value < 0 if allow_zero else value <= 0
+    if too_small or not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r} must be {'0 or more' if allow_zero else 'greater than 0'}")
     return value
 
 
@@ -159,7 +167,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     dlq_topic = _get(env, "TRACKFLOW_DLQ_TOPIC") or DEFAULT_DLQ_TOPIC
     if events_topic == dlq_topic:
         raise ConfigError("TRACKFLOW_EVENTS_TOPIC and TRACKFLOW_DLQ_TOPIC must differ")
-    retry_after = _positive_float(env, "TRACKFLOW_RETRY_AFTER", DEFAULT_RETRY_AFTER_S)
+    retry_after = _seconds(env, "TRACKFLOW_RETRY_AFTER", DEFAULT_RETRY_AFTER_S)
     clickhouse = _clickhouse(env, data_dir)
     kafka = _bootstrap(env)
     kafka_client = _get(env, "TRACKFLOW_KAFKA_CLIENT") or DEFAULT_KAFKA_CLIENT
@@ -185,9 +193,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kafka_client=kafka_client,
         events_topic=events_topic,
         dlq_topic=dlq_topic,
-        produce_timeout_s=_positive_float(env, "TRACKFLOW_PRODUCE_TIMEOUT", DEFAULT_PRODUCE_TIMEOUT_S),
+        produce_timeout_s=_seconds(env, "TRACKFLOW_PRODUCE_TIMEOUT", DEFAULT_PRODUCE_TIMEOUT_S),
         retry_after_s=max(1, int(retry_after)),
         clickhouse=clickhouse,
         projects_table=_get(env, "TRACKFLOW_PROJECTS_TABLE"),
         salt_secret=(salt_secret or DEV_SALT_SECRET).encode(),
+        rollup_interval_s=_seconds(env, "TRACKFLOW_ROLLUP_INTERVAL", DEFAULT_ROLLUP_INTERVAL_S),
+        rollup_settle_s=_seconds(env, "TRACKFLOW_ROLLUP_SETTLE", DEFAULT_ROLLUP_SETTLE_S, allow_zero=True),
     )

@@ -3,8 +3,9 @@
 Every function takes a clickhouse-connect client (``reader``) and a
 :class:`~chalicelib.stats_params.StatsQuery`; SQL comes from
 ``chalicelib.stats_sql``. Unfiltered queries over whole hours read the
-rollups; the rest read raw events. ``rollups=False`` forces raw events (the
-tests compare both).
+rollups for the days compaction has made clean and raw events for the rest
+(:func:`chalicelib.rollups.split_days`); other queries read raw events only.
+``rollups=False`` forces raw events (the tests compare both).
 
 Numbers: ``visitors`` uses ClickHouse's ``uniq`` (exact for small sets, within
 about 1% beyond 65,536 visitors; per page in the rollups ``uniqCombined(14)``,
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo
 from chalicelib import stats_sql
 from chalicelib.errors import ForbiddenError, RequestError, ServiceUnavailableError, UnauthorizedError
 from chalicelib.projects import DEV_PROJECT_ID, ProjectStore, project_for_read_token
+from chalicelib.rollups import DaySplit, split_days
 from chalicelib.stats_params import StatsQuery
 from chalicelib.stats_sql import Sql
 
@@ -92,13 +94,24 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _split(reader: Any, query: StatsQuery, rollups: bool) -> DaySplit | None:
+    """Which days of the query the rollups answer; None when the query reads raw events only."""
+    if not (rollups and stats_sql.uses_rollups(query)):
+        return None
+    try:
+        return split_days(reader, query.project_id, query.start.date(), query.end.date())
+    except Exception as exc:
+        logger.exception("rollup lookup failed")
+        raise ServiceUnavailableError(f"ClickHouse could not answer the query ({type(exc).__name__})") from exc
+
+
 def overview(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[str, Any]:
     """Visitors, sessions, page views, bounce rate and session length, with the period before."""
-    use = rollups and stats_sql.uses_rollups(query)
     figures = []
     for period in (query, query.previous()):
         sql = Sql().bind(period)
-        figures.append(_summary(_run(reader, stats_sql.overview(sql, period, rollups=use), sql)[0]))
+        statement = stats_sql.overview(sql, period, split=_split(reader, period, rollups))
+        figures.append(_summary(_run(reader, statement, sql)[0]))
     current, previous = figures
     return {
         "period": _period(query),
@@ -124,7 +137,7 @@ def _buckets(query: StatsQuery) -> list[datetime]:
 def timeseries(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[str, Any]:
     """Page views, events and visitors per hour or per day (in ``tz``), empty buckets included."""
     sql = Sql().bind(query)
-    statement = stats_sql.timeseries(sql, query, rollups=rollups and stats_sql.uses_rollups(query))
+    statement = stats_sql.timeseries(sql, query, split=_split(reader, query, rollups))
     by_bucket = {int(row["bucket"]): row for row in _run(reader, statement, sql)}
     zone = ZoneInfo(query.tz)
     points = []
@@ -148,7 +161,7 @@ def breakdown(reader: Any, query: StatsQuery, dimension: str, *, rollups: bool =
             f"unknown breakdown {dimension!r}; one of {', '.join(stats_sql.DIMENSIONS)}", field="dimension"
         )
     sql = Sql().bind(query)
-    statement = stats_sql.breakdown(sql, query, dimension, rollups=rollups and stats_sql.uses_rollups(query))
+    statement = stats_sql.breakdown(sql, query, dimension, split=_split(reader, query, rollups))
     return {"period": _period(query), "dimension": dimension, "rows": _run(reader, statement, sql)}
 
 

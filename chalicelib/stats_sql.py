@@ -1,9 +1,12 @@
 """SQL for the stats API, from fixed fragments only; request values travel as parameters.
 
-Each report has a rollup form (reading the tables migration ``005_rollups``
-fills) and a raw form (reading ``events FINAL``). The raw form serves filtered
-queries and periods whose ends are not whole UTC hours; both give the same
-numbers on the same data (a test checks this).
+Each report has a rollup form and a raw form (reading ``events FINAL``). The
+rollup form reads the days a :class:`~chalicelib.rollups.DaySplit` calls clean
+from the rollup tables (migration ``007``, filled by compaction from
+deduplicated events) and every other day of the period from ``events FINAL``,
+in one statement. The raw form serves filtered queries and periods whose ends
+are not whole UTC hours; both give the same numbers on the same data (tests
+check this).
 
 A :class:`Sql` collects ``{name:Type}`` placeholders and their values; no text
 from a request is ever pasted into the statement.
@@ -13,15 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.stats_params import FILTER_COLUMNS, StatsQuery
+
+if TYPE_CHECKING:
+    from chalicelib.rollups import DaySplit
 
 START = "fromUnixTimestamp64Milli({start:Int64}, 'UTC')"
 END = "fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
 
-# Per-session columns, computed from raw events; the rollup stores the same.
-_RAW_SESSION_COLUMNS = """
+# Per-session columns, computed from raw events; compaction stores the same in the rollup.
+RAW_SESSION_COLUMNS = """
     session_key AS session_id, any(visitor_id) AS visitor_id, max(is_bot) AS is_bot,
     min(timestamp) AS started_at, max(timestamp) AS ended_at,
     countIf(type = 'pageView') AS pageviews, count() AS events,
@@ -31,8 +37,7 @@ _RAW_SESSION_COLUMNS = """
     max(utm_medium) AS utm_medium, max(utm_campaign) AS utm_campaign,
     any(browser) AS browser, any(os) AS os, any(device_type) AS device_type, any(country) AS country"""
 _ROLLUP_SESSION_COLUMNS = """
-    session_id, visitor_id, is_bot, started_at, ended_at, pageviews, events,
-    finalizeAggregation(entry_page) AS entry_page, finalizeAggregation(exit_page) AS exit_page,
+    session_id, visitor_id, is_bot, started_at, ended_at, pageviews, events, entry_page, exit_page,
     referrer_domain, utm_source, utm_medium, utm_campaign, browser, os, device_type, country"""
 
 # Breakdown name -> (column, source): "sessions" reads per-session rows, "pages" page views.
@@ -101,39 +106,66 @@ def uses_rollups(query: StatsQuery) -> bool:
     return not query.filters and query.hour_aligned
 
 
-def sessions_source(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
-    """One row per session (session id and UTC day) that started in the period."""
-    if rollups:
-        inner = (
-            f"SELECT {_ROLLUP_SESSION_COLUMNS} FROM rollup_sessions FINAL "
-            f"WHERE project_id = {{project:String}} AND day >= toDate({START}) AND day <= toDate({END})"
-        )
+_CLEAN = "{clean:Array(Tuple(Date, UInt64))}"
+_DIRTY = "{dirty:Array(Date)}"
+
+
+def _bind_split(sql: Sql, split: DaySplit) -> None:
+    sql.params.update(clean=split.clean, dirty=split.dirty)
+
+
+def _raw_sessions(sql: Sql, query: StatsQuery, *, days: str = "") -> str:
+    return (
+        f"SELECT {RAW_SESSION_COLUMNS} FROM events AS e FINAL "
+        f"WHERE e.project_id = {{project:String}} AND e.timestamp >= toStartOfDay({START}) "
+        f"AND e.timestamp < toStartOfDay({END}) + INTERVAL 1 DAY{days}{sql.event_filters(query, table='e.')} "
+        "GROUP BY toDate(timestamp), session_key"
+    )
+
+
+def sessions_source(sql: Sql, query: StatsQuery, *, split: DaySplit | None) -> str:
+    """One row per session (session id and UTC day) that started in the period.
+
+    With a ``split``: clean days from the session rollup, the other days from raw events.
+    """
+    if split is None:
+        inner = _raw_sessions(sql, query)
     else:
+        _bind_split(sql, split)
         inner = (
-            f"SELECT {_RAW_SESSION_COLUMNS} FROM events AS e FINAL "
-            f"WHERE e.project_id = {{project:String}} AND e.timestamp >= toStartOfDay({START}) "
-            f"AND e.timestamp < toStartOfDay({END}) + INTERVAL 1 DAY{sql.event_filters(query, table='e.')} "
-            "GROUP BY toDate(timestamp), session_key"
+            f"SELECT {_ROLLUP_SESSION_COLUMNS} FROM rollup_session_days "
+            f"WHERE project_id = {{project:String}} AND day >= toDate({START}) AND day <= toDate({END}) "
+            f"AND (day, gen) IN {_CLEAN} "
+            f"UNION ALL {_raw_sessions(sql, query, days=f' AND toDate(e.timestamp) IN {_DIRTY}')}"
         )
     return f"SELECT * FROM ({inner}) WHERE started_at >= {START} AND started_at < {END}{_bots(query)}"
 
 
-def overview(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
+def overview(sql: Sql, query: StatsQuery, *, split: DaySplit | None) -> str:
     return (
         "SELECT uniq(s.visitor_id) AS visitors, count() AS sessions, sum(s.pageviews) AS pageviews, "
         "countIf(s.pageviews = 1) AS bounces, countIf(s.pageviews > 0) AS sessions_with_pageviews, "
         "sum(dateDiff('millisecond', s.started_at, s.ended_at)) AS total_duration_ms "
-        f"FROM ({sessions_source(sql, query, rollups=rollups)}) AS s"
+        f"FROM ({sessions_source(sql, query, split=split)}) AS s"
     )
 
 
-def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
+def timeseries(sql: Sql, query: StatsQuery, *, split: DaySplit | None) -> str:
     bucket = "toStartOfHour({t})" if query.interval == "hour" else "toStartOfDay({t}, {{tz:String}})"
-    if rollups:
+    if split is not None:
+        _bind_split(sql, split)
+        hours = (
+            "SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours "
+            f"WHERE project_id = {{project:String}} AND hour >= {START} AND hour < {END}{_bots(query)} "
+            f"AND (toDate(hour), gen) IN {_CLEAN} "
+            "UNION ALL SELECT toDateTime(toStartOfHour(timestamp), 'UTC') AS hour, "
+            "countIf(type = 'pageView') AS pageviews, count() AS events, uniqState(visitor_id) AS visitors "
+            f"FROM events FINAL WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END} "
+            f"AND toDate(timestamp) IN {_DIRTY}{_bots(query)} GROUP BY hour"
+        )
         return (
             f"SELECT toUnixTimestamp({bucket.format(t='r.hour')}) AS bucket, sum(r.pageviews) AS pageviews, "
-            "sum(r.events) AS events, uniqMerge(r.visitors) AS visitors FROM rollup_hourly AS r "
-            f"WHERE project_id = {{project:String}} AND hour >= {START} AND hour < {END}{_bots(query)} "
+            f"sum(r.events) AS events, uniqMerge(r.visitors) AS visitors FROM ({hours}) AS r "
             "GROUP BY bucket ORDER BY bucket"
         )
     return (
@@ -144,16 +176,16 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     )
 
 
-def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> str:
+def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, split: DaySplit | None) -> str:
     column, source = DIMENSIONS[dimension]
     if source == "sessions":
         return (
             f"SELECT s.{column} AS value, uniq(s.visitor_id) AS visitors, count() AS sessions, "
-            f"sum(s.pageviews) AS pageviews FROM ({sessions_source(sql, query, rollups=rollups)}) AS s "
+            f"sum(s.pageviews) AS pageviews FROM ({sessions_source(sql, query, split=split)}) AS s "
             "GROUP BY value ORDER BY visitors DESC, pageviews DESC, value LIMIT {limit:UInt32}"
         )
-    if rollups:
-        rows = f"SELECT url_path, pageviews, visitors FROM ({_page_rows(sql, query)}) AS p"
+    if split is not None:
+        rows = f"SELECT url_path, pageviews, visitors FROM ({_page_rows(sql, query, split)}) AS p"
         # Merge visitor states only for the pages that make the list.
         return (
             f"SELECT r.url_path AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, sum(r.pageviews) AS pageviews FROM ({rows}) AS r "
@@ -169,20 +201,32 @@ def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> 
     )
 
 
-def _page_rows(sql: Sql, query: StatsQuery) -> str:
-    """Per-page rollup rows covering the period: whole UTC days from the daily table, the ends hourly."""
+def _page_rows(sql: Sql, query: StatsQuery, split: DaySplit) -> str:
+    """Per-page rows covering the period: clean whole UTC days from the daily rollup, clean hours at
+    the ends from the hourly one, the dirty days from raw events."""
+    _bind_split(sql, split)
     first_day = (query.start + timedelta(days=1) - timedelta(microseconds=1)).date()  # first whole day
     end_day = query.end.date()  # days before it are whole
-    hourly = f"project_id = {{project:String}}{_bots(query)} AND "
+    hourly = f"project_id = {{project:String}}{_bots(query)} AND (toDate(hour), gen) IN {_CLEAN} AND "
+    raw = (
+        "SELECT url_path, count() AS pageviews, uniqCombinedState(14)(visitor_id) AS visitors FROM events FINAL "
+        f"WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END} "
+        f"AND type = 'pageView' AND toDate(timestamp) IN {_DIRTY}{_bots(query)} GROUP BY url_path"
+    )
     if first_day >= end_day:
-        return f"SELECT url_path, pageviews, visitors FROM rollup_pages_hourly WHERE {hourly}hour >= {START} AND hour < {END}"
+        return (
+            f"SELECT url_path, pageviews, visitors FROM rollup_page_hours WHERE {hourly}hour >= {START} "
+            f"AND hour < {END} UNION ALL {raw}"
+        )
     sql.params.update(first_day=first_day.isoformat(), end_day=end_day.isoformat())
     return (
-        "SELECT url_path, pageviews, visitors FROM rollup_pages_daily "
-        f"WHERE {hourly}day >= {{first_day:Date}} AND day < {{end_day:Date}} "
-        "UNION ALL SELECT url_path, pageviews, visitors FROM rollup_pages_hourly "
+        "SELECT url_path, pageviews, visitors FROM rollup_page_days "
+        f"WHERE project_id = {{project:String}}{_bots(query)} AND day >= {{first_day:Date}} AND day < {{end_day:Date}} "
+        f"AND (day, gen) IN {_CLEAN} "
+        "UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_hours "
         f"WHERE {hourly}((hour >= {START} AND hour < toDateTime({{first_day:Date}}, 'UTC')) "
-        f"OR (hour >= toDateTime({{end_day:Date}}, 'UTC') AND hour < {END}))"
+        f"OR (hour >= toDateTime({{end_day:Date}}, 'UTC') AND hour < {END})) "
+        f"UNION ALL {raw}"
     )
 
 

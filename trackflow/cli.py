@@ -134,12 +134,65 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
         batch_size=batch_size,
         batching_window_s=batching_window,
     )
+    from trackflow.compactor import Compactor
+
+    compactor = Compactor(
+        runtime.rollup_client(), interval_s=settings.rollup_interval_s, settle_s=settings.rollup_settle_s
+    )
+    compactor_thread = compactor.start_thread()
     thread = runner.start_thread()
     click.echo(f"consuming {settings.events_topic} from {settings.bootstrap_servers} as {group}; Ctrl-C stops")
     _wait_for_signal()
     runner.stop()
+    compactor.stop()
     thread.join(10)
+    compactor_thread.join(30)
     click.echo(f"stopped after {runner.stats.records} records in {runner.stats.batches} batches")
+
+
+@main.group()
+def rollups() -> None:
+    """Rollups for fast reports: see and compact what waits (reports are exact either way)."""
+
+
+def _rollup_client() -> Any:
+    from chalicelib.clickhouse import connect
+
+    settings = _settings()
+    try:
+        return connect(settings.clickhouse, database=settings.clickhouse.database)
+    except TrackflowError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@rollups.command("status")
+def rollups_status() -> None:
+    """How many (project, day) pairs have events, are compacted, and wait."""
+    from chalicelib.rollups import status
+
+    for name, value in status(_rollup_client()).items():
+        click.echo(f"{name:12} {value}")
+
+
+@rollups.command("compact")
+@click.option(
+    "--settle",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="only days without changes for this many seconds (0 while nothing writes)",
+)
+def rollups_compact(settle: float) -> None:
+    """Rebuild the rollups of every changed day from deduplicated events now.
+
+    `trackflow dev`, `trackflow trigger` and the deployed `compact` function do
+    this on their own every few seconds; run it after writing with
+    `trackflow load --target table`, or against a ClickHouse server.
+    """
+    from chalicelib.rollups import compact_all
+
+    days = compact_all(_rollup_client(), settle_s=settle)
+    click.echo(f"compacted {days} day(s)")
 
 
 @main.command()
@@ -282,7 +335,11 @@ def load(
             writer = table_writer(settings)
 
             def sink(progress: Any) -> int:
-                return to_table(events, writer, batch_size=batch_size, tag=f"{seed}-{end_ms}", progress=progress)
+                from chalicelib.rollups import compact_all
+
+                written = to_table(events, writer, batch_size=batch_size, progress=progress)
+                compact_all(_rollup_client(), settle_s=0)  # nothing else writes: the rollups can catch up now
+                return written
         else:
             sender = _pipeline_sender(settings)
 

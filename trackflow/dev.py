@@ -1,8 +1,8 @@
 """``trackflow dev``: the whole pipeline in one process, on embedded defaults.
 
 chDB allows one engine per process, so the collect API (Chalice's local server),
-the trigger runner and anything else that touches ClickHouse share this process,
-each in a thread. The embedded broker is a child process, stopped on exit. The
+the trigger runner, the rollup compactor and anything else that touches
+ClickHouse share this process, each in a thread. The embedded broker is a child process, stopped on exit. The
 tracker's ``dist/`` is served with CORS when it has been built.
 """
 
@@ -24,6 +24,7 @@ from chalicelib.clickhouse import connect
 from chalicelib.migrations import migrate
 from chalicelib.settings import Settings
 from trackflow.broker import EmbeddedBroker
+from trackflow.compactor import Compactor
 from trackflow.runner import TriggerRunner
 from trackflow.sqlgate import SqlGate
 from trackflow.topics import DEFAULT_PARTITIONS, ensure_topics
@@ -136,6 +137,7 @@ class DevStack:
         self._stack = ExitStack()
         self.broker: EmbeddedBroker | None = None
         self.runner: TriggerRunner | None = None
+        self.compactor: Compactor | None = None
         self.bootstrap_servers = settings.bootstrap_servers
         self.tracker_served = False
         # The ports really bound: port 0 in the options means "any free one".
@@ -200,6 +202,13 @@ class DevStack:
         runner_thread = self.runner.start_thread()
         self._stack.callback(runner_thread.join, 10)
         self._stack.callback(self.runner.stop)
+
+        self.compactor = Compactor(
+            runtime.rollup_client(), interval_s=conf.rollup_interval_s, settle_s=conf.rollup_settle_s
+        )
+        compactor_thread = self.compactor.start_thread()
+        self._stack.callback(compactor_thread.join, 30)
+        self._stack.callback(self.compactor.stop)
 
         api = _chalice_server(opts.host, opts.api_port)
         self.api_port = api.server.server_address[1]

@@ -232,7 +232,7 @@ def batches(events: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[s
 
 
 def table_writer(settings: Settings) -> Any:
-    """An EventWriter on the configured ClickHouse, migrated first (the rollups must exist to fill)."""
+    """An EventWriter on the configured ClickHouse, migrated first."""
     from chalicelib.clickhouse import EventWriter, connect
     from chalicelib.migrations import migrate
     from trackflow.dev import MIGRATIONS_DIR
@@ -242,16 +242,14 @@ def table_writer(settings: Settings) -> Any:
     return EventWriter(connect(settings.clickhouse, database=database), database=database)
 
 
-def to_table(
-    events: Iterator[dict[str, Any]], writer: Any, *, batch_size: int, tag: str, progress: Callable[[int], None]
-) -> int:
-    """Write straight to the events table (rollups fill as usual); return how many were written."""
+def to_table(events: Iterator[dict[str, Any]], writer: Any, *, batch_size: int, progress: Callable[[int], None]) -> int:
+    """Write straight to the events table (their days marked for rollup compaction); return how many were written."""
     from chalicelib.ingest import event_row
 
     written = 0
     for number, batch in enumerate(batches(events, batch_size)):
         record = KafkaRecord(topic="trackflow.load", partition=0, offset=number, timestamp=0, key=None, value=None)
-        writer.insert_events([event_row(e, record) for e in batch], dedup_token=f"load-{tag}-{number}")
+        writer.insert_events([event_row(e, record) for e in batch])
         written += len(batch)
         progress(len(batch))
     return written

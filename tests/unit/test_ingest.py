@@ -12,32 +12,34 @@ import pytest
 from chalicelib.clickhouse import EVENT_COLUMNS
 from chalicelib.collect import RequestMeta, _client_fields
 from chalicelib.enrich import enrich
-from chalicelib.errors import StorageError
+from chalicelib.errors import RefusedDataError, StorageError
 from chalicelib.events import RawEvent
-from chalicelib.ingest import dedup_token, ingest
-from chalicelib.kafka_event import build_event, decode_records, encode_record
+from chalicelib.ingest import ingest
+from chalicelib.kafka_event import build_event, encode_record
 from chalicelib.projects import dev_project
 
 
 class FakeWriter:
-    def __init__(self, fail: bool = False) -> None:
-        self.events: list[tuple[list[Any], str]] = []
-        self.dead: list[Sequence[Any]] = []
-        self.looked_up: list[tuple[str, int, str, str]] = []
-        self.fail = fail
+    """Stores inserts; ``fail`` raises a transient error, ``refuse`` refuses rows whose title it names."""
 
-    def insert_events(self, rows: Sequence[Sequence[Any]], *, dedup_token: str) -> None:
+    def __init__(self, fail: bool = False, refuse: str | None = None) -> None:
+        self.events: list[list[Any]] = []
+        self.dead: list[Sequence[Any]] = []
+        self.attempts: list[int] = []
+        self.fail = fail
+        self.refuse = refuse
+
+    def insert_events(self, rows: Sequence[Sequence[Any]]) -> int:
+        self.attempts.append(len(rows))
         if self.fail:
             raise StorageError("boom")
-        self.events.append((list(rows), dedup_token))
+        if self.refuse is not None and any(row[EVENT_COLUMNS.index("title")] == self.refuse for row in rows):
+            raise RefusedDataError("refused", reason="Code: 131. DB::Exception: Too large string")
+        self.events.append(list(rows))
+        return len(rows)
 
     def insert_dead_letters(self, rows: Sequence[Sequence[Any]]) -> None:
         self.dead.extend(rows)
-
-    def stored_event_ids(self, keys: Sequence[tuple[str, int, str, str]]) -> set[tuple[str, str]]:
-        self.looked_up.extend(keys)
-        ids = {row[3] for rows, _ in self.events for row in rows}
-        return {(p, e) for p, _, _, e in keys if e in ids}
 
 
 class FakeDlq:
@@ -70,32 +72,25 @@ def test_an_event_resent_within_the_same_batch_is_written_once() -> None:
     )
     result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 0)
     assert (result["inserted"], result["duplicates"]) == (2, 1)
-    rows, _ = writer.events[0]
-    assert [row[-1] for row in rows] == [1, 2]  # the first copy (offset 1) is the one kept
+    assert [row[-1] for row in writer.events[0]] == [1, 2]  # the first copy (offset 1) is the one kept
 
 
-def test_a_resent_event_already_stored_is_dropped_and_only_resent_ones_are_looked_up() -> None:
-    writer, dlq = FakeWriter(), FakeDlq()
-    first = _normalised()
-    ingest(
-        build_event([_record(1, _envelope(first))], bootstrap_servers="b"),
-        writer=writer,
-        dlq=dlq,
-        dlq_topic="d",
-        now_ms=lambda: 0,
+def test_rows_clickhouse_refuses_are_found_by_halving_dead_lettered_and_the_rest_stored() -> None:
+    events = [_normalised() for _ in range(8)]
+    events[5]["title"] = "refuse me"
+    writer, dlq = FakeWriter(refuse="refuse me"), FakeDlq()
+    payload = build_event([_record(n, _envelope(e)) for n, e in enumerate(events)], bootstrap_servers="b")
+    result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 0)
+    assert (result["inserted"], result["dead_lettered"]) == (7, 1)
+    assert sorted(row[3] for rows in writer.events for row in rows) == sorted(
+        e["event_id"] for n, e in enumerate(events) if n != 5
     )
-    assert writer.looked_up == []
-    again, new = first | {"resent": 1}, _normalised() | {"resent": 1}
-    result = ingest(
-        build_event([_record(2, _envelope(again, new, _normalised()))], bootstrap_servers="b"),
-        writer=writer,
-        dlq=dlq,
-        dlq_topic="d",
-        now_ms=lambda: 0,
-    )
-    assert (result["inserted"], result["duplicates"]) == (2, 1)
-    assert [key[3] for key in writer.looked_up] == [first["event_id"], new["event_id"]]
-    assert first["event_id"] not in [row[3] for row in writer.events[1][0]]
+    # 8 refused; 0-3 stored; 4-7 refused; 4-5 refused; 4 stored; 5 refused; 6-7 stored.
+    assert writer.attempts == [8, 4, 4, 2, 1, 1, 2]
+    headers = dict(dlq.sent[0][1][2])
+    assert headers["source_offset"] == b"5"
+    assert "ClickHouse refused it: Code: 131" in headers["reason"].decode()
+    assert orjson.loads(dlq.sent[0][1][1])["event_id"] == events[5]["event_id"]
 
 
 def test_inserts_every_event_of_every_record_in_one_insert_with_provenance() -> None:
@@ -107,7 +102,7 @@ def test_inserts_every_event_of_every_record_in_one_insert_with_provenance() -> 
     result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 0)
     assert result == {"records": 2, "inserted": 3, "duplicates": 0, "dead_lettered": 0}
     assert len(writer.events) == 1
-    rows, _ = writer.events[0]
+    rows = writer.events[0]
     assert all(len(row) == len(EVENT_COLUMNS) for row in rows)
     assert [row[-3:] for row in rows] == [("events", 0, 4), ("events", 0, 4), ("events", 1, 9)]
     assert dlq.sent == []
@@ -147,6 +142,9 @@ def test_dead_letters_unreadable_records_and_stores_the_rest(value: bytes, reaso
         (lambda e: e.update(timestamp=-1), "timestamp must be epoch milliseconds"),
         (lambda e: e.update(is_bot="no"), "is_bot must be an integer"),
         (lambda e: e.update(visitor_hash=-5), "visitor_hash out of range"),
+        (lambda e: e.update(is_bot=300), "is_bot must be 0 or 1"),
+        (lambda e: e.update(timestamp=e["received_at"] - 32 * 86_400_000), "within 31 days before received_at"),
+        (lambda e: e.update(timestamp=e["received_at"] + 1), "within 31 days before received_at"),
     ],
 )
 def test_dead_letters_one_bad_event_inside_a_record_and_keeps_its_neighbours(mutate: Any, reason: str) -> None:
@@ -167,17 +165,6 @@ def test_a_failed_insert_raises_so_the_batch_is_retried() -> None:
         ingest(payload, writer=FakeWriter(fail=True), dlq=FakeDlq(), dlq_topic="dlq", now_ms=lambda: 0)
 
 
-def test_dedup_token_is_equal_only_for_the_same_offsets_and_contents() -> None:
-    a = decode_records(build_event([_record(1, b"x"), _record(2, b"y")], bootstrap_servers="b"))
-    again = decode_records(build_event([_record(1, b"x"), _record(2, b"y")], bootstrap_servers="b"))
-    # A recreated topic reuses offsets for new data: that must not look like a redelivery.
-    reused = decode_records(build_event([_record(1, b"other"), _record(2, b"values")], bootstrap_servers="b"))
-    moved = decode_records(build_event([_record(1, b"x"), _record(3, b"y")], bootstrap_servers="b"))
-    assert dedup_token(a) == dedup_token(again)
-    assert dedup_token(a) != dedup_token(reused)
-    assert dedup_token(a) != dedup_token(moved)
-
-
 def test_messages_from_before_client_fields_existed_get_defaults() -> None:
     old = {k: v for k, v in _normalised().items() if k not in {"browser", "os", "visitor_hash", "is_bot"}}
     writer = FakeWriter()
@@ -188,6 +175,6 @@ def test_messages_from_before_client_fields_existed_get_defaults() -> None:
         dlq_topic="d",
         now_ms=lambda: 0,
     )
-    (row,) = writer.events[0][0]
+    (row,) = writer.events[0]
     named = dict(zip(EVENT_COLUMNS, row, strict=True))
     assert (named["browser"], named["os"], named["is_bot"], named["visitor_hash"]) == ("", "", 0, 0)

@@ -1,0 +1,46 @@
+"""The rollup compactor of the local tooling: :func:`chalicelib.rollups.compact` every few seconds.
+
+In AWS the scheduled ``compact`` Lambda does this; locally `trackflow dev` and
+`trackflow trigger` run it in a thread beside the trigger runner. Reports are
+exact without it (days not yet compacted are read from raw events); it only
+makes them fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from chalicelib.rollups import compact_all
+
+logger = logging.getLogger(__name__)
+
+
+class Compactor:
+    """Runs compaction on ``client`` every ``interval_s`` until :meth:`stop`."""
+
+    def __init__(self, client: Any, *, interval_s: float, settle_s: float) -> None:
+        self._client = client
+        self._interval_s = interval_s
+        self._settle_s = settle_s
+        self._stop = threading.Event()
+        self.days_compacted = 0
+        self.last_error: str | None = None
+
+    def run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self.days_compacted += compact_all(self._client, settle_s=self._settle_s)
+                self.last_error = None
+            except Exception as exc:  # ClickHouse busy or down: the next round tries again
+                self.last_error = f"{exc.__class__.__name__}: {exc}"
+                logger.warning("rollup compaction failed, will retry: %s", self.last_error)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="rollup-compactor", daemon=True)
+        thread.start()
+        return thread
