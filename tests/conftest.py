@@ -31,6 +31,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     running.stop()
 
 
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """An embedded broker for one test, to stop and restart (it loses everything when it stops)."""
+    running = EmbeddedBroker(port=free_port(), log_path=tmp_path / "broker.log").start()
+    yield running
+    running.stop()
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("trackflow-data")

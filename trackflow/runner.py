@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kafka import ConsumerRebalanceListener
+
 from chalicelib.kafka_event import build_event, encode_record
 from chalicelib.metrics import set_lag
 
@@ -39,6 +41,25 @@ DEFAULT_GROUP_ID = "trackflow-ingest"
 DEFAULT_SESSION_TIMEOUT_MS = 6000  # a rebalance costs about half of it on the embedded broker
 MAX_BACKOFF_S = 10.0
 REWIND_CHECK_INTERVAL_S = 2.0
+
+
+def mapping_payload(records: list[Any], *, bootstrap_servers: str) -> dict[str, Any]:
+    """The payload the AWS event source mapping sends for these consumed kafka-python records."""
+    return build_event(
+        (
+            encode_record(
+                topic=r.topic,
+                partition=r.partition,
+                offset=r.offset,
+                timestamp=r.timestamp,
+                key=r.key,
+                value=r.value,
+                headers=r.headers or (),
+            )
+            for r in records
+        ),
+        bootstrap_servers=bootstrap_servers,
+    )
 
 
 @dataclass
@@ -56,6 +77,12 @@ class LambdaContext:
 
 # How long one poll may wait while the consumer joins its group.
 JOIN_WAIT_S = 15.0
+# A consumer never assigned a partition for this long is rebuilt, the second
+# time under a new group name: after a restart the embedded broker can keep a
+# dead member in the group and fail every SyncGroup of it for ever. The new
+# group has no committed offsets and starts at 0; what is stored again counts
+# once. (A runner beside more runners than partitions gets a new group too.)
+JOIN_STUCK_S = 30.0
 
 
 @dataclass
@@ -65,6 +92,27 @@ class RunnerStats:
     failures: int = 0
     consumer_restarts: int = 0
     last_error: str | None = None
+
+
+class _Assignments(ConsumerRebalanceListener):
+    """Notes partitions newly assigned to the consumer (kafka-python calls this on its IO thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fresh: set[Any] = set()
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        with self._lock:
+            self._fresh.difference_update(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        with self._lock:
+            self._fresh.update(assigned)
+
+    def take(self) -> set[Any]:
+        with self._lock:
+            fresh, self._fresh = self._fresh, set()
+        return fresh
 
 
 class TriggerRunner:
@@ -96,6 +144,10 @@ class TriggerRunner:
         self._consumer: Any = None
         self._committed: dict[Any, int] = {}
         self._last_rewind_check = 0.0
+        self._assignments = _Assignments()
+        self._joining_since: float | None = None
+        self._stuck_joins = 0
+        self._group_moves = 0
         self.stats = RunnerStats()
 
     # -- consumer lifecycle -------------------------------------------------
@@ -104,7 +156,7 @@ class TriggerRunner:
 
         consumer = KafkaConsumer(
             bootstrap_servers=self._bootstrap.split(","),
-            group_id=self._group_id,
+            group_id=self.group_id,
             client_id=f"{self._group_id}-runner",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -114,7 +166,7 @@ class TriggerRunner:
             fetch_max_wait_ms=100,
             reconnect_backoff_max_ms=1000,
         )
-        consumer.subscribe([self._topic])
+        consumer.subscribe([self._topic], listener=self._assignments)
         return consumer
 
     def _drop_consumer(self) -> None:
@@ -145,6 +197,7 @@ class TriggerRunner:
             polled = consumer.poll(timeout_ms=int(wait * 1000), max_records=self._batch_size - len(records))
             for partition_records in polled.values():
                 records.extend(partition_records)
+            records = self._start_fresh_partitions(consumer, records)
             if records and deadline is None:
                 if self._window_s <= 0:
                     break
@@ -153,23 +206,28 @@ class TriggerRunner:
                 break  # nothing arrived: go round again (and notice a stop request)
         return records
 
+    def _start_fresh_partitions(self, consumer: Any, records: list[Any]) -> list[Any]:
+        """A newly assigned partition without a committed offset starts at 0, not where the broker says.
+
+        The embedded broker answers offset lookups wrongly after a restart, so
+        the reset policy could start a rebuilt consumer behind records nobody
+        read. Records already fetched for such a partition are dropped (they
+        are fetched again from 0). Where 0 is gone (retention), the fetch is
+        out of range and ``auto_offset_reset=earliest`` takes over.
+        """
+        restarted = set()
+        for tp in self._assignments.take():
+            if consumer.committed(tp) is None:
+                logger.info("%s-%d has no committed offset: starting at 0", tp.topic, tp.partition)
+                consumer.seek(tp, 0)
+                restarted.add((tp.topic, tp.partition))
+        if not restarted:
+            return records
+        return [r for r in records if (r.topic, r.partition) not in restarted]
+
     def payload(self, records: list[Any]) -> dict[str, Any]:
         """The AWS mapping payload for consumed kafka-python records."""
-        return build_event(
-            (
-                encode_record(
-                    topic=r.topic,
-                    partition=r.partition,
-                    offset=r.offset,
-                    timestamp=r.timestamp,
-                    key=r.key,
-                    value=r.value,
-                    headers=r.headers or (),
-                )
-                for r in records
-            ),
-            bootstrap_servers=self._bootstrap,
-        )
+        return mapping_payload(records, bootstrap_servers=self._bootstrap)
 
     def _process(self, consumer: Any, records: list[Any]) -> bool:
         """Invoke the handler; commit on success, rewind on failure. True when committed."""
@@ -231,7 +289,9 @@ class TriggerRunner:
         """Poll one batch and process it; return how many records were committed."""
         if self._consumer is None:
             self._consumer = self._new_consumer()
+            self._joining_since = time.monotonic()
         records = self._poll_batch(self._consumer)
+        self._check_joined(self._consumer)
         if not records:
             self._check_rewound(self._consumer)
             self._report_lag(self._consumer)
@@ -239,6 +299,32 @@ class TriggerRunner:
         done = len(records) if self._process(self._consumer, records) else 0
         self._report_lag(self._consumer)
         return done
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group in use: the configured one, or a successor after it got stuck."""
+        return self._group_id if self._group_moves == 0 else f"{self._group_id}.{self._group_moves}"
+
+    def _check_joined(self, consumer: Any) -> None:
+        """Raise (so the consumer is rebuilt) when it has waited too long for its first partitions."""
+        if self._joining_since is None:
+            return
+        if consumer.assignment():
+            self._joining_since = None
+            self._stuck_joins = 0
+            return
+        if time.monotonic() - self._joining_since <= JOIN_STUCK_S:
+            return
+        self._stuck_joins += 1
+        if self._stuck_joins >= 2:
+            self._stuck_joins = 0
+            self._group_moves += 1
+            logger.warning(
+                "consumer group stuck in a rebalance on the broker (the embedded broker does this after a "
+                "restart); continuing as group %s from offset 0: events stored again count once",
+                self.group_id,
+            )
+        raise RuntimeError(f"no partition assigned within {JOIN_STUCK_S:g} s of joining; rejoining")
 
     def _report_lag(self, consumer: Any) -> None:
         """Per partition: the high watermark from the last fetch minus what we committed."""

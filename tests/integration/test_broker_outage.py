@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,6 @@ from trackflow.broker import EmbeddedBroker, free_port
 from trackflow.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    running = EmbeddedBroker(port=free_port(), log_path=tmp_path / "broker.log").start()
-    yield running
-    running.stop()
 
 
 def _collect(client: Client) -> Any:

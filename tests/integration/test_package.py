@@ -72,6 +72,19 @@ def test_the_merged_template_adds_both_mappings_for_the_ingest_function(package:
     assert resources["ProjectsTable"]["Type"] == "AWS::DynamoDB::Table"
 
 
+def test_the_rollup_compaction_runs_every_minute_with_the_same_settings(package: Path) -> None:
+    resources = _template(package)["Resources"]
+    compact = resources["Compact"]["Properties"]
+    assert compact["Handler"] == "app.compact"
+    assert compact["Environment"]["Variables"]["CLICKHOUSE_URL"] == {"Ref": "ClickHouseUrl"}
+    schedules = [
+        event["Properties"]["Schedule"]
+        for event in compact.get("Events", {}).values()
+        if event.get("Type") == "Schedule"
+    ]
+    assert schedules == ["rate(1 minute)"]
+
+
 VARIANTS = {
     "self-managed": {
         "KafkaSource": "self-managed",
