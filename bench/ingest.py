@@ -146,25 +146,31 @@ def _engine_floor(settings: Settings, batches: list[list[Any]]) -> float:
 
 def _decode_only(settings: Settings, rows: list[Any]) -> float:
     """CPU µs per event for payload decode + row checks alone (no Kafka, no insert), for the note."""
+    from chalicelib.enrich import SCHEMA_VERSION
     from chalicelib.kafka_event import build_event, encode_record
+    from chalicelib.producer import visitor_messages
 
-    sample = rows[:20000]
-    import orjson
-
-    by_record: dict[int, list[Any]] = {}
-    for row in sample:
-        by_record.setdefault(row[-1], []).append(dict(zip(EVENT_COLUMNS[:-3], row[:-3], strict=True)))
+    by_record: dict[tuple[int, int], list[Any]] = {}
+    for row in rows[:20000]:
+        by_record.setdefault((row[-2], row[-1]), []).append(dict(zip(EVENT_COLUMNS[:-3], row[:-3], strict=True)))
     payload = build_event(
         [
             encode_record(
-                topic="t", partition=0, offset=o, timestamp=0, key=b"k", value=orjson.dumps({"v": 1, "events": evs})
+                topic="t",
+                partition=partition,
+                offset=offset,
+                timestamp=0,
+                key=b"k",
+                value=visitor_messages(events, project_id="p", schema_version=SCHEMA_VERSION)[0][1],
             )
-            for o, evs in by_record.items()
+            for (partition, offset), events in by_record.items()
         ],
         bootstrap_servers=settings.bootstrap_servers,
     )
+    count = 0
     with CpuTimer() as timer:
         for record in decode_records(payload):
             for event in message_events(record):
                 event_row(event, record)
-    return timer.sample.cpu_s / max(1, len(sample)) * 1e6
+                count += 1
+    return timer.sample.cpu_s / max(1, count) * 1e6

@@ -18,7 +18,8 @@ from urllib.parse import unquote_plus, urlsplit
 
 from chalicelib.events import RawEvent
 
-SCHEMA_VERSION = 1
+# 2: the fields a message's events share are sent once, under "shared" (1 repeated them in every event).
+SCHEMA_VERSION = 2
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 # A client clock may be wrong, but an event can't happen after the server got it.
 MAX_FUTURE_MS = 0

@@ -52,6 +52,7 @@ _RECEIVED_AT_INDEX = EVENT_FIELDS.index("received_at")
 _VISITOR_HASH_INDEX = _ALL_FIELDS.index("visitor_hash")
 _IS_BOT_INDEX = _ALL_FIELDS.index("is_bot")
 _fields = itemgetter(*EVENT_FIELDS)
+_client_fields = itemgetter(*(name for name, _ in CLIENT_DEFAULTS))
 _MAX_MS = 4_102_444_800_000
 
 
@@ -89,7 +90,10 @@ def event_row(event: object, record: KafkaRecord) -> tuple[Any, ...]:
         row: tuple[Any, ...] = _fields(event)
     except KeyError as exc:
         raise PoisonError(f"missing field {exc.args[0]}") from None
-    row += tuple(event.get(name, default) for name, default in CLIENT_DEFAULTS)
+    try:
+        row += _client_fields(event)
+    except KeyError:  # a message from before collect derived client facts
+        row += tuple(event.get(name, default) for name, default in CLIENT_DEFAULTS)
     if tuple(map(type, row)) != _TYPES:
         for name, value, expected in zip(_ALL_FIELDS, row, _TYPES, strict=True):
             if type(value) is not expected:
@@ -110,7 +114,11 @@ def event_row(event: object, record: KafkaRecord) -> tuple[Any, ...]:
 
 
 def message_events(record: KafkaRecord) -> list[Any]:
-    """The events carried by one record's value; PoisonError when it is unreadable."""
+    """The events carried by one record's value; PoisonError when it is unreadable.
+
+    Reads schema 2 (``shared`` fields once, each event's own fields in ``events``)
+    and schema 1 (every field in every event), which older builds produced.
+    """
     if record.error is not None:
         raise PoisonError(record.error)
     if record.value is None:
@@ -121,10 +129,16 @@ def message_events(record: KafkaRecord) -> list[Any]:
         raise PoisonError(f"value is not JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
         raise PoisonError('value is not a {"v": ..., "events": [...]} envelope')
-    if doc.get("v") != SCHEMA_VERSION:
-        raise PoisonError(f"unknown schema version {doc.get('v')!r} (this build reads {SCHEMA_VERSION})")
+    version = doc.get("v")
     events: list[Any] = doc["events"]
-    return events
+    if version == SCHEMA_VERSION:
+        shared = doc.get("shared")
+        if not isinstance(shared, dict):
+            raise PoisonError('value has no "shared" object (schema 2)')
+        return [shared | event if isinstance(event, dict) else event for event in events]
+    if version == 1:
+        return events
+    raise PoisonError(f"unknown schema version {version!r} (this build reads 1 and {SCHEMA_VERSION})")
 
 
 def _dead_letter_messages(letters: Sequence[DeadLetter]) -> list[Message]:

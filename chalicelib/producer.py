@@ -44,16 +44,36 @@ class ProducerBackend(Protocol):
 BackendFactory = Callable[[], ProducerBackend]
 
 
+def shared_fields(events: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Split events into the fields all of them share and what each one has of its own.
+
+    A request's events share their visitor, page, client and campaign: sent
+    once per message they make it several times smaller, and cheaper to read.
+    """
+    first = events[0]
+    shared = {key: value for key, value in first.items() if all(e.get(key, _MISSING) == value for e in events)}
+    return shared, [{k: v for k, v in e.items() if k not in shared} for e in events]
+
+
+_MISSING = object()
+
+
 def visitor_messages(events: Sequence[dict[str, Any]], *, project_id: str, schema_version: int) -> list[Message]:
-    """One Kafka message per anonymous id: ``{"v": 1, "events": [...]}``."""
+    """One Kafka message per anonymous id: ``{"v": 2, "shared": {...}, "events": [{...}, ...]}``.
+
+    Each event is ``shared`` updated with its own entry.
+    """
     by_visitor: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         by_visitor.setdefault(str(event.get("anonymous_id") or event["event_id"]), []).append(event)
     headers: Headers = [("project", project_id.encode()), ("schema", str(schema_version).encode())]
-    return [
-        (visitor.encode(), orjson.dumps({"v": schema_version, "events": group}), headers)
-        for visitor, group in by_visitor.items()
-    ]
+    messages = []
+    for visitor, group in by_visitor.items():
+        shared, own = shared_fields(group)
+        messages.append(
+            (visitor.encode(), orjson.dumps({"v": schema_version, "shared": shared, "events": own}), headers)
+        )
+    return messages
 
 
 class ConfluentBackend:

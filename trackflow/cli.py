@@ -14,6 +14,7 @@ import click
 
 from chalicelib.errors import TrackflowError
 from chalicelib.settings import Settings, load_settings
+from trackflow.runner import DEFAULT_BATCH_SIZE
 
 logger = logging.getLogger("trackflow")
 
@@ -61,7 +62,10 @@ def main(verbose: bool) -> None:
     help="Embedded broker port (when KAFKA_BOOTSTRAP_SERVERS is unset).",
 )
 @click.option(
-    "--batch-size", default=500, show_default=True, help="Records per ingest invocation (the mapping's BatchSize)."
+    "--batch-size",
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Records per ingest invocation (the mapping's BatchSize).",
 )
 @click.option(
     "--batching-window",
@@ -97,7 +101,7 @@ def dev(host: str, api_port: int, tracker_port: int, broker_port: int, batch_siz
 
 
 @main.command()
-@click.option("--batch-size", default=500, show_default=True, help="Records per invocation (BatchSize).")
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, help="Records per invocation (BatchSize).")
 @click.option(
     "--batching-window",
     default=0.25,

@@ -25,7 +25,7 @@ from chalicelib.migrations import migrate
 from chalicelib.settings import Settings
 from trackflow.broker import EmbeddedBroker
 from trackflow.compactor import Compactor
-from trackflow.runner import TriggerRunner
+from trackflow.runner import DEFAULT_BATCH_SIZE, TriggerRunner
 from trackflow.sqlgate import SqlGate
 from trackflow.topics import DEFAULT_PARTITIONS, ensure_topics
 
@@ -45,7 +45,7 @@ class DevOptions:
     tracker_port: int = 8080
     broker_port: int = 9092
     serve_tracker: bool = True
-    batch_size: int = 500
+    batch_size: int = DEFAULT_BATCH_SIZE
     batching_window_s: float = 0.25
     partitions: int = DEFAULT_PARTITIONS
 

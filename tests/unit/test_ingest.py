@@ -75,6 +75,26 @@ def test_an_event_resent_within_the_same_batch_is_written_once() -> None:
     assert [row[-1] for row in writer.events[0]] == [1, 2]  # the first copy (offset 1) is the one kept
 
 
+def test_schema_2_messages_from_collect_and_schema_1_ones_give_the_same_rows() -> None:
+    from chalicelib.producer import visitor_messages
+
+    events = [_normalised() | {"anonymous_id": "v"} for _ in range(3)]
+    (message,) = visitor_messages(events, project_id="p", schema_version=2)
+    rows = {}
+    for version, value in ((2, message[1]), (1, _envelope(*events))):
+        writer = FakeWriter()
+        ingest(
+            build_event([_record(7, value)], bootstrap_servers="b"),
+            writer=writer,
+            dlq=FakeDlq(),
+            dlq_topic="d",
+            now_ms=lambda: 0,
+        )
+        rows[version] = writer.events[0]
+    assert rows[2] == rows[1]
+    assert len(rows[2]) == 3
+
+
 def test_rows_clickhouse_refuses_are_found_by_halving_dead_lettered_and_the_rest_stored() -> None:
     events = [_normalised() for _ in range(8)]
     events[5]["title"] = "refuse me"
@@ -114,6 +134,7 @@ def test_inserts_every_event_of_every_record_in_one_insert_with_provenance() -> 
         (b"not json", "value is not JSON"),
         (orjson.dumps([1]), "envelope"),
         (orjson.dumps({"v": 99, "events": []}), "unknown schema version 99"),
+        (orjson.dumps({"v": 2, "events": [{}]}), 'no "shared" object'),
     ],
 )
 def test_dead_letters_unreadable_records_and_stores_the_rest(value: bytes, reason: str) -> None:

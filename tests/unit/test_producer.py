@@ -38,10 +38,23 @@ def test_groups_a_requests_events_into_one_message_per_visitor() -> None:
         {"event_id": "3", "anonymous_id": "a"},
         {"event_id": "4", "anonymous_id": ""},
     ]
-    messages = visitor_messages(events, project_id="p", schema_version=1)
+    messages = visitor_messages(events, project_id="p", schema_version=2)
     assert [key for key, _, _ in messages] == [b"a", b"b", b"4"]
-    assert [e["event_id"] for e in orjson.loads(messages[0][1])["events"]] == ["1", "3"]
-    assert dict(messages[0][2]) == {"project": b"p", "schema": b"1"}
+    value = orjson.loads(messages[0][1])
+    assert [value["shared"] | e for e in value["events"]] == [events[0], events[2]]
+    assert dict(messages[0][2]) == {"project": b"p", "schema": b"2"}
+
+
+def test_fields_a_messages_events_share_are_sent_once() -> None:
+    common = {"anonymous_id": "a", "user_agent": "Mozilla/5.0 " * 10, "url": "https://shop.example/"}
+    events = [common | {"event_id": str(n), "type": "click" if n else "pageView"} for n in range(5)]
+    events[4]["url"] = "https://shop.example/next"
+    (message,) = visitor_messages(events, project_id="p", schema_version=2)
+    value = orjson.loads(message[1])
+    assert value["shared"] == {"anonymous_id": "a", "user_agent": common["user_agent"]}
+    assert value["events"][4] == {"event_id": "4", "type": "click", "url": "https://shop.example/next"}
+    assert [value["shared"] | e for e in value["events"]] == events
+    assert message[1].count(b"Mozilla") == 10  # the user agent once, not five times
 
 
 def test_send_passes_every_message_and_reuses_the_client() -> None:
