@@ -67,7 +67,7 @@ def visitor_messages(events: Sequence[dict[str, Any]], *, project_id: str, schem
     for event in events:
         by_visitor.setdefault(str(event.get("anonymous_id") or event["event_id"]), []).append(event)
     headers: Headers = [("project", project_id.encode()), ("schema", str(schema_version).encode())]
-    messages = []
+    messages: list[Message] = []
     for visitor, group in by_visitor.items():
         shared, own = shared_fields(group)
         messages.append(
