@@ -118,24 +118,21 @@ def connect(
         return own
     if not settings.embedded:
         try:
+            common: dict[str, Any] = {
+                "username": settings.user,
+                "password": settings.password,
+                "database": database or "",
+                "autogenerate_session_id": False,
+                "settings": READ_ONLY_SETTINGS if read_only else None,
+                "connect_timeout": settings.connect_timeout_s,
+                "send_receive_timeout": settings.query_timeout_s,
+                # Retrying is the caller's business (the trigger retries the batch, a client its request).
+                "query_retries": 0,
+            }
             if settings.url is not None:
-                return clickhouse_connect.get_client(
-                    dsn=settings.url,
-                    username=settings.user,
-                    password=settings.password,
-                    database=database or "",
-                    autogenerate_session_id=False,
-                    settings=READ_ONLY_SETTINGS if read_only else None,
-                )
+                return clickhouse_connect.get_client(dsn=settings.url, **common)
             return clickhouse_connect.get_client(
-                host=settings.host,
-                port=settings.port,
-                username=settings.user,
-                password=settings.password,
-                secure=settings.secure,
-                database=database or "",
-                autogenerate_session_id=False,
-                settings=READ_ONLY_SETTINGS if read_only else None,
+                host=settings.host, port=settings.port, secure=settings.secure, **common
             )
         except Exception as exc:
             where = settings.url or f"{settings.host}:{settings.port}"

@@ -15,13 +15,22 @@ from typing import cast
 
 from chalicelib.client_info import client_ip, country, parse_agent, visitor_hash
 from chalicelib.enrich import MAX_EVENT_AGE_DAYS, MAX_EVENT_AGE_MS, SCHEMA_VERSION, enrich
-from chalicelib.errors import ForbiddenError, RequestError, UnauthorizedError, UnsupportedMediaTypeError
+from chalicelib.errors import (
+    ForbiddenError,
+    PayloadTooLargeError,
+    RequestError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+)
 from chalicelib.events import MAX_EVENTS_PER_BATCH, parse_body
 from chalicelib.producer import KafkaSender, visitor_messages
 from chalicelib.projects import Project, ProjectStore, resolve_key
 from chalicelib.ratelimit import RateLimiter
 
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
+# Below Kafka's default message.max.bytes (1 MB): a bigger message would be
+# refused by the broker, and the client would retry it for ever.
+MAX_MESSAGE_BYTES = 900_000
 STALE_REASON = f"ts is more than {MAX_EVENT_AGE_DAYS} days before the server's time (after clock-skew correction)"
 
 
@@ -148,5 +157,14 @@ def collect(
             field="events",
             code="no_valid_events",
         )
-    sender.send(topic, visitor_messages(enriched, project_id=project_id, schema_version=SCHEMA_VERSION))
+    messages = visitor_messages(enriched, project_id=project_id, schema_version=SCHEMA_VERSION)
+    largest = max(len(value) for _, value, _ in messages)
+    if largest > MAX_MESSAGE_BYTES:
+        raise PayloadTooLargeError(
+            f"this batch makes a {largest}-byte Kafka message; the limit is {MAX_MESSAGE_BYTES}: "
+            "send its events in smaller batches",
+            field="events",
+            code="message_too_large",
+        )
+    sender.send(topic, messages)
     return CollectResult(202, {"accepted": len(enriched), "rejected": rejected})

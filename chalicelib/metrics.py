@@ -102,7 +102,10 @@ def record_collect(body: Mapping[str, object]) -> None:
             m.events_rejected.labels(reason=_reason_label(str(reason))).inc()
     dropped = body.get("dropped")
     if isinstance(dropped, dict):
-        m.events_rejected.labels(reason=str(dropped.get("reason", "dropped"))).inc(int(dropped.get("count", 0)))
+        reason = dropped.get("reason")
+        m.events_rejected.labels(reason=reason if reason in ("bot", "gpc") else "dropped").inc(
+            int(dropped.get("count", 0))
+        )
 
 
 def record_refused(code: str) -> None:
@@ -110,10 +113,15 @@ def record_refused(code: str) -> None:
     _collectors().events_rejected.labels(reason=code).inc()
 
 
+# The fields a per-event rejection can name: label values come only from here,
+# never from the client's text ('props.<any key> longer than ...').
+REASON_LABELS = frozenset({"event", "event_id", "type", "ts", "props", "context"})
+
+
 def _reason_label(reason: str) -> str:
-    """Keep label values few: the reason's first word, the field it names ('event_id must be ...')."""
-    head = reason.split(" ", 1)[0].rstrip(":").strip()
-    return head[:40] or "invalid"
+    """The field a rejection names ('event_id must be ...' -> event_id; 'props.x ...' -> props), or 'other'."""
+    head = reason.split(" ", 1)[0].split(".", 1)[0]
+    return head if head in REASON_LABELS else "other"
 
 
 def record_ingest(result: Mapping[str, int], seconds: float) -> None:

@@ -33,6 +33,9 @@ from typing import Any, Protocol
 DEV_API_KEY = "YOUR_API_KEY"
 DEV_PROJECT_ID = "development"
 READ_TOKEN_PREFIX = "tf_rt_"
+# Longest project id and API key looked up at all: anything longer is unknown
+# (DynamoDB refuses keys past its limits with an error, not an empty answer).
+MAX_PROJECT_ID_LENGTH = 128
 DEV_STAGES = ("dev", "test")
 BOT_POLICIES = ("drop", "keep")
 DEFAULT_CACHE_TTL_S = 30.0
@@ -104,12 +107,17 @@ def new_read_token(project_id: str) -> str:
 def project_for_read_token(store: ProjectStore, token: str) -> Project | None:
     """The project this read token opens, or None."""
     project_id, dot, _ = token.removeprefix(READ_TOKEN_PREFIX).partition(".")
-    if not token.startswith(READ_TOKEN_PREFIX) or not dot:
+    if not token.startswith(READ_TOKEN_PREFIX) or not dot or len(project_id) > MAX_PROJECT_ID_LENGTH:
         return None
     project = store.get(project_id)
-    if project is None or not project.read_token or not hmac.compare_digest(project.read_token, token):
+    if project is None or not project.read_token or not tokens_equal(project.read_token, token):
         return None
     return project
+
+
+def tokens_equal(expected: str, given: str) -> bool:
+    """Constant-time comparison of any two strings (``hmac.compare_digest`` refuses non-ASCII text)."""
+    return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), given.encode("utf-8", "surrogatepass"))
 
 
 def new_project(name: str, *, allowed_origins: Iterable[str] = (), now: Callable[[], float] = time.time) -> Project:

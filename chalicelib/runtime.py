@@ -18,6 +18,7 @@ from chalicelib.settings import Settings, load_settings
 
 _lock = threading.RLock()
 _state: dict[str, Any] = {}
+_building: dict[str, threading.Lock] = {}
 
 
 def configure(**objects: Any) -> None:
@@ -36,10 +37,20 @@ def reset() -> None:
 
 
 def _cached(name: str, build: Callable[[], Any]) -> Any:
-    """The object kept under ``name``, built by ``build`` the first time."""
+    """The object kept under ``name``, built by ``build`` the first time.
+
+    Each name has its own lock, held while building: a client that takes long
+    to connect (ClickHouse down) never holds up the others (collect's producer).
+    """
+    if name in _state:
+        return _state[name]
     with _lock:
+        lock = _building.setdefault(name, threading.Lock())
+    with lock:
         if name not in _state:
-            _state[name] = build()
+            value = build()
+            with _lock:
+                _state[name] = value
         return _state[name]
 
 

@@ -27,6 +27,11 @@ DEFAULT_DATA_DIR = "./.trackflow"
 DEFAULT_EMBEDDED_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_CLICKHOUSE_DATABASE = "trackflow"
 DEFAULT_CLICKHOUSE_PORT = 8123
+# A ClickHouse server that does not answer must not hang a request or outlive
+# a Lambda: connecting, and each query or insert, are bounded (the library's
+# own defaults are 10 s and 300 s).
+DEFAULT_CLICKHOUSE_CONNECT_TIMEOUT_S = 3.0
+DEFAULT_CLICKHOUSE_QUERY_TIMEOUT_S = 30.0
 DEFAULT_STAGE = "dev"
 DEFAULT_PRODUCE_TIMEOUT_S = 5.0
 DEFAULT_RETRY_AFTER_S = 5
@@ -53,6 +58,8 @@ class ClickHouseSettings:
     database: str
     secure: bool
     data_path: Path
+    connect_timeout_s: float = DEFAULT_CLICKHOUSE_CONNECT_TIMEOUT_S
+    query_timeout_s: float = DEFAULT_CLICKHOUSE_QUERY_TIMEOUT_S
 
     @property
     def embedded(self) -> bool:
@@ -153,6 +160,8 @@ def _clickhouse(env: Mapping[str, str], data_dir: Path) -> ClickHouseSettings:
         database=_get(env, "CLICKHOUSE_DATABASE") or DEFAULT_CLICKHOUSE_DATABASE,
         secure=secure or (_get(env, "CLICKHOUSE_SECURE") or "").lower() in ("1", "true", "yes"),
         data_path=data_dir / "clickhouse",
+        connect_timeout_s=_seconds(env, "CLICKHOUSE_CONNECT_TIMEOUT", DEFAULT_CLICKHOUSE_CONNECT_TIMEOUT_S),
+        query_timeout_s=_seconds(env, "CLICKHOUSE_QUERY_TIMEOUT", DEFAULT_CLICKHOUSE_QUERY_TIMEOUT_S),
     )
 
 

@@ -14,7 +14,6 @@ exact up to a few thousand); every other count is exact.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from chalicelib import stats_sql
 from chalicelib.errors import ForbiddenError, RequestError, ServiceUnavailableError, UnauthorizedError
-from chalicelib.projects import DEV_PROJECT_ID, ProjectStore, project_for_read_token
+from chalicelib.projects import DEV_PROJECT_ID, ProjectStore, project_for_read_token, tokens_equal
 from chalicelib.rollups import DaySplit, split_days
 from chalicelib.stats_params import StatsQuery
 from chalicelib.stats_sql import Sql
@@ -61,7 +60,7 @@ def authorise_read(projects: ProjectStore, project_id: str, token: str | None, *
     project = projects.get(project_id)
     if project is None:
         raise NotFoundError(f"no project {project_id!r}", field="project")
-    if project.read_token and hmac.compare_digest(project.read_token, token):
+    if project.read_token and tokens_equal(project.read_token, token):
         return
     if project_for_read_token(projects, token) is not None:
         raise ForbiddenError(f"this read token belongs to another project, not {project_id!r}", code="wrong_project")

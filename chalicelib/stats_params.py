@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chalicelib.errors import RequestError
+from chalicelib.projects import MAX_PROJECT_ID_LENGTH
 
 PERIODS = {
     "today": None,
@@ -50,7 +51,10 @@ FILTER_COLUMNS = {
 }
 PROPERTY_PREFIX = "prop."
 _PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_$.\-]{1,64}$")
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+# Days a period may name: the range event timestamps are accepted in (and far
+# from the ends of what datetime can hold once a time zone is applied).
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
 # Parameters some endpoint reads besides the filters; anything else is a typo.
 COMMON_PARAMS = frozenset({"project", "period", "from", "to", "tz", "interval", "limit", "bots"})
 
@@ -119,9 +123,12 @@ def _day(params: Mapping[str, str], name: str) -> date:
     if not _DAY.match(text):
         raise RequestError(f"{name} must be a day as YYYY-MM-DD, got {text!r}", field=name)
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise RequestError(f"{name}={text!r} is not a calendar day", field=name) from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise RequestError(f"{name} must lie between {FIRST_DAY} and {LAST_DAY}, got {text}", field=name)
+    return day
 
 
 def _period(params: Mapping[str, str], zone: ZoneInfo, now: datetime) -> tuple[datetime, datetime]:
@@ -172,7 +179,8 @@ def _filters(params: Mapping[str, str], allowed: frozenset[str]) -> tuple[Filter
 
 def _limit(params: Mapping[str, str]) -> int:
     text = params.get("limit", str(DEFAULT_LIMIT))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    # ASCII digits only: API Gateway hands over URL-decoded text, and '²' is a digit to str.isdigit().
+    if not (text.isascii() and text.isdigit() and len(text) <= 4) or not 1 <= int(text) <= MAX_LIMIT:
         raise RequestError(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {text!r}", field="limit")
     return int(text)
 
@@ -189,6 +197,8 @@ def parse_query(
     project = params.get("project") or default_project
     if not project:
         raise RequestError("project is required (the project id, as `trackflow projects list` shows)", field="project")
+    if len(project) > MAX_PROJECT_ID_LENGTH or not project.isprintable():
+        raise RequestError(f"project must be at most {MAX_PROJECT_ID_LENGTH} printable characters", field="project")
     tz = params.get("tz", "UTC")
     zone = _zone(tz)
     start, end = _period(params, zone, now)

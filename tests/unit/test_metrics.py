@@ -44,3 +44,14 @@ def test_lag_is_a_gauge_per_partition() -> None:
     metrics.set_lag("events", 3, 42)
     metrics.set_lag("events", 3, 7)
     assert _value("trackflow_consumer_lag", topic="events", partition="3") == 7
+
+
+def test_rejection_labels_come_from_a_fixed_set_never_from_client_text() -> None:
+    for n in range(50):
+        metrics.record_collect({"accepted": 0, "rejected": [{"index": 0, "reason": f"props.key{n} longer than 2048"}]})
+        metrics.record_collect({"accepted": 0, "rejected": [{"index": 0, "reason": f"client-{n} text"}]})
+    metrics.record_collect({"accepted": 0, "dropped": {"count": 1, "reason": "anything-a-client-says"}})
+    body = metrics.exposition()[0].decode()
+    labels = {line.split('reason="', 1)[1].split('"', 1)[0] for line in body.splitlines() if 'reason="' in line}
+    assert not {label for label in labels if "key" in label or "client" in label or "anything" in label}
+    assert {"props", "other", "dropped"} <= labels

@@ -59,6 +59,13 @@ def test_filters_and_properties_are_collected_and_endpoint_parameters_are_not() 
         ({"period": "7d", "from": "2026-11-01", "to": "2026-11-02"}, "period"),
         ({"interval": "hour", "period": "90d"}, "interval"),
         ({"limit": "1001"}, "limit"),
+        ({"limit": "²"}, "limit"),  # what API Gateway hands over for %C2%B2: a digit to str.isdigit()
+        ({"limit": "٣"}, "limit"),
+        ({"limit": "9" * 5000}, "limit"),  # past int()'s digit limit
+        ({"from": "9999-12-31", "to": "9999-12-31"}, "from"),
+        ({"from": "0001-01-01", "to": "0001-01-01"}, "from"),
+        ({"from": "\uff12\uff10\uff12\uff16-01-01", "to": "2026-01-01"}, "from"),  # fullwidth digits
+        ({"project": "p" * 129}, "project"),
         ({"prop.a b": "x"}, "prop.a b"),
         ({"colour": "red"}, "colour"),
     ],

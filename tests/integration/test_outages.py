@@ -1,0 +1,110 @@
+"""ClickHouse and the broker down or silent: every route answers in bounded time, never with a 500.
+
+A *silent* server accepts connections and never answers (a hung process, a
+black-holed load balancer); a *refusing* one is a port nobody listens on.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from chalice.test import Client
+
+import app
+from chalicelib import runtime
+from chalicelib.settings import load_settings
+from tests.conftest import new_event
+from trackflow.broker import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """host:port of a listener that accepts connections and never sends a byte."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(2)
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.fixture(params=["silent", "refusing"])
+def outage(request: pytest.FixtureRequest, silent: str, tmp_path: Path) -> Iterator[str]:
+    """The app with ClickHouse and Kafka both at a dead address; yields which kind."""
+    down = silent if request.param == "silent" else f"127.0.0.1:{free_port()}"
+    runtime.reset()
+    runtime.configure(
+        settings=load_settings(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": down,
+                "CLICKHOUSE_URL": f"http://{down}",
+                "CLICKHOUSE_CONNECT_TIMEOUT": "1",
+                "CLICKHOUSE_QUERY_TIMEOUT": "2",
+                "TRACKFLOW_PRODUCE_TIMEOUT": "2",
+                "TRACKFLOW_DATA_DIR": str(tmp_path),
+                "TRACKFLOW_STAGE": "test",
+            }
+        )
+    )
+    yield request.param
+    runtime.reset()
+
+
+def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+def test_health_answers_within_two_seconds_saying_what_is_down(outage: str) -> None:
+    with Client(app.app) as client:
+        response, elapsed = _timed(lambda: client.http.get("/health"))
+    assert elapsed < 2.5
+    assert response.status_code == 503
+    body = response.json_body
+    assert body["status"] == "degraded"
+    assert body["clickhouse"]["ok"] is False
+    # The broker check is a TCP connect: a silent server accepts it.
+    assert body["broker"]["ok"] is (outage == "silent")
+
+
+def test_stats_answer_503_with_retry_after_within_the_query_timeout(outage: str) -> None:
+    with Client(app.app) as client:
+        response, elapsed = _timed(lambda: client.http.get("/v1/stats/overview?period=7d"))
+    assert elapsed < 8
+    assert response.status_code == 503, response.body
+    assert "Retry-After" in response.headers
+
+
+def test_collect_answers_503_within_the_produce_timeout(outage: str) -> None:
+    body = orjson.dumps({"api_key": "YOUR_API_KEY", "events": [new_event()]})
+    with Client(app.app) as client:
+        response, elapsed = _timed(
+            lambda: client.http.post("/v1/collect", headers={"Content-Type": "text/plain"}, body=body)
+        )
+    assert elapsed < 8
+    assert response.status_code == 503
+    runtime.sender().close()
