@@ -125,7 +125,7 @@ def test_dev_runs_the_pipeline_shows_the_row_via_sql_and_stops_everything_on_ctr
 
         readonly = _cli("sql", "DROP TABLE events", env=env)
         assert readonly.returncode != 0
-        assert "readonly" in (readonly.stderr + readonly.stdout).lower()
+        assert "only select" in (readonly.stderr + readonly.stdout).lower()
 
         # Generated traffic through the pipeline, then seen by the stats API and the dashboard page.
         load_env = env | {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}"}
