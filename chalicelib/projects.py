@@ -30,12 +30,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from chalicelib.errors import ServiceUnavailableError
+
 DEV_API_KEY = "YOUR_API_KEY"
 DEV_PROJECT_ID = "development"
 READ_TOKEN_PREFIX = "tf_rt_"
 # Longest project id and API key looked up at all: anything longer is unknown
 # (DynamoDB refuses keys past its limits with an error, not an empty answer).
 MAX_PROJECT_ID_LENGTH = 128
+MAX_DYNAMO_KEY_BYTES = 2048  # DynamoDB's limit for a partition key
 DEV_STAGES = ("dev", "test")
 BOT_POLICIES = ("drop", "keep")
 DEFAULT_CACHE_TTL_S = 30.0
@@ -168,17 +171,18 @@ class SqliteProjectStore:
             self._db.execute("CREATE TABLE IF NOT EXISTS projects (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS api_keys (key TEXT PRIMARY KEY, project_id TEXT NOT NULL)")
 
-    def get(self, project_id: str) -> Project | None:
+    def _doc(self, sql: str, value: str) -> Project | None:
+        if not _storable(value):
+            return None
         with self._lock:
-            row = self._db.execute("SELECT doc FROM projects WHERE id = ?", (project_id,)).fetchone()
+            row = self._db.execute(sql, (value,)).fetchone()
         return None if row is None else Project.from_json(row[0])
 
+    def get(self, project_id: str) -> Project | None:
+        return self._doc("SELECT doc FROM projects WHERE id = ?", project_id)
+
     def by_key(self, api_key: str) -> Project | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT p.doc FROM api_keys k JOIN projects p ON p.id = k.project_id WHERE k.key = ?", (api_key,)
-            ).fetchone()
-        return None if row is None else Project.from_json(row[0])
+        return self._doc("SELECT p.doc FROM api_keys k JOIN projects p ON p.id = k.project_id WHERE k.key = ?", api_key)
 
     def put(self, project: Project) -> None:
         with self._lock:
@@ -203,18 +207,42 @@ class SqliteProjectStore:
         return [Project.from_json(r[0]) for r in rows]
 
 
+def _storable(text: str) -> bool:
+    """Whether a store could hold this id or key at all (UTF-8, within DynamoDB's key size); else it is unknown."""
+    try:
+        return len(text.encode("utf-8")) <= MAX_DYNAMO_KEY_BYTES
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+
+
 class DynamoProjectStore:
     """Projects in a DynamoDB table (string partition key ``pk``), given as a boto3 Table."""
 
     def __init__(self, table: Any) -> None:
         self._table = table
 
+    def _item(self, pk: str) -> dict[str, Any] | None:
+        """The item under ``pk``: None for a key DynamoDB could never hold, 503 when it does not answer."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not _storable(pk):
+            return None
+        try:
+            item: dict[str, Any] | None = self._table.get_item(Key={"pk": pk}).get("Item")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ValidationException":
+                return None
+            raise ServiceUnavailableError(f"the project store (DynamoDB) refused the lookup: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ServiceUnavailableError(f"the project store (DynamoDB) is not reachable: {exc}") from exc
+        return item
+
     def get(self, project_id: str) -> Project | None:
-        item = self._table.get_item(Key={"pk": f"PROJECT#{project_id}"}).get("Item")
+        item = self._item(f"PROJECT#{project_id}")
         return None if item is None else Project.from_json(item["doc"])
 
     def by_key(self, api_key: str) -> Project | None:
-        item = self._table.get_item(Key={"pk": f"KEY#{api_key}"}).get("Item")
+        item = self._item(f"KEY#{api_key}")
         return None if item is None else self.get(item["project_id"])
 
     def put(self, project: Project) -> None:

@@ -118,8 +118,13 @@ def _build_projects() -> Any:
     conf = settings()
     if conf.projects_table:
         import boto3
+        from botocore.config import Config
 
-        return CachedProjectStore(DynamoProjectStore(boto3.resource("dynamodb").Table(conf.projects_table)))
+        # Bounded: an unreachable DynamoDB answers 503 in seconds, not after boto3's default retries.
+        bounded = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
+        return CachedProjectStore(
+            DynamoProjectStore(boto3.resource("dynamodb", config=bounded).Table(conf.projects_table))
+        )
     return CachedProjectStore(SqliteProjectStore(conf.projects_path))
 
 

@@ -125,3 +125,32 @@ def test_origins_are_checked_only_when_listed() -> None:
     assert locked.allows_origin("https://shop.example")
     assert not locked.allows_origin("https://evil.example")
     assert not locked.allows_origin(None)
+
+
+@pytest.mark.parametrize("text", ["k" * 3000, "\ud800", "ü" * 1500, ""])
+def test_ids_and_keys_no_store_could_hold_are_simply_unknown(store: ProjectStore, text: str) -> None:
+    assert store.get(text) is None
+    assert store.by_key(text) is None
+
+
+def test_an_unreachable_dynamodb_is_a_503_within_seconds() -> None:
+    import time
+
+    import boto3
+    from botocore.config import Config
+
+    from chalicelib.errors import ServiceUnavailableError
+
+    quick = Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1})
+    dynamodb = boto3.resource(
+        "dynamodb",
+        endpoint_url="http://127.0.0.1:9",
+        region_name="us-east-1",
+        config=quick,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailableError):
+        DynamoProjectStore(dynamodb.Table("t")).get("p")
+    assert time.monotonic() - started < 5
