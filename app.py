@@ -14,7 +14,7 @@ import orjson
 from chalice import Chalice, CORSConfig, Rate, Response
 
 from chalicelib import metrics, runtime
-from chalicelib.errors import TrackflowError
+from chalicelib.errors import ServiceUnavailableError, TrackflowError
 from chalicelib.responses import JSON_HEADERS, cors_headers, error_parts, preflight_headers
 
 app = Chalice(app_name="trackflow")
@@ -46,6 +46,8 @@ def _collect() -> Response:
     if request.method == "OPTIONS":
         return Response(body="", status_code=204, headers=preflight_headers(origin))
     try:
+        if runtime.draining():
+            raise ServiceUnavailableError("the server is shutting down; send again in a few seconds")
         conf = runtime.settings()
         result = collect(
             request.raw_body,

@@ -36,13 +36,17 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _query(sql_url: str, sql: str) -> list[list[Any]]:
-    request = urllib.request.Request(sql_url, data=sql.encode(), method="POST")
+def _query(gate: tuple[str, str], sql: str) -> list[list[Any]]:
+    """Rows from the dev server's SQL gate (its URL and secret, from dev.json)."""
+    url, secret = gate
+    request = urllib.request.Request(
+        url, data=sql.encode(), method="POST", headers={"Authorization": f"Bearer {secret}"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())["rows"]
 
 
-def _start_dev(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def _start_dev(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, tuple[str, str]]:
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CLICKHOUSE_", "TRACKFLOW_"))}
     env["TRACKFLOW_DATA_DIR"] = str(data_dir)
@@ -71,7 +75,8 @@ def _start_dev(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
             proc.kill()
             raise RuntimeError("trackflow dev did not start")
         time.sleep(0.2)
-    sql_url = json.loads(state.read_text())["sql_url"]
+    dev_state = json.loads(state.read_text())
+    gate = (dev_state["sql_url"], dev_state["secret"])
     api = f"http://127.0.0.1:{api_port}/v1/collect"
     while True:  # the API listens a moment after the state file appears
         try:
@@ -87,7 +92,7 @@ def _start_dev(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
                 proc.kill()
                 raise
             time.sleep(0.2)
-    return proc, api, sql_url
+    return proc, api, gate
 
 
 def _post(url: str, body: bytes) -> int:
@@ -98,14 +103,14 @@ def _post(url: str, body: bytes) -> int:
 
 def run(*, events_per_s: int, seconds: float, events_per_request: int = 5, senders: int = 4) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="trackflow-bench-") as tmp:
-        proc, api, sql_url = _start_dev(Path(tmp))
+        proc, api, gate = _start_dev(Path(tmp))
         try:
             time.sleep(2)
             idle_rss = rss_mb(proc.pid) or 0.0
             return _load(
                 proc,
                 api,
-                sql_url,
+                gate,
                 events_per_s=events_per_s,
                 seconds=seconds,
                 events_per_request=events_per_request,
@@ -122,7 +127,7 @@ def run(*, events_per_s: int, seconds: float, events_per_request: int = 5, sende
 def _load(
     proc: subprocess.Popen[bytes],
     api: str,
-    sql_url: str,
+    gate: tuple[str, str],
     *,
     events_per_s: int,
     seconds: float,
@@ -164,7 +169,7 @@ def _load(
     deadline = start + seconds + 30
     while time.monotonic() < deadline:
         rows = _query(
-            sql_url,
+            gate,
             "SELECT toString(event_id) FROM events WHERE type = 'bench_probe' AND inserted_at >= now64(3) - INTERVAL 5 SECOND",
         )
         now = time.monotonic()

@@ -54,6 +54,16 @@ def _cached(name: str, build: Callable[[], Any]) -> Any:
         return _state[name]
 
 
+def set_draining(on: bool) -> None:
+    """While on, collect answers 503 (the local dev server is stopping and drains what Kafka holds)."""
+    with _lock:
+        _state["draining"] = on
+
+
+def draining() -> bool:
+    return bool(_state.get("draining"))
+
+
 def settings() -> Settings:
     conf: Settings = _cached("settings", load_settings)
     return conf

@@ -94,10 +94,14 @@ def dev(host: str, api_port: int, tracker_port: int, broker_port: int, batch_siz
     try:
         _wait_for_signal()
     finally:
-        click.echo("\nstopping...")
-        stack.stop()
+        click.echo("\nstopping: collect answers 503 now; ingesting what the broker holds (Ctrl-C again to quit)...")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        drained = stack.stop(progress=lambda line: click.echo(f"  {line}"))
         records = stack.runner.stats.records if stack.runner else 0
-        click.echo(f"stopped; {records} Kafka record(s) ingested this run")
+        click.echo(
+            f"stopped; {records} Kafka record(s) ingested this run"
+            + ("" if drained else " (the broker still held some: they are lost with the embedded broker)")
+        )
 
 
 @main.command()

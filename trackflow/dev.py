@@ -36,6 +36,7 @@ MIGRATIONS_DIR = ROOT / "infra" / "clickhouse" / "migrations"
 TRACKER_DIST = ROOT / "tracker" / "dist"
 DEMO_DIR = ROOT / "tracker" / "demo"
 DASHBOARD_PAGE = ROOT / "dashboard" / "dist" / "index.html"
+DRAIN_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -225,8 +226,21 @@ class DevStack:
             self._stack.callback(static.shutdown)
             self.tracker_served = True
 
-    def stop(self) -> None:
+    def stop(self, *, drain_s: float = DRAIN_TIMEOUT_S, progress: Callable[[str], None] | None = None) -> bool:
+        """Stop taking events, ingest what the broker acknowledged (at most ``drain_s``), then stop everything.
+
+        The embedded broker keeps nothing: without the drain, events answered
+        202 just before Ctrl-C would be lost with it. Returns False when the
+        drain timed out.
+        """
+        drained = True
+        if self.runner is not None and drain_s > 0:
+            runtime.set_draining(True)
+            drained = self.runner.drain(drain_s, progress=progress)
+            if not drained:
+                logger.warning("stopped before ingesting everything the broker held (%g s passed)", drain_s)
         self._stack.close()
+        return drained
 
     def __enter__(self) -> DevStack:
         return self.start()

@@ -85,6 +85,9 @@ JOIN_WAIT_S = 15.0
 # group has no committed offsets and starts at 0; what is stored again counts
 # once. (A runner beside more runners than partitions gets a new group too.)
 JOIN_STUCK_S = 30.0
+# Commits and offset lookups give up after this (kafka-python waits for ever by
+# default): a broker outage then rebuilds the consumer and the loop notices stop().
+KAFKA_CALL_TIMEOUT_MS = 10_000
 
 
 @dataclass
@@ -150,6 +153,7 @@ class TriggerRunner:
         self._joining_since: float | None = None
         self._stuck_joins = 0
         self._group_moves = 0
+        self._idle_poll_started = 0.0  # when the last poll that found nothing (and nothing uncommitted) began
         self.stats = RunnerStats()
 
     # -- consumer lifecycle -------------------------------------------------
@@ -219,7 +223,7 @@ class TriggerRunner:
         """
         restarted = set()
         for tp in self._assignments.take():
-            if consumer.committed(tp) is None:
+            if consumer.committed(tp, timeout_ms=KAFKA_CALL_TIMEOUT_MS) is None:
                 logger.info("%s-%d has no committed offset: starting at 0", tp.topic, tp.partition)
                 consumer.seek(tp, 0)
                 restarted.add((tp.topic, tp.partition))
@@ -251,7 +255,9 @@ class TriggerRunner:
             for tp, offset in first.items():
                 consumer.seek(tp, offset)
             return False
-        consumer.commit({tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()})
+        consumer.commit(
+            {tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()}, timeout_ms=KAFKA_CALL_TIMEOUT_MS
+        )
         self._committed.update({tp: offset + 1 for tp, offset in last.items()})
         self.stats.batches += 1
         self.stats.records += len(records)
@@ -267,7 +273,7 @@ class TriggerRunner:
             ours = self._committed.get(tp)
             if ours is None:
                 continue
-            theirs = consumer.committed(tp)
+            theirs = consumer.committed(tp, timeout_ms=KAFKA_CALL_TIMEOUT_MS)
             if theirs is not None and theirs >= ours:
                 continue
             logger.warning(
@@ -292,11 +298,13 @@ class TriggerRunner:
         if self._consumer is None:
             self._consumer = self._new_consumer()
             self._joining_since = time.monotonic()
+        poll_started = time.monotonic()
         records = self._poll_batch(self._consumer)
         self._check_joined(self._consumer)
         if not records:
             self._check_rewound(self._consumer)
-            self._report_lag(self._consumer)
+            if self._report_lag(self._consumer) == 0 and self._consumer.assignment():
+                self._idle_poll_started = poll_started
             return 0
         done = len(records) if self._process(self._consumer, records) else 0
         self._report_lag(self._consumer)
@@ -328,12 +336,32 @@ class TriggerRunner:
             )
         raise RuntimeError(f"no partition assigned within {JOIN_STUCK_S:g} s of joining; rejoining")
 
-    def _report_lag(self, consumer: Any) -> None:
-        """Per partition: the high watermark from the last fetch minus what we committed."""
+    def _report_lag(self, consumer: Any) -> int:
+        """Per partition: the high watermark from the last fetch minus what we committed; returns the sum."""
+        total = 0
         for tp in consumer.assignment():
             high, ours = consumer.highwater(tp), self._committed.get(tp)
             if high is not None and ours is not None:
-                set_lag(tp.topic, tp.partition, max(0, high - ours))
+                lag = max(0, high - ours)
+                set_lag(tp.topic, tp.partition, lag)
+                total += lag
+        return total
+
+    def drain(self, timeout_s: float, *, progress: Callable[[str], None] | None = None) -> bool:
+        """Wait (while :meth:`run` goes on in its thread) until a poll begun after this call found nothing
+        left to ingest; False when ``timeout_s`` passed first."""
+        asked = time.monotonic()
+        deadline = asked + timeout_s
+        last_report = asked
+        while self._idle_poll_started <= asked:
+            now = time.monotonic()
+            if now > deadline:
+                return False
+            if progress is not None and now - last_report >= 1.0:
+                progress(f"ingesting what Kafka holds: {self.stats.records} record(s) so far")
+                last_report = now
+            self._stop.wait(0.05)
+        return True
 
     def run(self) -> None:
         """Loop until :meth:`stop`; never dies of a Kafka or handler error."""

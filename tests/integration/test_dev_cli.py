@@ -189,3 +189,37 @@ def test_dev_refuses_a_busy_broker_port_with_advice(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "already in use" in result.stderr
     assert "KAFKA_BOOTSTRAP_SERVERS" in result.stderr
+
+
+def test_ctrl_c_right_after_202s_loses_nothing_the_broker_acknowledged(tmp_path: Path) -> None:
+    """The embedded broker keeps nothing: on Ctrl-C dev drains it before it stops."""
+    api_port, broker_port = free_port(), free_port()
+    env = _env(tmp_path) | {"TRACKFLOW_ROLLUP_INTERVAL": "3600"}
+    proc, lines = _start_dev(env, api_port=api_port, broker_port=broker_port)
+    accepted = 0
+    try:
+        _wait_line(lines, "Ctrl-C stops everything", timeout=90)
+        now = int(time.time() * 1000)
+        for n in range(30):
+            events = [
+                {"event_id": str(uuid.uuid4()), "type": "pageView", "ts": now, "context": {"anonymous_id": f"v{n}"}}
+                for _ in range(10)
+            ]
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{api_port}/v1/collect",
+                data=json.dumps({"api_key": "YOUR_API_KEY", "events": events}).encode(),
+                headers={"Content-Type": "text/plain"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                accepted += json.loads(response.read())["accepted"]
+    finally:
+        proc.send_signal(signal.SIGINT)  # at once: most of it is still in the broker
+        output = _wait_line(lines, "stopped;", timeout=60)
+        proc.wait(timeout=30)
+    assert accepted == 300
+    assert proc.returncode == 0
+    assert "still held" not in "".join(output)
+    # Nothing runs now: `trackflow sql` opens the engine itself.
+    result = _cli("sql", "SELECT count() AS n FROM events FINAL", "--format", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [{"n": 300}]
