@@ -12,12 +12,13 @@ NODE_STAMP := tracker/node_modules/.installed
 DASHBOARD_PAGE := dashboard/dist/index.html
 DASHBOARD_STAMP := dashboard/node_modules/.installed
 
-.PHONY: help setup tracker dashboard chromium dev test lint bench package clean
+.PHONY: help setup tracker dashboard chromium dev test lint bench faults package clean
 
 help:
 	@echo "make dev      set up, then run broker + collect API + trigger runner + chDB + tracker/demo (Ctrl-C stops)"
 	@echo "make test     set up, then lint and run the whole test suite"
 	@echo "make bench    set up, then run the benchmarks (table + bench/latest.json)"
+	@echo "make faults   set up, then break things under load (table in docs/reliability.md + bench/faults.json)"
 	@echo "make tracker  build tracker/dist/tracker.js (TRACKFLOW_ENDPOINT=... to bake in another API URL)"
 	@echo "make dashboard build dashboard/dist/index.html (one static page, uPlot bundled)"
 	@echo "make package  build the Lambda bundle and CloudFormation template into build/package"
@@ -70,6 +71,9 @@ test: setup chromium lint
 
 bench: setup
 	$(BIN)/python -m bench
+
+faults: setup
+	$(BIN)/python -m bench.faults
 
 package: $(STAMP)
 	rm -rf build/package

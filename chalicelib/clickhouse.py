@@ -202,6 +202,26 @@ class EventWriter:
         self._database = database
         self._events_table = f"{database}.events"
         self._dead_letters_table = f"{database}.dead_letters"
+        self._event_types: list[str] | None = None
+
+    def _types(self) -> list[str]:
+        """The events columns' types as sent: LowCardinality columns as plain String.
+
+        clickhouse-connect builds a LowCardinality dictionary in Python for
+        every such column of every insert; ClickHouse does the same in C++ when
+        it converts the block to the table's types.
+        """
+        if self._event_types is None:
+            described = dict(
+                self._client.query(
+                    "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = 'events'",
+                    parameters={"db": self._database},
+                ).result_rows
+            )
+            self._event_types = [
+                "String" if described[name] == "LowCardinality(String)" else described[name] for name in EVENT_COLUMNS
+            ]
+        return self._event_types
 
     def insert_events(self, rows: Sequence[Sequence[Any]]) -> int:
         """One insert of rows shaped like ``EVENT_COLUMNS``; return how many were written.
@@ -217,7 +237,13 @@ class EventWriter:
                 [[project, day] for project, day in changed_days(rows)],
                 column_names=("project_id", "day"),
             )
-            self._client.insert(self._events_table, rows, column_names=EVENT_COLUMNS, settings=INSERT_SETTINGS)
+            self._client.insert(
+                self._events_table,
+                rows,
+                column_names=EVENT_COLUMNS,
+                column_type_names=self._types(),
+                settings=INSERT_SETTINGS,
+            )
         except Exception as exc:
             reason = refused_data_reason(exc)
             if reason is not None:

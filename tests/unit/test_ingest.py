@@ -102,7 +102,7 @@ def test_rows_clickhouse_refuses_are_found_by_halving_dead_lettered_and_the_rest
     payload = build_event([_record(n, _envelope(e)) for n, e in enumerate(events)], bootstrap_servers="b")
     result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 0)
     assert (result["inserted"], result["dead_lettered"]) == (7, 1)
-    assert sorted(str(row[3]) for rows in writer.events for row in rows) == sorted(
+    assert sorted(str(uuid.UUID(int=row[3])) for rows in writer.events for row in rows) == sorted(
         e["event_id"] for n, e in enumerate(events) if n != 5
     )
     # 8 refused; 0-3 stored; 4-7 refused; 4-5 refused; 4 stored; 5 refused; 6-7 stored.

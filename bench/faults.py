@@ -1,0 +1,525 @@
+"""`make faults`: load through the real pipeline while things break; a table proves nothing accepted is lost.
+
+Every scenario gets its own embedded broker and data directory. Collect runs
+in this process (``chalice.test.Client``: the real handler, the real Kafka
+producer); the trigger runner runs in a child process (``python -m bench.faults
+runner``) that holds chDB and can be killed; a last child (``report``)
+compacts the rollups and counts what is stored and what the stats API says.
+
+Per scenario: ``sent`` events, ``acknowledged`` (answered 202, or acknowledged
+by Kafka for records produced directly), ``stored`` (distinct in ``events
+FINAL``), ``counted`` (overview page views plus custom events, from the stats
+API), ``dead_lettered``, ``duplicates_counted`` (counted minus stored page
+views and custom events), ``lost`` (acknowledged minus stored minus dead
+lettered) and ``recovery_s`` (from the last fault to everything stored).
+Targets: ``lost`` = 0 and ``duplicates_counted`` = 0; the soak's resident
+memory flat within 10%.
+
+    python -m bench.faults                 # every scenario, 10-minute soak
+    python -m bench.faults --quick         # shorter loads and a 1-minute soak
+    python -m bench.faults --only poison   # one scenario
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "faults.json"
+DOC = ROOT / "docs" / "reliability.md"
+EVENTS_TOPIC, DLQ_TOPIC = "trackflow.events", "trackflow.events.dlq"
+DRAIN_TIMEOUT_S = 180.0
+
+
+# -- the child processes ---------------------------------------------------------------------------------------------
+def _child_settings(data_dir: str, bootstrap: str) -> Any:
+    from chalicelib.settings import load_settings
+
+    return load_settings(
+        {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TRACKFLOW_DATA_DIR": data_dir, "TRACKFLOW_STAGE": "test"}
+    )
+
+
+def runner_main(data_dir: str, bootstrap: str, *, insert_faults: float, status_file: str) -> None:
+    """Consume and ingest until SIGTERM. SIGUSR1 detaches the events table for 30 s (ClickHouse unavailable)."""
+    import app
+    from chalicelib import runtime
+    from chalicelib.clickhouse import connect
+    from chalicelib.errors import StorageError
+    from chalicelib.migrations import migrate
+    from trackflow.dev import MIGRATIONS_DIR
+    from trackflow.runner import TriggerRunner
+
+    settings = _child_settings(data_dir, bootstrap)
+    migrate(connect(settings.clickhouse), MIGRATIONS_DIR, database=settings.clickhouse.database)
+    runtime.configure(settings=settings)
+    writer = runtime.writer()
+    rng = random.Random()
+
+    class TimesOut:
+        """Writes half of a batch, then fails like a Lambda killed by its timeout mid-insert."""
+
+        def insert_events(self, rows: Any) -> int:
+            if insert_faults and rng.random() < insert_faults:
+                writer.insert_events(rows[: len(rows) // 2])
+                raise StorageError("Task timed out (a fault injected by bench.faults)")
+            return int(writer.insert_events(rows))
+
+        def insert_dead_letters(self, rows: Any) -> None:
+            writer.insert_dead_letters(rows)
+
+    runtime.configure(writer=TimesOut())
+    admin = connect(settings.clickhouse, database=settings.clickhouse.database, private=True)
+
+    def outage(*_: Any) -> None:
+        def detach_for_a_while() -> None:
+            admin.command("DETACH TABLE events")
+            time.sleep(30)
+            admin.command("ATTACH TABLE events")
+
+        threading.Thread(target=detach_for_a_while, daemon=True).start()
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, outage)
+    runner = TriggerRunner(
+        app.ingest, bootstrap_servers=bootstrap, topic=EVENTS_TOPIC, batching_window_s=0.1, session_timeout_ms=6000
+    )
+    thread = runner.start_thread()
+    while not stop.wait(0.5):
+        Path(status_file).write_text(json.dumps({"records": runner.stats.records, "pid": os.getpid()}))
+    runner.stop()
+    thread.join(15)
+
+
+def report_main(data_dir: str, bootstrap: str) -> None:
+    """Compact, then print what is stored, dead-lettered and counted by the stats API, as JSON."""
+    from datetime import UTC, datetime, timedelta
+
+    from chalicelib import stats
+    from chalicelib.clickhouse import connect
+    from chalicelib.rollups import compact_all
+    from chalicelib.stats_params import parse_query
+
+    settings = _child_settings(data_dir, bootstrap)
+    client = connect(settings.clickhouse, database=settings.clickhouse.database)
+    compact_all(client, settle_s=0)
+    by_type = dict(client.query("SELECT type, count() FROM events FINAL GROUP BY type").result_rows)
+    dead = client.query("SELECT count() FROM dead_letters FINAL").result_rows[0][0]
+    today = datetime.now(UTC).date()
+    query = parse_query(
+        {"from": str(today - timedelta(days=2)), "to": str(today), "bots": "include"},
+        now=datetime.now(UTC),
+        default_project="development",
+    )
+    pageviews = stats.overview(client, query)["metrics"]["pageviews"]["value"]
+    custom = sum(row["count"] for row in stats.custom_events(client, query, name=None, prop=None)["rows"])
+    stored_counted = by_type.get("pageView", 0) + sum(
+        n for t, n in by_type.items() if t not in ("pageView", "click", "error")
+    )
+    print(
+        json.dumps(
+            {
+                "stored": sum(by_type.values()),
+                "counted": pageviews + custom,
+                "stored_counted": stored_counted,
+                "dead_lettered": dead,
+            }
+        )
+    )
+
+
+# -- the parent: load, faults, accounting ----------------------------------------------------------------------------
+@dataclass
+class Tally:
+    sent: int = 0
+    acknowledged: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, sent: int, acknowledged: int) -> None:
+        with self.lock:
+            self.sent += sent
+            self.acknowledged += acknowledged
+
+
+class Scene:
+    """One scenario's broker, data directory, collect client and runner child."""
+
+    def __init__(self, tmp: Path, *, insert_faults: float = 0.0) -> None:
+        from chalice.test import Client
+
+        import app
+        from chalicelib import runtime
+        from chalicelib.settings import load_settings
+        from trackflow.broker import EmbeddedBroker, free_port
+        from trackflow.topics import ensure_topics
+
+        self.tmp = tmp
+        self.broker = EmbeddedBroker(port=free_port(), log_path=tmp / "broker.log").start()
+        self.bootstrap = self.broker.bootstrap_servers
+        self.topics = {EVENTS_TOPIC: 4, DLQ_TOPIC: 1}
+        ensure_topics(self.bootstrap, self.topics)
+        runtime.reset()
+        runtime.configure(
+            settings=load_settings(
+                {
+                    "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                    "TRACKFLOW_DATA_DIR": str(tmp / "collect"),
+                    "TRACKFLOW_STAGE": "test",
+                    "TRACKFLOW_PRODUCE_TIMEOUT": "3",
+                }
+            )
+        )
+        self.client = Client(app.app)
+        self.insert_faults = insert_faults
+        self.runner: subprocess.Popen[bytes] | None = None
+        self.tally = Tally()
+        self.start_runner()
+
+    def _child(self, *args: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "bench.faults",
+            *args,
+            "--data-dir",
+            str(self.tmp / "engine"),
+            "--bootstrap",
+            self.bootstrap,
+        ]
+
+    def start_runner(self) -> None:
+        args = self._child(
+            "runner", "--insert-faults", str(self.insert_faults), "--status", str(self.tmp / "runner.json")
+        )
+        self.runner = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill_runner(self) -> None:
+        assert self.runner is not None
+        self.runner.send_signal(signal.SIGKILL)
+        self.runner.wait(10)
+
+    def send(self, events: int, *, per_request: int = 10) -> None:
+        """Requests of one visitor's events each; a 503 is retried with the same event ids, as the tracker does."""
+        now = int(time.time() * 1000)
+        visitor = f"v-{uuid.uuid4().hex[:8]}"
+        batch = [
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": "pageView" if n % 5 else "signup",
+                "ts": now - n,
+                "props": {"n": n},
+                "context": {"url": f"https://shop.example/p{n % 7}", "anonymous_id": visitor, "session_id": visitor},
+            }
+            for n in range(per_request)
+        ][:events]
+        body = orjson.dumps({"api_key": "YOUR_API_KEY", "sent_at": now, "events": batch})
+        self.tally.add(len(batch), 0)
+        for _ in range(60):
+            response = self.client.http.post(
+                "/v1/collect", headers={"Content-Type": "text/plain", "User-Agent": "bench-faults"}, body=body
+            )
+            if response.status_code == 202:
+                self.tally.add(0, response.json_body["accepted"])
+                return
+            time.sleep(0.5)
+
+    def load(self, events_per_s: float, seconds: float, *, per_request: int = 10) -> threading.Thread:
+        """Send in the background at a steady rate; join the thread to wait for the end."""
+
+        def run() -> None:
+            requests = int(events_per_s * seconds / per_request)
+            start = time.monotonic()
+            for i in range(requests):
+                pause = start + i * per_request / events_per_s - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                self.send(per_request, per_request=per_request)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    def finish(self, fault_ended: float) -> dict[str, Any]:
+        """Wait until the runner has committed every record on the broker, stop it, and count."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while not self._all_committed() and time.monotonic() < deadline:
+            time.sleep(1.0)
+        recovery = time.monotonic() - fault_ended
+        assert self.runner is not None
+        self.runner.send_signal(signal.SIGTERM)
+        self.runner.wait(60)
+        out = subprocess.run(self._child("report"), cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        counts = json.loads(out.strip().splitlines()[-1])
+        return {
+            "sent": self.tally.sent,
+            "acknowledged": self.tally.acknowledged,
+            "stored": counts["stored"],
+            "counted": counts["counted"],
+            "dead_lettered": counts["dead_lettered"],
+            "duplicates_counted": counts["counted"] - counts["stored_counted"],
+            "lost": self.tally.acknowledged - counts["stored"] - counts["dead_lettered"],
+            "recovery_s": round(recovery, 1),
+        }
+
+    def _all_committed(self) -> bool:
+        """Whether the ingest group committed, on every partition, the offset after its last record.
+
+        Records are counted by reading the topic (the embedded broker's own end
+        offsets are unreliable); commits are asked of the group coordinator.
+        """
+        from kafka import KafkaConsumer, TopicPartition
+
+        from trackflow.runner import DEFAULT_GROUP_ID
+
+        reader = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        group = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=DEFAULT_GROUP_ID, enable_auto_commit=False)
+        try:
+            parts = [TopicPartition(EVENTS_TOPIC, p) for p in range(self.topics[EVENTS_TOPIC])]
+            reader.assign(parts)
+            for tp in parts:
+                reader.seek(tp, 0)
+            ends: dict[Any, int] = {}
+            idle = 0
+            while idle < 2:
+                polled = reader.poll(timeout_ms=300, max_records=10_000)
+                idle = idle + 1 if not polled else 0
+                for tp, records in polled.items():
+                    ends[tp] = records[-1].offset + 1
+            return all((group.committed(tp, timeout_ms=5000) or 0) >= end for tp, end in ends.items())
+        except Exception:  # the broker restarting: not yet
+            return False
+        finally:
+            reader.close()
+            group.close()
+
+    def close(self) -> None:
+        from chalicelib import runtime
+
+        if self.runner is not None and self.runner.poll() is None:
+            self.runner.kill()
+        try:
+            runtime.sender().close()
+        finally:
+            runtime.reset()
+            self.broker.stop()
+
+
+@contextmanager
+def scene(**kwargs: Any) -> Iterator[Scene]:
+    with tempfile.TemporaryDirectory(prefix="trackflow-faults-") as tmp:
+        current = Scene(Path(tmp), **kwargs)
+        try:
+            yield current
+        finally:
+            current.close()
+
+
+def runner_sigkilled(quick: bool) -> dict[str, Any]:
+    kills = 5 if quick else 20
+    with scene() as s:
+        load = s.load(events_per_s=500, seconds=kills * 1.5 + 5)
+        rng = random.Random(7)
+        for _ in range(kills):
+            time.sleep(rng.uniform(0.5, 2.0))
+            s.kill_runner()
+            s.start_runner()
+        load.join()
+        return s.finish(time.monotonic()) | {"faults": kills}
+
+
+def clickhouse_unavailable(quick: bool) -> dict[str, Any]:
+    with scene() as s:
+        load = s.load(events_per_s=500, seconds=45)
+        time.sleep(8)
+        assert s.runner is not None
+        s.runner.send_signal(signal.SIGUSR1)  # the events table goes away for 30 s
+        ended = time.monotonic() + 30
+        load.join()
+        return s.finish(ended) | {"faults": 1}
+
+
+def handler_killed_mid_insert(quick: bool) -> dict[str, Any]:
+    with scene(insert_faults=0.2) as s:
+        load = s.load(events_per_s=500, seconds=10 if quick else 30)
+        load.join()
+        return s.finish(time.monotonic()) | {"faults": "20% of inserts"}
+
+
+def poison(quick: bool) -> dict[str, Any]:
+    from chalicelib import runtime
+
+    bad_values = [
+        b"not json",
+        orjson.dumps([1, 2]),
+        orjson.dumps({"v": 99, "events": []}),
+        orjson.dumps({"v": 1, "events": [{"event_id": "nope"}]}),
+    ]
+    with scene() as s:
+        load = s.load(events_per_s=500, seconds=10 if quick else 30)
+        poisoned = 0
+        for n in range(40 if quick else 200):
+            if n % 5 == 4:
+                runtime.sender().send(EVENTS_TOPIC, [(b"p", random.choice(bad_values), [])])
+            else:  # a good message carrying one event ClickHouse or ingest must refuse
+                event = _normalised_event() | random.choice(
+                    [{"is_bot": 300}, {"timestamp": 0}, {"event_id": "x"}, {"visitor_hash": -1}]
+                )
+                runtime.sender().send(EVENTS_TOPIC, [(b"p", orjson.dumps({"v": 1, "events": [event]}), [])])
+            poisoned += 1
+            time.sleep(0.05)
+        s.tally.add(poisoned, poisoned)
+        load.join()
+        return s.finish(time.monotonic()) | {"faults": poisoned}
+
+
+def _normalised_event() -> dict[str, Any]:
+    from chalicelib.clickhouse import CLIENT_DEFAULTS, EVENT_FIELDS
+
+    now = int(time.time() * 1000)
+    event: dict[str, Any] = {name: "" for name in EVENT_FIELDS} | dict(CLIENT_DEFAULTS)
+    return event | {
+        "project_id": "development",
+        "event_id": str(uuid.uuid4()),
+        "type": "pageView",
+        "timestamp": now,
+        "client_ts": now,
+        "received_at": now,
+        "props": "{}",
+    }
+
+
+def broker_restarted(quick: bool) -> dict[str, Any]:
+    with scene() as s:
+        load = s.load(events_per_s=300, seconds=20)
+        time.sleep(6)
+        s.broker.stop(kill=True)  # memory only: what it held is gone
+        time.sleep(3)
+        s.broker.start()
+        from trackflow.topics import ensure_topics
+
+        ensure_topics(s.bootstrap, s.topics)
+        ended = time.monotonic()
+        load.join()
+        return s.finish(ended) | {"faults": 1}
+
+
+def soak(quick: bool) -> dict[str, Any]:
+    from bench.common import rss_mb
+
+    seconds = 60 if quick else 600
+    with scene() as s:
+        load = s.load(events_per_s=2000, seconds=seconds, per_request=20)
+        time.sleep(min(30, seconds / 4))  # warmed up: engine caches, first merges
+        assert s.runner is not None
+        start_rss = rss_mb(s.runner.pid) or 0.0
+        samples = [start_rss]
+        while load.is_alive():
+            time.sleep(5)
+            samples.append(rss_mb(s.runner.pid) or 0.0)
+        end_rss = samples[-1]
+        result = s.finish(time.monotonic())
+        return result | {
+            "faults": f"{seconds} s at 2,000 events/s",
+            "rss_mb_start": round(start_rss),
+            "rss_mb_end": round(end_rss),
+            "rss_mb_max": round(max(samples)),
+        }
+
+
+SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "runner_sigkilled": runner_sigkilled,
+    "clickhouse_unavailable_30s": clickhouse_unavailable,
+    "handler_killed_mid_insert": handler_killed_mid_insert,
+    "poison_records": poison,
+    "broker_restarted_empty": broker_restarted,
+    "soak": soak,
+}
+
+
+def _table(results: dict[str, dict[str, Any]], command: str, machine: dict[str, Any]) -> str:
+    columns = ["sent", "acknowledged", "stored", "counted", "dead_lettered", "duplicates_counted", "lost", "recovery_s"]
+    lines = [
+        f"`{command}` on {machine['cpu']} ({machine['cores']} cores), {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| scenario | faults | " + " | ".join(columns) + " | memory |",
+        "|---|---|" + "---|" * len(columns) + "---|",
+    ]
+    for name, row in results.items():
+        memory = f"{row['rss_mb_start']} → {row['rss_mb_end']} MB" if "rss_mb_start" in row else ""
+        cells = [str(row.get(c, "")) for c in columns]
+        lines.append(f"| {name} | {row.get('faults', '')} | " + " | ".join(cells) + f" | {memory} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", nargs="?", default="run", choices=["run", "runner", "report"])
+    parser.add_argument("--quick", action="store_true", help="shorter loads, fewer faults, a 1-minute soak")
+    parser.add_argument("--only", choices=sorted(SCENARIOS), action="append", help="run only these scenarios")
+    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--insert-faults", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--status", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    if args.mode == "runner":
+        runner_main(args.data_dir, args.bootstrap, insert_faults=args.insert_faults, status_file=args.status)
+        return 0
+    if args.mode == "report":
+        report_main(args.data_dir, args.bootstrap)
+        return 0
+    from bench.common import machine
+
+    results: dict[str, dict[str, Any]] = {}
+    for name in args.only or list(SCENARIOS):
+        print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+        results[name] = SCENARIOS[name](args.quick)
+        print(f"    {results[name]}", flush=True)
+    command = "make faults" + (" (--quick)" if args.quick else "")
+    facts = machine()
+    report = {
+        "command": command,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": facts,
+        "results": results,
+    }
+    OUT.write_text(json.dumps(report, indent=2) + "\n")
+    table = _table(results, command, facts)
+    print("\n" + table)
+    _write_doc(table)
+    met = all(r["lost"] == 0 and r["duplicates_counted"] == 0 for r in results.values())
+    print(f"\nwritten to {OUT.relative_to(ROOT)} and {DOC.relative_to(ROOT)}; targets {'met' if met else 'NOT met'}")
+    return 0
+
+
+def _write_doc(table: str) -> None:
+    """Replace the results table between the markers in docs/reliability.md."""
+    start, end = "<!-- faults:start -->", "<!-- faults:end -->"
+    text = DOC.read_text() if DOC.exists() else f"# Reliability\n\n{start}\n{end}\n"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    DOC.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
