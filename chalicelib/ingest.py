@@ -105,10 +105,12 @@ def event_row(event: object, record: KafkaRecord) -> tuple[Any, ...]:
         raise PoisonError(_why_not(row))
     # The id as its 128-bit number (what clickhouse-connect turns text into anyway): hashed and compared in C.
     return (
-        row[:_EVENT_ID_INDEX]
-        + (int(event_id.replace("-", ""), 16),)
-        + row[_EVENT_ID_INDEX + 1 :]
-        + (record.topic, record.partition, record.offset)
+        *row[:_EVENT_ID_INDEX],
+        int(event_id.replace("-", ""), 16),
+        *row[_EVENT_ID_INDEX + 1 :],
+        record.topic,
+        record.partition,
+        record.offset,
     )
 
 
