@@ -105,7 +105,8 @@ def runner_main(data_dir: str, bootstrap: str, *, insert_faults: float, status_f
     )
     thread = runner.start_thread()
     while not stop.wait(0.5):
-        Path(status_file).write_text(json.dumps({"records": runner.stats.records, "pid": os.getpid()}))
+        stats = runner.stats
+        Path(status_file).write_text(json.dumps({"records": stats.records, "failed_batches": stats.failures}))
     runner.stop()
     thread.join(15)
 
@@ -264,6 +265,10 @@ class Scene:
         while not self._all_committed() and time.monotonic() < deadline:
             time.sleep(1.0)
         recovery = time.monotonic() - fault_ended
+        try:
+            failed = json.loads((self.tmp / "runner.json").read_text())["failed_batches"]
+        except (OSError, ValueError, KeyError):
+            failed = None
         assert self.runner is not None
         self.runner.send_signal(signal.SIGTERM)
         self.runner.wait(60)
@@ -278,6 +283,7 @@ class Scene:
             "duplicates_counted": counts["counted"] - counts["stored_counted"],
             "lost": self.tally.acknowledged - counts["stored"] - counts["dead_lettered"],
             "recovery_s": round(recovery, 1),
+            "failed_batches": failed,  # handler failures the (last) runner retried
         }
 
     def _all_committed(self) -> bool:
