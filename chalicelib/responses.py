@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+
 from chalicelib.errors import TrackflowError
 
 Headers = dict[str, str | list[str]]
@@ -21,9 +23,14 @@ def error_parts(exc: TrackflowError) -> tuple[dict[str, object], int, Headers]:
     return exc.to_dict(), exc.status, headers
 
 
+# What a browser sends as Origin: scheme://host[:port], or "null". Anything else is never echoed
+# (a header value with a line break or control character would make the answer itself invalid).
+_ORIGIN = re.compile(r"^(null|[a-z][a-z0-9+.-]*://[A-Za-z0-9.\-\[\]:]+)$", re.ASCII)
+
+
 def cors_headers(origin: str | None, *, allowed: bool = True) -> Headers:
     """CORS for collect: echo the page's origin when its project accepts it, never a wildcard."""
-    if not origin or not allowed:
+    if not origin or not allowed or len(origin) > 300 or not _ORIGIN.match(origin):
         return {"Vary": "Origin"}
     return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": "Retry-After", "Vary": "Origin"}
 

@@ -1,7 +1,8 @@
-"""Any query string, any Authorization header: every stats endpoint answers 200 or a JSON 4xx naming a field.
+"""Any bytes a client can send: every stats and collect request answers 2xx or a JSON 4xx naming the problem.
 
 Driven through ``chalice.test.Client``, which hands routes what API Gateway
-does: URL-decoded Unicode values. Against a real (empty) chDB database.
+does: URL-decoded Unicode values, headers as given. Against a real (empty)
+chDB database and the embedded broker.
 """
 
 from __future__ import annotations
@@ -84,3 +85,51 @@ def test_any_query_gets_200_or_a_json_4xx_naming_the_problem(
     if response.status_code != 200:
         error = response.json_body["error"]
         assert error["code"] and error["message"]
+
+
+header_text = st.text(max_size=60) | st.sampled_from(["ünïcødé/1.0", "Mozilla/5.0 (X11) Firefox/140.0", "\u202e", ""])
+ids = st.uuids().map(str) | st.text(max_size=40)
+collect_events = st.lists(
+    st.fixed_dictionaries(
+        {
+            "event_id": ids,
+            "type": st.text(max_size=70),
+            "ts": st.integers(min_value=-(2**70), max_value=2**70) | values,
+        },
+        optional={
+            "props": st.dictionaries(st.text(max_size=10), values | st.integers(), max_size=4),
+            "context": st.dictionaries(
+                st.sampled_from(["url", "referrer", "anonymous_id", "title"]), values, max_size=4
+            ),
+        },
+    ),
+    max_size=4,
+)
+bodies = st.fixed_dictionaries(
+    {"api_key": st.sampled_from(["YOUR_API_KEY", "", "nope", "\u00fc" * 200]), "events": collect_events},
+    optional={"sent_at": values | st.integers(), "context": st.dictionaries(st.text(max_size=8), values, max_size=3)},
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=bodies,
+    user_agent=header_text,
+    origin=st.none() | header_text,
+    content_type=st.sampled_from(["text/plain", "application/json", "text/plain; charset=utf-8", "image/png", ""]),
+)
+def test_any_collect_request_gets_202_or_a_json_4xx(
+    pipeline: Settings, body: dict[str, Any], user_agent: str, origin: str | None, content_type: str
+) -> None:
+    import json
+
+    headers = {"Content-Type": content_type, "User-Agent": user_agent}
+    if origin is not None:
+        headers["Origin"] = origin
+    with Client(app.app) as client:
+        response = client.http.post(
+            "/v1/collect", headers=headers, body=json.dumps(body).encode()
+        )  # escapes keep lone surrogates
+    assert response.status_code in (202, 400, 401, 403, 413, 415, 429), (body, headers, response.body)
+    if response.status_code != 202:
+        assert response.json_body["error"]["code"]
