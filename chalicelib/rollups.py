@@ -87,9 +87,15 @@ class CompactResult:
 
 def split_days(reader: Any, project_id: str, first: date, last: date) -> DaySplit:
     """Clean days (with their generation) and the other days, for ``first``..``last`` inclusive."""
+    # rollup_clean's definition, with the project and days pushed into both sides.
+    where = "project_id = {project:String} AND day >= {first:Date} AND day <= {last:Date}"
     result = reader.query(
-        "SELECT day, gen FROM rollup_clean WHERE project_id = {project:String} "
-        "AND day >= {first:Date} AND day <= {last:Date}",
+        "SELECT g.day, g.newest_gen FROM "
+        "(SELECT day, max(gen) AS newest_gen, argMax(covered_to, gen) AS newest_covered_to "
+        f"FROM rollup_generations WHERE {where} GROUP BY day) AS g "
+        "LEFT JOIN (SELECT day, max(changed_at) AS last_change "
+        f"FROM rollup_changes WHERE {where} GROUP BY day) AS c ON g.day = c.day "
+        "WHERE g.newest_covered_to >= c.last_change",
         parameters={"project": project_id, "first": first, "last": last},
     )
     clean = {row[0]: int(row[1]) for row in result.result_rows}

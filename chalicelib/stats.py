@@ -107,9 +107,12 @@ def _split(reader: Any, query: StatsQuery, rollups: bool) -> DaySplit | None:
 def overview(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[str, Any]:
     """Visitors, sessions, page views, bounce rate and session length, with the period before."""
     figures = []
-    for period in (query, query.previous()):
+    before = query.previous()
+    # One lookup for both periods: extra days in a split only ever widen a set the period narrows.
+    split = _split(reader, replace(query, start=before.start), rollups and stats_sql.uses_rollups(before))
+    for period in (query, before):
         sql = Sql().bind(period)
-        statement = stats_sql.overview(sql, period, split=_split(reader, period, rollups))
+        statement = stats_sql.overview(sql, period, split=split)
         figures.append(_summary(_run(reader, statement, sql)[0]))
     current, previous = figures
     return {

@@ -114,6 +114,13 @@ def _bind_split(sql: Sql, split: DaySplit) -> None:
     sql.params.update(clean=split.clean, dirty=split.dirty)
 
 
+def _union(split: DaySplit, rollup: str, raw: str) -> str:
+    """The rollup part for the clean days and the raw part for the others; a side with no day is left
+    out (ClickHouse would still plan, and for FINAL read, a side filtered by an empty set)."""
+    parts = [part for part, days in ((rollup, split.clean), (raw, split.dirty)) if days]
+    return " UNION ALL ".join(parts or [raw])
+
+
 def _raw_sessions(sql: Sql, query: StatsQuery, *, days: str = "") -> str:
     return (
         f"SELECT {RAW_SESSION_COLUMNS} FROM events AS e FINAL "
@@ -132,11 +139,12 @@ def sessions_source(sql: Sql, query: StatsQuery, *, split: DaySplit | None) -> s
         inner = _raw_sessions(sql, query)
     else:
         _bind_split(sql, split)
-        inner = (
+        inner = _union(
+            split,
             f"SELECT {_ROLLUP_SESSION_COLUMNS} FROM rollup_session_days "
             f"WHERE project_id = {{project:String}} AND day >= toDate({START}) AND day <= toDate({END}) "
-            f"AND (day, gen) IN {_CLEAN} "
-            f"UNION ALL {_raw_sessions(sql, query, days=f' AND toDate(e.timestamp) IN {_DIRTY}')}"
+            f"AND (day, gen) IN {_CLEAN}",
+            _raw_sessions(sql, query, days=f" AND toDate(e.timestamp) IN {_DIRTY}"),
         )
     return f"SELECT * FROM ({inner}) WHERE started_at >= {START} AND started_at < {END}{_bots(query)}"
 
@@ -154,14 +162,15 @@ def timeseries(sql: Sql, query: StatsQuery, *, split: DaySplit | None) -> str:
     bucket = "toStartOfHour({t})" if query.interval == "hour" else "toStartOfDay({t}, {{tz:String}})"
     if split is not None:
         _bind_split(sql, split)
-        hours = (
+        hours = _union(
+            split,
             "SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours "
             f"WHERE project_id = {{project:String}} AND hour >= {START} AND hour < {END}{_bots(query)} "
-            f"AND (toDate(hour), gen) IN {_CLEAN} "
-            "UNION ALL SELECT toDateTime(toStartOfHour(timestamp), 'UTC') AS hour, "
+            f"AND (toDate(hour), gen) IN {_CLEAN}",
+            "SELECT toDateTime(toStartOfHour(timestamp), 'UTC') AS hour, "
             "countIf(type = 'pageView') AS pageviews, count() AS events, uniqState(visitor_id) AS visitors "
             f"FROM events FINAL WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END} "
-            f"AND toDate(timestamp) IN {_DIRTY}{_bots(query)} GROUP BY hour"
+            f"AND toDate(timestamp) IN {_DIRTY}{_bots(query)} GROUP BY hour",
         )
         return (
             f"SELECT toUnixTimestamp({bucket.format(t='r.hour')}) AS bucket, sum(r.pageviews) AS pageviews, "
@@ -214,20 +223,18 @@ def _page_rows(sql: Sql, query: StatsQuery, split: DaySplit) -> str:
         f"AND type = 'pageView' AND toDate(timestamp) IN {_DIRTY}{_bots(query)} GROUP BY url_path"
     )
     if first_day >= end_day:
-        return (
-            f"SELECT url_path, pageviews, visitors FROM rollup_page_hours WHERE {hourly}hour >= {START} "
-            f"AND hour < {END} UNION ALL {raw}"
-        )
+        rollup = f"SELECT url_path, pageviews, visitors FROM rollup_page_hours WHERE {hourly}hour >= {START} AND hour < {END}"
+        return _union(split, rollup, raw)
     sql.params.update(first_day=first_day.isoformat(), end_day=end_day.isoformat())
-    return (
+    rollup = (
         "SELECT url_path, pageviews, visitors FROM rollup_page_days "
         f"WHERE project_id = {{project:String}}{_bots(query)} AND day >= {{first_day:Date}} AND day < {{end_day:Date}} "
         f"AND (day, gen) IN {_CLEAN} "
         "UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_hours "
         f"WHERE {hourly}((hour >= {START} AND hour < toDateTime({{first_day:Date}}, 'UTC')) "
-        f"OR (hour >= toDateTime({{end_day:Date}}, 'UTC') AND hour < {END})) "
-        f"UNION ALL {raw}"
+        f"OR (hour >= toDateTime({{end_day:Date}}, 'UTC') AND hour < {END}))"
     )
+    return _union(split, rollup, raw)
 
 
 def _raw_where(sql: Sql, query: StatsQuery) -> str:
