@@ -12,10 +12,11 @@ NODE_STAMP := tracker/node_modules/.installed
 DASHBOARD_PAGE := dashboard/dist/index.html
 DASHBOARD_STAMP := dashboard/node_modules/.installed
 
-.PHONY: help setup tracker dashboard chromium dev test lint bench faults package clean
+.PHONY: help setup tracker dashboard chromium dev kafka test lint bench faults package clean
 
 help:
 	@echo "make dev      set up, then run broker + collect API + trigger runner + chDB + tracker/demo (Ctrl-C stops)"
+	@echo "make kafka    run Apache Kafka (KRaft, from Maven Central; needs java + mvn) on 127.0.0.1:9092, durable in .trackflow/kafka"
 	@echo "make test     set up, then lint and run the whole test suite"
 	@echo "make bench    set up, then run the benchmarks (table + bench/latest.json)"
 	@echo "make faults   set up, then break things under load (table in docs/reliability.md + bench/faults.json)"
@@ -60,6 +61,9 @@ chromium:
 
 dev: setup
 	$(BIN)/trackflow dev
+
+kafka: $(STAMP)
+	$(BIN)/trackflow kafka
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

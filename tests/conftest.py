@@ -6,6 +6,7 @@ data directory; each test gets its own database and its own topics instead.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,15 +21,46 @@ from chalicelib.migrations import migrate
 from chalicelib.settings import Settings, load_settings
 from trackflow.broker import EmbeddedBroker, free_port
 from trackflow.dev import MIGRATIONS_DIR
+from trackflow.kafka import ApacheKafka, missing_tools
 from trackflow.topics import ensure_topics
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     log = tmp_path_factory.mktemp("broker") / "broker.log"
     running = EmbeddedBroker(port=free_port(), log_path=log).start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(embedded_broker: EmbeddedBroker) -> EmbeddedBroker:
+    """The broker tests use unless their module asks for both (see ``both_brokers``)."""
+    return embedded_broker
+
+
+@pytest.fixture(scope="session")
+def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+    """One Apache Kafka for the session (tests keep apart by topic names), when java and mvn are here.
+
+    Skipped with what to install where they are not; `.ci/run` sets
+    TRACKFLOW_REQUIRE_APACHE_KAFKA=1, which turns that skip into a failure.
+    """
+    missing = missing_tools()
+    if missing:
+        message = "the Apache Kafka cases need " + " and ".join(missing)
+        if os.environ.get("TRACKFLOW_REQUIRE_APACHE_KAFKA"):
+            pytest.fail(message)
+        pytest.skip(message)
+    home = tmp_path_factory.mktemp("apache-kafka")
+    running = ApacheKafka(home, port=free_port(), controller_port=free_port()).start()
+    yield running
+    running.stop()
+
+
+def both_brokers(request: pytest.FixtureRequest) -> Any:
+    """Body of a module's ``broker`` fixture parametrised over ``["embedded", "apache"]``."""
+    return request.getfixturevalue("embedded_broker" if request.param == "embedded" else "apache_kafka")
 
 
 @pytest.fixture
@@ -44,7 +76,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("trackflow-data")
 
 
-def make_env(broker: EmbeddedBroker, data_dir: Path, **extra: str) -> dict[str, str]:
+def make_env(broker: EmbeddedBroker | ApacheKafka, data_dir: Path, **extra: str) -> dict[str, str]:
     suffix = uuid.uuid4().hex[:10]
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
@@ -60,7 +92,7 @@ def make_env(broker: EmbeddedBroker, data_dir: Path, **extra: str) -> dict[str, 
 
 
 @pytest.fixture
-def settings(broker: EmbeddedBroker, data_dir: Path) -> Settings:
+def settings(broker: EmbeddedBroker | ApacheKafka, data_dir: Path) -> Settings:
     """Settings for one test: its own topics and database on the shared engines."""
     conf = load_settings(make_env(broker, data_dir))
     ensure_topics(conf.bootstrap_servers, {conf.events_topic: 2, conf.dlq_topic: 1})

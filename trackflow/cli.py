@@ -62,6 +62,15 @@ def main(verbose: bool) -> None:
     help="Embedded broker port (when KAFKA_BOOTSTRAP_SERVERS is unset).",
 )
 @click.option(
+    "--kafka",
+    "kafka_kind",
+    type=click.Choice(["embedded", "apache"]),
+    default="embedded",
+    show_default=True,
+    help="Broker to start when KAFKA_BOOTSTRAP_SERVERS is unset: the in-memory embedded one, "
+    "or Apache Kafka (durable; needs java and mvn; as `trackflow kafka`).",
+)
+@click.option(
     "--batch-size",
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
@@ -73,7 +82,15 @@ def main(verbose: bool) -> None:
     show_default=True,
     help="Seconds to wait filling a batch (MaximumBatchingWindowInSeconds).",
 )
-def dev(host: str, api_port: int, tracker_port: int, broker_port: int, batch_size: int, batching_window: float) -> None:
+def dev(
+    host: str,
+    api_port: int,
+    tracker_port: int,
+    broker_port: int,
+    kafka_kind: str,
+    batch_size: int,
+    batching_window: float,
+) -> None:
     """Run the whole pipeline in one process: broker, collect API, trigger runner, chDB."""
     from trackflow.dev import DevOptions, DevStack, banner
 
@@ -83,6 +100,7 @@ def dev(host: str, api_port: int, tracker_port: int, broker_port: int, batch_siz
         api_port=api_port,
         tracker_port=tracker_port,
         broker_port=broker_port,
+        kafka=kafka_kind,
         batch_size=batch_size,
         batching_window_s=batching_window,
     )
@@ -233,6 +251,43 @@ def broker(host: str, port: int) -> None:
     try:
         _wait_for_signal()
     finally:
+        running.stop()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=9092, show_default=True, help="The broker's listener.")
+@click.option("--controller-port", default=9093, show_default=True, help="The KRaft controller's listener.")
+@click.option("--heap", default="512m", show_default=True, help="The JVM's maximum heap (-Xmx).")
+def kafka(host: str, port: int, controller_port: int, heap: str) -> None:
+    """Run Apache Kafka (KRaft, one node) from Maven Central, durable in <data dir>/kafka, until Ctrl-C.
+
+    The first start resolves the broker's jars with Maven (about 45 MB, needs
+    java and mvn) and formats the storage; later starts reuse both, with the
+    topics, messages and committed offsets of the last run. Then, in another
+    terminal:
+
+        KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 make dev
+    """
+    from trackflow.broker import BrokerError
+    from trackflow.kafka import ApacheKafka
+
+    settings = _settings()
+    home = settings.data_dir / "kafka"
+    click.echo(f"starting Apache Kafka in {home} (the first start downloads its jars with Maven)...")
+    try:
+        running = ApacheKafka(home, host=host, port=port, controller_port=controller_port, heap=heap).start()
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"Apache Kafka listening on {running.bootstrap_servers} (pid {running.pid}, log {running.log_path}); "
+        "Ctrl-C stops it.\n"
+        f"Use it: KAFKA_BOOTSTRAP_SERVERS={running.bootstrap_servers} make dev"
+    )
+    try:
+        _wait_for_signal()
+    finally:
+        click.echo("stopping Apache Kafka (it flushes its log first)...")
         running.stop()
 
 

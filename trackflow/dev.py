@@ -25,6 +25,7 @@ from chalicelib.migrations import migrate
 from chalicelib.settings import Settings
 from trackflow.broker import EmbeddedBroker
 from trackflow.compactor import Compactor
+from trackflow.kafka import ApacheKafka
 from trackflow.runner import DEFAULT_BATCH_SIZE, TriggerRunner
 from trackflow.sqlgate import SqlGate
 from trackflow.topics import DEFAULT_PARTITIONS, ensure_topics
@@ -45,6 +46,7 @@ class DevOptions:
     api_port: int = 8000
     tracker_port: int = 8080
     broker_port: int = 9092
+    kafka: str = "embedded"  # or "apache": which broker to start when none is configured
     serve_tracker: bool = True
     batch_size: int = DEFAULT_BATCH_SIZE
     batching_window_s: float = 0.25
@@ -136,7 +138,7 @@ class DevStack:
         self.options = options
         self._on_ready = on_ready
         self._stack = ExitStack()
-        self.broker: EmbeddedBroker | None = None
+        self.broker: EmbeddedBroker | ApacheKafka | None = None
         self.runner: TriggerRunner | None = None
         self.compactor: Compactor | None = None
         self.bootstrap_servers = settings.bootstrap_servers
@@ -168,9 +170,12 @@ class DevStack:
     def _start(self) -> None:
         opts, conf = self.options, self.settings
         if conf.embedded_kafka:
-            log_path = conf.data_dir / "broker.log"
             conf.data_dir.mkdir(parents=True, exist_ok=True)
-            self.broker = EmbeddedBroker(host=opts.host, port=opts.broker_port, log_path=log_path).start()
+            if opts.kafka == "apache":
+                self.broker = ApacheKafka(conf.data_dir / "kafka", host=opts.host, port=opts.broker_port).start()
+            else:
+                log_path = conf.data_dir / "broker.log"
+                self.broker = EmbeddedBroker(host=opts.host, port=opts.broker_port, log_path=log_path).start()
             self._stack.callback(self.broker.stop)
             self.bootstrap_servers = self.broker.bootstrap_servers
             conf = self.settings = _with_bootstrap(conf, self.bootstrap_servers)
@@ -264,7 +269,12 @@ def banner(stack: DevStack) -> str:
         if conf.clickhouse.host
         else f"chDB in {conf.clickhouse.data_path}"
     )
-    broker = f"embedded Tansu on {stack.bootstrap_servers}" if stack.broker else stack.bootstrap_servers
+    if isinstance(stack.broker, ApacheKafka):
+        broker = f"Apache Kafka on {stack.bootstrap_servers} (data in {stack.broker.home})"
+    elif stack.broker is not None:
+        broker = f"embedded Tansu on {stack.bootstrap_servers}"
+    else:
+        broker = stack.bootstrap_servers
     tracker = (
         f"http://localhost:{stack.tracker_port}/tracker.js   demo site: http://localhost:{stack.tracker_port}/demo/"
         if stack.tracker_served

@@ -14,10 +14,16 @@ from kafka import KafkaConsumer, KafkaProducer
 import app
 from chalicelib.kafka_event import build_event, encode_record
 from chalicelib.settings import Settings
-from tests.conftest import new_event, wait_for
+from tests.conftest import both_brokers, new_event, wait_for
 from trackflow.runner import TriggerRunner
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["embedded", "apache"])
+def broker(request: pytest.FixtureRequest) -> Any:
+    """Every test here runs against the embedded broker and against Apache Kafka."""
+    return both_brokers(request)
 
 
 def _post(client: Client, body: Any, content_type: str = "text/plain") -> Any:

@@ -32,13 +32,20 @@ from chalicelib import runtime
 from chalicelib.errors import StorageError
 from chalicelib.rollups import compact_all
 from chalicelib.settings import Settings, load_settings
-from tests.conftest import make_env, wait_for
+from tests.conftest import both_brokers, make_env, wait_for
 from tests.integration.reports import check, gather, visits
 from trackflow.broker import EmbeddedBroker
 from trackflow.runner import TriggerRunner, mapping_payload
 from trackflow.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["embedded", "apache"])
+def broker(request: pytest.FixtureRequest) -> Any:
+    """Every test here runs against the embedded broker and against Apache Kafka."""
+    return both_brokers(request)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 
