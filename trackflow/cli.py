@@ -177,6 +177,55 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
 
 
 @main.group()
+def topics() -> None:
+    """Kafka topics TrackFlow uses: create them on any cluster the settings point at."""
+
+
+@topics.command("create")
+@click.option("--partitions", default=4, show_default=True, type=click.IntRange(min=1), help="Of the events topic.")
+@click.option("--replication-factor", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--retention-hours", default=168, show_default=True, type=click.IntRange(min=1), help="How long Kafka keeps events."
+)
+def topics_create(partitions: int, replication_factor: int, retention_hours: int) -> None:
+    """Create the events topic and its dead-letter topic (1 partition) where they are missing.
+
+    Existing topics are left as they are. The events topic's partitions bound how
+    many ingest invocations run at once (one per partition).
+    """
+    from trackflow.topics import ensure_topics, partition_counts
+
+    settings = _settings()
+    wanted = {settings.events_topic: partitions, settings.dlq_topic: 1}
+    try:
+        created = ensure_topics(
+            settings.bootstrap_servers,
+            wanted,
+            replication_factor=replication_factor,
+            retention_ms=retention_hours * 3_600_000,
+        )
+        counts = partition_counts(settings.bootstrap_servers, list(wanted))
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name in wanted:
+        state = "created" if name in created else "exists"
+        click.echo(f"{name}: {state}, {counts.get(name, '?')} partition(s)")
+
+
+@main.command()
+def doctor() -> None:
+    """Check what a deployment needs before its first event: broker, topics, ClickHouse, migrations."""
+    from trackflow.doctor import checks
+
+    failed = 0
+    for name, ok, detail in checks(_settings()):
+        failed += not ok
+        click.echo(f"{'ok  ' if ok else 'FAIL'}  {name:12} {detail}")
+    if failed:
+        raise click.ClickException(f"{failed} check(s) failed")
+
+
+@main.group()
 def rollups() -> None:
     """Rollups for fast reports: see and compact what waits (reports are exact either way)."""
 

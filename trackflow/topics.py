@@ -1,4 +1,4 @@
-"""Create the events and dead-letter topics when they are missing."""
+"""The events and dead-letter topics: create them when missing, and say what a cluster holds."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_PARTITIONS = 4
 
 
-def ensure_topics(bootstrap_servers: str, topics: dict[str, int], *, timeout_s: float = 15.0) -> list[str]:
+def ensure_topics(
+    bootstrap_servers: str,
+    topics: dict[str, int],
+    *,
+    timeout_s: float = 15.0,
+    replication_factor: int = 1,
+    retention_ms: int | None = None,
+) -> list[str]:
     """Create each ``{name: partitions}`` topic that does not exist; return those created."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -27,7 +34,12 @@ def ensure_topics(bootstrap_servers: str, topics: dict[str, int], *, timeout_s: 
             time.sleep(0.5)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(name, parts, 1) for name, parts in topics.items() if name not in existing]
+        configs = {} if retention_ms is None else {"retention.ms": str(retention_ms)}
+        missing = [
+            NewTopic(name, parts, replication_factor, topic_configs=configs)
+            for name, parts in topics.items()
+            if name not in existing
+        ]
         created: list[str] = []
         for topic in missing:
             while True:  # a busy broker may time out once; retry until the deadline
@@ -44,6 +56,30 @@ def ensure_topics(bootstrap_servers: str, topics: dict[str, int], *, timeout_s: 
                     time.sleep(0.5)
         if created:
             logger.info("created topics %s", ", ".join(created))
+            # A cluster announces a new topic a moment after creating it: wait until it lists it.
+            while not set(created) <= set(admin.list_topics()) and time.monotonic() < deadline:
+                time.sleep(0.2)
         return created
+    finally:
+        admin.close()
+
+
+def partition_counts(bootstrap_servers: str, names: list[str], *, timeout_s: float = 10.0) -> dict[str, int]:
+    """How many partitions each named topic has; a missing topic is left out. Raises when Kafka can't be reached."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers.split(","), request_timeout_ms=int(timeout_s * 1000)
+        )
+    except KafkaError as exc:
+        raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        found = [name for name in names if name in existing]
+        if not found:
+            return {}
+        return {topic["name"]: len(topic["partitions"]) for topic in admin.describe_topics(found)}
     finally:
         admin.close()

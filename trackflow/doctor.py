@@ -1,0 +1,60 @@
+"""``trackflow doctor``: is everything in place for the first event? Each check says how to fix itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from chalicelib.settings import Settings
+
+Check = tuple[str, bool, str]
+
+
+def checks(settings: Settings) -> Iterator[Check]:
+    """(name, ok, detail) for the broker, the topics, ClickHouse and its migrations, in that order."""
+    from trackflow.topics import partition_counts
+
+    bootstrap = settings.bootstrap_servers
+    try:
+        counts = partition_counts(bootstrap, [settings.events_topic, settings.dlq_topic])
+    except RuntimeError as exc:
+        yield "broker", False, f"{exc}; start one (`trackflow kafka`) or set KAFKA_BOOTSTRAP_SERVERS"
+    else:
+        yield "broker", True, f"{bootstrap} answers"
+        for topic in (settings.events_topic, settings.dlq_topic):
+            if topic in counts:
+                yield "topic", True, f"{topic}: {counts[topic]} partition(s)"
+            else:
+                yield "topic", False, f"{topic} is missing: run `trackflow topics create`"
+    yield from _clickhouse(settings)
+
+
+def _clickhouse(settings: Settings) -> Iterator[Check]:
+    from chalicelib.clickhouse import connect
+    from chalicelib.migrations import load_migrations
+    from trackflow.dev import MIGRATIONS_DIR
+
+    where = settings.clickhouse.url or (
+        f"{settings.clickhouse.host}:{settings.clickhouse.port}"
+        if settings.clickhouse.host
+        else f"chDB in {settings.clickhouse.data_path}"
+    )
+    try:
+        client = connect(settings.clickhouse)
+        version = client.query("SELECT version()").result_rows[0][0]
+    except Exception as exc:  # any failure means "not reachable"; the message says why
+        yield "clickhouse", False, f"{where}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+        return
+    yield "clickhouse", True, f"{where}, version {version}"
+    database = settings.clickhouse.database
+    wanted = {m.version: m.name for m in load_migrations(MIGRATIONS_DIR, database=database)}
+    try:
+        applied = {
+            row[0] for row in client.query(f"SELECT version FROM {database}.schema_migrations FINAL").result_rows
+        }
+    except Exception:
+        applied = set()
+    missing = [name for version, name in sorted(wanted.items()) if version not in applied]
+    if missing:
+        yield "migrations", False, f"{len(missing)} not applied ({', '.join(missing)}): run `trackflow migrate`"
+    else:
+        yield "migrations", True, f"all {len(wanted)} applied to database {database}"
