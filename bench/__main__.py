@@ -33,6 +33,16 @@ TARGETS: dict[str, tuple[float, str]] = {
 }
 
 
+# Measured on both brokers and printed side by side.
+BROKER_KEYS = (
+    "collect_events_per_s_per_core",
+    "collect_request_p50_ms",
+    "collect_request_p99_ms",
+    "ingest_events_per_s_per_core",
+    "ingest_wall_events_per_s",
+)
+
+
 def cold_import_ms(runs: int = 7) -> float:
     """Median time to `import app` in a fresh interpreter."""
     code = "import time; t = time.perf_counter(); import app; print((time.perf_counter() - t) * 1000)"
@@ -63,34 +73,45 @@ def main(argv: list[str] | None = None) -> int:
     from trackflow import runner
     from trackflow.broker import EmbeddedBroker, free_port
     from trackflow.dev import MIGRATIONS_DIR
+    from trackflow.kafka import ApacheKafka, missing_tools
     from trackflow.topics import ensure_topics
 
     scale = 0.2 if args.quick else 1.0
     results: dict[str, Any] = {}
     _step("cold import")
     results["cold_import_ms"] = cold_import_ms()
-    with (
-        tempfile.TemporaryDirectory(prefix="trackflow-bench-") as tmp,
-        EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log") as broker,
-    ):
-        base = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "TRACKFLOW_DATA_DIR": tmp}
+    with tempfile.TemporaryDirectory(prefix="trackflow-bench-") as tmp:
         _step("collect steps, one by one")
         results |= enrichment.run(Path(tmp), requests=int(2000 * scale))
-        _step("collect (Lambda handler path vs bare producers)")
-        conf = load_settings(
-            base | {"TRACKFLOW_EVENTS_TOPIC": "bench.collect", "TRACKFLOW_DLQ_TOPIC": "bench.collect.dlq"}
-        )
-        ensure_topics(conf.bootstrap_servers, {conf.events_topic: 4})
-        results |= collect.run(conf, requests=int(4000 * scale), events_per_request=5)
-        _step("ingest (trigger runner + ingest into chDB vs the engine's INSERT ... SELECT floor)")
-        conf = load_settings(
-            base | {"TRACKFLOW_EVENTS_TOPIC": "bench.ingest", "TRACKFLOW_DLQ_TOPIC": "bench.ingest.dlq"}
-        )
-        ensure_topics(conf.bootstrap_servers, {conf.events_topic: 4, conf.dlq_topic: 1})
-        migrate(connect(conf.clickhouse), MIGRATIONS_DIR, database=conf.clickhouse.database)
-        results |= ingest.run(
-            conf, requests=int(20000 * scale), events_per_request=5, batch_size=runner.DEFAULT_BATCH_SIZE
-        )
+        brokers: list[tuple[str, Any]] = [("", EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log"))]
+        if not missing_tools():  # Apache Kafka, measured the same way in the same run
+            brokers.append(("apache_", ApacheKafka(Path(tmp) / "kafka", port=free_port(), controller_port=free_port())))
+        for prefix, broker in brokers:
+            name = "Apache Kafka" if prefix else "the embedded broker"
+            with broker:
+                base = {
+                    "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+                    "TRACKFLOW_DATA_DIR": tmp,
+                    "CLICKHOUSE_DATABASE": f"{prefix}trackflow",
+                }
+                _step(f"collect on {name} (Lambda handler path vs bare producers)")
+                conf = load_settings(
+                    base | {"TRACKFLOW_EVENTS_TOPIC": "bench.collect", "TRACKFLOW_DLQ_TOPIC": "bench.collect.dlq"}
+                )
+                ensure_topics(conf.bootstrap_servers, {conf.events_topic: 4})
+                measured = collect.run(conf, requests=int(4000 * scale), events_per_request=5)
+                _step(f"ingest from {name} (trigger runner + ingest into chDB vs the engine's INSERT ... SELECT floor)")
+                conf = load_settings(
+                    base | {"TRACKFLOW_EVENTS_TOPIC": "bench.ingest", "TRACKFLOW_DLQ_TOPIC": "bench.ingest.dlq"}
+                )
+                ensure_topics(conf.bootstrap_servers, {conf.events_topic: 4, conf.dlq_topic: 1})
+                migrate(connect(conf.clickhouse), MIGRATIONS_DIR, database=conf.clickhouse.database)
+                measured |= ingest.run(
+                    conf, requests=int(20000 * scale), events_per_request=5, batch_size=runner.DEFAULT_BATCH_SIZE
+                )
+                if prefix:
+                    measured = {f"{prefix}{k}": v for k, v in measured.items() if k in BROKER_KEYS}
+                results |= measured
     events = 1_000_000 if args.quick else 10_000_000
     _step(f"dashboard reads over {events:,} events (generated once into .trackflow/, then reused)")
     results |= overview.run(events)
@@ -128,6 +149,11 @@ def _print(report: dict[str, Any]) -> None:
         goal = "" if target is None else (">= " if target["kind"] == "min" else "<= ") + f"{target['target']:,g}"
         met = "" if target is None else ("yes" if target["met"] else "NO")
         print(f"{key:64} {shown:>14} {goal:>10}  {met}")
+    if any(f"apache_{key}" in report["results"] for key in BROKER_KEYS):
+        print(f"\n{'both brokers, same run':40} {'embedded (Tansu)':>18} {'Apache Kafka':>14}")
+        for key in BROKER_KEYS:
+            ours, theirs = report["results"].get(key), report["results"].get(f"apache_{key}")
+            print(f"{key:40} {ours:>18,.1f} {theirs:>14,.1f}")
     print(f"\nwritten to {OUT.relative_to(ROOT)}")
 
 

@@ -11,6 +11,7 @@ fire-and-forget variants for scale.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from bench.common import CpuTimer, tracker_bodies
@@ -105,11 +106,15 @@ def run(settings: Settings, *, requests: int, events_per_request: int) -> dict[s
     runtime.configure(settings=settings)
     for warm in _proxy_events(tracker_bodies(200, events_per_request=events_per_request)):
         assert app.app(warm, None)["statusCode"] == 202
+    latencies = []
     with CpuTimer() as ours:
         for event in proxy:
+            started = time.perf_counter()
             response = app.app(event, None)
+            latencies.append(time.perf_counter() - started)
             if response["statusCode"] != 202:
                 raise RuntimeError(f"collect answered {response['statusCode']}: {response['body']}")
+    latencies.sort()
     runtime.sender().close()
     runtime.reset()
 
@@ -119,6 +124,9 @@ def run(settings: Settings, *, requests: int, events_per_request: int) -> dict[s
     result = {
         "collect_events_per_s_per_core": ours.sample.per_core(events),
         "collect_wall_events_per_s": events / ours.sample.wall_s,
+        # Each request waits for the broker's acknowledgement before it answers 202.
+        "collect_request_p50_ms": latencies[len(latencies) // 2] * 1000,
+        "collect_request_p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "bare_kafka_python_sync_events_per_s_per_core": events
         / _bare_kafka_python(bootstrap, topic, per_request, sync=True),
         "bare_kafka_python_async_events_per_s_per_core": events
