@@ -20,7 +20,7 @@ help:
 	@echo "make test     set up, then lint and run the whole test suite"
 	@echo "make bench    set up, then run the benchmarks (table + bench/latest.json)"
 	@echo "make faults   set up, then break things under load (table in docs/reliability.md + bench/faults.json)"
-	@echo "make tracker  build tracker/dist/tracker.js (TRACKFLOW_ENDPOINT=... to bake in another API URL)"
+	@echo "make tracker  build tracker/dist/ (the core, its variants, the ES modules; TRACKFLOW_ENDPOINT=... bakes in another API URL)"
 	@echo "make dashboard build dashboard/dist/index.html (one static page, uPlot bundled)"
 	@echo "make package  build the Lambda bundle and CloudFormation template into build/package"
 	@echo "make clean    remove .venv, node_modules, build output and local data (.trackflow/)"
@@ -37,7 +37,7 @@ $(NODE_STAMP): tracker/package.json tracker/package-lock.json
 	cd tracker && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-$(TRACKER_JS): $(NODE_STAMP) tracker/src/tracker.js tracker/build.mjs
+$(TRACKER_JS): $(NODE_STAMP) $(wildcard tracker/src/*.js) tracker/build.mjs
 	cd tracker && npm run --silent build
 
 tracker: $(NODE_STAMP)

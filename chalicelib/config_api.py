@@ -2,7 +2,9 @@
 
 ``GET /v1/config/{api_key}`` answers the project's tracker settings with an
 ``ETag`` and ``Cache-Control``; a matching ``If-None-Match`` gets 304 and no
-body; an unknown or disabled key gets a 404 JSON error.
+body. A disabled project gets 200 with ``"enabled": false`` (cacheable like any
+answer: tracker.config.js stops for the session); an unknown key gets a 404
+JSON error.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ class ConfigAnswer:
 
 def tracker_config(store: ProjectStore, api_key: str, *, stage: str, if_none_match: str | None) -> ConfigAnswer:
     project = resolve_key(store, api_key, stage=stage)
-    if project is None or not project.enabled:
-        raise UnknownKeyError(f"no enabled project has the API key {api_key[:64]!r}", field="api_key")
-    body = json.dumps(project.tracker.to_public(enabled=True), sort_keys=True, separators=(",", ":"))
+    if project is None:
+        raise UnknownKeyError(f"no project has the API key {api_key[:64]!r}", field="api_key")
+    public = project.tracker.to_public(enabled=project.enabled)
+    body = json.dumps(public, sort_keys=True, separators=(",", ":"))
     etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Content-Type": "application/json"}
     if if_none_match is not None and etag in {tag.strip() for tag in if_none_match.split(",")}:

@@ -49,7 +49,9 @@ def corrected_timestamp(ts_ms: int, *, sent_at_ms: int | None, received_at_ms: i
 def split_url(url: str) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
     """(host, path, query, utm pairs) of a page URL; empty parts for a malformed one.
 
-    UTM values are the first of each key, percent-decoded as a form would be.
+    UTM values are the first of each key, percent-decoded as a form would be. A
+    fragment that is a route (``#/cart``, ``#!/cart``: what hash routers and
+    tracker.hash.js send) stays in the path; any other fragment is an anchor.
     """
     if not url:
         return "", "", "", ()
@@ -65,7 +67,10 @@ def split_url(url: str) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
                 key, _, value = pair.partition("=")
                 if key in UTM_KEYS and key not in utm:
                     utm[key] = unquote_plus(value)
-    return host, parts.path or "/", parts.query, tuple(utm.items())
+    path = parts.path or "/"
+    if parts.fragment.startswith(("/", "!/")):
+        path += "#" + parts.fragment
+    return host, path, parts.query, tuple(utm.items())
 
 
 @lru_cache(maxsize=4096)
@@ -78,6 +83,12 @@ def referrer_domain(referrer: str) -> str:
     except ValueError:
         return ""
     return host[4:] if host.startswith("www.") else host
+
+
+def _external(domain: str, page_host: str) -> str:
+    """The referrer's domain, or nothing when it is the page's own site (a self-referral)."""
+    own = page_host[4:] if page_host.startswith("www.") else page_host
+    return "" if domain == own else domain
 
 
 def enrich(
@@ -109,7 +120,7 @@ def enrich(
         "url_path": path,
         "url_query": query,
         "referrer": referrer,
-        "referrer_domain": referrer_domain(referrer),
+        "referrer_domain": _external(referrer_domain(referrer), host),
         "title": ctx.get("title", ""),
         "screen": ctx.get("screen", ""),
         "language": ctx.get("language", ""),

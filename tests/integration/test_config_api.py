@@ -59,15 +59,22 @@ def test_a_matching_if_none_match_gets_304_and_a_changed_project_a_new_etag(stor
     assert changed.headers["ETag"] != etag
 
 
-@pytest.mark.parametrize("disabled", [False, True])
-def test_unknown_or_disabled_keys_get_a_404_json_error(store: SqliteProjectStore, disabled: bool) -> None:
-    project = new_project("Shop")
-    store.put(replace(project, enabled=not disabled))
-    key = project.api_keys[0] if disabled else "tf_pk_unknown"
+def test_an_unknown_key_gets_a_404_json_error(store: SqliteProjectStore) -> None:
+    store.put(new_project("Shop"))
     with Client(app.app) as client:
-        response = client.http.get(f"/v1/config/{key}")
+        response = client.http.get("/v1/config/tf_pk_unknown")
     assert response.status_code == 404
     assert response.json_body["error"]["code"] == "unknown_key"
+
+
+def test_a_disabled_project_is_answered_enabled_false_so_the_tracker_stops(store: SqliteProjectStore) -> None:
+    project = new_project("Shop")
+    store.put(replace(project, enabled=False))
+    with Client(app.app) as client:
+        response = client.http.get(f"/v1/config/{project.api_keys[0]}")
+    assert response.status_code == 200
+    assert response.json_body["enabled"] is False
+    assert "max-age" in response.headers["Cache-Control"]
 
 
 def test_the_seed_development_key_is_served_in_dev(store: SqliteProjectStore) -> None:

@@ -95,17 +95,20 @@ class Traffic:
 
 
 def wire(context: Any, api_url: str, traffic: Traffic, *, tracker_delay_s: float = 0.0) -> None:
-    """Route the seed's tracker URL to the built file and the seed's API to this run's server."""
+    """Route the seed's tracker URL (and its variants) to the built files and the seed's API to this run's server."""
     import json
-
-    code = (TRACKER_DIST / "tracker.js").read_bytes()
 
     def tracker(route: Any) -> None:
         if tracker_delay_s:
             time.sleep(tracker_delay_s)
+        name = route.request.url.split("?")[0].rsplit("/", 1)[-1]
+        path = TRACKER_DIST / name
+        if not path.is_file():
+            route.fulfill(status=404, body="not built")
+            return
         route.fulfill(
             status=200,
-            body=code,
+            body=path.read_bytes(),
             headers={"Content-Type": "application/javascript", "Access-Control-Allow-Origin": "*"},
         )
 
@@ -116,8 +119,17 @@ def wire(context: Any, api_url: str, traffic: Traffic, *, tracker_delay_s: float
                 traffic.posts.append(json.loads(request.post_data or "{}"))
         route.continue_(url=request.url.replace(SEED_API, api_url, 1))
 
-    context.route(SEED_TRACKER, tracker)
+    context.route(SEED_TRACKER.rsplit("/", 1)[0] + "/*.js", tracker)
     context.route(SEED_API + "/**", api)
+
+
+def queued(page: Any) -> int:
+    """Events waiting in this origin's stored queues (every tab's)."""
+    count: int = page.evaluate(
+        """Object.keys(localStorage).filter((k) => k.startsWith('tf_q'))
+            .reduce((n, k) => n + JSON.parse(localStorage.getItem(k)).q.length, 0)"""
+    )
+    return count
 
 
 def stored(clickhouse: Any, anonymous_id: str) -> list[tuple[Any, ...]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chalicelib.events import validate_event
 from chalicelib.enrich import corrected_timestamp, enrich, referrer_domain, split_url
 from chalicelib.events import RawEvent
 
@@ -85,3 +86,25 @@ def test_session_utm_from_the_context_fills_in_when_the_url_has_none() -> None:
     )
     out = enrich(raw, project_id="p", sent_at_ms=None, received_at_ms=2, client={})
     assert (out["utm_source"], out["utm_medium"]) == ("news", "cpc")
+
+
+def test_a_route_fragment_stays_in_the_path_and_an_anchor_does_not() -> None:
+    assert split_url("https://a.example/app/#/cart?x=1")[1] == "/app/#/cart?x=1"
+    assert split_url("https://a.example/#!/cart")[1] == "/#!/cart"
+    assert split_url("https://a.example/docs#install")[1] == "/docs"
+
+
+def test_a_referrer_from_the_pages_own_site_is_no_referrer_domain() -> None:
+    event = validate_event(
+        0,
+        {
+            "event_id": "0" * 8 + "-0000-4000-8000-" + "0" * 12,
+            "type": "pageView",
+            "ts": 1_764_000_000_000,
+            "context": {"url": "https://www.shop.example/b", "referrer": "https://shop.example/a"},
+        },
+        {},
+    )
+    row = enrich(event, project_id="p", sent_at_ms=None, received_at_ms=1_764_000_000_000, client={})
+    assert row["referrer"] == "https://shop.example/a"
+    assert row["referrer_domain"] == ""

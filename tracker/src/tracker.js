@@ -1,45 +1,64 @@
 /*
- * TrackFlow tracker: the page's `track(...)` pushes onto window.dataLayer; this
- * script replays that queue in order once it loads, then handles every later
- * push at once. Events are batched, sent as text/plain JSON with fetch
- * keepalive (no CORS preflight), flushed with sendBeacon when the page is
- * hidden, retried with backoff, and kept in a bounded localStorage queue until
- * the server took them, so nothing is lost across reloads or offline spells.
- * It never throws into the page.
+ * TrackFlow tracker. The page's `track(...)` pushes onto window.dataLayer; this
+ * replays that queue in order once it loads, then handles every later push at
+ * once, after whatever else wraps dataLayer (GA, GTM), whose commands it ignores.
+ *
+ * Delivery: events are batched and sent as text/plain JSON with fetch keepalive
+ * (no CORS preflight), retried with backoff, and kept until the server answered
+ * in a localStorage queue that belongs to this tab. When the page is hidden,
+ * what is due goes out with sendBeacon in chunks the server and the browser
+ * accept. A queue its tab left behind (closed, or silent for 10 minutes) is
+ * adopted by the next page of the site. The server keeps an event once per
+ * event_id, so a resend after an answer that never arrived is harmless.
+ *
+ * Build-time flags (build.mjs) add the extras; off, esbuild drops their code:
+ * CONFIG (remote config, sampling), HASH (hash routing), LINKS (outbound links,
+ * file downloads), TAGGED (data-track-* attributes), ENGAGEMENT (engaged time,
+ * scroll depth). It never throws into the page.
  */
-((w, d) => {
+export default (w, d) => {
   let nav = navigator;
-  let stringify = JSON.stringify;
   let loc = location;
+  let stringify = JSON.stringify;
   let script = d.currentScript;
   let dl = (w.dataLayer = w.dataLayer || []);
   if (dl.tf) return; // loaded twice
   dl.tf = 1;
 
   const SESSION_IDLE = 18e5; // 30 minutes
-  const GRACE = 15e3; // a batch in flight this recently may still arrive: don't resend yet
-  const MAX_QUEUE = 200;
-  const MAX_QUEUE_BYTES = 6e4;
-  const BATCH = 20;
+  const GRACE = 15e3; // a batch sent this recently may still arrive: don't resend it yet
+  const STALE = 6e5; // a stored queue nobody wrote for 10 minutes belongs to a tab that is gone
+  const MAX_QUEUE = 500; // events kept per tab, the oldest dropped first
+  const BATCH = 20; // events per request (the server takes up to 100)
+  const BATCH_BYTES = 3e4; // keepalive requests and beacons share 64 kB in flight
+  const GIVE_UP = 12; // failed sends in a row (about 8 minutes) before waiting for `online` or a new event
 
-  let key, opts, endpoint, session, userId, timer, lastPage, remote;
+  let key, opts, endpoint, session, userId, timer, lastPage, remote, engage, mine;
   let failures = 0;
-  let TZ = Intl.DateTimeFormat().resolvedOptions().timeZone;
-  let early = []; // events tracked before 'config'
-  let errorsSeen = {};
-  let errorCount = 0;
+  let healthy = 1; // the last send worked: a beacon the browser accepted can be trusted
+  let queue = [];
+  let early = []; // events tracked before 'config' (with CONFIG, before the remote config)
+  let errors = 0;
+  let tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  let tab = 'tf_q' + Math.random(); // this tab's stored queue
 
-  function warn(message) {
+  function warn(what) {
     try {
-      console.warn('trackflow:', message);
+      console.warn('trackflow: ignored', what);
     } catch (e) {}
   }
 
-  function store(name, value, session) {
+  // localStorage, or where the browser refuses it, memory.
+  let ls = {};
+  try {
+    ls = localStorage;
+  } catch (e) {}
+
+  // Write (value) or remove (no value) an item; false when the browser refused it (full).
+  function store(name, value) {
     try {
-      let s = session ? w.sessionStorage : w.localStorage;
-      if (value === undefined) return s.getItem(name);
-      value === null ? s.removeItem(name) : s.setItem(name, value);
+      value ? (ls[name] = value) : delete ls[name];
+      return 1;
     } catch (e) {}
   }
 
@@ -50,293 +69,351 @@
   }
 
   function uuid() {
-    return '10000000-1000-4000-8000-100000000000'.replace(/[018]/g, (c) => {
-      return (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16);
-    });
+    return ([1e7] + -1e3 + -4e3 + -8e3 + -1e11).replace(/[018]/g, (c) =>
+      (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)
+    );
   }
 
-  let anonymousId = store('tf_aid') || uuid();
+  let anonymousId = ls.tf_aid || uuid();
   store('tf_aid', anonymousId);
-  let queue = json(store('tf_q')) || [];
-  // Leftovers mean an earlier page could not send: don't trust a beacon until a send worked.
-  let healthy = !queue.length;
 
-  function saveQueue() {
-    // The bound: drop the oldest.
-    while (queue.length > MAX_QUEUE || stringify(queue).length > MAX_QUEUE_BYTES) queue.shift();
-    store('tf_q', stringify(queue));
+  // Stamped with the time, so other pages know this tab is alive; `left` (0)
+  // hands it to the next page.
+  function save(left) {
+    queue = queue.slice(-MAX_QUEUE);
+    mine = store(tab, queue[0] && stringify({ t: left ?? Date.now(), q: queue })) && queue[0];
   }
 
-  // Session: new after 30 minutes idle; keeps the landing referrer and UTM.
-  function touchSession(now) {
-    let params = new URLSearchParams(loc.search);
-    let ref = d.referrer;
-    let external = ref && ref.split('/')[2] !== loc.host;
-    if (!session || now - session.t > SESSION_IDLE) {
-      session = { i: uuid(), r: external ? ref : '', u: {} };
-    } else if (external) {
-      session.r = ref;
-    }
-    for (let [name, value] of params) if (!name.indexOf('utm_') && value) session.u[name] = value;
+  // Another page adopted this tab's queue (left or stale), and sends it.
+  function sync() {
+    if (mine && !ls[tab]) queue = [];
+  }
+
+  // Take over the queues whose tab is gone (and the one-key queue of older
+  // versions). Two pages starting at the same moment could both take one: the
+  // server keeps each event_id once.
+  function adopt() {
+    try {
+      for (let name of Object.keys(ls)) {
+        let left = !name.indexOf('tf_q') && name != tab && json(ls[name]);
+        if (left && !(Date.now() - left.t < STALE)) {
+          store(name);
+          for (let item of left.q || left) queue.push(item.e || item); // older versions: [{e: event}]
+          healthy = 0;
+          save();
+        }
+      }
+    } catch (e) {}
+    schedule(0);
+  }
+
+  // A new session after 30 minutes idle. Its landing event carries the
+  // referrer and the campaign (in the URL); the server gives them to the session.
+  function touch(now) {
+    if (!session || now - session.t > SESSION_IDLE) session = { i: uuid() };
     session.t = now;
     store('tf_s', stringify(session));
   }
 
   function disabled() {
     return (
-      store('tf_out') ||
-      remote?.enabled === false ||
-      (opts.respectDnt && (nav.doNotTrack == 1 || nav.globalPrivacyControl)) ||
+      ls.tf_out ||
+      session?.off || // the server refused the key in this session
       (nav.webdriver && !opts.trackWebdriver) ||
-      (session && parseInt(session.i.slice(0, 8), 16) / 4294967296 >= (remote?.sampleRate ?? 1))
+      (CONFIG &&
+        (remote.enabled === false || parseInt(session?.i.slice(0, 8), 16) / 4294967296 >= (remote.sampleRate ?? 1)))
     );
+  }
+
+  // The URL a page is counted at: without hash routing the #fragment is only an anchor.
+  function href() {
+    return HASH ? loc.href : loc.href.split('#')[0];
   }
 
   function record(type, props) {
     try {
-      if (!key) early.push([type, props]);
-      else if (!disabled()) enqueue(type, props);
+      if (!key || (CONFIG && !remote)) return early.push([type, props]);
+      let now = Date.now();
+      touch(now);
+      if (disabled()) return;
+      let context = {
+        url: ((type == 'pageView' || (ENGAGEMENT && type == 'engagement')) && props?.url) || href(),
+        referrer: d.referrer,
+        title: d.title,
+        screen: screen.width + 'x' + screen.height,
+        language: nav.language,
+        timezone: tz,
+        anonymous_id: anonymousId,
+        session_id: session.i,
+        environment: opts.environment || (CONFIG && remote.environment) || 'development',
+        sdk_version: VERSION,
+        user_id: userId || undefined
+      };
+      sync();
+      // `f`, when the event was last sent, rides along; the server ignores it.
+      queue.push({ event_id: uuid(), type: type, ts: now, props: props || {}, context: context });
+      save();
+      schedule(queue[BATCH - 1] ? 0 : 1e3);
     } catch (e) {
       warn(e);
     }
   }
 
-  function enqueue(type, props) {
-    let now = Date.now();
-    touchSession(now);
-    if (disabled()) return; // sampling decides per session
-    let context = {
-      url: loc.href,
-      referrer: session.r,
-      title: d.title,
-      screen: screen.width + 'x' + screen.height,
-      language: nav.language,
-      timezone: TZ,
-      anonymous_id: anonymousId,
-      session_id: session.i,
-      environment: opts.environment,
-      sdk_version: VERSION
-    };
-    if (userId) context.user_id = userId;
-    for (let k in session.u) context[k] = session.u[k];
-    queue.push({ e: { event_id: uuid(), type: type, ts: now, props: props || {}, context: context } });
-    saveQueue();
-    schedule(queue.length >= BATCH ? 0 : 1000);
-  }
-
   function schedule(delay) {
-    if (!timer) timer = setTimeout(flush, delay);
+    timer = timer || setTimeout(flush, delay);
   }
 
-  function drop(batch) {
-    queue = queue.filter((item) => {
-      return batch.indexOf(item) < 0;
-    });
-    saveQueue();
-  }
-
-  // Send what is due: everything not sent in the last GRACE ms. With `beacon`
-  // the page is going away: use sendBeacon.
+  // Send the next batch of what is due (not sent in the last GRACE ms) within
+  // the count and byte limits. With `beacon` the page is going away: send it all
+  // with sendBeacon; what the browser refuses stays stored for the next page.
   function flush(beacon) {
     timer = 0;
-    if (!key || disabled()) return;
+    if ((CONFIG && !remote) || disabled()) return;
+    sync();
     let now = Date.now();
     let wait = 0;
-    let batch = queue.filter((item) => {
-      if (item.f && now - item.f < GRACE) {
-        wait = wait || item.f + GRACE - now;
-        return 0;
-      }
-      return 1;
-    });
-    if (!beacon) batch = batch.slice(0, BATCH);
-    if (!batch.length) return beacon ? healthy && drop(queue) : wait && schedule(wait);
-    let body = stringify({
-      api_key: key,
-      sent_at: now,
-      events: batch.map((item) => {
-        return item.e;
-      })
-    });
-    // Any later copy of an event says so, and the server checks it was not stored already.
-    for (let item of batch) (item.f = now), (item.e.resent = 1);
+    let size = 0;
+    let batch = [];
+    for (let item of queue)
+      if (now - item.f < GRACE) wait = wait || item.f + GRACE - now;
+      else if ((!batch[BATCH - 1] && (size += stringify(item).length) < BATCH_BYTES) || !batch[0]) batch.push(item);
+    if (!batch[0]) return beacon || (wait && schedule(wait));
     let url = endpoint + '/v1/collect';
+    let body = stringify({ api_key: key, sent_at: now, events: batch });
+    let done = () => {
+      queue = queue.filter((item) => !batch.includes(item));
+      save();
+    };
+    let mark = (time) => {
+      for (let item of batch) item.f = time;
+      save();
+    };
     if (beacon) {
-      // In flight or beaconed, all of it is on its way once the network worked;
-      // after failures keep it, to resend on the next page.
-      if (nav.sendBeacon(url, body) && healthy) drop(queue);
+      // Accepted by the browser, it is on its way once the network worked;
+      // after failures it is kept, to send again from the next page.
+      if (nav.sendBeacon(url, body)) healthy ? done() : mark(now), flush(1);
       return;
     }
-    saveQueue();
+    mark(now);
+    let retry = () => {
+      healthy = 0;
+      mark();
+      if (++failures < GIVE_UP) schedule(Math.min(6e4, 500 * 2 ** failures) * (0.5 + Math.random()));
+    };
     fetch(url, { method: 'POST', body: body, keepalive: true })
       .then((response) => {
         let status = response.status;
-        if (status < 500 && status != 429) {
-          // 2xx: stored. 4xx: it will never be, so stop resending it.
-          healthy = 1;
-          failures = 0;
-          drop(batch);
-          if (queue.length) schedule(0);
-        } else {
-          retry(batch, response.headers.get('Retry-After'));
+        if (status > 499 || status == 429) return retry();
+        // 2xx: stored. 4xx: it never will be, so stop sending it; 401/403: the
+        // key is unknown or its project disabled, so stop for the session.
+        if (status == 401 || status == 403) {
+          touch(now);
+          session.off = 1;
+          store('tf_s', stringify(session));
         }
-      })
-      .catch(() => {
-        retry(batch);
+        healthy = 1;
+        failures = 0;
+        done();
+        if (queue[0]) schedule(0);
+      }, retry);
+  }
+
+  function page(force, here) {
+    here = here || href();
+    if (opts.autoTrackPageViews && (here != lastPage || force)) {
+      if (ENGAGEMENT && lastPage) engage(1, lastPage);
+      lastPage = here;
+      record('pageView', { title: d.title, url: here });
+    }
+  }
+
+  // After an SPA navigation the framework sets the new title a moment later:
+  // take the URL now and the title then.
+  function later() {
+    let here = href();
+    setTimeout(() => page(0, here), 100);
+  }
+
+  function onError(message, source, line, col, stack) {
+    if (message && opts.autoTrackErrors && errors++ < 20)
+      record('error', {
+        message: ('' + message).slice(0, 500),
+        source: source,
+        line: line,
+        col: col,
+        stack: ('' + (stack || '')).slice(0, 2e3)
       });
   }
 
-  function retry(batch, after) {
-    healthy = 0;
-    for (let item of batch) item.f = 0;
-    saveQueue();
-    let delay = Math.min(6e4, 1e3 * 2 ** failures++) * (0.5 + Math.random());
-    schedule(after > 0 ? after * 1e3 : delay);
+  function listen(target, name, handler, options) {
+    target.addEventListener(name, handler, options);
   }
 
-  function page(force) {
-    if (!opts.autoTrackPageViews) return;
-    let here = opts.hashRouting ? loc.href : loc.href.split('#')[0];
-    if (here === lastPage && force !== 1) return;
-    lastPage = here;
-    record('pageView', { title: d.title, url: loc.href });
-  }
-
-  function hook(object, method) {
-    let original = object[method];
-    object[method] = function () {
-      let result = original.apply(this, arguments);
-      page();
-      return result;
-    };
-  }
-
-  function onError(props) {
-    if (!opts.autoTrackErrors) return;
-    let id = props.message + props.source + props.line;
-    if (errorsSeen[id] || errorCount > 20) return;
-    errorsSeen[id] = ++errorCount;
-    props.message = ('' + props.message).slice(0, 500);
-    props.stack = ('' + (props.stack || '')).slice(0, 2000);
-    record('error', props);
-  }
-
-  function listen(target, name, handler, capture) {
-    target.addEventListener(name, handler, capture);
-  }
-
-  function applyRemote(config) {
-    remote = config;
-    // The server may switch autotracking off, never on against the page's wishes.
-    for (let k in config) if (!k.indexOf('autoTrack') && config[k] === false) opts[k] = false;
+  function hidden() {
+    if (ENGAGEMENT) engage();
+    flush(1);
   }
 
   function configure(apiKey, options) {
-    if (typeof apiKey != 'string' || !apiKey) return warn('bad key');
-    if (key) return warn('config twice');
-    opts = {
-      autoTrackPageViews: true,
-      autoTrackClicks: true,
-      autoTrackErrors: true,
-      environment: 'development'
-    };
-    for (let k in options) opts[k] = options[k];
+    opts = { autoTrackPageViews: true, autoTrackClicks: true, autoTrackErrors: true, ...options };
     endpoint = (opts.endpoint || script?.dataset.endpoint || ENDPOINT).replace(/\/+$/, '');
     key = apiKey;
-    session = json(store('tf_s'));
-    userId = store('tf_uid');
+    session = json(ls.tf_s);
+    userId = ls.tf_uid;
 
-    let cached = json(store('tf_rc', undefined, 1));
-    if (cached) applyRemote(cached);
-    else
-      fetch(endpoint + '/v1/config/' + encodeURIComponent(key))
-        .then((response) => {
-          return response.ok && response.json();
-        })
-        .then((config) => {
-          if (config) {
-            store('tf_rc', stringify(config), 1);
-            applyRemote(config);
-          }
-        })
-        .catch(() => {});
+    if (CONFIG) {
+      // Once per session (a failed fetch too): the server may switch tracking
+      // or autotracking off, never on against the page's wishes.
+      let apply = (config) => {
+        remote = config || {};
+        try {
+          sessionStorage.tf_rc = stringify(remote);
+        } catch (e) {}
+        for (let k in remote) if (!k.indexOf('autoTrack') && remote[k] === false) opts[k] = false;
+        ready();
+      };
+      let cached;
+      try {
+        cached = json(sessionStorage.tf_rc);
+      } catch (e) {}
+      if (cached) apply(cached);
+      else
+        fetch(endpoint + '/v1/config/' + encodeURIComponent(key))
+          .then((response) => response.ok && response.json())
+          .then(apply, () => apply());
+    }
+
+    if (ENGAGEMENT) {
+      // How long the page was visible and how far down it was read, sent when
+      // the page is hidden or left.
+      let shown = Date.now();
+      let engaged = 0;
+      let depth = 0;
+      let scrolled = () => {
+        let height = d.documentElement.scrollHeight;
+        depth = Math.max(depth, Math.min(100, Math.round(((scrollY + innerHeight) / height) * 100)) || 0);
+      };
+      engage = (next, url) => {
+        let now = Date.now();
+        if (shown) engaged += now - shown;
+        shown = d.visibilityState == 'visible' && now;
+        if (engaged) record('engagement', { engaged_ms: engaged, scroll_depth: depth, url: url });
+        engaged = 0;
+        if (next) depth = 0;
+        setTimeout(scrolled);
+      };
+      scrolled();
+      listen(w, 'scroll', scrolled, { passive: true });
+      listen(d, 'visibilitychange', () => {
+        if (d.visibilityState == 'visible') shown = Date.now();
+      });
+    }
 
     // Listeners go in whatever the options say: each checks its option when it
-    // fires, so the remote config can still switch autotracking on or off.
+    // fires, so the remote config can still switch autotracking off.
     page();
-    hook(history, 'pushState');
-    hook(history, 'replaceState');
-    listen(w, 'popstate', page);
-    listen(w, 'hashchange', () => opts.hashRouting && page());
-    listen(w, 'pageshow', (event) => event.persisted && page(1)); // back-forward cache restore
+    for (let method of ['pushState', 'replaceState']) {
+      let original = history[method];
+      history[method] = function () {
+        let result = original.apply(this, arguments);
+        later();
+        return result;
+      };
+    }
+    listen(w, 'popstate', later);
+    if (HASH) listen(w, 'hashchange', later);
+    listen(w, 'pageshow', (event) => {
+      // Back from the back-forward cache: the queue is ours again unless a page adopted it.
+      if (event.persisted) sync(), save(), page(1);
+    });
     listen(
       d,
       'click',
       (event) => {
-        let el = event.target.closest?.('a,button,[data-track],[type=submit],[type=button]');
+        let target = event.target;
+        let el = target.closest?.('a,button,[data-track],[type=submit],[type=button]');
         if (opts.autoTrackClicks && el)
           record('click', {
             tag: el.tagName,
-            id: el.id,
-            text: (el.innerText || el.value || '').trim().slice(0, 100),
+            id: el.id || null,
+            text: (el.textContent || el.value || '').trim().slice(0, 100),
             href: el.href,
             track: el.dataset.track
           });
+        if (LINKS) {
+          let a = target.closest?.('a[href]');
+          if (a && /^http/.test(a.protocol))
+            if (a.host != loc.host) record('outbound', { url: a.href });
+            else if (
+              a.hasAttribute('download') ||
+              /\.(pdf|zip|gz|tgz|rar|7z|dmg|exe|msi|pkg|deb|rpm|apk|iso|csv|xlsx?|docx?|pptx?|txt|epub|mp3|mp4|mov|avi|wav)$/i.test(a.pathname)
+            )
+              record('download', { url: a.href });
+        }
+        if (TAGGED) {
+          // <button data-track-event="signup" data-track-plan="pro"> sends the
+          // event `signup` with {plan: 'pro'}.
+          let tagged = target.closest?.('[data-track-event]');
+          if (tagged) {
+            let data = tagged.dataset;
+            let props = {};
+            for (let k in data)
+              if (k.length > 5 && !k.indexOf('track') && k != 'trackEvent') props[k[5].toLowerCase() + k.slice(6)] = data[k];
+            record(data.trackEvent, props);
+          }
+        }
       },
       true
     );
-    listen(w, 'error', (event) => {
-      if (event.message)
-        onError({
-          message: event.message,
-          source: event.filename,
-          line: event.lineno,
-          col: event.colno,
-          stack: event.error?.stack
-        });
-    });
+    listen(w, 'error', (event) => onError(event.message, event.filename, event.lineno, event.colno, event.error?.stack));
     listen(w, 'unhandledrejection', (event) => {
       let reason = event.reason || {};
-      onError({ message: reason.message || '' + event.reason, source: event.type, stack: reason.stack });
+      onError(reason.message || '' + event.reason, event.type, 0, 0, reason.stack);
     });
     listen(w, 'pagehide', () => {
-      flush(1);
+      hidden();
+      save(0); // what is left goes to the next page of this site
     });
-    listen(d, 'visibilitychange', () => {
-      if (d.visibilityState == 'hidden') flush(1);
+    listen(d, 'visibilitychange', () => d.hidden && hidden());
+    listen(w, 'online', () => {
+      // Back online: send now, not when the backoff would have.
+      clearTimeout(timer);
+      timer = failures = 0;
+      adopt();
     });
+    if (!CONFIG) ready();
+  }
+
+  // Send what was tracked before, and what earlier pages left.
+  function ready() {
     early.splice(0).forEach((args) => record(...args));
-    schedule(0); // what an earlier page left in the queue
+    adopt();
   }
 
   function handle(args) {
     try {
-      let command = args?.[0];
-      if (command === 'config') configure(args[1], args[2]);
-      else if (command === 'identify') {
-        userId = args[1] == null ? null : '' + args[1];
-        store('tf_uid', userId);
-      } else if (command === 'optOut') {
-        store('tf_out', '1');
-        queue = [];
-        saveQueue();
-      } else if (command === 'optIn') store('tf_out', null);
-      else if (typeof command == 'string' && command) {
-        let props = args[1];
-        if (props != null && (typeof props != 'object' || props instanceof Array))
-          return warn('bad props ' + command);
-        record(command, props);
-      } else if (args?.length >= 0) warn('bad command'); // not plain objects: other tools share dataLayer
+      let [command, value, options] = args;
+      // gtag's commands (and its `config` of a Google tag id) are not ours.
+      if (/^((js|event|set|get|consent) |config (G|GT|AW|DC|UA)-)/.test(command + ' ' + value)) return;
+      if (command == 'config' && value && typeof value == 'string' && !key) configure(value, options);
+      else if (command == 'identify') store('tf_uid', (userId = value == null ? '' : '' + value));
+      else if (command == 'optOut') store('tf_out', 1), (queue = []), save();
+      else if (command == 'optIn') store('tf_out');
+      else if (typeof command == 'string' && command != 'config' && (value == null || (typeof value == 'object' && !Array.isArray(value))))
+        record(command, value);
+      else warn(args);
     } catch (e) {
-      warn(e);
+      // Not iterable: a plain object, as GTM and others push onto dataLayer.
     }
   }
 
+  // Whatever push was there (Array's, or GA's or GTM's wrapper) still runs first.
   let pushed = dl.slice();
+  let push = dl.push;
   dl.push = function () {
-    let result = Array.prototype.push.apply(dl, arguments);
-    for (let i = 0; i < arguments.length; i++) handle(arguments[i]);
+    let result = push.apply(dl, arguments);
+    for (let args of arguments) handle(args);
     return result;
   };
   pushed.forEach(handle);
-})(window, document);
+};

@@ -3,65 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chalicelib.clickhouse import connect
-from chalicelib.settings import Settings
 from tests.integration.tracker_harness import (
     Site,
     Traffic,
     anonymous_id,
-    browser_fixture,
     pump,
-    stack_fixture,
+    queued,
     stored,
     wait_stored,
     wire,
 )
-from trackflow.broker import EmbeddedBroker
 from trackflow.dev import DevStack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def stack(broker: EmbeddedBroker, data_dir: Path) -> Iterator[DevStack]:
-    yield from stack_fixture(broker, data_dir)
-
-
-@pytest.fixture(scope="module")
-def db(stack: DevStack) -> Any:
-    conf: Settings = stack.settings
-    return connect(conf.clickhouse, database=conf.clickhouse.database)
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    running = Site.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from browser_fixture()
-
-
-@pytest.fixture
-def traffic() -> Traffic:
-    return Traffic()
-
-
-@pytest.fixture
-def context(browser: Any, stack: DevStack, traffic: Traffic) -> Iterator[Any]:
-    ctx = browser.new_context()
-    wire(ctx, stack.api_url, traffic)
-    yield ctx
-    ctx.close()
 
 
 def test_seed_vite_snippet_sends_pageview_click_errors_and_custom_events_once(
@@ -175,7 +133,7 @@ def test_503_then_recovery_delivers_every_event_once(context: Any, site: Site, d
     rows = stored(db, visitor)
     assert sorted(r[0] for r in rows) == ["a", "b", "pageView"]
     assert len(refused) == 2
-    assert page.evaluate("JSON.parse(localStorage.getItem('tf_q')).length") == 0
+    assert queued(page) == 0
 
 
 def test_offline_then_back_with_a_reload_in_between_loses_nothing(context: Any, site: Site, db: Any) -> None:
@@ -185,7 +143,7 @@ def test_offline_then_back_with_a_reload_in_between_loses_nothing(context: Any, 
     visitor = anonymous_id(page)
     page.evaluate("track('offline-1')")
     pump(page, 2.5)  # a send failed: the events wait in localStorage
-    assert page.evaluate("JSON.parse(localStorage.getItem('tf_q')).length") == 2
+    assert queued(page) == 2
     page.reload()  # the beacon on the way out is lost too; the queue is not
     page.evaluate("track('offline-2')")
     pump(page, 1.5)
@@ -196,23 +154,18 @@ def test_offline_then_back_with_a_reload_in_between_loses_nothing(context: Any, 
     pump(page, 2)
     rows = stored(db, visitor)
     assert sorted(r[0] for r in rows) == ["offline-1", "offline-2", "pageView", "pageView", "pageView"]
-    assert page.evaluate("JSON.parse(localStorage.getItem('tf_q')).length") == 0
+    assert queued(page) == 0
 
 
 @pytest.mark.parametrize(
     ("init_script", "query", "sends"),
     [
-        (
-            "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})",
-            "respectDnt=1",
-            False,
-        ),
-        ("Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})", "respectDnt=1", False),
+        # Do Not Track is deprecated and not read; GPC is the server's (Sec-GPC, per project).
         ("Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})", "", True),
         ("Object.defineProperty(Navigator.prototype, 'webdriver', {get: () => true})", "", False),
         ("Object.defineProperty(Navigator.prototype, 'webdriver', {get: () => true})", "trackWebdriver=1", True),
     ],
-    ids=["gpc-honoured", "dnt-honoured", "dnt-ignored-by-default", "webdriver-skipped", "webdriver-allowed"],
+    ids=["dnt-not-read", "webdriver-skipped", "webdriver-allowed"],
 )
 def test_privacy_signals_and_automation(
     context: Any, traffic: Traffic, site: Site, init_script: str, query: str, sends: bool
@@ -257,20 +210,29 @@ def test_bad_commands_warn_and_never_throw_into_the_page(context: Any, site: Sit
     assert "custom" not in {e["type"] for e in traffic.events()}
 
 
-def test_identify_and_session_campaign_ride_on_later_events(context: Any, site: Site, traffic: Traffic) -> None:
+def test_identify_rides_on_later_events_and_the_landing_campaign_and_referrer_belong_to_the_session(
+    context: Any, site: Site, db: Any, traffic: Traffic
+) -> None:
     page = context.new_page()
-    page.goto(f"{site.url}/spa.html?utm_source=news&utm_campaign=fall")
+    page.goto(f"{site.url}/spa.html?utm_source=news&utm_campaign=fall", referer="https://www.google.com/search")
+    visitor = anonymous_id(page)
     page.evaluate("track('identify', 'user-7')")
     page.evaluate("history.pushState({}, '', '/spa/next')")  # the URL loses its campaign
+    wait_stored(db, page, visitor, 2)  # (a beacon on the way out would miss this test's routing)
+    page.goto(f"{site.url}/spa.html?p=2")  # a second page load: its referrer is the site itself
+    wait_stored(db, page, visitor, 3)
     pump(page, 1.5)
     later = [e for e in traffic.events() if e["context"]["url"].endswith("/spa/next")]
     assert later
-    assert later[0]["context"]["utm_source"] == "news"
-    assert later[0]["context"]["utm_campaign"] == "fall"
     assert later[0]["context"]["user_id"] == "user-7"
     first = traffic.events()[0]
     assert first["event_id"] != later[0]["event_id"]
-    assert first["context"]["session_id"] == later[0]["context"]["session_id"]
+    assert {e["context"]["session_id"] for e in traffic.events()} == {first["context"]["session_id"]}
+    sessions = db.query(
+        "SELECT referrer_domain, utm_source, utm_campaign, pageviews FROM sessions WHERE visitor_id = {v:String}",
+        parameters={"v": visitor},
+    ).result_rows
+    assert sessions == [("google.com", "news", "fall", 3)]
 
 
 def test_the_demo_site_served_by_dev_produces_rows_for_each_kind_of_event(
@@ -290,6 +252,9 @@ def test_the_demo_site_served_by_dev_produces_rows_for_each_kind_of_event(
     assert "/demo/app/cart" in {r[1] for r in rows if r[0] == "pageView"}
 
 
+CONFIG_PAGE = "/options.html?src=http://localhost:8080/tracker.config.js"
+
+
 def test_remote_config_is_fetched_once_per_session_and_can_disable_tracking(
     context: Any, traffic: Traffic, site: Site
 ) -> None:
@@ -305,7 +270,7 @@ def test_remote_config_is_fetched_once_per_session_and_can_disable_tracking(
 
     context.route("http://localhost:8000/v1/config/**", remote)
     page = context.new_page()
-    page.goto(f"{site.url}/vite.html")
+    page.goto(site.url + CONFIG_PAGE)
     pump(page, 1)
     page.evaluate("track('after-remote-config')")
     page.reload()
@@ -323,9 +288,9 @@ def test_remote_config_can_switch_click_tracking_off(context: Any, traffic: Traf
         ),
     )
     page = context.new_page()
-    page.goto(f"{site.url}/vite.html")
+    page.goto(site.url + CONFIG_PAGE)
     pump(page, 0.5)
-    page.click("#buy")
+    page.click("#go")
     page.evaluate("track('still-custom')")
     pump(page, 2)
     sent = [e["type"] for e in traffic.events()]
