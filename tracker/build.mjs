@@ -14,7 +14,7 @@ import { readFileSync, mkdirSync, rmSync } from 'node:fs';
 import { gzipSync, brotliCompressSync, constants } from 'node:zlib';
 
 const GZIP_BUDGET = 2300; // the core, gzip -9
-const VARIANT_BUDGET = 3300; // any script with extras
+const VARIANT_BUDGET = 3000; // any script with extras
 const EXTRAS = ['config', 'hash', 'links', 'tagged', 'engagement'];
 const endpoint = process.env.TRACKFLOW_ENDPOINT || 'http://localhost:8000';
 const version = JSON.parse(readFileSync(new URL('./package.json', import.meta.url))).version;
@@ -64,11 +64,11 @@ await bundle('./src/index.js', './dist/trackflow.full.mjs', EXTRAS, 'esm');
 files.push(['trackflow.mjs', 0], ['trackflow.full.mjs', 0]);
 
 console.log(`endpoint ${endpoint}  version ${version}`);
-console.log('file                                        raw B   gzip B  brotli B  budget (gzip)');
+console.log(`${'file'.padEnd(46)}  raw B   gzip B  brotli B  budget (gzip)`);
 let over = [];
 for (const [name, budget] of files) {
   const size = sizes(`./dist/${name}`);
-  const row = `${name.padEnd(42)} ${String(size.raw).padStart(6)}  ${String(size.gzip).padStart(7)}  ${String(size.brotli).padStart(8)}  ${budget || '-'}`;
+  const row = `${name.padEnd(46)} ${String(size.raw).padStart(6)}  ${String(size.gzip).padStart(7)}  ${String(size.brotli).padStart(8)}  ${budget || '-'}`;
   console.log(row);
   if (budget && size.gzip > budget) over.push(`${name} is ${size.gzip} B gzipped, over the ${budget} B budget`);
 }
