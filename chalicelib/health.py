@@ -1,19 +1,24 @@
 """``GET /health``: is the broker reachable, does ClickHouse answer.
 
 The broker check opens a TCP connection to each bootstrap server (no Kafka
-client, so it stays cheap); ClickHouse gets ``SELECT 1``. Both run at once and
+client, so it stays cheap); against a secured cluster (TLS or SASL) it asks
+for the cluster's metadata with the configured credentials instead, so a
+refused password or a TLS mismatch shows here, in words. ClickHouse gets
+``SELECT 1``. Both run at once and
 the answer comes within ``BUDGET_S`` whatever is down: a check still waiting
 then (a server that accepts connections and never answers) counts as failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.kafka_security import KafkaSecurity
 from chalicelib.settings import Settings
 
 TIMEOUT_S = 1.5
@@ -33,6 +38,23 @@ def broker_reachable(bootstrap: str | None) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             errors.append(f"{server.strip()}: {exc}")
     return {"ok": False, "error": "; ".join(errors)}
+
+
+def broker_authenticated(bootstrap: str, security: KafkaSecurity) -> dict[str, Any]:
+    """Whether the cluster answers a metadata request made with the configured security, and if not, why."""
+    from confluent_kafka import Producer
+
+    from chalicelib.kafka_diagnosis import ClientErrors
+
+    errors = ClientErrors(security)
+    try:
+        client = Producer({"bootstrap.servers": bootstrap, **errors.config(), **security.confluent()})
+        client.list_topics(timeout=TIMEOUT_S)
+    except Exception as exc:  # any failure means "not reachable"; the client's own reports say why
+        with contextlib.suppress(Exception):
+            client.poll(0)
+        return {"ok": False, "security": security.describe(), "error": errors.reason() or str(exc)}
+    return {"ok": True, "server": bootstrap, "security": security.describe()}
 
 
 def _clickhouse(reader: Callable[[], Any]) -> dict[str, Any]:
@@ -64,10 +86,17 @@ def _within(budget_s: float, checks: dict[str, Callable[[], dict[str, Any]]]) ->
     return {name: dict(results.get(name) or late) for name in checks}
 
 
+def _broker(settings: Settings) -> dict[str, Any]:
+    security = settings.kafka_security
+    if security.protocol == "PLAINTEXT":
+        return broker_reachable(settings.bootstrap_servers)
+    return broker_authenticated(settings.bootstrap_servers, security)
+
+
 def check(settings: Settings, *, reader: Callable[[], Any]) -> dict[str, Any]:
     found = _within(
         BUDGET_S,
-        {"broker": lambda: broker_reachable(settings.bootstrap_servers), "clickhouse": lambda: _clickhouse(reader)},
+        {"broker": lambda: _broker(settings), "clickhouse": lambda: _clickhouse(reader)},
     )
     broker, clickhouse = found["broker"], found["clickhouse"]
     healthy = broker["ok"] and clickhouse["ok"]

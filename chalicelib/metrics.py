@@ -9,7 +9,7 @@ start at zero when the process does, as Prometheus expects. The names:
 - ``trackflow_ingest_batch_events``, ``trackflow_ingest_seconds``,
   ``trackflow_rows_written_total``, ``trackflow_dead_letters_total``,
   ``trackflow_duplicates_dropped_total``
-- ``trackflow_consumer_lag{topic,partition}`` (set by the local trigger runner;
+- ``trackflow_consumer_lag{topic,partition}`` (end offset minus committed, set by the local trigger runner;
   in AWS read the event source mapping's ``OffsetLag`` metric instead)
 """
 

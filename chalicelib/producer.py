@@ -27,6 +27,8 @@ from typing import Any, Protocol
 import orjson
 
 from chalicelib.errors import ProduceError
+from chalicelib.kafka_diagnosis import ClientErrors
+from chalicelib.kafka_security import KafkaSecurity
 from chalicelib.metrics import produce_timer
 
 logger = logging.getLogger(__name__)
@@ -90,11 +92,18 @@ def visitor_messages(events: Sequence[dict[str, Any]], *, project_id: str, schem
 
 
 class ConfluentBackend:
-    """librdkafka through confluent-kafka: delivery reports collected per call."""
+    """librdkafka through confluent-kafka: delivery reports collected per call.
 
-    def __init__(self, bootstrap_servers: str, *, timeout_s: float, client_id: str) -> None:
+    librdkafka keeps connection-level failures (authentication refused, a TLS
+    listener spoken to in plain text) to its error callback and only times the
+    messages out: the last such error is logged once and named in the
+    exception, so the 503 and the log say why.
+    """
+
+    def __init__(self, bootstrap_servers: str, *, timeout_s: float, client_id: str, security: KafkaSecurity) -> None:
         from confluent_kafka import Producer
 
+        self._errors = ClientErrors(security)
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap_servers,
@@ -103,6 +112,8 @@ class ConfluentBackend:
                 "linger.ms": 1,
                 "message.timeout.ms": max(1000, int(timeout_s * 1000)),
                 "reconnect.backoff.max.ms": 1000,
+                **self._errors.config(),
+                **security.confluent(),
             }
         )
 
@@ -119,9 +130,12 @@ class ConfluentBackend:
         if remaining:
             # Don't let them go out after we answered 503: the client resends anyway.
             self._producer.purge()
-            raise TimeoutError(f"{remaining} messages not acknowledged within {timeout_s:g} s")
+            reason = self._errors.reason()
+            why = f": {reason}" if reason else ""
+            raise TimeoutError(f"{remaining} messages not acknowledged within {timeout_s:g} s{why}")
         if errors:
-            raise RuntimeError(str(errors[0]))
+            reason = self._errors.reason()
+            raise RuntimeError(f"{errors[0]}: {reason}" if reason else str(errors[0]))
 
     def close(self, timeout_s: float) -> None:
         self._producer.flush(timeout_s)
@@ -130,7 +144,7 @@ class ConfluentBackend:
 class KafkaPythonBackend:
     """kafka-python: futures per message."""
 
-    def __init__(self, bootstrap_servers: str, *, timeout_s: float, client_id: str) -> None:
+    def __init__(self, bootstrap_servers: str, *, timeout_s: float, client_id: str, security: KafkaSecurity) -> None:
         from kafka import KafkaProducer
 
         timeout_ms = int(timeout_s * 1000)
@@ -143,6 +157,7 @@ class KafkaPythonBackend:
             request_timeout_ms=timeout_ms,
             bootstrap_timeout_ms=timeout_ms,
             reconnect_backoff_max_ms=1000,
+            **security.kafka_python(),
         )
 
     def send_all(self, topic: str, messages: Sequence[Message], timeout_s: float) -> None:
@@ -157,14 +172,22 @@ class KafkaPythonBackend:
         self._producer.close(timeout=timeout_s)
 
 
-def backend_factory(client: str, bootstrap_servers: str, *, timeout_s: float, client_id: str) -> BackendFactory:
-    """A factory of producers of the chosen client library."""
+def backend_factory(
+    client: str,
+    bootstrap_servers: str,
+    *,
+    timeout_s: float,
+    client_id: str,
+    security: KafkaSecurity | None = None,
+) -> BackendFactory:
+    """A factory of producers of the chosen client library, with the cluster's security settings."""
     backends: dict[str, type[ConfluentBackend] | type[KafkaPythonBackend]] = {
         "confluent": ConfluentBackend,
         "kafka-python": KafkaPythonBackend,
     }
     backend = backends[client]
-    return lambda: backend(bootstrap_servers, timeout_s=timeout_s, client_id=client_id)
+    secured = security or KafkaSecurity()
+    return lambda: backend(bootstrap_servers, timeout_s=timeout_s, client_id=client_id, security=secured)
 
 
 class KafkaSender:

@@ -78,6 +78,7 @@ def _build_sender() -> Any:
         conf.bootstrap_servers,
         timeout_s=conf.produce_timeout_s,
         client_id=f"trackflow-{conf.stage}",
+        security=conf.kafka_security,
     )
     return KafkaSender(factory, timeout_s=conf.produce_timeout_s, retry_after=conf.retry_after_s)
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from chalicelib import kafka_security
 from chalicelib.errors import ConfigError
+from chalicelib.kafka_security import KafkaSecurity
 
 DEFAULT_EVENTS_TOPIC = "trackflow.events"
 DEFAULT_DLQ_TOPIC = "trackflow.events.dlq"
@@ -83,6 +85,7 @@ class Settings:
     salt_secret: bytes
     rollup_interval_s: float = DEFAULT_ROLLUP_INTERVAL_S
     rollup_settle_s: float = DEFAULT_ROLLUP_SETTLE_S
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @property
     def projects_path(self) -> Path:
@@ -209,4 +212,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         salt_secret=(salt_secret or DEV_SALT_SECRET).encode(),
         rollup_interval_s=_seconds(env, "TRACKFLOW_ROLLUP_INTERVAL", DEFAULT_ROLLUP_INTERVAL_S),
         rollup_settle_s=_seconds(env, "TRACKFLOW_ROLLUP_SETTLE", DEFAULT_ROLLUP_SETTLE_S, allow_zero=True),
+        kafka_security=kafka_security.load(
+            lambda name: _get(env, name), _get(env, "AWS_REGION") or _get(env, "AWS_DEFAULT_REGION")
+        ),
     )

@@ -53,7 +53,8 @@ def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKaf
             pytest.fail(message)
         pytest.skip(message)
     home = tmp_path_factory.mktemp("apache-kafka")
-    running = ApacheKafka(home, port=free_port(), controller_port=free_port()).start()
+    # With its SASL_SSL listener too (throwaway CA, SCRAM user): the secured-client tests use it.
+    running = ApacheKafka(home, port=free_port(), controller_port=free_port(), sasl_port=free_port()).start()
     yield running
     running.stop()
 

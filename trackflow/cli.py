@@ -159,6 +159,7 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
         group_id=group,
         batch_size=batch_size,
         batching_window_s=batching_window,
+        security=settings.kafka_security,
     )
     from trackflow.compactor import Compactor
 
@@ -203,8 +204,9 @@ def topics_create(partitions: int, replication_factor: int, retention_hours: int
             wanted,
             replication_factor=replication_factor,
             retention_ms=retention_hours * 3_600_000,
+            security=settings.kafka_security,
         )
-        counts = partition_counts(settings.bootstrap_servers, list(wanted))
+        counts = partition_counts(settings.bootstrap_servers, list(wanted), security=settings.kafka_security)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     for name in wanted:
@@ -308,7 +310,15 @@ def broker(host: str, port: int) -> None:
 @click.option("--port", default=9092, show_default=True, help="The broker's listener.")
 @click.option("--controller-port", default=9093, show_default=True, help="The KRaft controller's listener.")
 @click.option("--heap", default="512m", show_default=True, help="The JVM's maximum heap (-Xmx).")
-def kafka(host: str, port: int, controller_port: int, heap: str) -> None:
+@click.option(
+    "--sasl-ssl",
+    "sasl_port",
+    type=int,
+    default=None,
+    metavar="PORT",
+    help="Also open a SASL_SSL listener (TLS + SCRAM-SHA-512) on PORT, e.g. 9094, and print how to use it.",
+)
+def kafka(host: str, port: int, controller_port: int, heap: str, sasl_port: int | None) -> None:
     """Run Apache Kafka (KRaft, one node) from Maven Central, durable in <data dir>/kafka, until Ctrl-C.
 
     The first start resolves the broker's jars with Maven (about 45 MB, needs
@@ -317,6 +327,10 @@ def kafka(host: str, port: int, controller_port: int, heap: str) -> None:
     terminal:
 
         KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 make dev
+
+    With --sasl-ssl 9094 it also serves TLS (a throwaway CA made in
+    <data dir>/kafka/tls) and SCRAM-SHA-512 for the user `trackflow`, and
+    prints the KAFKA_* settings a client needs.
     """
     from trackflow.broker import BrokerError
     from trackflow.kafka import ApacheKafka
@@ -325,7 +339,9 @@ def kafka(host: str, port: int, controller_port: int, heap: str) -> None:
     home = settings.data_dir / "kafka"
     click.echo(f"starting Apache Kafka in {home} (the first start downloads its jars with Maven)...")
     try:
-        running = ApacheKafka(home, host=host, port=port, controller_port=controller_port, heap=heap).start()
+        running = ApacheKafka(
+            home, host=host, port=port, controller_port=controller_port, heap=heap, sasl_port=sasl_port
+        ).start()
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
@@ -333,6 +349,11 @@ def kafka(host: str, port: int, controller_port: int, heap: str) -> None:
         "Ctrl-C stops it.\n"
         f"Use it: KAFKA_BOOTSTRAP_SERVERS={running.bootstrap_servers} make dev"
     )
+    if running.secure is not None:
+        settings_lines = " \\\n  ".join(f"{name}={value}" for name, value in running.secure.env().items())
+        click.echo(
+            f"SASL_SSL listener on {running.secure.bootstrap_servers}; to use it:\n  {settings_lines} \\\n  make dev"
+        )
     try:
         _wait_for_signal()
     finally:
@@ -483,7 +504,9 @@ def _pipeline_sender(settings: Settings) -> Any:
             f"no Kafka broker at {bootstrap} ({reachable['error']}): start `trackflow dev` (or `make dev`) first, "
             "set KAFKA_BOOTSTRAP_SERVERS, or use --target table"
         )
-    factory = backend_factory(settings.kafka_client, bootstrap, timeout_s=30.0, client_id="trackflow-load")
+    factory = backend_factory(
+        settings.kafka_client, bootstrap, timeout_s=30.0, client_id="trackflow-load", security=settings.kafka_security
+    )
     return KafkaSender(factory, timeout_s=30.0, retry_after=1)
 
 

@@ -155,6 +155,7 @@ class DevStack:
         ensure_topics(
             self.bootstrap_servers,
             {self.settings.events_topic: self.options.partitions, self.settings.dlq_topic: 1},
+            security=self.settings.kafka_security,
         )
 
     def start(self) -> DevStack:
@@ -204,6 +205,8 @@ class DevStack:
             batch_size=opts.batch_size,
             batching_window_s=opts.batching_window_s,
             on_consumer_error=self._ensure_topics,
+            security=conf.kafka_security,
+            lag_from_end_offsets=not isinstance(self.broker, EmbeddedBroker),
         )
         runner_thread = self.runner.start_thread()
         self._stack.callback(runner_thread.join, 10)

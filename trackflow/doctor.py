@@ -15,11 +15,17 @@ def checks(settings: Settings) -> Iterator[Check]:
 
     bootstrap = settings.bootstrap_servers
     try:
-        counts = partition_counts(bootstrap, [settings.events_topic, settings.dlq_topic])
-    except RuntimeError as exc:
-        yield "broker", False, f"{exc}; start one (`trackflow kafka`) or set KAFKA_BOOTSTRAP_SERVERS"
+        counts = partition_counts(
+            bootstrap, [settings.events_topic, settings.dlq_topic], security=settings.kafka_security
+        )
+    except Exception as exc:  # unreachable, refused credentials, a TLS mismatch: each says why
+        yield (
+            "broker",
+            False,
+            f"{exc}; start one (`trackflow kafka`) or check KAFKA_BOOTSTRAP_SERVERS and KAFKA_SECURITY_PROTOCOL",
+        )
     else:
-        yield "broker", True, f"{bootstrap} answers"
+        yield "broker", True, f"{bootstrap} answers ({settings.kafka_security.describe()})"
         for topic in (settings.events_topic, settings.dlq_topic):
             if topic in counts:
                 yield "topic", True, f"{topic}: {counts[topic]} partition(s)"

@@ -7,18 +7,28 @@ The broker's jars are resolved once with Maven from ``infra/kafka/pom.xml``
 and controller) and kept: a second start finds its topics, messages and
 committed offsets again. The JVM gets a bounded heap and dies with its parent.
 
+With ``sasl_port`` it also opens a ``SASL_SSL`` listener there: TLS with a
+throwaway CA and broker certificate (:mod:`trackflow.tls`, in ``<home>/tls``)
+and SCRAM-SHA-512 for one user, ``trackflow``, whose random password is made
+once and kept in ``<home>/tls/credentials.json`` (0600). The user is created
+when the storage is formatted, or through the admin API when the storage
+predates the listener. The plain listener stays for the broker itself.
+
 Needs ``java`` (17+) and ``mvn`` on the PATH; :func:`missing_tools` says which
 are absent, in words a person can act on.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from trackflow.broker import BrokerError, _die_with_parent, port_open
@@ -29,6 +39,28 @@ ROOT = Path(__file__).resolve().parent.parent
 POM = ROOT / "infra" / "kafka" / "pom.xml"
 START_TIMEOUT_S = 90.0
 DEFAULT_HEAP = "512m"
+SCRAM_USER = "trackflow"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+
+
+@dataclass(frozen=True)
+class SecureListener:
+    """How a client reaches the SASL_SSL listener: what KAFKA_* settings to use."""
+
+    bootstrap_servers: str
+    ca_file: Path
+    username: str
+    password: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": SCRAM_MECHANISM,
+            "KAFKA_SSL_CA_FILE": str(self.ca_file),
+            "KAFKA_SASL_USERNAME": self.username,
+            "KAFKA_SASL_PASSWORD": self.password,
+        }
 
 
 def missing_tools() -> list[str]:
@@ -59,12 +91,15 @@ class ApacheKafka:
         port: int = 9092,
         controller_port: int | None = None,
         heap: str = DEFAULT_HEAP,
+        sasl_port: int | None = None,
     ) -> None:
         self.home = home
         self.host = host
         self.port = port
         self.controller_port = controller_port or port + 1
         self.heap = heap
+        self.sasl_port = sasl_port
+        self.secure: SecureListener | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -111,17 +146,53 @@ class ApacheKafka:
         marker.touch()
         return lib
 
+    def _secure_listener(self) -> SecureListener:
+        """TLS files and the SCRAM user's credentials, made the first time."""
+        from trackflow.tls import ensure_tls
+
+        directory = self.home / "tls"
+        tls = ensure_tls(directory, hosts=("localhost", self.host))
+        keystore = directory / "keystore.pem"  # Kafka's PEM keystore: the key, then the chain
+        fd = os.open(keystore, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(tls.server_key.read_bytes() + tls.server_cert.read_bytes())
+        credentials = directory / "credentials.json"
+        if not credentials.exists():
+            fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump({"username": SCRAM_USER, "password": secrets.token_urlsafe(18)}, out)
+        saved = json.loads(credentials.read_text())
+        return SecureListener(f"{self.host}:{self.sasl_port}", tls.ca, saved["username"], saved["password"])
+
     def _properties(self) -> Path:
         controller = self.controller_port
         data = self.home / "data"
+        listeners = f"PLAINTEXT://{self.host}:{self.port}"
+        advertised = listeners
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        secure: dict[str, str] = {}
+        if self.sasl_port is not None:
+            listeners += f",SASL_SSL://{self.host}:{self.sasl_port}"
+            advertised += f",SASL_SSL://{self.host}:{self.sasl_port}"
+            protocols += ",SASL_SSL:SASL_SSL"
+            prefix = "listener.name.sasl_ssl."
+            secure = {
+                "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+                f"{prefix}sasl.enabled.mechanisms": SCRAM_MECHANISM,
+                f"{prefix}scram-sha-512.sasl.jaas.config": (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                ),
+                f"{prefix}ssl.keystore.type": "PEM",
+                f"{prefix}ssl.keystore.location": str(self.home / "tls" / "keystore.pem"),
+            }
         lines = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{self.host}:{controller}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{controller}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "listeners": f"{listeners},CONTROLLER://{self.host}:{controller}",
+            "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": protocols,
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(data),
             "num.partitions": "1",
@@ -133,6 +204,7 @@ class ApacheKafka:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
+            **secure,
         }
         path = self.home / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
@@ -152,18 +224,36 @@ class ApacheKafka:
             *args,
         ]
 
-    def _format(self, lib: Path, properties: Path) -> None:
-        """Format the KRaft storage once; later starts reuse it."""
+    def _format(self, lib: Path, properties: Path) -> bool:
+        """Format the KRaft storage once (with the SCRAM user, if any); later starts reuse it. True if formatted now."""
         if (self.home / "data" / "meta.properties").exists():
-            return
+            return False
         cluster_id = uuid.uuid4().hex[:22]
+        scram = []
+        if self.secure is not None:
+            scram = ["--add-scram", f"{SCRAM_MECHANISM}=[name={self.secure.username},password={self.secure.password}]"]
         result = subprocess.run(
-            self._java(lib, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)),
+            self._java(lib, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties), *scram),
             capture_output=True,
             text=True,
         )
         if result.returncode != 0:
             raise BrokerError(f"formatting Kafka's storage failed:\n{(result.stdout + result.stderr)[-2000:]}")
+        return True
+
+    def _upsert_scram_user(self) -> None:
+        """Create (or reset) the SCRAM user through the admin API, over the plain listener."""
+        from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+        assert self.secure is not None
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        upsert = UserScramCredentialUpsertion(
+            self.secure.username,
+            ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192),
+            self.secure.password.encode(),
+        )
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result(timeout=30)
 
     # -- running -----------------------------------------------------------------------------------------------------
     def start(self) -> ApacheKafka:
@@ -174,8 +264,12 @@ class ApacheKafka:
             )
         self.home.mkdir(parents=True, exist_ok=True)
         lib = self.jars()
+        if self.sasl_port is not None:
+            if port_open(self.host, self.sasl_port):
+                raise BrokerError(f"port {self.sasl_port} on {self.host} (the SASL_SSL listener) is already in use")
+            self.secure = self._secure_listener()
         properties = self._properties()
-        self._format(lib, properties)
+        formatted = self._format(lib, properties)
         with open(self.log_path, "ab") as out:
             self._proc = subprocess.Popen(
                 self._java(lib, "kafka.Kafka", str(properties)),
@@ -196,6 +290,14 @@ class ApacheKafka:
                     f"Apache Kafka did not listen on {self.bootstrap_servers} within {START_TIMEOUT_S:.0f} s"
                 )
             time.sleep(0.1)
+        if self.secure is not None:
+            while not port_open(self.host, self.sasl_port or 0):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise BrokerError(f"the SASL_SSL listener did not open on port {self.sasl_port}")
+                time.sleep(0.1)
+            if not formatted:
+                self._upsert_scram_user()
         logger.info("Apache Kafka (pid %d) listening on %s", self._proc.pid, self.bootstrap_servers)
         return self
 

@@ -30,6 +30,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener
 
 from chalicelib.kafka_event import build_event, encode_record
+from chalicelib.kafka_security import KafkaSecurity
 from chalicelib.metrics import set_lag
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ JOIN_STUCK_S = 30.0
 # Commits and offset lookups give up after this (kafka-python waits for ever by
 # default): a broker outage then rebuilds the consumer and the loop notices stop().
 KAFKA_CALL_TIMEOUT_MS = 10_000
+LAG_CHECK_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -135,6 +137,8 @@ class TriggerRunner:
         batching_window_s: float = DEFAULT_BATCHING_WINDOW_S,
         session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS,
         on_consumer_error: Callable[[], None] | None = None,
+        security: KafkaSecurity | None = None,
+        lag_from_end_offsets: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -146,6 +150,10 @@ class TriggerRunner:
         self._window_s = batching_window_s
         self._session_timeout_ms = session_timeout_ms
         self._on_consumer_error = on_consumer_error
+        self._security = security or KafkaSecurity()
+        self._lag_from_end_offsets = lag_from_end_offsets
+        self._lag_checked = 0.0
+        self._end_offsets: dict[Any, int] = {}
         self._stop = threading.Event()
         self._consumer: Any = None
         self._committed: dict[Any, int] = {}
@@ -172,6 +180,7 @@ class TriggerRunner:
             max_poll_records=self._batch_size,
             fetch_max_wait_ms=100,
             reconnect_backoff_max_ms=1000,
+            **self._security.kafka_python(),
         )
         consumer.subscribe([self._topic], listener=self._assignments)
         return consumer
@@ -334,15 +343,32 @@ class TriggerRunner:
         raise RuntimeError(f"no partition assigned within {JOIN_STUCK_S:g} s of joining; rejoining")
 
     def _report_lag(self, consumer: Any) -> int:
-        """Per partition: the high watermark from the last fetch minus what we committed; returns the sum."""
-        total = 0
-        for tp in consumer.assignment():
-            high, ours = consumer.highwater(tp), self._committed.get(tp)
-            if high is not None and ours is not None:
-                lag = max(0, high - ours)
-                set_lag(tp.topic, tp.partition, lag)
-                total += lag
-        return total
+        """Set the lag gauge per partition; return the lag behind the last fetch (what draining waits on).
+
+        The gauge is the partition's end offset minus what we committed, as the
+        AWS mapping's ``OffsetLag``: records that arrived since the last fetch
+        count too. End offsets are asked for at most once a second; in between,
+        and where they are not asked for (the embedded broker answers them
+        wrongly: ``lag_from_end_offsets=False``), the high watermark of the last
+        fetch stands in.
+        """
+        assigned = consumer.assignment()
+        now = time.monotonic()
+        if self._lag_from_end_offsets and assigned and now - self._lag_checked >= LAG_CHECK_INTERVAL_S:
+            self._lag_checked = now
+            try:
+                self._end_offsets.update(consumer.end_offsets(list(assigned), timeout_ms=KAFKA_CALL_TIMEOUT_MS))
+            except Exception:  # a broker outage: the loop deals with it; the gauge uses what it knows
+                logger.debug("end offsets unavailable", exc_info=True)
+        behind_fetch = 0
+        for tp in assigned:
+            ours, high = self._committed.get(tp), consumer.highwater(tp)
+            if ours is None or high is None:
+                continue
+            behind_fetch += max(0, high - ours)
+            end = max(high, self._end_offsets.get(tp) or 0)
+            set_lag(tp.topic, tp.partition, max(0, end - ours))
+        return behind_fetch
 
     def drain(self, timeout_s: float, *, progress: Callable[[str], None] | None = None) -> bool:
         """Wait (while :meth:`run` goes on in its thread) until a poll begun after this call found nothing

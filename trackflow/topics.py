@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+from chalicelib.kafka_security import KafkaSecurity
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_PARTITIONS = 4
@@ -17,6 +19,7 @@ def ensure_topics(
     timeout_s: float = 15.0,
     replication_factor: int = 1,
     retention_ms: int | None = None,
+    security: KafkaSecurity | None = None,
 ) -> list[str]:
     """Create each ``{name: partitions}`` topic that does not exist; return those created."""
     from kafka import KafkaAdminClient
@@ -26,7 +29,11 @@ def ensure_topics(
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), request_timeout_ms=5000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap_servers.split(","),
+                request_timeout_ms=5000,
+                **(security or KafkaSecurity()).kafka_python(),
+            )
             break
         except KafkaError as exc:
             if time.monotonic() > deadline:
@@ -64,14 +71,18 @@ def ensure_topics(
         admin.close()
 
 
-def partition_counts(bootstrap_servers: str, names: list[str], *, timeout_s: float = 10.0) -> dict[str, int]:
+def partition_counts(
+    bootstrap_servers: str, names: list[str], *, timeout_s: float = 10.0, security: KafkaSecurity | None = None
+) -> dict[str, int]:
     """How many partitions each named topic has; a missing topic is left out. Raises when Kafka can't be reached."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers.split(","), request_timeout_ms=int(timeout_s * 1000)
+            bootstrap_servers=bootstrap_servers.split(","),
+            request_timeout_ms=int(timeout_s * 1000),
+            **(security or KafkaSecurity()).kafka_python(),
         )
     except KafkaError as exc:
         raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc

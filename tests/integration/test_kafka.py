@@ -155,3 +155,42 @@ def test_dev_with_apache_kafka_stores_an_event(tools: None, tmp_path: Path) -> N
         proc.wait(timeout=90)
     assert proc.returncode == 0
     assert (tmp_path / "kafka" / "data" / "meta.properties").exists()  # formatted storage, kept for the next start
+
+
+def test_consumer_lag_counts_records_that_arrived_since_the_last_fetch(apache_kafka: ApacheKafka) -> None:
+    """The lag gauge follows the partition's end offset (as the mapping's OffsetLag), not the last fetch."""
+    from chalicelib import metrics
+    from trackflow.runner import LAG_CHECK_INTERVAL_S, TriggerRunner
+
+    topic = f"lag-{uuid.uuid4().hex[:8]}"
+    ensure_topics(apache_kafka.bootstrap_servers, {topic: 1})
+    producer = KafkaProducer(bootstrap_servers=apache_kafka.bootstrap_servers)
+    for i in range(10):
+        producer.send(topic, value=b'{"v": %d}' % i, partition=0)
+    producer.flush(10)
+    batches: list[int] = []
+
+    def handler(event: dict[str, object], _context: object) -> None:
+        if not batches:  # while the first batch is processed, 20 more arrive
+            for i in range(20):
+                producer.send(topic, value=b"{}", partition=0)
+            producer.flush(10)
+            time.sleep(LAG_CHECK_INTERVAL_S)  # end offsets are asked for at most once a second
+        batches.append(sum(len(v) for v in event["records"].values()))  # type: ignore[attr-defined]
+
+    runner = TriggerRunner(
+        handler, bootstrap_servers=apache_kafka.bootstrap_servers, topic=topic, batch_size=4, batching_window_s=0
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not batches and time.monotonic() < deadline:
+            runner.run_once()
+        assert batches == [4]
+        body, _ = metrics.exposition()
+        line = next(
+            row for row in body.decode().splitlines() if row.startswith("trackflow_consumer_lag{") and topic in row
+        )
+        assert float(line.rsplit(" ", 1)[1]) == 30 - 4  # the last fetch saw only 10
+    finally:
+        runner.stop()
+        producer.close()

@@ -108,3 +108,42 @@ def test_collect_answers_503_within_the_produce_timeout(outage: str) -> None:
     assert elapsed < 8
     assert response.status_code == 503
     runtime.sender().close()
+
+
+def test_a_silent_secrets_manager_costs_collect_a_bounded_wait_and_a_503(
+    silent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Kafka credentials are in a secret, and Secrets Manager does not answer.
+    for name, value in {
+        "AWS_ENDPOINT_URL": f"http://{silent}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("chalicelib.kafka_security._secrets", {})
+    runtime.reset()
+    runtime.configure(
+        settings=load_settings(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "KAFKA_SASL_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:AmazonMSK_trackflow",
+                "AWS_REGION": "us-east-1",
+                "TRACKFLOW_DATA_DIR": str(tmp_path),
+                "TRACKFLOW_STAGE": "test",
+            }
+        )
+    )
+    body = orjson.dumps({"api_key": "YOUR_API_KEY", "events": [new_event()]})
+    try:
+        with Client(app.app) as client:
+            response, elapsed = _timed(
+                lambda: client.http.post("/v1/collect", headers={"Content-Type": "text/plain"}, body=body)
+            )
+    finally:
+        runtime.reset()
+    # Two attempts of (1 s to connect + 2 s to read), and the backoff between them.
+    assert elapsed < 7.5
+    assert response.status_code == 503
+    assert "cannot read the Kafka credentials" in response.json_body["error"]["message"]

@@ -1,0 +1,87 @@
+"""Why a librdkafka client cannot talk to the cluster, in words that say what to fix.
+
+librdkafka does not fail a call when the cluster refuses it: it reports the
+reason to its error callback or only to its log, retries, and lets the call
+time out. :class:`ClientErrors` listens to both (``config()`` goes into the
+client's settings; callbacks arrive during ``poll``/``flush``) and
+:meth:`ClientErrors.reason` names the most telling failure seen: refused
+credentials, a failed TLS handshake, or a plain-text client closed on by a TLS
+listener. Each new reason is logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Any
+
+from chalicelib.kafka_security import KafkaSecurity
+
+logger = logging.getLogger(__name__)
+
+# "FAIL [rdkafka#producer-1] [thrd:sasl_ssl://h:9094/bootstrap]: sasl_ssl://h:9094/bootstrap: <what>
+# (after 324ms in state AUTH_REQ)" -> "<what>": the same failure reads the same from the log and the callback.
+_PREFIX = re.compile(r"^.*\w+://[^\s:]+:\d+/\w+: ")
+_TIMING = re.compile(r" \(after \d+ms in state \w+\)")
+_last_logged: list[str] = [""]  # across clients: a refused password is logged once, not per retry
+
+
+class _Collector(logging.Handler):
+    def __init__(self, sink: ClientErrors) -> None:
+        super().__init__()
+        self._sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._sink.saw(record.getMessage())
+
+
+class ClientErrors:
+    """The failures one librdkafka client reported, and the reason they add up to."""
+
+    def __init__(self, security: KafkaSecurity) -> None:
+        self._security = security
+        self._lock = threading.Lock()
+        self._reason: str | None = None
+        # Not logging.getLogger: one per client, never registered (nothing to leak).
+        self._logger = logging.Logger("trackflow.librdkafka")
+        self._logger.addHandler(_Collector(self))
+
+    def config(self) -> dict[str, Any]:
+        """The client settings that route its errors and log lines here."""
+        return {"error_cb": self.on_error, "logger": self._logger}
+
+    def on_error(self, error: Any) -> None:
+        self.saw(error.str() if hasattr(error, "str") else str(error))
+
+    def saw(self, text: str) -> None:
+        reason = self._explain(text)
+        if reason is None:
+            return
+        with self._lock:
+            self._reason = reason
+            new = reason != _last_logged[0]
+            _last_logged[0] = reason
+        if new:
+            logger.error("Kafka: %s", reason)
+
+    def reason(self) -> str | None:
+        with self._lock:
+            return self._reason
+
+    def _explain(self, text: str) -> str | None:
+        detail = _TIMING.sub("", _PREFIX.sub("", text))
+        if "SASL authentication error" in text or "Authentication failed" in text:
+            return f"authentication failed ({self._security.describe()}): {detail}"
+        if "SSL handshake failed" in text:
+            return f"TLS handshake failed: {detail}"
+        if "APIVERSION_QUERY" in text and "Disconnected" in text and not self._security.tls:
+            return (
+                f"the broker closed the connection at the first request, as a TLS listener does to a "
+                f"{self._security.protocol} client: set KAFKA_SECURITY_PROTOCOL to SSL or SASL_SSL ({detail})"
+            )
+        if "brokers are down" in text:
+            return None if self._reason else detail  # a summary: a specific reason said more
+        if text.startswith(("FAIL", "ERROR")) or "Connection refused" in text:
+            return detail
+        return detail if self._reason is None else None
