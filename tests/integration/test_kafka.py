@@ -172,7 +172,7 @@ def test_consumer_lag_counts_records_that_arrived_since_the_last_fetch(apache_ka
 
     def handler(event: dict[str, object], _context: object) -> None:
         if not batches:  # while the first batch is processed, 20 more arrive
-            for i in range(20):
+            for _ in range(20):
                 producer.send(topic, value=b"{}", partition=0)
             producer.flush(10)
             time.sleep(LAG_CHECK_INTERVAL_S)  # end offsets are asked for at most once a second

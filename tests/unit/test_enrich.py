@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from chalicelib.events import validate_event
 from chalicelib.enrich import corrected_timestamp, enrich, referrer_domain, split_url
-from chalicelib.events import RawEvent
+from chalicelib.events import RawEvent, validate_event
 
 
 def test_skew_correction_keeps_the_wait_and_moves_it_to_the_server_clock() -> None:
