@@ -26,7 +26,7 @@ from chalicelib.settings import Settings
 from trackflow.broker import EmbeddedBroker
 from trackflow.compactor import Compactor
 from trackflow.kafka import ApacheKafka
-from trackflow.runner import DEFAULT_BATCH_SIZE, TriggerRunner
+from trackflow.runner import DEFAULT_BATCH_SIZE, DEFAULT_GROUP_ID, TriggerRunner
 from trackflow.sqlgate import SqlGate
 from trackflow.topics import DEFAULT_PARTITIONS, ensure_topics
 
@@ -51,6 +51,7 @@ class DevOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     batching_window_s: float = 0.25
     partitions: int = DEFAULT_PARTITIONS
+    group_id: str = DEFAULT_GROUP_ID  # the ingest consumer group (the mapping's, in AWS)
 
 
 class _CorsStaticHandler(SimpleHTTPRequestHandler):
@@ -202,6 +203,7 @@ class DevStack:
             app_module.ingest,
             bootstrap_servers=self.bootstrap_servers,
             topic=conf.events_topic,
+            group_id=opts.group_id,
             batch_size=opts.batch_size,
             batching_window_s=opts.batching_window_s,
             on_consumer_error=self._ensure_topics,

@@ -416,6 +416,15 @@ class TriggerRunner:
     def stop(self) -> None:
         self._stop.set()
 
+    def close(self) -> None:
+        """Leave the group and close the consumer, for callers that drive :meth:`run_once` themselves.
+
+        A consumer left open keeps heartbeating: the group's next rebalance would
+        wait for it (up to the poll interval, 5 minutes) before anyone else joins.
+        """
+        self._stop.set()
+        self._drop_consumer()
+
     def start_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="trigger-runner", daemon=True)
         thread.start()

@@ -15,6 +15,7 @@ from chalicelib import runtime
 from chalicelib.settings import load_settings
 from tests.conftest import make_env, new_event
 from trackflow.broker import EmbeddedBroker, free_port
+from trackflow.kafka import ApacheKafka
 from trackflow.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -48,8 +49,9 @@ def test_unreachable_broker_answers_503_with_retry_after_promptly(tmp_path: Path
 
 @pytest.mark.parametrize("kafka_client", ["confluent", "kafka-python"])
 def test_collect_recovers_after_the_broker_restarts(
-    own_broker: EmbeddedBroker, data_dir: Path, kafka_client: str
+    restartable_broker: EmbeddedBroker | ApacheKafka, data_dir: Path, kafka_client: str
 ) -> None:
+    own_broker = restartable_broker
     conf = load_settings(
         make_env(own_broker, data_dir, TRACKFLOW_PRODUCE_TIMEOUT="2", TRACKFLOW_KAFKA_CLIENT=kafka_client)
     )
@@ -59,7 +61,7 @@ def test_collect_recovers_after_the_broker_restarts(
     try:
         with Client(app.app) as client:
             assert _collect(client).status_code == 202
-            own_broker.stop(kill=True)  # the embedded broker loses everything, like a crash
+            own_broker.stop(kill=True)  # a crash (the embedded broker loses everything with it)
             down = _collect(client)
             assert down.status_code == 503
             assert "Retry-After" in down.headers
@@ -78,7 +80,10 @@ def test_collect_recovers_after_the_broker_restarts(
         runtime.reset()
 
 
-def test_the_trigger_runner_survives_a_broker_restart(own_broker: EmbeddedBroker, data_dir: Path) -> None:
+def test_the_trigger_runner_survives_a_broker_restart(
+    restartable_broker: EmbeddedBroker | ApacheKafka, data_dir: Path
+) -> None:
+    own_broker = restartable_broker
     from chalicelib.clickhouse import connect
     from chalicelib.migrations import migrate
     from tests.conftest import wait_for
@@ -117,8 +122,8 @@ def test_the_trigger_runner_survives_a_broker_restart(own_broker: EmbeddedBroker
                 return bool(_collect(client).status_code == 202)
 
             wait_for(accepted, timeout=30, interval=0.5)
-            # The new event reuses offset 0 of the recreated topic: it must not be
-            # mistaken for a redelivery of the first one.
+            # On the embedded broker the new event reuses offset 0 of the recreated
+            # topic: it must not be mistaken for a redelivery of the first one.
             wait_for(lambda: stored() == 2, timeout=60)
     finally:
         runner.stop()

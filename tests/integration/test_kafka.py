@@ -179,7 +179,12 @@ def test_consumer_lag_counts_records_that_arrived_since_the_last_fetch(apache_ka
         batches.append(sum(len(v) for v in event["records"].values()))  # type: ignore[attr-defined]
 
     runner = TriggerRunner(
-        handler, bootstrap_servers=apache_kafka.bootstrap_servers, topic=topic, batch_size=4, batching_window_s=0
+        handler,
+        bootstrap_servers=apache_kafka.bootstrap_servers,
+        topic=topic,
+        group_id=f"g-{topic}",
+        batch_size=4,
+        batching_window_s=0,
     )
     try:
         deadline = time.monotonic() + 60
@@ -192,5 +197,5 @@ def test_consumer_lag_counts_records_that_arrived_since_the_last_fetch(apache_ka
         )
         assert float(line.rsplit(" ", 1)[1]) == 30 - 4  # the last fetch saw only 10
     finally:
-        runner.stop()
+        runner.close()
         producer.close()

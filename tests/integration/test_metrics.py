@@ -57,6 +57,7 @@ def test_counters_move_when_events_flow(pipeline: Settings, clickhouse: Any) -> 
         )
         wait_for(lambda: runner.run_once() or clickhouse.query("SELECT count() FROM events").result_rows[0][0] >= 2)
         runner.run_once()
+        runner.close()
         after = scrape(client)
 
     def moved(name: str, **labels: str) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -33,8 +34,19 @@ def _post(client: Client, body: Any, content_type: str = "text/plain") -> Any:
     )
 
 
+_opened: list[TriggerRunner] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_runners() -> Iterator[None]:
+    """Runners driven with run_once leave their groups after each test (no member lingers heartbeating)."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def _runner(conf: Settings, **kwargs: Any) -> TriggerRunner:
-    return TriggerRunner(
+    runner = TriggerRunner(
         app.ingest,
         bootstrap_servers=conf.bootstrap_servers,
         topic=conf.events_topic,
@@ -42,6 +54,8 @@ def _runner(conf: Settings, **kwargs: Any) -> TriggerRunner:
         batching_window_s=0.05,
         **kwargs,
     )
+    _opened.append(runner)
+    return runner
 
 
 def _drain(runner: TriggerRunner, clickhouse: Any, expected: int, *, final: bool = True, timeout: float = 40) -> int:

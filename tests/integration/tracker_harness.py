@@ -71,7 +71,10 @@ class Site:
 
 def start_stack(settings: Settings) -> DevStack:
     # Port 0: the servers bind any free port themselves (no race with other sockets).
-    options = DevOptions(api_port=0, tracker_port=0, batching_window_s=0.05, partitions=2)
+    # Its own consumer group: stacks of other tests on the same broker never wait on each other's rebalances.
+    options = DevOptions(
+        api_port=0, tracker_port=0, batching_window_s=0.05, partitions=2, group_id=f"ingest-{settings.events_topic}"
+    )
     return DevStack(settings, options).start()
 
 

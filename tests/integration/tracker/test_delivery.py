@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -211,3 +212,54 @@ def test_auto_clicks_send_a_null_id_and_the_elements_text(context: Any, site: Si
     assert click["id"] is None
     assert click["tag"] == "BUTTON"
     assert " ".join(click["text"].split()) == "Add to cart"
+
+
+def test_a_broker_restart_while_a_page_tracks_loses_nothing_and_counts_nothing_twice(
+    browser: Any, site: Site, tmp_path: Path, apache_kafka: Any
+) -> None:
+    """Kafka crashes (kill -9) and comes back while Chromium keeps tracking: collect
+    answers 503 meanwhile, the tracker backs off and resends, and every event is
+    stored once. Apache Kafka: durable, like the clusters this runs on in production."""
+    from chalicelib.clickhouse import connect
+    from chalicelib.settings import load_settings
+    from tests.conftest import make_env
+    from tests.integration.tracker_harness import start_stack
+    from trackflow.broker import free_port
+    from trackflow.kafka import ApacheKafka
+    from trackflow.topics import ensure_topics
+
+    home = tmp_path / "kafka"
+    home.mkdir()
+    (home / "lib").symlink_to(apache_kafka.home / "lib")
+    kafka = ApacheKafka(home, port=free_port(), controller_port=free_port()).start()
+    settings = load_settings(make_env(kafka, tmp_path / "data", TRACKFLOW_PRODUCE_TIMEOUT="2"))
+    ensure_topics(settings.bootstrap_servers, {settings.events_topic: 2, settings.dlq_topic: 1})
+    stack = start_stack(settings)
+    ctx = browser.new_context()
+    wire(ctx, stack.api_url, Traffic())  # the tracker's file; events go straight to this stack (endpoint)
+    ctx.add_init_script("Math.random = () => 0")  # the shortest backoff: the test waits less, proves the same
+    try:
+        page = ctx.new_page()
+        page.goto(f"{site.url}/options.html?endpoint={stack.api_url}&autoTrackPageViews=0")
+        visitor = anonymous_id(page)
+        # 60 events, one every 100 ms; the broker is killed after about 2 s.
+        page.evaluate(
+            "let n = 0; const t = setInterval(() => { track('tick', {n: n++}); if (n === 60) clearInterval(t) }, 100)"
+        )
+        pump(page, 2)
+        kafka.stop(kill=True)
+        pump(page, 2)
+        kafka.start()  # about 9 s: the outage lasts about 11 s
+        db = connect(settings.clickhouse, database=settings.clickhouse.database)
+        wait_stored(db, page, visitor, 60, timeout=90)
+        pump(page, 2)
+        assert count_final(db, visitor, "tick") == (60, 60)
+        sent = db.query(
+            "SELECT groupUniqArray(JSONExtractInt(props, 'n')) FROM events FINAL WHERE anonymous_id = {a:String}",
+            parameters={"a": visitor},
+        ).result_rows[0][0]
+        assert sorted(sent) == list(range(60))
+    finally:
+        ctx.close()
+        stack.stop()
+        kafka.stop()
