@@ -34,6 +34,8 @@ MAX_HOURLY_BUCKETS = 24 * 31
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 MAX_FILTER_LENGTH = 2048
+# Endpoint-specific parameters (a custom event's name and property), as docs/openapi.yaml bounds them.
+EXTRA_PARAM_LENGTH = {"name": 200, "property": 200}
 
 # Filter name -> the events column it compares with (equality).
 FILTER_COLUMNS = {
@@ -162,6 +164,8 @@ def _filters(params: Mapping[str, str], allowed: frozenset[str]) -> tuple[Filter
     found: list[Filter] = []
     for name, value in sorted(params.items()):
         if name in allowed:
+            if name in EXTRA_PARAM_LENGTH and len(value) > EXTRA_PARAM_LENGTH[name]:
+                raise RequestError(f"{name} is longer than {EXTRA_PARAM_LENGTH[name]} characters", field=name)
             continue
         if name in FILTER_COLUMNS:
             pass
@@ -202,7 +206,7 @@ def parse_query(
     tz = params.get("tz", "UTC")
     zone = _zone(tz)
     start, end = _period(params, zone, now)
-    interval = params.get("interval") or ("hour" if end - start <= timedelta(days=2) else "day")
+    interval = params.get("interval", "hour" if end - start <= timedelta(days=2) else "day")
     if interval not in INTERVALS:
         raise RequestError(f"interval must be hour or day, got {interval!r}", field="interval")
     if interval == "hour" and end - start > timedelta(hours=MAX_HOURLY_BUCKETS):
