@@ -47,12 +47,14 @@ def broker_authenticated(bootstrap: str, security: KafkaSecurity) -> dict[str, A
     from chalicelib.kafka_diagnosis import ClientErrors
 
     errors = ClientErrors(security)
+    client = None
     try:
         client = Producer({"bootstrap.servers": bootstrap, **errors.config(), **security.confluent()})
         client.list_topics(timeout=TIMEOUT_S)
     except Exception as exc:  # any failure means "not reachable"; the client's own reports say why
-        with contextlib.suppress(Exception):
-            client.poll(0)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.poll(0)  # deliver the reports the client queued
         return {"ok": False, "security": security.describe(), "error": errors.reason() or str(exc)}
     return {"ok": True, "server": bootstrap, "security": security.describe()}
 

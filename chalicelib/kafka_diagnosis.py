@@ -33,7 +33,7 @@ class _Collector(logging.Handler):
         self._sink = sink
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._sink.saw(record.getMessage())
+        self._sink.saw(record.getMessage(), logged=True)
 
 
 class ClientErrors:
@@ -54,8 +54,9 @@ class ClientErrors:
     def on_error(self, error: Any) -> None:
         self.saw(error.str() if hasattr(error, "str") else str(error))
 
-    def saw(self, text: str) -> None:
-        reason = self._explain(text)
+    def saw(self, text: str, *, logged: bool = False) -> None:
+        """One report: from the error callback, or (``logged``) a log line, of which only failures count."""
+        reason = self._explain(text, logged)
         if reason is None:
             return
         with self._lock:
@@ -69,7 +70,7 @@ class ClientErrors:
         with self._lock:
             return self._reason
 
-    def _explain(self, text: str) -> str | None:
+    def _explain(self, text: str, logged: bool) -> str | None:
         detail = _TIMING.sub("", _PREFIX.sub("", text))
         if "SASL authentication error" in text or "Authentication failed" in text:
             return f"authentication failed ({self._security.describe()}): {detail}"
@@ -84,4 +85,6 @@ class ClientErrors:
             return None if self._reason else detail  # a summary: a specific reason said more
         if text.startswith(("FAIL", "ERROR")) or "Connection refused" in text:
             return detail
+        if logged:
+            return None  # an informational log line says nothing about a failure
         return detail if self._reason is None else None

@@ -147,3 +147,11 @@ def test_client_errors_name_the_failure_the_same_from_the_log_and_the_callback()
         "sasl_ssl://h:9094/bootstrap: SASL authentication error: Authentication failed (after 9ms in state AUTH_REQ)"
     )
     assert errors.reason() == "authentication failed (PLAINTEXT): SASL authentication error: Authentication failed"
+
+
+def test_informational_log_lines_are_no_reason() -> None:
+    errors = ClientErrors(read({}))
+    errors.saw("CONFWARN [rdkafka#producer-1] [thrd:app]: Configuration property x is deprecated", logged=True)
+    assert errors.reason() is None
+    errors.saw("1/1 brokers are down")
+    assert errors.reason() == "1/1 brokers are down"
