@@ -215,7 +215,7 @@ def test_auto_clicks_send_a_null_id_and_the_elements_text(context: Any, site: Si
 
 
 def test_a_broker_restart_while_a_page_tracks_loses_nothing_and_counts_nothing_twice(
-    browser: Any, site: Site, tmp_path: Path, apache_kafka: Any
+    browser: Any, site: Site, tmp_path: Path, data_dir: Path, apache_kafka: Any
 ) -> None:
     """Kafka crashes (kill -9) and comes back while Chromium keeps tracking: collect
     answers 503 meanwhile, the tracker backs off and resends, and every event is
@@ -232,7 +232,8 @@ def test_a_broker_restart_while_a_page_tracks_loses_nothing_and_counts_nothing_t
     home.mkdir()
     (home / "lib").symlink_to(apache_kafka.home / "lib")
     kafka = ApacheKafka(home, port=free_port(), controller_port=free_port()).start()
-    settings = load_settings(make_env(kafka, tmp_path / "data", TRACKFLOW_PRODUCE_TIMEOUT="2"))
+    # The session's data dir (chDB holds one per process); a database of the test's own.
+    settings = load_settings(make_env(kafka, data_dir, TRACKFLOW_PRODUCE_TIMEOUT="2"))
     ensure_topics(settings.bootstrap_servers, {settings.events_topic: 2, settings.dlq_topic: 1})
     stack = start_stack(settings)
     ctx = browser.new_context()
