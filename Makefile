@@ -12,11 +12,12 @@ NODE_STAMP := tracker/node_modules/.installed
 DASHBOARD_PAGE := dashboard/dist/index.html
 DASHBOARD_STAMP := dashboard/node_modules/.installed
 
-.PHONY: help setup tracker dashboard chromium dev kafka test lint bench faults package clean
+.PHONY: help setup tracker dashboard chromium dev kafka up test lint bench faults package clean
 
 help:
 	@echo "make dev      set up, then run broker + collect API + trigger runner + chDB + tracker/demo (Ctrl-C stops)"
 	@echo "make kafka    run Apache Kafka (KRaft, from Maven Central; needs java + mvn) on 127.0.0.1:9092, durable in .trackflow/kafka"
+	@echo "make up       start Apache Kafka + ClickHouse + moto in Docker (infra/docker-compose.yml), if you have Docker"
 	@echo "make test     set up, then lint and run the whole test suite"
 	@echo "make bench    set up, then run the benchmarks (table + bench/latest.json)"
 	@echo "make faults   set up, then break things under load (table in docs/reliability.md + bench/faults.json)"
@@ -64,6 +65,11 @@ dev: setup
 
 kafka: $(STAMP)
 	$(BIN)/trackflow kafka
+
+up:
+	@docker compose version >/dev/null 2>&1 || { echo "make up needs Docker with its compose plugin. Without Docker: make kafka (Apache Kafka from Maven Central), and make dev's embedded ClickHouse."; exit 1; }
+	docker compose -f infra/docker-compose.yml up -d
+	@echo "Use them: export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 CLICKHOUSE_URL=http://127.0.0.1:8123; .venv/bin/trackflow migrate; make dev"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
