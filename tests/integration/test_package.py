@@ -66,6 +66,10 @@ def test_the_merged_template_adds_both_mappings_for_the_ingest_function(package:
     assert variables["KAFKA_BOOTSTRAP_SERVERS"] == {"Ref": "KafkaBootstrapServers"}
     assert variables["TRACKFLOW_STAGE"] == "prod"  # chalice's own settings survive the merge
     assert variables["TRACKFLOW_SALT_SECRET"] == {"Ref": "SaltSecret"}
+    for function in ("Ingest", "APIHandler", "Compact"):  # collect and the dead-letter path reach a secured cluster
+        env = resources[function]["Properties"]["Environment"]["Variables"]
+        assert env["KAFKA_SECURITY_PROTOCOL"] == {"Ref": "KafkaSecurityProtocol"}
+        assert env["KAFKA_SASL_SECRET_ARN"] == {"Ref": "KafkaSaslSecretArn"}
     assert resources["RestAPI"]["Properties"]["MethodSettings"][0]["ThrottlingRateLimit"] == {
         "Ref": "ThrottlingRateLimit"
     }
@@ -89,10 +93,14 @@ VARIANTS = {
     "self-managed": {
         "KafkaSource": "self-managed",
         "KafkaSaslSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka-AbCdEf",
+        "KafkaSecurityProtocol": "SASL_SSL",
+        "KafkaSaslMechanism": "SCRAM-SHA-512",
     },
     "msk": {
         "KafkaSource": "msk",
         "MskClusterArn": "arn:aws:kafka:us-east-1:123456789012:cluster/demo/751d2973-a626-431c-9d4e-d7975eb44dd7-2",
+        "KafkaSecurityProtocol": "SASL_SSL",
+        "KafkaSaslMechanism": "OAUTHBEARER",
     },
 }
 
