@@ -67,6 +67,13 @@ class ClickHouseSettings:
     def embedded(self) -> bool:
         return self.url is None and self.host is None
 
+    @property
+    def location(self) -> str:
+        """Where it is, for people: the URL, host:port, or the embedded engine's directory."""
+        if self.url:
+            return self.url
+        return f"{self.host}:{self.port}" if self.host else f"chDB in {self.data_path}"
+
 
 @dataclass(frozen=True)
 class Settings:

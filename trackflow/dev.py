@@ -269,11 +269,7 @@ def banner(stack: DevStack) -> str:
     """What `trackflow dev` prints once everything listens."""
     conf = stack.settings
     api = stack.api_url
-    clickhouse = conf.clickhouse.url or (
-        f"{conf.clickhouse.host}:{conf.clickhouse.port}"
-        if conf.clickhouse.host
-        else f"chDB in {conf.clickhouse.data_path}"
-    )
+    clickhouse = conf.clickhouse.location
     if isinstance(stack.broker, ApacheKafka):
         broker = f"Apache Kafka on {stack.bootstrap_servers} (data in {stack.broker.home})"
     elif stack.broker is not None:

@@ -39,11 +39,7 @@ def _clickhouse(settings: Settings) -> Iterator[Check]:
     from chalicelib.migrations import load_migrations
     from trackflow.dev import MIGRATIONS_DIR
 
-    where = settings.clickhouse.url or (
-        f"{settings.clickhouse.host}:{settings.clickhouse.port}"
-        if settings.clickhouse.host
-        else f"chDB in {settings.clickhouse.data_path}"
-    )
+    where = settings.clickhouse.location
     try:
         client = connect(settings.clickhouse)
         version = client.query("SELECT version()").result_rows[0][0]
