@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from chalicelib.kafka_security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PARTITIONS = 4
+
+
+def _admin(bootstrap_servers: str, security: KafkaSecurity | None, timeout_ms: int) -> Any:
+    """A kafka-python admin client for the cluster, with its security settings."""
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers.split(","),
+        request_timeout_ms=timeout_ms,
+        **(security or KafkaSecurity()).kafka_python(),
+    )
 
 
 def ensure_topics(
@@ -22,18 +34,13 @@ def ensure_topics(
     security: KafkaSecurity | None = None,
 ) -> list[str]:
     """Create each ``{name: partitions}`` topic that does not exist; return those created."""
-    from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap_servers.split(","),
-                request_timeout_ms=5000,
-                **(security or KafkaSecurity()).kafka_python(),
-            )
+            admin = _admin(bootstrap_servers, security, 5000)
             break
         except KafkaError as exc:
             if time.monotonic() > deadline:
@@ -75,15 +82,10 @@ def partition_counts(
     bootstrap_servers: str, names: list[str], *, timeout_s: float = 10.0, security: KafkaSecurity | None = None
 ) -> dict[str, int]:
     """How many partitions each named topic has; a missing topic is left out. Raises when Kafka can't be reached."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers.split(","),
-            request_timeout_ms=int(timeout_s * 1000),
-            **(security or KafkaSecurity()).kafka_python(),
-        )
+        admin = _admin(bootstrap_servers, security, int(timeout_s * 1000))
     except KafkaError as exc:
         raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
     try:
