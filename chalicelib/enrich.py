@@ -82,13 +82,16 @@ def referrer_domain(referrer: str) -> str:
         host = (urlsplit(referrer).hostname or "").lower()
     except ValueError:
         return ""
+    return _without_www(host)
+
+
+def _without_www(host: str) -> str:
     return host[4:] if host.startswith("www.") else host
 
 
 def _external(domain: str, page_host: str) -> str:
     """The referrer's domain, or nothing when it is the page's own site (a self-referral)."""
-    own = page_host[4:] if page_host.startswith("www.") else page_host
-    return "" if domain == own else domain
+    return "" if domain == _without_www(page_host) else domain
 
 
 def enrich(
