@@ -64,19 +64,25 @@ def both_brokers(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue("embedded_broker" if request.param == "embedded" else "apache_kafka")
 
 
+@pytest.fixture
+def own_apache_kafka(apache_kafka: ApacheKafka, tmp_path: Path) -> Iterator[ApacheKafka]:
+    """An Apache Kafka for one test, to kill and start again (with the session's jars, already resolved)."""
+    home = tmp_path / "kafka"
+    home.mkdir()
+    (home / "lib").symlink_to(apache_kafka.home / "lib")
+    running = ApacheKafka(home, port=free_port(), controller_port=free_port()).start()
+    yield running
+    running.stop()
+
+
 @pytest.fixture(params=["embedded", "apache"])
 def restartable_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmbeddedBroker | ApacheKafka]:
     """A broker of each kind for one test, to kill and start again: the embedded one loses
     everything when it stops; Apache Kafka keeps its topics, messages and offsets."""
-    running: EmbeddedBroker | ApacheKafka
-    if request.param == "embedded":
-        running = EmbeddedBroker(port=free_port(), log_path=tmp_path / "broker.log").start()
-    else:
-        session: ApacheKafka = request.getfixturevalue("apache_kafka")  # its jars, already resolved
-        home = tmp_path / "kafka"
-        home.mkdir()
-        (home / "lib").symlink_to(session.home / "lib")
-        running = ApacheKafka(home, port=free_port(), controller_port=free_port()).start()
+    if request.param == "apache":
+        yield request.getfixturevalue("own_apache_kafka")
+        return
+    running = EmbeddedBroker(port=free_port(), log_path=tmp_path / "broker.log").start()
     yield running
     running.stop()
 

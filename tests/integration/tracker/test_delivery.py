@@ -215,7 +215,7 @@ def test_auto_clicks_send_a_null_id_and_the_elements_text(context: Any, site: Si
 
 
 def test_a_broker_restart_while_a_page_tracks_loses_nothing_and_counts_nothing_twice(
-    browser: Any, site: Site, tmp_path: Path, data_dir: Path, apache_kafka: Any
+    browser: Any, site: Site, data_dir: Path, own_apache_kafka: Any
 ) -> None:
     """Kafka crashes (kill -9) and comes back while Chromium keeps tracking: collect
     answers 503 meanwhile, the tracker backs off and resends, and every event is
@@ -224,14 +224,9 @@ def test_a_broker_restart_while_a_page_tracks_loses_nothing_and_counts_nothing_t
     from chalicelib.settings import load_settings
     from tests.conftest import make_env
     from tests.integration.tracker_harness import start_stack
-    from trackflow.broker import free_port
-    from trackflow.kafka import ApacheKafka
     from trackflow.topics import ensure_topics
 
-    home = tmp_path / "kafka"
-    home.mkdir()
-    (home / "lib").symlink_to(apache_kafka.home / "lib")
-    kafka = ApacheKafka(home, port=free_port(), controller_port=free_port()).start()
+    kafka = own_apache_kafka
     # The session's data dir (chDB holds one per process); a database of the test's own.
     settings = load_settings(make_env(kafka, data_dir, TRACKFLOW_PRODUCE_TIMEOUT="2"))
     ensure_topics(settings.bootstrap_servers, {settings.events_topic: 2, settings.dlq_topic: 1})
@@ -263,4 +258,3 @@ def test_a_broker_restart_while_a_page_tracks_loses_nothing_and_counts_nothing_t
     finally:
         ctx.close()
         stack.stop()
-        kafka.stop()
