@@ -171,30 +171,15 @@ def test_refused_connections_get_a_fast_503_and_health_and_the_log_say_why(
     assert says in health["broker"]["error"]
 
 
-@pytest.fixture
-def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A Secrets Manager emulator (moto); the AWS settings point at it."""
-    from moto.server import ThreadedMotoServer
-
-    from trackflow.broker import free_port
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    for name, value in {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr("chalicelib.kafka_security._secrets", {})
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 def test_credentials_from_a_secrets_manager_secret_reach_the_secured_listener(
-    apache_kafka: ApacheKafka, secure: SecureListener, data_dir: Path, configured: Any, moto_server: str
+    apache_kafka: ApacheKafka,
+    secure: SecureListener,
+    data_dir: Path,
+    configured: Any,
+    moto_server: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("chalicelib.kafka_security._secrets", {})  # no credentials cached by another test
     import boto3
 
     secrets = boto3.client("secretsmanager", region_name="us-east-1")

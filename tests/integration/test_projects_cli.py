@@ -83,29 +83,14 @@ def test_unknown_project_and_missing_table_name_say_what_to_do(cli: CliRunner) -
     assert "TRACKFLOW_PROJECTS_TABLE" in result.output
 
 
-def test_init_table_creates_the_dynamodb_table_in_an_emulator(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
-    from moto.server import ThreadedMotoServer
-
-    from trackflow.broker import free_port
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        for name, value in {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "TRACKFLOW_PROJECTS_TABLE": "trackflow-projects",
-        }.items():
-            monkeypatch.setenv(name, value)
-        result = cli.invoke(main, ["projects", "init-table"])
-        assert result.exit_code == 0, result.output
-        runtime.reset()
-        assert cli.invoke(main, ["projects", "create", "Cloud shop"]).exit_code == 0
-        runtime.reset()
-        (project,) = _projects(cli)
-        assert project["name"] == "Cloud shop"
-    finally:
-        server.stop()
+def test_init_table_creates_the_dynamodb_table_in_an_emulator(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, moto_server: str
+) -> None:
+    monkeypatch.setenv("TRACKFLOW_PROJECTS_TABLE", "trackflow-projects")
+    result = cli.invoke(main, ["projects", "init-table"])
+    assert result.exit_code == 0, result.output
+    runtime.reset()
+    assert cli.invoke(main, ["projects", "create", "Cloud shop"]).exit_code == 0
+    runtime.reset()
+    (project,) = _projects(cli)
+    assert project["name"] == "Cloud shop"
