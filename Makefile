@@ -23,7 +23,7 @@ help:
 	@echo "make faults   set up, then break things under load (table in docs/reliability.md + bench/faults.json)"
 	@echo "make tracker  build tracker/dist/ (the core, its variants, the ES modules; TRACKFLOW_ENDPOINT=... bakes in another API URL)"
 	@echo "make dashboard build dashboard/dist/index.html (one static page, uPlot bundled)"
-	@echo "make package  build the Lambda bundle and CloudFormation template into build/package"
+	@echo "make package  build the Lambda bundle (python3.12; ARCH=x86_64 or arm64) and template into build/package"
 	@echo "make clean    remove .venv, node_modules, build output and local data (.trackflow/)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -85,9 +85,9 @@ bench: setup
 faults: setup
 	$(BIN)/python -m bench.faults
 
+ARCH ?= x86_64
 package: $(STAMP)
-	rm -rf build/package
-	$(BIN)/chalice package --stage prod --merge-template infra/kafka-trigger.json build/package
+	$(BIN)/trackflow package --arch $(ARCH) --out build/package
 
 clean:
 	rm -rf $(VENV) build tracker/node_modules tracker/dist dashboard/node_modules dashboard/dist .trackflow .pytest_cache .mypy_cache .ruff_cache

@@ -185,6 +185,21 @@ def prometheus_metrics() -> Response:
     return Response(body=body.decode(), status_code=200, headers={"Content-Type": content_type})
 
 
+@app.lambda_function(name="url_handler")
+def function_url(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Every route behind a Lambda function URL (payload 2.0): the handlers API Gateway calls, reused."""
+    from chalicelib.function_url import RouteNotFoundError, error_response, preflight, rest_event, url_response
+
+    try:
+        rest = rest_event(event, app.routes)
+    except RouteNotFoundError as exc:
+        return error_response(exc)
+    methods = app.routes[rest["resource"]]
+    if rest["httpMethod"] == "OPTIONS" and "OPTIONS" not in methods:
+        return preflight(next(iter(methods.values())))
+    return url_response(app(rest, context))
+
+
 @app.lambda_function(name="ingest")
 def ingest(event: dict[str, Any], context: Any) -> dict[str, int]:
     from chalicelib.ingest import ingest as ingest_batch

@@ -182,3 +182,12 @@ def new_event(event_type: str = "pageView", **overrides: Any) -> dict[str, Any]:
     }
     event.update(overrides)
     return event
+
+
+@pytest.fixture(scope="session")
+def lambda_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`trackflow package` for x86_64, built once: deployment.zip and sam.json."""
+    from trackflow.dev import ROOT
+    from trackflow.package import build
+
+    return build(ROOT, tmp_path_factory.mktemp("package") / "out", architecture="x86_64")

@@ -288,6 +288,42 @@ def migrate() -> None:
 
 
 @main.command()
+@click.option(
+    "--arch",
+    "architecture",
+    type=click.Choice(["x86_64", "arm64"]),
+    default="x86_64",
+    show_default=True,
+    help="Lambda architecture the native wheels are for.",
+)
+@click.option("--stage", default="prod", show_default=True, help="Chalice stage (.chalice/config.json).")
+@click.option(
+    "--out", type=click.Path(file_okay=False), default="build/package", show_default=True, help="Output folder."
+)
+def package(architecture: str, stage: str, out: str) -> None:
+    """Build the Lambda bundle (deployment.zip, python3.12) and template (sam.json).
+
+    Fails when a pinned requirement has no wheel for the runtime and
+    architecture, or the zip holds native code Lambda cannot load.
+    """
+    from pathlib import Path
+
+    from trackflow.dev import ROOT
+    from trackflow.package import PackageError, build
+
+    try:
+        bundle = build(
+            ROOT, Path(out), architecture=architecture, stage=stage, progress=lambda step: click.echo(f"- {step}")
+        )
+    except PackageError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{bundle.zip_path}: {bundle.zipped_bytes / 1e6:.1f} MB zipped, {bundle.unzipped_bytes / 1e6:.1f} MB unzipped "
+        f"({architecture}, {len(bundle.requirements)} requirements checked); template {bundle.directory / 'sam.json'}"
+    )
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=9092, show_default=True)
 def broker(host: str, port: int) -> None:
