@@ -92,8 +92,8 @@ def rest_event(event: Mapping[str, Any], routes: Mapping[str, Any]) -> dict[str,
 
 def preflight(route: Any) -> dict[str, Any]:
     """A CORS preflight for a route whose CORS API Gateway would answer (the function URL's own CORS does, when set)."""
-    cors = getattr(route, "cors", None)
-    headers = cors.get_access_control_headers() if hasattr(cors, "get_access_control_headers") else {}
+    cors: Any = getattr(route, "cors", None)
+    headers: dict[str, str] = cors.get_access_control_headers() if hasattr(cors, "get_access_control_headers") else {}
     headers.setdefault("Access-Control-Allow-Origin", "*")
     headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
     return {"statusCode": 204, "headers": headers, "body": ""}

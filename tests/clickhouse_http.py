@@ -57,10 +57,10 @@ class ClickHouseHttp:
             def log_message(self, *_: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 shim._answer(self)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 shim._answer(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -99,7 +99,7 @@ class ClickHouseHttp:
         try:
             bound = {name[len("param_") :]: value for name, value in params.items() if name.startswith("param_")}
             payload, fmt = self._run(text, body, bound, params.get("database"), params.get("default_format"))
-        except Exception as exc:  # noqa: BLE001 (every engine error goes back as the server's answer)
+        except Exception as exc:
             message = str(exc)
             code = _CODE.search(message)
             request.send_response(500)

@@ -26,6 +26,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # AL2023, under python3.12 and later, has glibc 2.34: wheels for it or older fit.
 RUNTIME = "python3.12"
@@ -135,13 +136,13 @@ def _heads(bundle: zipfile.ZipFile) -> dict[str, bytes]:
     return heads
 
 
-def _template(chalice_template: Path, architecture: str) -> dict[str, object]:
-    template = json.loads(chalice_template.read_text())
+def _template(chalice_template: Path, architecture: str) -> dict[str, Any]:
+    template: dict[str, Any] = json.loads(chalice_template.read_text())
     for resource in template["Resources"].values():
         if resource.get("Type") == "AWS::Serverless::Function":
             resource["Properties"]["Runtime"] = RUNTIME
             resource["Properties"]["Architectures"] = [architecture]
-    return template  # type: ignore[no-any-return]
+    return template
 
 
 def build(

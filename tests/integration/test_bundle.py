@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 import zipfile
@@ -168,7 +167,9 @@ def url_event(method: str, path: str, *, raw_query: str = "", **extra: Any) -> d
 def unzipped(lambda_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
     python = _lambda_python()
     if python is None:
-        message = "no CPython 3.12 to run the python3.12 bundle in: set TRACKFLOW_LAMBDA_PYTHON, or `pyenv install 3.12`"
+        message = (
+            "no CPython 3.12 to run the python3.12 bundle in: set TRACKFLOW_LAMBDA_PYTHON, or `pyenv install 3.12`"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -255,7 +256,11 @@ def test_the_unzipped_bundle_collects_ingests_and_answers_through_both_front_doo
     assert "/task/" in loaded["confluent_kafka"] and "/runtime/" in loaded["boto3"]
 
     # collect: the REST API's event, then the function URL's, same project
-    headers = {"Content-Type": "text/plain", "Origin": SITE, "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"}
+    headers = {
+        "Content-Type": "text/plain",
+        "Origin": SITE,
+        "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
+    }
     first = new_event(context={"url": f"{SITE}/café", "anonymous_id": "a1"})
     second = new_event(context={"url": f"{SITE}/checkout", "anonymous_id": "a2"})
     rest = function(
@@ -272,7 +277,12 @@ def test_the_unzipped_bundle_collects_ingests_and_answers_through_both_front_doo
     assert rest["headers"]["Access-Control-Allow-Origin"] == SITE
     url = function(
         "function_url",
-        url_event("POST", "/v1/collect", headers=headers, body=json.dumps({"api_key": project.api_keys[0], "events": [second]})),
+        url_event(
+            "POST",
+            "/v1/collect",
+            headers=headers,
+            body=json.dumps({"api_key": project.api_keys[0], "events": [second]}),
+        ),
     )
     assert url["statusCode"] == 202, url
     assert json.loads(url["body"])["accepted"] == 1
@@ -308,9 +318,7 @@ def test_the_unzipped_bundle_collects_ingests_and_answers_through_both_front_doo
     # stats: a Unicode filter, decoded by API Gateway in one, raw in the function URL's query string
     auth = {"Authorization": f"Bearer {project.read_token}"}
     query = {"project": project.project_id, "period": "today", "page": "/café"}
-    by_rest = function(
-        "app", rest_event("GET", "/v1/stats/overview", "/v1/stats/overview", headers=auth, query=query)
-    )
+    by_rest = function("app", rest_event("GET", "/v1/stats/overview", "/v1/stats/overview", headers=auth, query=query))
     raw = "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
     by_url = function("function_url", url_event("GET", "/v1/stats/overview", raw_query=raw, headers=auth))
     assert by_rest["statusCode"] == 200, by_rest
