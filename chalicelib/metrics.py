@@ -11,14 +11,23 @@ start at zero when the process does, as Prometheus expects. The names:
   ``trackflow_duplicates_dropped_total``
 - ``trackflow_consumer_lag{topic,partition}`` (end offset minus committed, set by the local trigger runner;
   in AWS read the event source mapping's ``OffsetLag`` metric instead)
+
+In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) every measurement is also printed
+as a CloudWatch Embedded Metric Format line under the same name
+(``chalicelib.emf``): there, ``/metrics`` would show one instance's counters.
 """
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
+
+from chalicelib.emf import EmfWriter
 
 # prometheus-client (with http.server) costs ~50 ms to import: it is loaded on
 # the first metric recorded, not by `import app`, so cold starts stay cheap.
@@ -34,6 +43,22 @@ def _collectors() -> Any:
         if not _built:
             _built.append(_build())
     return _built[0]
+
+
+_emf_writer: list[EmfWriter | None] = []
+
+
+def _emf() -> EmfWriter | None:
+    """The EMF writer when running in Lambda, else None; decided once per process."""
+    if not _emf_writer:
+        function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        _emf_writer.append(EmfWriter(function) if function else None)
+    return _emf_writer[0]
+
+
+def use_emf(writer: EmfWriter | None) -> None:
+    """Send EMF lines to ``writer`` (None: none), whatever the environment says; for tests."""
+    _emf_writer[:] = [writer]
 
 
 def _build() -> Any:
@@ -87,30 +112,41 @@ def _build() -> Any:
 
 def record_request(route: str, status: int) -> None:
     _collectors().http_requests.labels(route=route, status=str(status)).inc()
+    if emf := _emf():
+        emf.emit({"trackflow_http_requests_total": (1, "Count")}, {"route": route, "status": str(status)})
 
 
 def record_collect(body: Mapping[str, object]) -> None:
     """Count what one collect answer accepted, rejected (by reason) and dropped."""
     m = _collectors()
+    emf = _emf()
     accepted = body.get("accepted")
     if isinstance(accepted, int) and accepted:
         m.events_accepted.inc(accepted)
+        if emf:
+            emf.emit({"trackflow_events_accepted_total": (accepted, "Count")})
+    refused: dict[str, int] = {}
     rejected = body.get("rejected")
     if isinstance(rejected, list):
         for item in rejected:
             reason = item.get("reason", "invalid") if isinstance(item, dict) else "invalid"
-            m.events_rejected.labels(reason=_reason_label(str(reason))).inc()
+            label = _reason_label(str(reason))
+            refused[label] = refused.get(label, 0) + 1
     dropped = body.get("dropped")
     if isinstance(dropped, dict):
-        reason = dropped.get("reason")
-        m.events_rejected.labels(reason=reason if reason in ("bot", "gpc") else "dropped").inc(
-            int(dropped.get("count", 0))
-        )
+        label = str(dropped.get("reason")) if dropped.get("reason") in ("bot", "gpc") else "dropped"
+        refused[label] = refused.get(label, 0) + int(dropped.get("count", 0))
+    for label, count in refused.items():
+        m.events_rejected.labels(reason=label).inc(count)
+        if emf:
+            emf.emit({"trackflow_events_rejected_total": (count, "Count")}, {"reason": label})
 
 
 def record_refused(code: str) -> None:
     """A whole collect request refused (401, 413, 429, ...): its events are lost to us, count them by code."""
     _collectors().events_rejected.labels(reason=code).inc()
+    if emf := _emf():
+        emf.emit({"trackflow_events_rejected_total": (1, "Count")}, {"reason": code})
 
 
 # The fields a per-event rejection can name: label values come only from here,
@@ -131,11 +167,29 @@ def record_ingest(result: Mapping[str, int], seconds: float) -> None:
     m.rows_written.inc(result.get("inserted", 0))
     m.dead_letters.inc(result.get("dead_lettered", 0))
     m.duplicates.inc(result.get("duplicates", 0))
+    if emf := _emf():
+        emf.emit(
+            {
+                "trackflow_ingest_seconds": (seconds, "Seconds"),
+                "trackflow_ingest_batch_events": (result.get("inserted", 0) + result.get("duplicates", 0), "Count"),
+                "trackflow_rows_written_total": (result.get("inserted", 0), "Count"),
+                "trackflow_dead_letters_total": (result.get("dead_lettered", 0), "Count"),
+                "trackflow_duplicates_dropped_total": (result.get("duplicates", 0), "Count"),
+            }
+        )
 
 
-def produce_timer() -> Any:
-    """A context manager timing one wait for Kafka's acknowledgement."""
-    return _collectors().produce_seconds.time()
+@contextmanager
+def produce_timer() -> Iterator[None]:
+    """Time one wait for Kafka's acknowledgement."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - started
+        _collectors().produce_seconds.observe(seconds)
+        if emf := _emf():
+            emf.emit({"trackflow_produce_seconds": (seconds, "Seconds")})
 
 
 def set_lag(topic: str, partition: int, lag: int) -> None:

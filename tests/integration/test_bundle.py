@@ -51,6 +51,7 @@ class Context:
     def get_remaining_time_in_millis(self):
         return 60000
 
+answers, sys.stdout = sys.stdout, sys.stderr  # the function's own output goes to its log, as in Lambda
 import app
 for line in sys.stdin:
     call = json.loads(line)
@@ -66,7 +67,7 @@ for line in sys.stdin:
             result = getattr(app, call["handler"])(call["event"], Context())
         except Exception as exc:
             result = {"raised": repr(exc)}
-    print(json.dumps(result), flush=True)
+    print(json.dumps(result), file=answers, flush=True)
 """
 
 
@@ -89,13 +90,15 @@ class Function:
     def __init__(self, python: str, task: Path, runtime: Path, env: dict[str, str]) -> None:
         driver = task.parent / "driver.py"
         driver.write_text(DRIVER)
+        self.log = task.parent / f"log-{uuid.uuid4().hex[:8]}.txt"
+        self._log = self.log.open("w")
         self._process = subprocess.Popen(
             [python, "-S", "-E", "-s", str(driver), str(task), str(runtime)],
             cwd=task,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._log,
             text=True,
         )
 
@@ -105,9 +108,13 @@ class Function:
         self._process.stdin.flush()
         line = self._process.stdout.readline()
         if not line:
-            assert self._process.stderr is not None
-            raise AssertionError(f"the function died: {self._process.stderr.read()[-3000:]}")
+            raise AssertionError(f"the function died: {self.log.read_text()[-3000:]}")
         return json.loads(line)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The Embedded Metric Format lines the function printed to its log so far."""
+        lines = self.log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith('{"_aws"')]
 
     def close(self) -> None:
         assert self._process.stdin is not None
@@ -116,6 +123,7 @@ class Function:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self._process.kill()
+        self._log.close()
 
 
 def rest_event(method: str, path: str, resource: str, **extra: Any) -> dict[str, Any]:
@@ -325,3 +333,17 @@ def test_the_unzipped_bundle_collects_ingests_and_answers_through_both_front_doo
     assert by_url["statusCode"] == 200, by_url
     assert json.loads(by_url["body"]) == json.loads(by_rest["body"])
     assert json.loads(by_rest["body"])["metrics"]["pageviews"]["value"] == 1
+
+    # CloudWatch metrics: EMF lines in the log, with the names /metrics uses
+    emitted: dict[str, float] = {}
+    for document in function.metrics():
+        declared = document["_aws"]["CloudWatchMetrics"][0]
+        assert declared["Namespace"] == "TrackFlow" and "function" in declared["Dimensions"][0]
+        for metric in declared["Metrics"]:
+            emitted[metric["Name"]] = emitted.get(metric["Name"], 0) + document[metric["Name"]]
+    assert emitted["trackflow_events_accepted_total"] == 2
+    # the redelivered records are written again, and FINAL reads each event once (above)
+    assert emitted["trackflow_rows_written_total"] == 4
+    assert emitted["trackflow_duplicates_dropped_total"] == 0
+    assert emitted["trackflow_http_requests_total"] >= 7
+    assert emitted["trackflow_produce_seconds"] > 0

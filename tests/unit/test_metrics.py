@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from chalicelib import metrics
@@ -55,3 +57,50 @@ def test_rejection_labels_come_from_a_fixed_set_never_from_client_text() -> None
     labels = {line.split('reason="', 1)[1].split('"', 1)[0] for line in body.splitlines() if 'reason="' in line}
     assert not [label for label in labels if label.startswith(("props.key", "client-", "anything-"))]
     assert {"props", "other", "dropped"} <= labels
+
+
+def test_in_lambda_each_measurement_is_an_emf_line_with_the_prometheus_name() -> None:
+    import io
+    import json
+
+    from chalicelib.emf import EmfWriter
+
+    log = io.StringIO()
+    metrics.use_emf(EmfWriter("trackflow-prod-APIHandler", stream=log))
+    try:
+        metrics.record_request("/v1/collect", 202)
+        metrics.record_collect(
+            {"accepted": 2, "rejected": [{"reason": "ts bad"}, {"reason": "ts bad"}, {"reason": "props.x long"}]}
+        )
+        with metrics.produce_timer():
+            pass
+    finally:
+        metrics.use_emf(None)
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]
+    request = lines[0]
+    declared = request["_aws"]["CloudWatchMetrics"][0]
+    assert declared["Namespace"] == "TrackFlow"
+    assert declared["Dimensions"] == [["function", "route", "status"]]
+    assert declared["Metrics"] == [{"Name": "trackflow_http_requests_total", "Unit": "Count"}]
+    assert (request["function"], request["route"], request["status"]) == (
+        "trackflow-prod-APIHandler",
+        "/v1/collect",
+        "202",
+    )
+    assert request["trackflow_http_requests_total"] == 1
+    by_name = [(line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], line) for line in lines]
+    rejected = {
+        line["reason"]: line["trackflow_events_rejected_total"]
+        for name, line in by_name
+        if name == "trackflow_events_rejected_total"
+    }
+    assert rejected == {"ts": 2, "props": 1}  # one line per reason, counted
+    assert [line["trackflow_events_accepted_total"] for name, line in by_name if name.endswith("accepted_total")] == [2]
+    assert [name for name, _ in by_name][-1] == "trackflow_produce_seconds"
+
+
+def test_outside_lambda_no_emf_line_is_printed(capsys: Any, monkeypatch: Any) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    metrics._emf_writer.clear()
+    metrics.record_request("/health", 200)
+    assert capsys.readouterr().out == ""
