@@ -324,6 +324,111 @@ def package(architecture: str, stage: str, out: str) -> None:
 
 
 @main.command()
+@click.option("--stage", default="prod", show_default=True, help="Chalice stage to package.")
+@click.option("--stack-name", default="trackflow", show_default=True, help="CloudFormation stack.")
+@click.option("--bucket", help="S3 bucket for the bundle and template (needed unless --bootstrap-only).")
+@click.option("--arch", "architecture", type=click.Choice(["x86_64", "arm64"]), default="x86_64", show_default=True)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A stack parameter (repeatable), e.g. --param KafkaSource=msk. Kafka and ClickHouse ones default "
+    "to this machine's KAFKA_* / CLICKHOUSE_* settings.",
+)
+@click.option("--project", "project_name", default="My site", show_default=True, help="First project's name.")
+@click.option("--origin", "origins", multiple=True, help="A site allowed to send to the first project (repeatable).")
+@click.option("--partitions", default=4, show_default=True, type=click.IntRange(min=1), help="Of the events topic.")
+@click.option(
+    "--script-src",
+    default="/tracker.js",
+    show_default=True,
+    help="Where your pages load the tracker from (copy tracker/dist/tracker.js there).",
+)
+@click.option("--bootstrap-only", is_flag=True, help="Skip packaging and the stack: topics, migrations, project.")
+def deploy(
+    stage: str,
+    stack_name: str,
+    bucket: str | None,
+    architecture: str,
+    params: tuple[str, ...],
+    project_name: str,
+    origins: tuple[str, ...],
+    partitions: int,
+    script_src: str,
+    bootstrap_only: bool,
+) -> None:
+    """Deploy to AWS: package, upload, stack, topics, migrations, first project, snippet.
+
+    Uses the AWS credentials and region of the environment (AWS_PROFILE, AWS_REGION, ...),
+    and reaches Kafka and ClickHouse from this machine with the KAFKA_* and CLICKHOUSE_*
+    settings. docs/deploy.md walks through it.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import boto3
+
+    from trackflow import deploy as steps
+    from trackflow.dev import ROOT
+    from trackflow.package import PackageError, build
+
+    overrides = dict(p.split("=", 1) for p in params if "=" in p)
+    if len(overrides) != len(params):
+        raise click.BadParameter("use KEY=VALUE", param_hint="--param")
+    settings = _settings()
+
+    def say(step: str) -> None:
+        click.echo(f"- {step}")
+
+    cloudformation = boto3.client("cloudformation")
+    try:
+        if bootstrap_only:
+            outputs = steps.stack_outputs(cloudformation, stack_name)
+        else:
+            if not bucket:
+                raise click.UsageError("--bucket is needed to upload the bundle (or use --bootstrap-only)")
+            creating = steps.stack_outputs_or_none(cloudformation, stack_name) is None
+            parameters = steps.stack_parameters(settings, overrides, creating=creating)
+            with tempfile.TemporaryDirectory() as scratch:
+                say(f"packaging for {architecture}")
+                bundle = build(ROOT, Path(scratch) / "package", architecture=architecture, stage=stage, progress=say)
+                s3 = boto3.client("s3")
+                code = steps.upload(s3, bucket, stack_name, bundle.zip_path.read_bytes(), ".zip", say)
+                body = steps.template_for(bundle.directory / "sam.json", bucket, code)
+                declared = list(json.loads(body)["Parameters"])
+                key = steps.upload(s3, bucket, stack_name, body.encode(), ".json", say)
+            outputs = steps.deploy_stack(
+                cloudformation,
+                stack_name,
+                template_url=f"{s3.meta.endpoint_url}/{bucket}/{key}",
+                parameters=parameters,
+                declared=declared,
+                progress=say,
+            )
+        deployed = steps.bootstrap(
+            settings,
+            outputs,
+            dynamodb=boto3.resource("dynamodb"),
+            project_name=project_name,
+            origins=origins,
+            partitions=partitions,
+            failure_topic=steps.failure_topic(overrides),
+            script_src=script_src,
+            progress=say,
+        )
+    except (steps.DeployError, PackageError, TrackflowError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, value in sorted(deployed.outputs.items()):
+        click.echo(f"{name}: {value}")
+    click.echo(f"\nProject {deployed.project.name} ({deployed.project.project_id})")
+    click.echo(f"  API key:    {deployed.project.api_keys[0]}")
+    click.echo(f"  read token: {deployed.project.read_token}  (the dashboard and stats API; keep it secret)")
+    click.echo("\nPaste into your pages, just before </head>:\n")
+    click.echo(deployed.snippet)
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=9092, show_default=True)
 def broker(host: str, port: int) -> None:

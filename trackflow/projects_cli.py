@@ -80,15 +80,11 @@ def create(name: str, origins: tuple[str, ...]) -> None:
     project = new_project(name, allowed_origins=origins)
     store.put(project)
     _show(project)
+    from trackflow.deploy import snippet
+
     click.echo("\nPaste into your page, just before </head>:\n")
-    click.echo('  <script async src="http://localhost:8080/tracker.js"></script>')
-    click.echo("  <script>")
-    click.echo("    window.dataLayer = window.dataLayer || [];")
-    click.echo("    function track() {")
-    click.echo("      window.dataLayer.push(arguments);")
-    click.echo("    }")
-    click.echo(f"    track('config', '{project.api_keys[0]}');")
-    click.echo("  </script>")
+    html = snippet(project.api_keys[0], script_src="http://localhost:8080/tracker.js")
+    click.echo("\n".join(f"  {line}" for line in html.splitlines()))
 
 
 @projects.command("list")
