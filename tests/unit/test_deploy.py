@@ -109,7 +109,7 @@ def test_a_rolled_back_stack_is_an_error_that_says_where_to_look(cloudformation:
         stub.add_response("describe_change_set", {"Status": "CREATE_COMPLETE"})
         stub.add_response("execute_change_set", {})
         _stack(stub, "ROLLBACK_COMPLETE")
-        with pytest.raises(DeployError, match="ROLLBACK_COMPLETE.*describe-stack-events"):
+        with pytest.raises(DeployError, match=r"ROLLBACK_COMPLETE.*describe-stack-events"):
             deploy_stack(
                 cloudformation, "trackflow", template_url=URL, parameters={}, declared=[], progress=print, poll_s=0
             )
