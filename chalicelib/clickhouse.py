@@ -153,7 +153,9 @@ def connect(
                         f"the embedded ClickHouse in {path} is held by another process "
                         "(chDB allows one process per data directory: the real cause is "
                         "'Cannot lock file .../status'). Stop the other `trackflow` process, "
-                        "or give this one its own TRACKFLOW_DATA_DIR, or set CLICKHOUSE_URL."
+                        "or give this one its own TRACKFLOW_DATA_DIR, or set CLICKHOUSE_URL to a ClickHouse "
+                        "server; `trackflow dev` serves the API and ingests in one process, and `trackflow sql` "
+                        "reads while `trackflow dev` or `trackflow trigger` holds the engine."
                     ) from exc
                 raise
             _embedded_clients[f"{path}\0{database}"] = client

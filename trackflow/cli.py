@@ -134,8 +134,9 @@ def dev(
 def trigger(batch_size: int, batching_window: float, group: str) -> None:
     """Run only the Kafka trigger: consume the events topic and invoke the ingest function.
 
-    Needs KAFKA_BOOTSTRAP_SERVERS. With the embedded ClickHouse it must not run
-    beside `trackflow dev` (chDB allows one process per data directory).
+    Needs KAFKA_BOOTSTRAP_SERVERS. With the embedded ClickHouse it migrates it
+    and holds it, so it must not run beside `trackflow dev` (chDB allows one
+    process per data directory); `trackflow sql` reads through it meanwhile.
     """
     from chalicelib import runtime
     from trackflow.runner import TriggerRunner
@@ -147,8 +148,28 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
         )
     runtime.configure(settings=settings)
     import app as app_module
+    from trackflow.topics import DEFAULT_PARTITIONS, ensure_topics
 
+    gate = None
     try:
+        # the topics must exist before the consumer subscribes, or it waits for a metadata refresh
+        ensure_topics(
+            settings.bootstrap_servers,
+            {settings.events_topic: DEFAULT_PARTITIONS, settings.dlq_topic: 1},
+            security=settings.kafka_security,
+        )
+        if settings.clickhouse.embedded:  # as `trackflow dev` does: this process owns the engine
+            from chalicelib.clickhouse import connect
+            from chalicelib.migrations import migrate
+            from trackflow.dev import MIGRATIONS_DIR
+            from trackflow.sqlgate import SqlGate
+
+            applied = migrate(connect(settings.clickhouse), MIGRATIONS_DIR, database=settings.clickhouse.database)
+            if applied:
+                click.echo(f"applied migrations: {', '.join(applied)}")
+            if settings.stage in ("dev", "test"):  # `trackflow sql` reads through it while this process runs
+                reader = connect(settings.clickhouse, database=settings.clickhouse.database, read_only=True)
+                gate = SqlGate(reader, data_dir=settings.data_dir).start()
         runtime.writer()
     except TrackflowError as exc:
         raise click.ClickException(exc.message) from None
@@ -174,6 +195,8 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
     compactor.stop()
     thread.join(10)
     compactor_thread.join(30)
+    if gate is not None:
+        gate.stop()
     click.echo(f"stopped after {runner.stats.records} records in {runner.stats.batches} batches")
 
 
