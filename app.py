@@ -218,9 +218,11 @@ def compact(event: Any, context: Any) -> dict[str, int]:
     from chalicelib.rollups import compact_all
 
     seconds_left = context.get_remaining_time_in_millis() / 1000 if context is not None else 60.0
+    conf = runtime.settings()
     days = compact_all(
         runtime.rollup_client(),
-        settle_s=runtime.settings().rollup_settle_s,
+        settle_s=conf.rollup_settle_s,
         deadline=time.monotonic() + max(1.0, seconds_left - 10),
+        cluster=conf.clickhouse.cluster,
     )
     return {"days": days}

@@ -2,7 +2,9 @@
 
 Files are named ``NNN_description.sql`` and live in ``infra/clickhouse/migrations``
 (the directory is passed in). Each holds one or more statements separated by a
-``;`` at the end of a line. The only templating is ``${DATABASE}``. Applied
+``;`` at the end of a line. The only templating is ``${DATABASE}``; for a
+cluster, ``chalicelib.cluster_ddl`` rewrites each statement (``ON CLUSTER``,
+Replicated engines, local/Distributed pairs sharded by project). Applied
 versions are recorded in ``<database>.schema_migrations``; every statement is
 written with ``IF NOT EXISTS`` (or ``CREATE OR REPLACE``) as well, so a
 half-applied file can be re-run. The exception is a rollup backfill
@@ -57,22 +59,46 @@ def load_migrations(directory: Path, *, database: str) -> list[Migration]:
     return found
 
 
-def migrate(client: Any, directory: Path, *, database: str) -> list[str]:
-    """Apply every migration not yet recorded; return the names applied now."""
+def cluster_statements(
+    migrations: list[Migration], *, cluster: str, database: str
+) -> list[tuple[Migration, list[str]]]:
+    """Each migration's statements in their cluster form (every file is read, so later ALTERs know the tables)."""
+    from chalicelib.cluster_ddl import ClusterRenderer
+
+    renderer = ClusterRenderer(cluster, database)
+    return [(migration, renderer.render_all(migration.statements)) for migration in migrations]
+
+
+def bookkeeping(database: str, cluster: str | None = None) -> list[str]:
+    """The statements that create the database and the table of applied versions."""
+    if cluster is None:
+        on, engine = "", "ReplacingMergeTree"
+    else:  # one replicated table across every node: each sees which versions ran
+        on = f" ON CLUSTER {cluster}"
+        engine = f"ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/schema_migrations', '{{replica}}')"
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {database}{on}",
+        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations{on} "
+        f"(version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = {engine} ORDER BY version",
+    ]
+
+
+def migrate(client: Any, directory: Path, *, database: str, cluster: str | None = None) -> list[str]:
+    """Apply every migration not yet recorded (``ON CLUSTER`` when ``cluster``); return the names applied now."""
     migrations = load_migrations(directory, database=database)
-    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
-        "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+    for statement in bookkeeping(database, cluster):
+        client.command(statement)
+    if cluster is None:
+        planned = [(migration, list(migration.statements)) for migration in migrations]
+    else:
+        planned = cluster_statements(migrations, cluster=cluster, database=database)
     done = {row[0] for row in client.query(f"SELECT version FROM {database}.schema_migrations FINAL").result_rows}
     applied: list[str] = []
-    for migration in migrations:
+    for migration, statements in planned:
         if migration.version in done:
             continue
         logger.info("applying migration %s", migration.name)
-        for statement in migration.statements:
+        for statement in statements:
             client.command(statement)
         client.insert(
             f"{database}.schema_migrations", [[migration.version, migration.name]], column_names=["version", "name"]

@@ -131,11 +131,15 @@ def _new_generation() -> int:
     return (time.time_ns() // 1_000_000) << 16 | random.getrandbits(16)
 
 
-def compact(client: Any, *, settle_s: float = DEFAULT_SETTLE_S, max_days: int = MAX_DAYS_PER_ROUND) -> CompactResult:
+def compact(
+    client: Any, *, settle_s: float = DEFAULT_SETTLE_S, max_days: int = MAX_DAYS_PER_ROUND, cluster: str | None = None
+) -> CompactResult:
     """Recompute up to ``max_days`` changed days into a new generation; delete long-superseded ones.
 
     ``client`` must have the TrackFlow database as its default and may write.
-    Safe to run anywhere at any time, also twice at once.
+    Safe to run anywhere at any time, also twice at once. On a cluster
+    (``cluster``: the migrations' ``--cluster``), deletes go to every shard's
+    local tables: a Distributed table takes no DELETE.
     """
     days, covered = _changed_days(client, settle_s, max_days)
     generation = None
@@ -150,10 +154,10 @@ def compact(client: Any, *, settle_s: float = DEFAULT_SETTLE_S, max_days: int = 
             column_names=("project_id", "day", "gen", "covered_to"),
         )
         logger.info("compacted %d day(s) into generation %d", len(days), generation)
-    return CompactResult(len(days), generation, _delete_superseded(client))
+    return CompactResult(len(days), generation, _delete_superseded(client, cluster))
 
 
-def _delete_superseded(client: Any) -> int:
+def _delete_superseded(client: Any, cluster: str | None = None) -> int:
     """Drop rollup rows of generations replaced more than the grace period ago."""
     result = client.query(
         "SELECT g.project_id, g.day, g.gen FROM rollup_generations AS g INNER JOIN "
@@ -166,27 +170,26 @@ def _delete_superseded(client: Any) -> int:
     if not old:
         return 0
     params = {"old": old}
-    for table in ROLLUP_TABLES:
-        day = "day" if "days" in table else "toDate(hour)"
+    for table in (*ROLLUP_TABLES, "rollup_generations"):
+        day = "toDate(hour)" if "hours" in table else "day"
+        target = table if cluster is None else f"{table}_local ON CLUSTER {cluster}"
         client.command(
-            f"DELETE FROM {table} WHERE (project_id, {day}, gen) IN {{old:Array(Tuple(String, Date, UInt64))}}",
+            f"DELETE FROM {target} WHERE (project_id, {day}, gen) IN {{old:Array(Tuple(String, Date, UInt64))}}",
             parameters=params,
         )
-    client.command(
-        "DELETE FROM rollup_generations WHERE (project_id, day, gen) IN {old:Array(Tuple(String, Date, UInt64))}",
-        parameters=params,
-    )
     logger.info("deleted %d superseded rollup generation(s)", len(old))
     return len(old)
 
 
-def compact_all(client: Any, *, settle_s: float = DEFAULT_SETTLE_S, deadline: float | None = None) -> int:
+def compact_all(
+    client: Any, *, settle_s: float = DEFAULT_SETTLE_S, deadline: float | None = None, cluster: str | None = None
+) -> int:
     """Compact round after round until no changed day is left or ``deadline`` (monotonic) passed."""
     total = 0
     for _ in range(MAX_ROUNDS):  # days keep changing under traffic: never loop for ever
         if deadline is not None and time.monotonic() >= deadline:
             break
-        done = compact(client, settle_s=settle_s).days
+        done = compact(client, settle_s=settle_s, cluster=cluster).days
         total += done
         if done == 0:
             break

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class ClickHouseSettings:
     data_path: Path
     connect_timeout_s: float = DEFAULT_CLICKHOUSE_CONNECT_TIMEOUT_S
     query_timeout_s: float = DEFAULT_CLICKHOUSE_QUERY_TIMEOUT_S
+    cluster: str | None = None  # CLICKHOUSE_CLUSTER: tables are local/Distributed pairs (trackflow migrate --cluster)
 
     @property
     def embedded(self) -> bool:
@@ -172,7 +174,17 @@ def _clickhouse(env: Mapping[str, str], data_dir: Path) -> ClickHouseSettings:
         data_path=data_dir / "clickhouse",
         connect_timeout_s=_seconds(env, "CLICKHOUSE_CONNECT_TIMEOUT", DEFAULT_CLICKHOUSE_CONNECT_TIMEOUT_S),
         query_timeout_s=_seconds(env, "CLICKHOUSE_QUERY_TIMEOUT", DEFAULT_CLICKHOUSE_QUERY_TIMEOUT_S),
+        cluster=_cluster(env),
     )
+
+
+def _cluster(env: Mapping[str, str]) -> str | None:
+    cluster = _get(env, "CLICKHOUSE_CLUSTER")
+    if cluster is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cluster):
+        raise ConfigError(
+            f"CLICKHOUSE_CLUSTER={cluster!r} must be a cluster name from remote_servers (letters, digits, _)"
+        )
+    return cluster
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -185,7 +185,10 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
     from trackflow.compactor import Compactor
 
     compactor = Compactor(
-        runtime.rollup_client(), interval_s=settings.rollup_interval_s, settle_s=settings.rollup_settle_s
+        runtime.rollup_client(),
+        interval_s=settings.rollup_interval_s,
+        settle_s=settings.rollup_settle_s,
+        cluster=settings.clickhouse.cluster,
     )
     compactor_thread = compactor.start_thread()
     thread = runner.start_thread()
@@ -291,22 +294,41 @@ def rollups_compact(settle: float) -> None:
     """
     from chalicelib.rollups import compact_all
 
-    days = compact_all(_rollup_client(), settle_s=settle)
+    days = compact_all(_rollup_client(), settle_s=settle, cluster=_settings().clickhouse.cluster)
     click.echo(f"compacted {days} day(s)")
 
 
 @main.command()
-def migrate() -> None:
+@click.option(
+    "--cluster",
+    help="Render ON CLUSTER with Replicated engines and local/Distributed pairs sharded by project "
+    "(default: CLICKHOUSE_CLUSTER). docs/scaling.md.",
+)
+@click.option("--print", "print_only", is_flag=True, help="Print the statements instead of running them.")
+def migrate(cluster: str | None, print_only: bool) -> None:
     """Apply the ClickHouse migrations in infra/clickhouse/migrations (idempotent)."""
     from chalicelib.clickhouse import connect
+    from chalicelib.migrations import bookkeeping, cluster_statements, load_migrations
     from chalicelib.migrations import migrate as apply
     from trackflow.dev import MIGRATIONS_DIR
 
     settings = _settings()
+    cluster = cluster or settings.clickhouse.cluster
+    database = settings.clickhouse.database
     try:
-        applied = apply(connect(settings.clickhouse), MIGRATIONS_DIR, database=settings.clickhouse.database)
-    except TrackflowError as exc:
-        raise click.ClickException(exc.message) from None
+        if print_only:
+            migrations = load_migrations(MIGRATIONS_DIR, database=database)
+            if cluster:
+                planned = cluster_statements(migrations, cluster=cluster, database=database)
+            else:
+                planned = [(migration, list(migration.statements)) for migration in migrations]
+            click.echo(";\n\n".join(bookkeeping(database, cluster)) + ";\n")
+            for migration, statements in planned:
+                click.echo(f"\n-- {migration.name}\n" + ";\n\n".join(statements) + ";")
+            return
+        applied = apply(connect(settings.clickhouse), MIGRATIONS_DIR, database=database, cluster=cluster)
+    except (TrackflowError, ValueError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from None
     click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
 
 

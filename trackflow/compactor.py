@@ -20,8 +20,9 @@ logger = logging.getLogger(__name__)
 class Compactor:
     """Runs compaction on ``client`` every ``interval_s`` until :meth:`stop`."""
 
-    def __init__(self, client: Any, *, interval_s: float, settle_s: float) -> None:
+    def __init__(self, client: Any, *, interval_s: float, settle_s: float, cluster: str | None = None) -> None:
         self._client = client
+        self._cluster = cluster
         self._interval_s = interval_s
         self._settle_s = settle_s
         self._stop = threading.Event()
@@ -31,7 +32,7 @@ class Compactor:
     def run(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:
-                self.days_compacted += compact_all(self._client, settle_s=self._settle_s)
+                self.days_compacted += compact_all(self._client, settle_s=self._settle_s, cluster=self._cluster)
                 self.last_error = None
             except Exception as exc:  # ClickHouse busy or down: the next round tries again
                 self.last_error = f"{exc.__class__.__name__}: {exc}"

@@ -1,0 +1,102 @@
+"""The cluster form of the migrations: local Replicated tables, Distributed tables sharded by project."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chalicelib.cluster_ddl import ClusterRenderer
+from chalicelib.rollups import _delete_superseded
+
+TABLE = """CREATE TABLE IF NOT EXISTS db.events
+(
+    project_id LowCardinality(String),
+    event_id   UUID
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (project_id, event_id)"""
+
+
+def test_a_table_becomes_a_replicated_local_table_and_a_distributed_one_sharded_by_project() -> None:
+    local, distributed = ClusterRenderer("tf", "db").render(TABLE)
+    assert local.startswith("CREATE TABLE IF NOT EXISTS db.events_local ON CLUSTER tf\n(")
+    assert "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/events_local', '{replica}')" in local
+    assert local.endswith("ORDER BY (project_id, event_id)")
+    assert distributed == (
+        "CREATE TABLE IF NOT EXISTS db.events ON CLUSTER tf AS db.events_local\n"
+        "ENGINE = Distributed(tf, db, events_local, cityHash64(project_id))"
+    )
+
+
+def test_engine_arguments_follow_the_replication_ones_and_tables_without_a_project_spread_at_random() -> None:
+    statement = "CREATE TABLE IF NOT EXISTS db.letters\n(\n    reason String,\n    v UInt64\n)\nENGINE = ReplacingMergeTree(v)\nORDER BY reason"
+    local, distributed = ClusterRenderer("tf", "db").render(statement)
+    assert "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/letters_local', '{replica}', v)" in local
+    assert distributed.endswith("Distributed(tf, db, letters_local, rand())")
+
+
+def test_materialized_views_read_and_write_the_local_tables() -> None:
+    renderer = ClusterRenderer("tf", "db")
+    renderer.render(TABLE)
+    renderer.render(TABLE.replace("db.events", "db.rollup"))
+    [view] = renderer.render(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS db.rollup_mv TO db.rollup AS SELECT * FROM db.events"
+    )
+    assert (
+        view
+        == "CREATE MATERIALIZED VIEW IF NOT EXISTS db.rollup_mv ON CLUSTER tf TO db.rollup_local AS SELECT * FROM db.events_local"
+    )
+
+
+def test_alters_reach_both_tables_but_settings_only_the_local_one() -> None:
+    renderer = ClusterRenderer("tf", "db")
+    renderer.render(TABLE)
+    assert renderer.render("ALTER TABLE db.events ADD COLUMN IF NOT EXISTS x String") == [
+        "ALTER TABLE db.events_local ON CLUSTER tf ADD COLUMN IF NOT EXISTS x String",
+        "ALTER TABLE db.events ON CLUSTER tf ADD COLUMN IF NOT EXISTS x String",
+    ]
+    assert renderer.render("ALTER TABLE db.events MODIFY SETTING a = 0") == [
+        "ALTER TABLE db.events_local ON CLUSTER tf MODIFY SETTING a = 0"
+    ]
+
+
+def test_views_and_drops_go_on_cluster_and_backfills_run_once_through_the_distributed_table() -> None:
+    renderer = ClusterRenderer("tf", "db")
+    assert renderer.render("CREATE OR REPLACE VIEW db.v AS SELECT 1") == [
+        "CREATE OR REPLACE VIEW db.v ON CLUSTER tf AS SELECT 1"
+    ]
+    assert renderer.render("DROP TABLE IF EXISTS db.t") == [
+        "DROP TABLE IF EXISTS db.t ON CLUSTER tf",
+        "DROP TABLE IF EXISTS db.t_local ON CLUSTER tf",
+    ]
+    insert = "INSERT INTO db.rollup SELECT * FROM db.events FINAL"
+    assert renderer.render(insert) == [insert]
+
+
+def test_a_statement_without_a_cluster_form_or_a_bad_cluster_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="no cluster form"):
+        ClusterRenderer("tf", "db").render("OPTIMIZE TABLE db.events FINAL")
+    with pytest.raises(ValueError, match="plain identifier"):
+        ClusterRenderer("tf; DROP", "db")
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def query(self, sql: str, parameters: Any = None) -> Any:
+        return type("Result", (), {"result_rows": [("p1", "2026-11-01", 1)]})()
+
+    def command(self, sql: str, parameters: Any = None) -> None:
+        self.commands.append(sql)
+
+
+def test_on_a_cluster_superseded_rollups_are_deleted_from_every_shards_local_tables() -> None:
+    client = _Recorder()
+    assert _delete_superseded(client, "tf") == 1
+    assert all(" ON CLUSTER tf WHERE " in command for command in client.commands)
+    assert client.commands[-1].startswith("DELETE FROM rollup_generations_local ON CLUSTER tf")
+    single = _Recorder()
+    _delete_superseded(single)
+    assert single.commands[0].startswith("DELETE FROM rollup_session_days WHERE")
