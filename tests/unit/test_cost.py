@@ -15,7 +15,7 @@ def test_request_prices_step_down_across_tiers() -> None:
 
 def test_lambda_time_is_cpu_scaled_by_memory_plus_waiting_in_whole_milliseconds() -> None:
     assert lambda_seconds(0.001769, 0.0, 1769) == pytest.approx(0.002)  # 1.769 ms of one core, rounded up
-    assert lambda_seconds(0.001, 0.003, 1769 // 2) == pytest.approx(0.005)
+    assert lambda_seconds(0.001, 0.003, 1769 * 2) == pytest.approx(0.004)  # 0.5 ms of CPU + 3 ms waiting
     assert lambda_seconds(0.0, 0.0, 512) == pytest.approx(0.001)
 
 
