@@ -332,8 +332,8 @@ def migrate(cluster: str | None, print_only: bool) -> None:
     click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
 
 
-@main.command()
-@click.option(
+# `package` and `deploy` build for the same choice of Lambda CPU.
+_ARCH_OPTION = click.option(
     "--arch",
     "architecture",
     type=click.Choice(["x86_64", "arm64"]),
@@ -341,6 +341,10 @@ def migrate(cluster: str | None, print_only: bool) -> None:
     show_default=True,
     help="Lambda architecture the native wheels are for.",
 )
+
+
+@main.command()
+@_ARCH_OPTION
 @click.option("--stage", default="prod", show_default=True, help="Chalice stage (.chalice/config.json).")
 @click.option(
     "--out", type=click.Path(file_okay=False), default="build/package", show_default=True, help="Output folder."
@@ -372,7 +376,7 @@ def package(architecture: str, stage: str, out: str) -> None:
 @click.option("--stage", default="prod", show_default=True, help="Chalice stage to package.")
 @click.option("--stack-name", default="trackflow", show_default=True, help="CloudFormation stack.")
 @click.option("--bucket", help="S3 bucket for the bundle and template (needed unless --bootstrap-only).")
-@click.option("--arch", "architecture", type=click.Choice(["x86_64", "arm64"]), default="x86_64", show_default=True)
+@_ARCH_OPTION
 @click.option(
     "--param",
     "params",
