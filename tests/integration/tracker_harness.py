@@ -162,6 +162,13 @@ def wait_stored(clickhouse: Any, page: Any, visitor: str, count: int, *, timeout
         pump(page, 0.2)
 
 
+def settled(clickhouse: Any, page: Any, visitor: str, count: int, *, timeout: float = 30) -> list[tuple[Any, ...]]:
+    """The visitor's rows once ``count`` are stored and 1.5 s more have passed: a doubled send would show by then."""
+    wait_stored(clickhouse, page, visitor, count, timeout=timeout)
+    pump(page, 1.5)
+    return stored(clickhouse, visitor)
+
+
 def anonymous_id(page: Any) -> str:
     value: str = wait_for(lambda: page.evaluate("localStorage.getItem('tf_aid')"), timeout=10)
     return value

@@ -20,7 +20,7 @@ from tests.integration.tracker_harness import (
     anonymous_id,
     pump,
     queued,
-    stored,
+    settled,
     wait_stored,
     wire,
 )
@@ -71,9 +71,7 @@ def test_the_ga4_snippet_before_the_seed_snippet_stores_every_trackflow_event_an
     page.click("#buy")
     page.evaluate("gtag('event', 'purchase', {value: 3}); gtag('set', {user_id: 'x'}); gtag('consent', 'update', {})")
     page.evaluate("track('signup', {plan: 'pro'}); dataLayer.push({event: 'gtm.click'})")
-    rows = wait_stored(db, page, visitor, 3)
-    pump(page, 1.5)
-    rows = stored(db, visitor)
+    rows = settled(db, page, visitor, 3)
     assert sorted(r[0] for r in rows) == ["click", "pageView", "signup"]
     assert all(body["api_key"] == "YOUR_API_KEY" for body in traffic.posts)
     seen = page.evaluate("window.gaSeen")

@@ -13,6 +13,7 @@ from tests.integration.tracker_harness import (
     anonymous_id,
     pump,
     queued,
+    settled,
     stored,
     wait_stored,
     wire,
@@ -32,9 +33,7 @@ def test_seed_vite_snippet_sends_pageview_click_errors_and_custom_events_once(
     page.evaluate("setTimeout(() => { throw new Error('boom') }, 0)")
     page.evaluate("Promise.reject(new Error('nope')); 1")
     page.evaluate("track('signup', {plan: 'pro'})")
-    wait_stored(db, page, visitor, 5)
-    pump(page, 1.5)  # anything doubled would arrive by now
-    rows = stored(db, visitor)
+    rows = settled(db, page, visitor, 5)
     types = sorted(r[0] for r in rows)
     assert types == ["click", "error", "error", "pageView", "signup"]
     props = {r[0]: json.loads(r[2]) for r in rows if r[0] != "error"}
@@ -60,9 +59,7 @@ def test_nextjs_pattern_commands_queued_before_the_async_script_loads_arrive_in_
         assert page.evaluate("window.dataLayer.length") >= 2  # queued, not yet handled
         visitor = anonymous_id(page)
         page.click("#buy")
-        wait_stored(db, page, visitor, 3)
-        pump(page, 1.5)
-        rows = stored(db, visitor)
+        rows = settled(db, page, visitor, 3)
         assert sorted(r[0] for r in rows) == ["click", "pageView", "signup"]
         assert all(e["context"]["environment"] == "development" for e in traffic.events())
     finally:
@@ -80,9 +77,8 @@ def test_spa_navigation_counts_each_new_url_once(context: Any, site: Site, db: A
     page.evaluate("history.back()")  # popstate back to /spa/b (hash dropped)
     pump(page, 0.3)
     page.evaluate("history.back()")  # popstate to /spa.html
-    rows = wait_stored(db, page, visitor, 4)
-    pump(page, 1.5)
-    paths = [r[1] for r in stored(db, visitor) if r[0] == "pageView"]
+    rows = settled(db, page, visitor, 4)
+    paths = [r[1] for r in rows if r[0] == "pageView"]
     assert paths == ["/spa.html", "/spa/a", "/spa/b", "/spa.html"]
     assert len(rows) == 4
 
@@ -128,9 +124,7 @@ def test_503_then_recovery_delivers_every_event_once(context: Any, site: Site, d
     page.goto(f"{site.url}/vite.html")
     visitor = anonymous_id(page)
     page.evaluate("track('a'); track('b')")
-    wait_stored(db, page, visitor, 3, timeout=40)
-    pump(page, 1.5)
-    rows = stored(db, visitor)
+    rows = settled(db, page, visitor, 3, timeout=40)
     assert sorted(r[0] for r in rows) == ["a", "b", "pageView"]
     assert len(refused) == 2
     assert queued(page) == 0
@@ -244,9 +238,7 @@ def test_the_demo_site_served_by_dev_produces_rows_for_each_kind_of_event(
     page.click("text=Cart (SPA route)")
     page.click("#custom")
     page.click("#crash")
-    wait_stored(db, page, visitor, 6)
-    pump(page, 1.5)
-    rows = stored(db, visitor)
+    rows = settled(db, page, visitor, 6)
     kinds = sorted(r[0] for r in rows)
     assert kinds == ["addToCart", "click", "click", "click", "error", "pageView", "pageView"]
     assert "/demo/app/cart" in {r[1] for r in rows if r[0] == "pageView"}

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.tracker_harness import Site, Traffic, anonymous_id, pump, stored, wait_stored
+from tests.integration.tracker_harness import Site, Traffic, anonymous_id, pump, settled, wait_stored
 from trackflow.dev import TRACKER_DIST, DevStack
 
 pytestmark = pytest.mark.integration
@@ -33,9 +33,7 @@ def test_links_sends_outbound_link_and_file_download_clicks(context: Any, site: 
     visitor = anonymous_id(page)
     for link in ("#out", "#pdf", "#zip", "#inside"):
         page.click(link)
-    rows = wait_stored(db, page, visitor, 8)  # page view, 4 clicks, 1 outbound, 2 downloads
-    pump(page, 1.5)
-    rows = stored(db, visitor)
+    rows = settled(db, page, visitor, 8)  # page view, 4 clicks, 1 outbound, 2 downloads
     assert [p["url"] for p in props_of(rows, "outbound")] == ["https://elsewhere.example/article?x=1"]
     assert sorted(p["url"].rsplit("/", 1)[1] for p in props_of(rows, "download")) == ["data", "report.pdf"]
     assert len(props_of(rows, "click")) == 4  # the plain clicks are still there
@@ -61,9 +59,8 @@ def test_hash_counts_each_route_fragment_as_a_page_and_the_server_keeps_it_in_th
     page.evaluate("location.hash = '#/cart'")
     pump(page, 0.3)
     page.click("#route")  # <a href="#/checkout">
-    rows = wait_stored(db, page, visitor, 4)  # three page views and the click
-    pump(page, 1.5)
-    paths = [r[1] for r in stored(db, visitor) if r[0] == "pageView"]
+    rows = settled(db, page, visitor, 4)  # three page views and the click
+    paths = [r[1] for r in rows if r[0] == "pageView"]
     assert paths == ["/features.html", "/features.html#/cart", "/features.html#/checkout"]
     assert len(rows) == 4
 
@@ -74,9 +71,8 @@ def test_the_core_ignores_route_fragments(context: Any, site: Site, db: Any) -> 
     visitor = anonymous_id(page)
     page.evaluate("location.hash = '#/cart'")
     page.evaluate("track('after')")
-    rows = wait_stored(db, page, visitor, 2)
-    pump(page, 1.5)
-    assert [r[1] for r in stored(db, visitor)] == ["/features.html", "/features.html"]
+    rows = settled(db, page, visitor, 2)
+    assert [r[1] for r in rows] == ["/features.html", "/features.html"]
     assert len(rows) == 2
 
 
