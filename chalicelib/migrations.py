@@ -69,6 +69,16 @@ def cluster_statements(
     return [(migration, renderer.render_all(migration.statements)) for migration in migrations]
 
 
+def planned_statements(
+    directory: Path, *, database: str, cluster: str | None = None
+) -> list[tuple[Migration, list[str]]]:
+    """Every migration with the statements to run: as written, or their cluster form."""
+    migrations = load_migrations(directory, database=database)
+    if cluster is None:
+        return [(migration, list(migration.statements)) for migration in migrations]
+    return cluster_statements(migrations, cluster=cluster, database=database)
+
+
 def bookkeeping(database: str, cluster: str | None = None) -> list[str]:
     """The statements that create the database and the table of applied versions."""
     if cluster is None:
@@ -85,13 +95,9 @@ def bookkeeping(database: str, cluster: str | None = None) -> list[str]:
 
 def migrate(client: Any, directory: Path, *, database: str, cluster: str | None = None) -> list[str]:
     """Apply every migration not yet recorded (``ON CLUSTER`` when ``cluster``); return the names applied now."""
-    migrations = load_migrations(directory, database=database)
+    planned = planned_statements(directory, database=database, cluster=cluster)
     for statement in bookkeeping(database, cluster):
         client.command(statement)
-    if cluster is None:
-        planned = [(migration, list(migration.statements)) for migration in migrations]
-    else:
-        planned = cluster_statements(migrations, cluster=cluster, database=database)
     done = {row[0] for row in client.query(f"SELECT version FROM {database}.schema_migrations FINAL").result_rows}
     applied: list[str] = []
     for migration, statements in planned:

@@ -159,17 +159,12 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
             security=settings.kafka_security,
         )
         if settings.clickhouse.embedded:  # as `trackflow dev` does: this process owns the engine
-            from chalicelib.clickhouse import connect
-            from chalicelib.migrations import migrate
-            from trackflow.dev import MIGRATIONS_DIR
-            from trackflow.sqlgate import SqlGate
+            from trackflow.dev import migrate_clickhouse, open_sql_gate
 
-            applied = migrate(connect(settings.clickhouse), MIGRATIONS_DIR, database=settings.clickhouse.database)
+            applied = migrate_clickhouse(settings)
             if applied:
                 click.echo(f"applied migrations: {', '.join(applied)}")
-            if settings.stage in ("dev", "test"):  # `trackflow sql` reads through it while this process runs
-                reader = connect(settings.clickhouse, database=settings.clickhouse.database, read_only=True)
-                gate = SqlGate(reader, data_dir=settings.data_dir).start()
+            gate = open_sql_gate(settings)  # `trackflow sql` reads through it while this process runs
         runtime.writer()
     except TrackflowError as exc:
         raise click.ClickException(exc.message) from None
@@ -307,26 +302,20 @@ def rollups_compact(settle: float) -> None:
 @click.option("--print", "print_only", is_flag=True, help="Print the statements instead of running them.")
 def migrate(cluster: str | None, print_only: bool) -> None:
     """Apply the ClickHouse migrations in infra/clickhouse/migrations (idempotent)."""
-    from chalicelib.clickhouse import connect
-    from chalicelib.migrations import bookkeeping, cluster_statements, load_migrations
-    from chalicelib.migrations import migrate as apply
-    from trackflow.dev import MIGRATIONS_DIR
+    from chalicelib.migrations import bookkeeping, planned_statements
+    from trackflow.dev import MIGRATIONS_DIR, migrate_clickhouse
 
     settings = _settings()
     cluster = cluster or settings.clickhouse.cluster
     database = settings.clickhouse.database
     try:
         if print_only:
-            migrations = load_migrations(MIGRATIONS_DIR, database=database)
-            if cluster:
-                planned = cluster_statements(migrations, cluster=cluster, database=database)
-            else:
-                planned = [(migration, list(migration.statements)) for migration in migrations]
+            planned = planned_statements(MIGRATIONS_DIR, database=database, cluster=cluster)
             click.echo(";\n\n".join(bookkeeping(database, cluster)) + ";\n")
             for migration, statements in planned:
                 click.echo(f"\n-- {migration.name}\n" + ";\n\n".join(statements) + ";")
             return
-        applied = apply(connect(settings.clickhouse), MIGRATIONS_DIR, database=database, cluster=cluster)
+        applied = migrate_clickhouse(settings, cluster=cluster)
     except (TrackflowError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
     click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
@@ -437,7 +426,7 @@ def deploy(
         else:
             if not bucket:
                 raise click.UsageError("--bucket is needed to upload the bundle (or use --bootstrap-only)")
-            creating = steps.stack_outputs_or_none(cloudformation, stack_name) is None
+            creating = steps.is_new_stack(cloudformation, stack_name)
             parameters = steps.stack_parameters(settings, overrides, creating=creating)
             with tempfile.TemporaryDirectory() as scratch:
                 say(f"packaging for {architecture}")

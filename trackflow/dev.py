@@ -77,6 +77,19 @@ class _CorsStaticHandler(SimpleHTTPRequestHandler):
         logger.debug("tracker server: " + format, *args)
 
 
+def migrate_clickhouse(conf: Settings, *, cluster: str | None = None) -> list[str]:
+    """Apply infra/clickhouse/migrations to the configured ClickHouse; return the names applied now."""
+    return migrate(connect(conf.clickhouse), MIGRATIONS_DIR, database=conf.clickhouse.database, cluster=cluster)
+
+
+def open_sql_gate(conf: Settings) -> SqlGate | None:
+    """Read-only SQL for `trackflow sql` while this process holds the embedded engine; never in prod."""
+    if not (conf.clickhouse.embedded and conf.stage in ("dev", "test")):
+        return None
+    reader = connect(conf.clickhouse, database=conf.clickhouse.database, read_only=True)
+    return SqlGate(reader, data_dir=conf.data_dir).start()
+
+
 def _serve(server: Any, name: str) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
@@ -182,14 +195,11 @@ class DevStack:
             self.bootstrap_servers = self.broker.bootstrap_servers
             conf = self.settings = _with_bootstrap(conf, self.bootstrap_servers)
         self._ensure_topics()
-        client = connect(conf.clickhouse)
-        applied = migrate(client, MIGRATIONS_DIR, database=conf.clickhouse.database)
+        applied = migrate_clickhouse(conf)
         if applied:
             logger.info("applied migrations: %s", ", ".join(applied))
-        if conf.clickhouse.embedded and conf.stage in ("dev", "test"):
-            # Read-only SQL for `trackflow sql` while this process holds chDB; never in prod.
-            reader = connect(conf.clickhouse, database=conf.clickhouse.database, read_only=True)
-            gate = SqlGate(reader, data_dir=conf.data_dir).start()
+        gate = open_sql_gate(conf)
+        if gate is not None:
             self._stack.callback(gate.stop)
 
         runtime.reset()
