@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from chalicelib.errors import RequestError
-from chalicelib.responses import JSON_HEADERS, error_parts
+from chalicelib.responses import error_parts
 
 _PARAM = re.compile(r"^\{(\w+)\}$")
 
@@ -122,4 +122,4 @@ def url_response(response: Mapping[str, Any]) -> dict[str, Any]:
 def error_response(exc: RequestError) -> dict[str, Any]:
     """A TrackflowError raised before any route ran, as a function URL answer."""
     body, status, headers = error_parts(exc)
-    return {"statusCode": status, "headers": dict(JSON_HEADERS) | dict(headers), "body": json.dumps(body)}
+    return {"statusCode": status, "headers": dict(headers), "body": json.dumps(body)}

@@ -119,6 +119,15 @@ def _stack(cloudformation: Any, name: str) -> dict[str, Any] | None:
     return stacks[0] if stacks else None
 
 
+def _is_new(stack: Mapping[str, Any] | None) -> bool:
+    """No stack yet, or only a change set under review: it is created, not updated."""
+    return stack is None or stack["StackStatus"] == "REVIEW_IN_PROGRESS"
+
+
+def is_new_stack(cloudformation: Any, name: str) -> bool:
+    return _is_new(_stack(cloudformation, name))
+
+
 def deploy_stack(
     cloudformation: Any,
     name: str,
@@ -130,8 +139,7 @@ def deploy_stack(
     poll_s: float = 5.0,
 ) -> dict[str, str]:
     """Create or update the stack through a change set; return its outputs."""
-    existing = _stack(cloudformation, name)
-    creating = existing is None or existing["StackStatus"] == "REVIEW_IN_PROGRESS"
+    creating = _is_new(_stack(cloudformation, name))
     given = [{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()]
     kept = (
         []
@@ -180,12 +188,6 @@ def _outputs(stack: Mapping[str, Any] | None) -> dict[str, str]:
     return {item["OutputKey"]: item["OutputValue"] for item in (stack or {}).get("Outputs", [])}
 
 
-def stack_outputs_or_none(cloudformation: Any, name: str) -> dict[str, str] | None:
-    """The outputs of a stack that exists (and is more than a change set under review), else None."""
-    stack = _stack(cloudformation, name)
-    return None if stack is None or stack["StackStatus"] == "REVIEW_IN_PROGRESS" else _outputs(stack)
-
-
 def stack_outputs(cloudformation: Any, name: str) -> dict[str, str]:
     stack = _stack(cloudformation, name)
     if stack is None:
@@ -223,9 +225,7 @@ def bootstrap(
     progress: Progress,
 ) -> Deployed:
     """Topics, migrations, the first project and the snippet, for a deployed stack's ``outputs``."""
-    from chalicelib.clickhouse import connect
-    from chalicelib.migrations import migrate
-    from trackflow.dev import MIGRATIONS_DIR
+    from trackflow.dev import migrate_clickhouse
     from trackflow.topics import ensure_topics
 
     if settings.kafka_bootstrap_servers is None:
@@ -238,7 +238,7 @@ def bootstrap(
     created = ensure_topics(settings.kafka_bootstrap_servers, topics, security=settings.kafka_security)
     states = [f"{topic} ({'created' if topic in created else 'exists'})" for topic in topics]
     progress(f"topics: {', '.join(states)}")
-    applied = migrate(connect(settings.clickhouse), MIGRATIONS_DIR, database=settings.clickhouse.database)
+    applied = migrate_clickhouse(settings)
     progress(f"ClickHouse migrations: {', '.join(applied) if applied else 'up to date'}")
 
     table = outputs.get("ProjectsTableName")

@@ -175,9 +175,11 @@ def build(
 
         deps = Path(scratch) / "deps"
         progress(f"pip: {len(requirements)} requirements as {RUNTIME} {machine} wheels")
-        own = [f"{name}=={version}" for name, version in requirements.items()]
-        alone = [pin for pin in own if _normalise(pin.split("==")[0]) in map(_normalise, WITHOUT_DEPENDENCIES)]
-        _pip_install(deps, [p for p in own if p not in alone], machine=machine, no_deps=False, run=_run)
+        separate = {_normalise(name) for name in WITHOUT_DEPENDENCIES}
+        pins = {name: f"{name}=={version}" for name, version in requirements.items()}
+        together = [pin for name, pin in pins.items() if name not in separate]
+        alone = [pin for name, pin in pins.items() if name in separate]
+        _pip_install(deps, together, machine=machine, no_deps=False, run=_run)
         if alone:
             _pip_install(deps, alone, machine=machine, no_deps=True, run=_run)
         shutil.rmtree(deps / "bin", ignore_errors=True)  # console scripts: nothing runs them in Lambda
