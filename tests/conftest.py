@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +169,28 @@ def wait_for(check: Callable[[], Any], *, timeout: float = 30.0, interval: float
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
         time.sleep(interval)
+
+
+def read_records(
+    bootstrap_servers: str, topic: str, count: int, *, partitions: Iterable[int] = (0,), timeout: float = 30
+) -> list[Any]:
+    """The records of ``topic``'s ``partitions`` from their start, once at least ``count`` have been read."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    try:
+        assigned = [TopicPartition(topic, partition) for partition in partitions]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        found: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                found.extend(batch)
+        assert len(found) >= count, f"only {len(found)} of {count} records on the broker"
+        return found
+    finally:
+        consumer.close()
 
 
 def new_event(event_type: str = "pageView", **overrides: Any) -> dict[str, Any]:

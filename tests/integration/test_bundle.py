@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -27,12 +26,11 @@ from urllib.parse import quote
 
 import boto3
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from chalicelib.projects import DynamoProjectStore, create_dynamo_table, new_project
 from chalicelib.settings import Settings
 from tests.clickhouse_http import ClickHouseHttp
-from tests.conftest import new_event
+from tests.conftest import new_event, read_records
 from trackflow.package import Bundle
 from trackflow.runner import mapping_payload
 
@@ -230,23 +228,6 @@ def deployed(
     server.close()
 
 
-def _records(settings: Settings, count: int) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(settings.events_topic, p) for p in (0, 1)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        found: list[Any] = []
-        deadline = time.monotonic() + 30
-        while len(found) < count and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                found.extend(batch)
-        assert len(found) == count, f"{len(found)} records on the broker, expected {count}"
-        return found
-    finally:
-        consumer.close()
-
-
 def test_the_bundle_holds_native_code_for_python312_and_nothing_local(unzipped: tuple[str, Path, Path]) -> None:
     _, task, _ = unzipped
     native = [p.name for p in task.rglob("*.so")]
@@ -300,7 +281,8 @@ def test_the_unzipped_bundle_collects_ingests_and_answers_through_both_front_doo
     assert missing["statusCode"] == 404 and json.loads(missing["body"])["error"]["code"] == "not_found"
 
     # ingest: the mapping's payload from the records on the broker, then the same records again in other batches
-    records = _records(settings, 2)
+    records = read_records(settings.bootstrap_servers, settings.events_topic, 2, partitions=(0, 1))
+    assert len(records) == 2
     payload = mapping_payload(records, bootstrap_servers=settings.bootstrap_servers)
     result = function("ingest", payload)
     assert result == {"records": 2, "inserted": 2, "duplicates": 0, "dead_lettered": 0}, result

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -25,14 +24,13 @@ from typing import Any
 import orjson
 import pytest
 from chalice.test import Client
-from kafka import KafkaConsumer, TopicPartition
 
 import app
 from chalicelib import runtime
 from chalicelib.errors import StorageError
 from chalicelib.rollups import compact_all
 from chalicelib.settings import Settings, load_settings
-from tests.conftest import both_brokers, make_env, wait_for
+from tests.conftest import both_brokers, make_env, read_records, wait_for
 from tests.integration.reports import check, gather, visits
 from trackflow.broker import EmbeddedBroker
 from trackflow.runner import TriggerRunner, mapping_payload
@@ -52,20 +50,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _records(conf: Settings, count: int) -> list[Any]:
     """The first ``count`` records of the events topic's partition 0, read back from the broker."""
-    consumer = KafkaConsumer(bootstrap_servers=conf.bootstrap_servers, enable_auto_commit=False)
-    try:
-        partition = TopicPartition(conf.events_topic, 0)
-        consumer.assign([partition])
-        consumer.seek(partition, 0)
-        found: list[Any] = []
-        deadline = time.monotonic() + 30
-        while len(found) < count and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                found.extend(batch)
-        assert len(found) >= count, f"only {len(found)} of {count} records on the broker"
-        return found[:count]
-    finally:
-        consumer.close()
+    return read_records(conf.bootstrap_servers, conf.events_topic, count)[:count]
 
 
 @pytest.fixture

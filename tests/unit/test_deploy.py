@@ -33,20 +33,25 @@ def _stack(stub: Stubber, status: str, outputs: list[dict[str, str]] | None = No
     stub.add_response("describe_stacks", {"Stacks": [stack]})
 
 
+def _change_set(kind: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    """The CreateChangeSet request deploy_stack must send."""
+    return {
+        "StackName": "trackflow",
+        "ChangeSetName": ANY,
+        "ChangeSetType": kind,
+        "TemplateURL": URL,
+        "Parameters": parameters,
+        "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+    }
+
+
 def test_a_new_stack_is_created_through_a_change_set_with_both_capabilities(cloudformation: Any) -> None:
     with Stubber(cloudformation) as stub:
         _missing(stub)
         stub.add_response(
             "create_change_set",
             {"Id": "cs"},
-            {
-                "StackName": "trackflow",
-                "ChangeSetName": ANY,
-                "ChangeSetType": "CREATE",
-                "TemplateURL": URL,
-                "Parameters": [{"ParameterKey": "KafkaBootstrapServers", "ParameterValue": "b:9092"}],
-                "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
-            },
+            _change_set("CREATE", [{"ParameterKey": "KafkaBootstrapServers", "ParameterValue": "b:9092"}]),
         )
         stub.add_response("describe_change_set", {"Status": "CREATE_PENDING"})
         stub.add_response("describe_change_set", {"Status": "CREATE_COMPLETE"})
@@ -72,17 +77,13 @@ def test_an_update_keeps_every_parameter_not_given(cloudformation: Any) -> None:
         stub.add_response(
             "create_change_set",
             {"Id": "cs"},
-            {
-                "StackName": "trackflow",
-                "ChangeSetName": ANY,
-                "ChangeSetType": "UPDATE",
-                "TemplateURL": URL,
-                "Parameters": [
+            _change_set(
+                "UPDATE",
+                [
                     {"ParameterKey": "BatchSize", "ParameterValue": "500"},
                     {"ParameterKey": "SaltSecret", "UsePreviousValue": True},
                 ],
-                "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
-            },
+            ),
         )
         stub.add_response(
             "describe_change_set",
