@@ -64,6 +64,8 @@ def stack_parameters(settings: Settings, overrides: Mapping[str, str], *, creati
         )
         params.update(ClickHouseUser=clickhouse.user, ClickHousePassword=clickhouse.password)
         params["ClickHouseDatabase"] = clickhouse.database
+        if clickhouse.cluster:
+            params["ClickHouseCluster"] = clickhouse.cluster
     params["KafkaSecurityProtocol"] = security.protocol
     if security.mechanism:
         params["KafkaSaslMechanism"] = security.mechanism
@@ -238,7 +240,7 @@ def bootstrap(
     created = ensure_topics(settings.kafka_bootstrap_servers, topics, security=settings.kafka_security)
     states = [f"{topic} ({'created' if topic in created else 'exists'})" for topic in topics]
     progress(f"topics: {', '.join(states)}")
-    applied = migrate_clickhouse(settings)
+    applied = migrate_clickhouse(settings, cluster=settings.clickhouse.cluster)
     progress(f"ClickHouse migrations: {', '.join(applied) if applied else 'up to date'}")
 
     table = outputs.get("ProjectsTableName")

@@ -125,11 +125,13 @@ def test_parameters_come_from_this_machines_settings_and_a_new_salt() -> None:
             "KAFKA_SASL_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:k",
             "CLICKHOUSE_URL": "https://ch.example:8443",
             "CLICKHOUSE_PASSWORD": "pw",
+            "CLICKHOUSE_CLUSTER": "analytics",
         }
     )
     params = stack_parameters(settings, {"BatchSize": "500"}, creating=True)
     assert params["KafkaBootstrapServers"] == "b-1:9096"
     assert params["ClickHouseUrl"] == "https://ch.example:8443"
+    assert params["ClickHouseCluster"] == "analytics"  # compaction deletes from the local tables
     assert (params["KafkaSecurityProtocol"], params["KafkaSaslMechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
     assert params["KafkaSaslSecretArn"].endswith(":secret:k")
     assert len(params["SaltSecret"]) >= 32 and params["BatchSize"] == "500"
