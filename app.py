@@ -214,9 +214,11 @@ def ingest(event: dict[str, Any], context: Any) -> dict[str, int]:
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="compact")
-def compact(event: Any, context: Any) -> dict[str, int]:
+def compact(event: Any) -> dict[str, int]:
+    """Chalice calls a scheduled handler with one argument, its event object; ``event.context`` is Lambda's."""
     from chalicelib.rollups import compact_all
 
+    context = getattr(event, "context", None)
     seconds_left = context.get_remaining_time_in_millis() / 1000 if context is not None else 60.0
     conf = runtime.settings()
     days = compact_all(

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trackflow.stack import merge_template
+
 # AL2023, under python3.12 and later, has glibc 2.34: wheels for it or older fit.
 RUNTIME = "python3.12"
 PYTHON_VERSION = "3.12"
@@ -36,6 +38,7 @@ ARCHITECTURES = {"x86_64": "x86_64", "arm64": "aarch64"}  # Lambda's name: the w
 ELF_MACHINES = {"x86_64": 0x3E, "aarch64": 0xB7}
 WITHOUT_DEPENDENCIES = {"aws-msk-iam-sasl-signer-python"}  # its dependencies are boto3/botocore: in Lambda
 CODE = ("app.py", "chalicelib", ".chalice/config.json", ".chalice/policy.json")
+MERGE_TEMPLATE = "trackflow-stack.json"
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 _REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
 _EXTENSION_TAG = re.compile(r"\.cpython-(\d+)-")
@@ -170,7 +173,8 @@ def build(
         (staging / "requirements.txt").write_text("")  # the dependencies are installed below
         progress(f"chalice package --stage {stage} (the code and the template)")
         chalice = Path(sys.executable).parent / "chalice"
-        merge = root / "infra" / "kafka-trigger.json"
+        merge = Path(scratch) / MERGE_TEMPLATE
+        merge.write_text(json.dumps(merge_template(), indent=2))
         _run([str(chalice), "package", "--stage", stage, "--merge-template", str(merge), "chalice-out"], staging)
 
         deps = Path(scratch) / "deps"
