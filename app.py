@@ -25,6 +25,7 @@ def count_requests(event: Any, get_response: Any) -> Response:
     response = get_response(event)
     route = (event.context or {}).get("resourcePath") or event.path
     metrics.record_request(route, response.status_code)
+    metrics.end_invocation()  # one EMF line per request, with what the route measured
     return response
 
 
@@ -172,10 +173,10 @@ def stats_realtime() -> Response:
 
 @app.route("/health", methods=["GET"], cors=True)
 def health() -> Response:
-    from chalicelib.health import check
+    from chalicelib.health import cached_check
 
     conf = runtime.settings()
-    body = check(conf, reader=runtime.reader)
+    body = cached_check(conf, reader=runtime.reader, sender=runtime.sender)
     return Response(body=body, status_code=200 if body["status"] == "ok" else 503, headers=dict(JSON_HEADERS))
 
 
@@ -210,21 +211,26 @@ def ingest(event: dict[str, Any], context: Any) -> dict[str, int]:
         event, writer=runtime.writer(), dlq=runtime.sender(), dlq_topic=conf.dlq_topic, now_ms=runtime.now_ms
     )
     metrics.record_ingest(result, time.perf_counter() - started)
+    metrics.end_invocation()
     return result
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="compact")
 def compact(event: Any) -> dict[str, int]:
     """Chalice calls a scheduled handler with one argument, its event object; ``event.context`` is Lambda's."""
-    from chalicelib.rollups import compact_all
+    from chalicelib.rollups import compact_all, pending_age_s
 
     context = getattr(event, "context", None)
     seconds_left = context.get_remaining_time_in_millis() / 1000 if context is not None else 60.0
     conf = runtime.settings()
+    client = runtime.rollup_client()
     days = compact_all(
-        runtime.rollup_client(),
+        client,
         settle_s=conf.rollup_settle_s,
         deadline=time.monotonic() + max(1.0, seconds_left - 10),
         cluster=conf.clickhouse.cluster,
     )
-    return {"days": days}
+    waited = pending_age_s(client, settle_s=conf.rollup_settle_s)
+    metrics.record_compaction(days, waited)
+    metrics.end_invocation()
+    return {"days": days, "pending_age_s": round(waited, 1)}

@@ -120,7 +120,7 @@ def connect(
         try:
             common: dict[str, Any] = {
                 "username": settings.user,
-                "password": settings.password,
+                "password": settings.resolved_password(),
                 "database": database or "",
                 "autogenerate_session_id": False,
                 "settings": READ_ONLY_SETTINGS if read_only else None,

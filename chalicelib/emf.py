@@ -1,20 +1,27 @@
-"""CloudWatch metrics from Lambda, as Embedded Metric Format (EMF) log lines.
+"""CloudWatch metrics from Lambda, as one Embedded Metric Format (EMF) log line per invocation.
 
 In Lambda a ``/metrics`` endpoint means nothing: every instance has its own
 registry, and ``ingest`` has no route. CloudWatch Logs turns a JSON log line
-with an ``_aws`` block into metrics, so each measurement is printed as one
-such line, under the same names as ``/metrics`` (``trackflow_*``), in the
-``TrackFlow`` namespace, with the function's name and the metric's labels as
-dimensions. Nothing waits on a network call and nothing is lost when an
-instance is frozen between invocations: the line is in the log already.
+with an ``_aws`` block into metrics, so what an invocation measured is
+gathered here (:meth:`EmfWriter.add`) and printed as a single line when it
+ends (:meth:`EmfWriter.flush`), under the same names as ``/metrics``
+(``trackflow_*``), in the ``TrackFlow`` namespace, with the function's name
+(and, for requests, route and status) as dimensions.
+
+One line, not one per measurement: CloudWatch Logs bills every byte it
+ingests, and a line per measurement cost more than collect's own compute.
+Counts added twice in an invocation are summed; other values (seconds) are
+kept as a list, which EMF reads as several samples. A metric's dimensions are
+those of its first measurement in the invocation.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Mapping
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
@@ -22,29 +29,58 @@ NAMESPACE = "TrackFlow"
 
 
 class EmfWriter:
-    """Prints EMF lines for one function to ``stream`` (stdout, which Lambda sends to CloudWatch Logs)."""
+    """Gathers one invocation's metrics for ``function`` and prints them as one EMF line on ``flush``."""
 
     def __init__(self, function: str, *, stream: IO[str] | None = None, namespace: str = NAMESPACE) -> None:
         self._function = function
         self._stream = stream
         self._namespace = namespace
+        self._lock = threading.Lock()
+        self._labels: dict[str, str] = {}
+        self._metrics: dict[str, tuple[tuple[str, ...], str, list[float]]] = {}
+        self._properties: dict[str, Any] = {}
 
-    def emit(self, values: Mapping[str, tuple[float, str]], dimensions: Mapping[str, str] | None = None) -> None:
-        """One line: ``values`` maps metric name to (value, unit), all sharing ``dimensions``."""
-        labels = {"function": self._function, **(dimensions or {})}
-        document: dict[str, object] = {
+    def add(self, values: Mapping[str, tuple[float, str]], dimensions: Mapping[str, str] | None = None) -> None:
+        """Measurements (name -> (value, unit)) sharing ``dimensions``, for this invocation's line."""
+        with self._lock:
+            dims = dict(dimensions or {})
+            if any(self._labels.get(key, value) != value for key, value in dims.items()):
+                dims = {}  # another value of a dimension this line already has: count it under the function only
+            self._labels.update(dims)
+            for name, (value, unit) in values.items():
+                group, kept_unit, samples = self._metrics.setdefault(name, (tuple(sorted(dims)), unit, []))
+                if kept_unit == "Count" and samples:
+                    samples[0] += value
+                else:
+                    samples.append(value)
+
+    def note(self, name: str, value: Any) -> None:
+        """A property on the line that is not a metric (searchable with Logs Insights)."""
+        with self._lock:
+            self._properties[name] = value
+
+    def flush(self) -> None:
+        """Print what was gathered as one line (nothing when nothing was), and start afresh."""
+        with self._lock:
+            metrics, labels, properties = self._metrics, self._labels, self._properties
+            self._metrics, self._labels, self._properties = {}, {}, {}
+        if not metrics:
+            return
+        groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
+        for name, (group, unit, _) in metrics.items():
+            groups.setdefault(group, []).append({"Name": name, "Unit": unit})
+        document: dict[str, Any] = {
             "_aws": {
                 "Timestamp": int(time.time() * 1000),
                 "CloudWatchMetrics": [
-                    {
-                        "Namespace": self._namespace,
-                        "Dimensions": [list(labels)],
-                        "Metrics": [{"Name": name, "Unit": unit} for name, (_, unit) in values.items()],
-                    }
+                    {"Namespace": self._namespace, "Dimensions": [["function", *group]], "Metrics": declared}
+                    for group, declared in groups.items()
                 ],
             },
+            "function": self._function,
             **labels,
-            **{name: value for name, (value, _) in values.items()},
+            **properties,
+            **{name: samples[0] if len(samples) == 1 else samples for name, (_, _, samples) in metrics.items()},
         }
         stream = self._stream or sys.stdout
         stream.write(orjson.dumps(document).decode() + "\n")

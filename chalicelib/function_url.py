@@ -24,6 +24,9 @@ from chalicelib.errors import RequestError
 from chalicelib.responses import error_parts
 
 _PARAM = re.compile(r"^\{(\w+)\}$")
+# Not on the public URL: in Lambda each instance has its own Prometheus counters,
+# so /metrics would show one instance's; the metrics are in CloudWatch (EMF) instead.
+NOT_ON_THE_URL = {"/metrics": "metrics are in CloudWatch (namespace TrackFlow), not on the public function URL"}
 
 
 class RouteNotFoundError(RequestError):
@@ -63,6 +66,8 @@ def rest_event(event: Mapping[str, Any], routes: Mapping[str, Any]) -> dict[str,
     if matched is None:
         raise RouteNotFoundError(f"no route for {http['method']} {path}; see docs/openapi.yaml")
     template, params = matched
+    if template in NOT_ON_THE_URL:
+        raise RouteNotFoundError(f"{path}: {NOT_ON_THE_URL[template]}")
     headers = dict(event.get("headers") or {})
     if event.get("cookies"):
         headers["cookie"] = "; ".join(event["cookies"])

@@ -2,11 +2,16 @@
 
 The broker check opens a TCP connection to each bootstrap server (no Kafka
 client, so it stays cheap); against a secured cluster (TLS or SASL) it asks
-for the cluster's metadata with the configured credentials instead, so a
-refused password or a TLS mismatch shows here, in words. ClickHouse gets
-``SELECT 1``. Both run at once and
-the answer comes within ``BUDGET_S`` whatever is down: a check still waiting
-then (a server that accepts connections and never answers) counts as failed.
+for the events topic's metadata with the configured credentials instead, so
+a refused password or a TLS mismatch shows here, in words. In a function that
+question goes over the producer collect already holds (``sender``): a new
+client per call would cost a TLS and SASL handshake each time. ClickHouse gets
+``SELECT 1``. Both run at once and the answer comes within ``BUDGET_S``
+whatever is down: a check still waiting then (a server that accepts
+connections and never answers) counts as failed.
+
+:func:`cached_check` answers from the last check for ``CACHE_S`` seconds, so a
+trickle of health calls costs one probe per instance per period, not one each.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from chalicelib.settings import Settings
 
 TIMEOUT_S = 1.5
 BUDGET_S = 1.8
+CACHE_S = 10.0
 
 
 def broker_reachable(bootstrap: str | None) -> dict[str, Any]:
@@ -88,17 +94,26 @@ def _within(budget_s: float, checks: dict[str, Callable[[], dict[str, Any]]]) ->
     return {name: dict(results.get(name) or late) for name in checks}
 
 
-def _broker(settings: Settings) -> dict[str, Any]:
+def _broker(settings: Settings, sender: Callable[[], Any] | None) -> dict[str, Any]:
     security = settings.kafka_security
     if security.protocol == "PLAINTEXT":
         return broker_reachable(settings.bootstrap_servers)
-    return broker_authenticated(settings.bootstrap_servers, security)
+    if sender is None:
+        return broker_authenticated(settings.bootstrap_servers, security)
+    try:
+        sender().probe(settings.events_topic, TIMEOUT_S)
+    except Exception as exc:  # any failure means "not reachable"; the message says why
+        return {"ok": False, "security": security.describe(), "error": str(exc)}
+    return {"ok": True, "server": settings.bootstrap_servers, "security": security.describe()}
 
 
-def check(settings: Settings, *, reader: Callable[[], Any]) -> dict[str, Any]:
+def check(
+    settings: Settings, *, reader: Callable[[], Any], sender: Callable[[], Any] | None = None
+) -> dict[str, Any]:
+    """Both checks now; ``sender`` (the process's Kafka sender) carries the secured-cluster probe."""
     found = _within(
         BUDGET_S,
-        {"broker": lambda: _broker(settings), "clickhouse": lambda: _clickhouse(reader)},
+        {"broker": lambda: _broker(settings, sender), "clickhouse": lambda: _clickhouse(reader)},
     )
     broker, clickhouse = found["broker"], found["clickhouse"]
     healthy = broker["ok"] and clickhouse["ok"]
@@ -108,3 +123,24 @@ def check(settings: Settings, *, reader: Callable[[], Any]) -> dict[str, Any]:
         "broker": broker,
         "clickhouse": clickhouse,
     }
+
+
+_cache_lock = threading.Lock()
+_last: list[tuple[float, Settings, dict[str, Any]]] = []
+
+
+def cached_check(
+    settings: Settings,
+    *,
+    reader: Callable[[], Any],
+    sender: Callable[[], Any] | None = None,
+    max_age_s: float = CACHE_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """The last answer for these settings while younger than ``max_age_s``; else a new check (callers wait for it)."""
+    with _cache_lock:
+        if _last and _last[0][1] is settings and clock() - _last[0][0] < max_age_s:
+            return _last[0][2]
+        body = check(settings, reader=reader, sender=sender)
+        _last[:] = [(clock(), settings, body)]
+        return body

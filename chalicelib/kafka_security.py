@@ -10,29 +10,23 @@ consumer and the topic admin.
 Credentials come from ``KAFKA_SASL_USERNAME``/``KAFKA_SASL_PASSWORD`` or from a
 Secrets Manager secret (``KAFKA_SASL_SECRET_ARN``, the JSON
 ``{"username": ..., "password": ...}`` that MSK's SCRAM secrets hold), fetched
-once per process with bounded waits. ``OAUTHBEARER`` means MSK IAM: a token
+once per process with bounded waits (:mod:`chalicelib.secrets`). ``OAUTHBEARER`` means MSK IAM: a token
 signed from the function's AWS credentials by ``aws-msk-iam-sasl-signer-python``,
 refreshed by the client libraries before it expires.
 """
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chalicelib import secrets
 from chalicelib.errors import ConfigError
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN", "OAUTHBEARER")
-# Secrets Manager: one attempt after the first, each bounded, so a cold start
-# never hangs on it (boto3's defaults are 60 s reads and several retries).
-SECRETS_CONNECT_TIMEOUT_S = 1.0
-SECRETS_READ_TIMEOUT_S = 2.0
-SECRETS_MAX_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -75,7 +69,14 @@ class KafkaSecurity:
             raise ConfigError(
                 f"KAFKA_SASL_MECHANISM={self.mechanism} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD, or KAFKA_SASL_SECRET_ARN"
             )
-        return _secret_credentials(self.secret_arn, self.region, secrets_client)
+        found = secrets.read_json(
+            self.secret_arn,
+            ("username", "password"),
+            region=self.region,
+            client=secrets_client,
+            purpose="the Kafka credentials",
+        )
+        return found["username"], found["password"]
 
     # -- per library ---------------------------------------------------------------------------------------------
     def confluent(self, secrets_client: Callable[[], Any] | None = None) -> dict[str, Any]:
@@ -109,7 +110,7 @@ class KafkaSecurity:
 
     def _region(self) -> str:
         if not self.region:
-            raise ConfigError("KAFKA_SASL_MECHANISM=OAUTHBEARER (MSK IAM) needs AWS_REGION")
+            raise ConfigError("KAFKA_SASL_MECHANISM=OAUTHBEARER (MSK IAM) needs AWS_DEFAULT_REGION (or a profile with a region)")
         return self.region
 
 
@@ -134,42 +135,6 @@ class _MskTokenProvider:
         return {}
 
 
-_secrets: dict[str, tuple[str, str]] = {}
-_secrets_lock = threading.Lock()
-
-
-def _secret_credentials(arn: str, region: str | None, client: Callable[[], Any] | None) -> tuple[str, str]:
-    with _secrets_lock:
-        if arn in _secrets:
-            return _secrets[arn]
-    make = client or (lambda: default_secrets_client(region))
-    try:
-        answer = make().get_secret_value(SecretId=arn)
-    except Exception as exc:  # botocore raises many types; each means "no credentials"
-        raise ConfigError(f"cannot read the Kafka credentials from {arn}: {type(exc).__name__}: {exc}") from exc
-    try:
-        value = json.loads(answer["SecretString"])
-        found = (str(value["username"]), str(value["password"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f'the secret {arn} must hold JSON {{"username": ..., "password": ...}}') from exc
-    with _secrets_lock:
-        _secrets[arn] = found
-    return found
-
-
-def default_secrets_client(region: str | None) -> Any:
-    """A Secrets Manager client with explicit, short timeouts and one retry."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        connect_timeout=SECRETS_CONNECT_TIMEOUT_S,
-        read_timeout=SECRETS_READ_TIMEOUT_S,
-        retries={"max_attempts": SECRETS_MAX_ATTEMPTS, "mode": "standard"},
-    )
-    return boto3.client("secretsmanager", region_name=region, config=config)
-
-
 def load(get: Callable[[str], str | None], region: str | None) -> KafkaSecurity:
     """The security settings from ``KAFKA_*`` variables (``get`` returns None for unset); checked."""
     protocol = (get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
@@ -190,7 +155,7 @@ def load(get: Callable[[str], str | None], region: str | None) -> KafkaSecurity:
                 + (f" (not {mechanism!r})" if mechanism else "")
             )
         if mechanism == "OAUTHBEARER" and not region:
-            raise ConfigError("KAFKA_SASL_MECHANISM=OAUTHBEARER (MSK IAM) needs AWS_REGION")
+            raise ConfigError("KAFKA_SASL_MECHANISM=OAUTHBEARER (MSK IAM) needs AWS_DEFAULT_REGION (or a profile with a region)")
         if mechanism != "OAUTHBEARER" and secret_arn is None and (username is None or password is None):
             raise ConfigError(
                 f"KAFKA_SASL_MECHANISM={mechanism} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD, "

@@ -12,9 +12,11 @@ start at zero when the process does, as Prometheus expects. The names:
 - ``trackflow_consumer_lag{topic,partition}`` (end offset minus committed, set by the local trigger runner;
   in AWS read the event source mapping's ``OffsetLag`` metric instead)
 
-In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) every measurement is also printed
-as a CloudWatch Embedded Metric Format line under the same name
-(``chalicelib.emf``): there, ``/metrics`` would show one instance's counters.
+In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set) every measurement also goes into
+the invocation's CloudWatch Embedded Metric Format line under the same name
+(``chalicelib.emf``), printed by :func:`end_invocation`: there, ``/metrics``
+would show one instance's counters. Rejections by reason are a property of
+that line, not a dimension, so one line holds a request whatever it refused.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def _build() -> Any:
 def record_request(route: str, status: int) -> None:
     _collectors().http_requests.labels(route=route, status=str(status)).inc()
     if emf := _emf():
-        emf.emit({"trackflow_http_requests_total": (1, "Count")}, {"route": route, "status": str(status)})
+        emf.add({"trackflow_http_requests_total": (1, "Count")}, {"route": route, "status": str(status)})
 
 
 def record_collect(body: Mapping[str, object]) -> None:
@@ -124,7 +126,7 @@ def record_collect(body: Mapping[str, object]) -> None:
     if isinstance(accepted, int) and accepted:
         m.events_accepted.inc(accepted)
         if emf:
-            emf.emit({"trackflow_events_accepted_total": (accepted, "Count")})
+            emf.add({"trackflow_events_accepted_total": (accepted, "Count")})
     refused: dict[str, int] = {}
     rejected = body.get("rejected")
     if isinstance(rejected, list):
@@ -138,15 +140,17 @@ def record_collect(body: Mapping[str, object]) -> None:
         refused[label] = refused.get(label, 0) + int(dropped.get("count", 0))
     for label, count in refused.items():
         m.events_rejected.labels(reason=label).inc(count)
-        if emf:
-            emf.emit({"trackflow_events_rejected_total": (count, "Count")}, {"reason": label})
+    if emf and refused:
+        emf.add({"trackflow_events_rejected_total": (sum(refused.values()), "Count")})
+        emf.note("rejected_reasons", refused)
 
 
 def record_refused(code: str) -> None:
     """A whole collect request refused (401, 413, 429, ...): its events are lost to us, count them by code."""
     _collectors().events_rejected.labels(reason=code).inc()
     if emf := _emf():
-        emf.emit({"trackflow_events_rejected_total": (1, "Count")}, {"reason": code})
+        emf.add({"trackflow_events_rejected_total": (1, "Count")})
+        emf.note("refused", code)
 
 
 # The fields a per-event rejection can name: label values come only from here,
@@ -168,7 +172,7 @@ def record_ingest(result: Mapping[str, int], seconds: float) -> None:
     m.dead_letters.inc(result.get("dead_lettered", 0))
     m.duplicates.inc(result.get("duplicates", 0))
     if emf := _emf():
-        emf.emit(
+        emf.add(
             {
                 "trackflow_ingest_seconds": (seconds, "Seconds"),
                 "trackflow_ingest_batch_events": (result.get("inserted", 0) + result.get("duplicates", 0), "Count"),
@@ -189,7 +193,24 @@ def produce_timer() -> Iterator[None]:
         seconds = time.perf_counter() - started
         _collectors().produce_seconds.observe(seconds)
         if emf := _emf():
-            emf.emit({"trackflow_produce_seconds": (seconds, "Seconds")})
+            emf.add({"trackflow_produce_seconds": (seconds, "Seconds")})
+
+
+def record_compaction(days: int, pending_age_s: float) -> None:
+    """What one scheduled compaction did, and how long the oldest day still waiting has waited (CloudWatch only)."""
+    if emf := _emf():
+        emf.add(
+            {
+                "trackflow_compacted_days_total": (days, "Count"),
+                "trackflow_compaction_pending_age_seconds": (pending_age_s, "Seconds"),
+            }
+        )
+
+
+def end_invocation() -> None:
+    """Print this invocation's EMF line (in Lambda); a no-op elsewhere."""
+    if emf := _emf():
+        emf.flush()
 
 
 def set_lag(topic: str, partition: int, lag: int) -> None:

@@ -40,6 +40,8 @@ Message = tuple[bytes | None, bytes, Headers]
 class ProducerBackend(Protocol):
     def send_all(self, topic: str, messages: Sequence[Message], timeout_s: float) -> None: ...
 
+    def probe(self, topic: str, timeout_s: float) -> None: ...
+
     def close(self, timeout_s: float) -> None: ...
 
 
@@ -137,6 +139,16 @@ class ConfluentBackend:
             reason = self._errors.reason()
             raise RuntimeError(f"{errors[0]}: {reason}" if reason else str(errors[0]))
 
+    def probe(self, topic: str, timeout_s: float) -> None:
+        """Ask the cluster for ``topic``'s metadata on this producer's connections; raise saying why not."""
+        try:
+            metadata = self._producer.list_topics(topic=topic, timeout=timeout_s)
+        except Exception as exc:  # KafkaException, or a timeout: the client's own reports say why
+            raise RuntimeError(self._errors.reason() or str(exc)) from exc
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            raise RuntimeError(f"topic {topic}: {found.error if found is not None else 'not listed'}")
+
     def close(self, timeout_s: float) -> None:
         self._producer.flush(timeout_s)
 
@@ -167,6 +179,10 @@ class KafkaPythonBackend:
         self._producer.flush(timeout=timeout_s)
         for future in futures:
             future.get(timeout=0.001)
+
+    def probe(self, topic: str, timeout_s: float) -> None:
+        if not self._producer.partitions_for(topic):
+            raise RuntimeError(f"topic {topic} has no partitions")
 
     def close(self, timeout_s: float) -> None:
         self._producer.close(timeout=timeout_s)
@@ -233,6 +249,19 @@ class KafkaSender:
                 f"Kafka did not acknowledge the events ({exc.__class__.__name__}: {exc}); retry later",
                 retry_after=self._retry_after,
             ) from exc
+
+    def probe(self, topic: str, timeout_s: float) -> None:
+        """Raise unless the cluster answers for ``topic`` through the producer collect uses (built if need be).
+
+        ``/health`` calls this instead of opening connections of its own: on a
+        secured cluster each new client costs a TLS and SASL handshake.
+        """
+        backend = self._get()
+        try:
+            backend.probe(topic, timeout_s)
+        except Exception:
+            self._discard(backend)
+            raise
 
     def close(self) -> None:
         with self._lock:

@@ -163,7 +163,7 @@ def daily_salt() -> bytes:
     with _lock:
         cached = _state.get("salt")
         if cached is None or cached[0] != day:
-            cached = _state["salt"] = (day, make(settings().salt_secret, now))
+            cached = _state["salt"] = (day, make(settings().resolved_salt_secret(), now))
         salt: bytes = cached[1]
         return salt
 

@@ -64,6 +64,18 @@ class ClickHouseSettings:
     connect_timeout_s: float = DEFAULT_CLICKHOUSE_CONNECT_TIMEOUT_S
     query_timeout_s: float = DEFAULT_CLICKHOUSE_QUERY_TIMEOUT_S
     cluster: str | None = None  # CLICKHOUSE_CLUSTER: tables are local/Distributed pairs (trackflow migrate --cluster)
+    password_secret_arn: str | None = None  # CLICKHOUSE_PASSWORD_SECRET_ARN: read at first connect
+    aws_region: str | None = None
+
+    def resolved_password(self) -> str:
+        """The password: CLICKHOUSE_PASSWORD, or the secret's (fetched once per process)."""
+        if self.password_secret_arn is None:
+            return self.password
+        from chalicelib import secrets
+
+        return secrets.read_password(
+            self.password_secret_arn, region=self.aws_region, purpose="the ClickHouse password"
+        )
 
     @property
     def embedded(self) -> bool:
@@ -92,9 +104,19 @@ class Settings:
     clickhouse: ClickHouseSettings
     projects_table: str | None
     salt_secret: bytes
+    salt_secret_arn: str | None = None
+    aws_region: str | None = None
     rollup_interval_s: float = DEFAULT_ROLLUP_INTERVAL_S
     rollup_settle_s: float = DEFAULT_ROLLUP_SETTLE_S
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+
+    def resolved_salt_secret(self) -> bytes:
+        """The secret behind visitor-hash salts: TRACKFLOW_SALT_SECRET, or the secret's (fetched once per process)."""
+        if self.salt_secret_arn is None:
+            return self.salt_secret
+        from chalicelib import secrets
+
+        return secrets.read(self.salt_secret_arn, region=self.aws_region, purpose="the hash salt").encode()
 
     @property
     def projects_path(self) -> Path:
@@ -145,6 +167,11 @@ def _bootstrap(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+def _region(env: Mapping[str, str]) -> str | None:
+    """The AWS region as boto3 finds it (AWS_DEFAULT_REGION), or as Lambda also sets it (AWS_REGION)."""
+    return _get(env, "AWS_DEFAULT_REGION") or _get(env, "AWS_REGION")
+
+
 def _clickhouse(env: Mapping[str, str], data_dir: Path) -> ClickHouseSettings:
     url = _get(env, "CLICKHOUSE_URL")
     host = _get(env, "CLICKHOUSE_HOST")
@@ -175,6 +202,8 @@ def _clickhouse(env: Mapping[str, str], data_dir: Path) -> ClickHouseSettings:
         connect_timeout_s=_seconds(env, "CLICKHOUSE_CONNECT_TIMEOUT", DEFAULT_CLICKHOUSE_CONNECT_TIMEOUT_S),
         query_timeout_s=_seconds(env, "CLICKHOUSE_QUERY_TIMEOUT", DEFAULT_CLICKHOUSE_QUERY_TIMEOUT_S),
         cluster=_cluster(env),
+        password_secret_arn=_get(env, "CLICKHOUSE_PASSWORD_SECRET_ARN"),
+        aws_region=_region(env),
     )
 
 
@@ -212,10 +241,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "(the infra/kafka-trigger.json parameters KafkaBootstrapServers and ClickHouseUrl do this)"
         )
     salt_secret = _get(env, "TRACKFLOW_SALT_SECRET")
-    if stage == "prod" and (salt_secret is None or len(salt_secret) < 16):
+    salt_secret_arn = _get(env, "TRACKFLOW_SALT_SECRET_ARN")
+    if stage == "prod" and salt_secret_arn is None and (salt_secret is None or len(salt_secret) < 16):
         raise ConfigError(
-            "the prod stage needs TRACKFLOW_SALT_SECRET (16+ random characters) to salt visitor hashes; "
-            "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            "the prod stage needs TRACKFLOW_SALT_SECRET_ARN (a Secrets Manager secret; the stack makes one) or "
+            "TRACKFLOW_SALT_SECRET (16+ random characters) to salt visitor hashes; generate one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
     return Settings(
         stage=stage,
@@ -229,9 +260,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         clickhouse=clickhouse,
         projects_table=_get(env, "TRACKFLOW_PROJECTS_TABLE"),
         salt_secret=(salt_secret or DEV_SALT_SECRET).encode(),
+        salt_secret_arn=salt_secret_arn,
+        aws_region=_region(env),
         rollup_interval_s=_seconds(env, "TRACKFLOW_ROLLUP_INTERVAL", DEFAULT_ROLLUP_INTERVAL_S),
         rollup_settle_s=_seconds(env, "TRACKFLOW_ROLLUP_SETTLE", DEFAULT_ROLLUP_SETTLE_S, allow_zero=True),
-        kafka_security=kafka_security.load(
-            lambda name: _get(env, name), _get(env, "AWS_REGION") or _get(env, "AWS_DEFAULT_REGION")
-        ),
+        kafka_security=kafka_security.load(lambda name: _get(env, name), _region(env)),
     )

@@ -398,7 +398,7 @@ def deploy(
 ) -> None:
     """Deploy to AWS: package, upload, stack, topics, migrations, first project, snippet.
 
-    Uses the AWS credentials and region of the environment (AWS_PROFILE, AWS_REGION, ...),
+    Uses the AWS credentials and region of the environment (AWS_PROFILE, AWS_DEFAULT_REGION, ...),
     and reaches Kafka and ClickHouse from this machine with the KAFKA_* and CLICKHOUSE_*
     settings. docs/deploy.md walks through it.
     """

@@ -179,7 +179,7 @@ def test_credentials_from_a_secrets_manager_secret_reach_the_secured_listener(
     moto_server: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("chalicelib.kafka_security._secrets", {})  # no credentials cached by another test
+    monkeypatch.setattr("chalicelib.secrets._cache", {})  # no credentials cached by another test
     import boto3
 
     secrets = boto3.client("secretsmanager", region_name="us-east-1")

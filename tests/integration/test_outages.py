@@ -120,7 +120,7 @@ def test_a_silent_secrets_manager_costs_collect_a_bounded_wait_and_a_503(
         "AWS_SECRET_ACCESS_KEY": "testing",
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("chalicelib.kafka_security._secrets", {})
+    monkeypatch.setattr("chalicelib.secrets._cache", {})
     runtime.reset()
     runtime.configure(
         settings=load_settings(

@@ -70,3 +70,8 @@ def test_answers_join_repeated_headers_and_move_cookies() -> None:
         "isBase64Encoded": False,
         "cookies": ["a=1", "b=2"],
     }
+
+
+def test_metrics_are_not_served_on_the_public_url() -> None:
+    with pytest.raises(RouteNotFoundError, match="CloudWatch"):
+        rest_event(_event("GET", "/metrics"), {**ROUTES, "/metrics": {}})

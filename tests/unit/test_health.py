@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.health import broker_reachable, check
+from chalicelib.health import broker_reachable, cached_check, check
 from chalicelib.settings import load_settings
 
 
@@ -56,3 +56,58 @@ def test_check_is_degraded_with_the_first_line_of_the_clickhouse_error(listening
     sick = check(settings, reader=lambda: _Reader(fail=True))
     assert sick["status"] == "degraded"
     assert sick["clickhouse"] == {"ok": False, "error": "ConnectionError: Connection refused"}
+
+
+def test_cached_check_answers_from_the_last_probe_until_it_is_old(listening: str) -> None:
+    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": listening})
+    now = [100.0]
+    reader = _Reader(fail=False)
+    calls: list[int] = []
+
+    def counted() -> _Reader:
+        calls.append(1)
+        return reader
+
+    first = cached_check(settings, reader=counted, clock=lambda: now[0])
+    now[0] += 5
+    assert cached_check(settings, reader=counted, clock=lambda: now[0]) is first
+    assert len(calls) == 1
+    reader.fail = True
+    now[0] += 6  # older than CACHE_S: probed again
+    assert cached_check(settings, reader=counted, clock=lambda: now[0])["status"] == "degraded"
+    other = load_settings({"KAFKA_BOOTSTRAP_SERVERS": listening})  # other settings never get this answer
+    assert cached_check(other, reader=counted, clock=lambda: now[0]) is not first
+    assert len(calls) == 3
+
+
+class _Probing:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+        self.topics: list[str] = []
+
+    def probe(self, topic: str, timeout_s: float) -> None:
+        self.topics.append(topic)
+        if self.error:
+            raise self.error
+
+
+def test_a_secured_cluster_is_probed_through_the_process_producer(listening: str) -> None:
+    settings = load_settings(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": listening,
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "u",
+            "KAFKA_SASL_PASSWORD": "p",
+        }
+    )
+    sender = _Probing(None)
+    body = check(settings, reader=lambda: _Reader(fail=False), sender=lambda: sender)
+    assert body["broker"]["ok"] and sender.topics == [settings.events_topic]
+    refused = _Probing(RuntimeError("SASL authentication error: Authentication failed"))
+    body = check(settings, reader=lambda: _Reader(fail=False), sender=lambda: refused)
+    assert body["broker"] == {
+        "ok": False,
+        "security": "SASL_SSL SCRAM-SHA-512 (user u)",
+        "error": "SASL authentication error: Authentication failed",
+    }

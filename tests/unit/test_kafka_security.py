@@ -64,7 +64,7 @@ def test_sasl_ssl_scram_in_both_libraries_words(tmp_path: Path) -> None:
         ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "KAFKA_SASL_MECHANISM"),
         ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM"),
         ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "PLAIN"}, "KAFKA_SASL_SECRET_ARN"),
-        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "OAUTHBEARER"}, "AWS_REGION"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "OAUTHBEARER"}, "AWS_DEFAULT_REGION"),
         ({"KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u"}, "SASL_SSL"),
         ({"KAFKA_SSL_CA_FILE": "/nonexistent/ca.pem", "KAFKA_SECURITY_PROTOCOL": "SSL"}, "is not a file"),
     ],
@@ -108,7 +108,7 @@ class FakeSecrets:
 
 
 def test_credentials_from_a_secret_are_fetched_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kafka_security, "_secrets", {})
+    monkeypatch.setattr("chalicelib.secrets._cache", {})
     secrets = FakeSecrets(json.dumps({"username": "msk-user", "password": "s3cret"}))
     security = read(
         {
@@ -124,7 +124,7 @@ def test_credentials_from_a_secret_are_fetched_once(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.parametrize("value", ["not json", json.dumps({"user": "x"}), RuntimeError("AccessDenied")])
 def test_an_unusable_secret_is_a_config_error_naming_it(monkeypatch: pytest.MonkeyPatch, value: Any) -> None:
-    monkeypatch.setattr(kafka_security, "_secrets", {})
+    monkeypatch.setattr("chalicelib.secrets._cache", {})
     security = read(
         {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_SECRET_ARN": "arn:bad"}
     )

@@ -59,7 +59,7 @@ def test_rejection_labels_come_from_a_fixed_set_never_from_client_text() -> None
     assert {"props", "other", "dropped"} <= labels
 
 
-def test_in_lambda_each_measurement_is_an_emf_line_with_the_prometheus_name() -> None:
+def test_in_lambda_an_invocation_is_one_emf_line_with_the_prometheus_names() -> None:
     import io
     import json
 
@@ -68,35 +68,53 @@ def test_in_lambda_each_measurement_is_an_emf_line_with_the_prometheus_name() ->
     log = io.StringIO()
     metrics.use_emf(EmfWriter("trackflow-prod-APIHandler", stream=log))
     try:
-        metrics.record_request("/v1/collect", 202)
+        with metrics.produce_timer():
+            pass
         metrics.record_collect(
             {"accepted": 2, "rejected": [{"reason": "ts bad"}, {"reason": "ts bad"}, {"reason": "props.x long"}]}
         )
-        with metrics.produce_timer():
-            pass
+        metrics.record_request("/v1/collect", 202)
+        assert log.getvalue() == ""  # nothing until the invocation ends
+        metrics.end_invocation()
+        metrics.end_invocation()  # nothing new: no second line
     finally:
         metrics.use_emf(None)
     lines = [json.loads(line) for line in log.getvalue().splitlines()]
-    request = lines[0]
-    declared = request["_aws"]["CloudWatchMetrics"][0]
-    assert declared["Namespace"] == "TrackFlow"
-    assert declared["Dimensions"] == [["function", "route", "status"]]
-    assert declared["Metrics"] == [{"Name": "trackflow_http_requests_total", "Unit": "Count"}]
-    assert (request["function"], request["route"], request["status"]) == (
-        "trackflow-prod-APIHandler",
-        "/v1/collect",
-        "202",
-    )
-    assert request["trackflow_http_requests_total"] == 1
-    by_name = [(line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], line) for line in lines]
-    rejected = {
-        line["reason"]: line["trackflow_events_rejected_total"]
-        for name, line in by_name
-        if name == "trackflow_events_rejected_total"
+    assert len(lines) == 1
+    line = lines[0]
+    directives = {tuple(d["Dimensions"][0]): d for d in line["_aws"]["CloudWatchMetrics"]}
+    assert {d["Namespace"] for d in directives.values()} == {"TrackFlow"}
+    assert directives[("function", "route", "status")]["Metrics"] == [
+        {"Name": "trackflow_http_requests_total", "Unit": "Count"}
+    ]
+    assert {m["Name"] for m in directives[("function",)]["Metrics"]} == {
+        "trackflow_produce_seconds",
+        "trackflow_events_accepted_total",
+        "trackflow_events_rejected_total",
     }
-    assert rejected == {"ts": 2, "props": 1}  # one line per reason, counted
-    assert [line["trackflow_events_accepted_total"] for name, line in by_name if name.endswith("accepted_total")] == [2]
-    assert [name for name, _ in by_name][-1] == "trackflow_produce_seconds"
+    assert (line["function"], line["route"], line["status"]) == ("trackflow-prod-APIHandler", "/v1/collect", "202")
+    assert line["trackflow_http_requests_total"] == 1
+    assert line["trackflow_events_accepted_total"] == 2
+    assert line["trackflow_events_rejected_total"] == 3
+    assert line["rejected_reasons"] == {"ts": 2, "props": 1}  # a property, not a dimension
+    assert line["trackflow_produce_seconds"] >= 0
+
+
+def test_counts_are_summed_and_timings_kept_as_samples_in_the_one_line() -> None:
+    import io
+    import json
+
+    from chalicelib.emf import EmfWriter
+
+    log = io.StringIO()
+    emf = EmfWriter("f", stream=log)
+    emf.add({"c": (1, "Count"), "t": (0.5, "Seconds")})
+    emf.add({"c": (2, "Count"), "t": (0.25, "Seconds")})
+    emf.add({"r": (1, "Count")}, {"route": "/a"})
+    emf.add({"r": (1, "Count")}, {"route": "/b"})  # another route in the same line: counted under the first
+    emf.flush()
+    line = json.loads(log.getvalue())
+    assert (line["c"], line["t"], line["r"], line["route"]) == (3, [0.5, 0.25], 2, "/a")
 
 
 def test_outside_lambda_no_emf_line_is_printed(capsys: Any, monkeypatch: Any) -> None:
