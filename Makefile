@@ -12,7 +12,14 @@ NODE_STAMP := tracker/node_modules/.installed
 DASHBOARD_PAGE := dashboard/dist/index.html
 DASHBOARD_STAMP := dashboard/node_modules/.installed
 
-.PHONY: help setup tracker dashboard chromium dev kafka up test lint bench faults package clean
+# The Lambda runtime as AWS runs a handler: the Runtime Interface Emulator (a Go
+# module) in front of awslambdaric, for python3.12 (the bundle's runtime).
+RIE := $(BIN)/aws-lambda-rie
+RIE_MODULE := github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d
+LAMBDA_RUNTIME := build/lambda-runtime
+LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed
+
+.PHONY: help setup tracker dashboard chromium lambda-runtime dev kafka up test lint bench faults package clean
 
 help:
 	@echo "make dev      set up, then run broker + collect API + trigger runner + chDB + tracker/demo (Ctrl-C stops)"
@@ -23,6 +30,7 @@ help:
 	@echo "make faults   set up, then break things under load (table in docs/reliability.md + bench/faults.json)"
 	@echo "make tracker  build tracker/dist/ (the core, its variants, the ES modules; TRACKFLOW_ENDPOINT=... bakes in another API URL)"
 	@echo "make dashboard build dashboard/dist/index.html (one static page, uPlot bundled)"
+	@echo "make lambda-runtime  build the Lambda Runtime Interface Emulator (Go) and awslambdaric for python3.12 (make test does)"
 	@echo "make package  build the Lambda bundle (python3.12; ARCH=x86_64 or arm64) and template into build/package"
 	@echo "make clean    remove .venv, node_modules, build output and local data (.trackflow/)"
 
@@ -60,6 +68,20 @@ chromium:
 		echo "installing Debian's chromium for the browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+$(RIE):
+	@command -v go >/dev/null 2>&1 || { echo "the Lambda runtime tests need Go (go install $(RIE_MODULE))"; exit 1; }
+	GOBIN=$(abspath $(BIN)) go install $(RIE_MODULE)
+
+$(LAMBDA_RUNTIME_STAMP): infra/lambda-runtime.txt $(STAMP)
+	rm -rf $(LAMBDA_RUNTIME)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --target $(LAMBDA_RUNTIME) \
+		--implementation cp --python-version 3.12 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		--only-binary=:all: -r infra/lambda-runtime.txt
+	@touch $@
+
+# The emulator and awslambdaric that tests/integration/test_lambda_runtime.py runs the bundle under.
+lambda-runtime: $(RIE) $(LAMBDA_RUNTIME_STAMP)
+
 dev: setup
 	$(BIN)/trackflow dev
 
@@ -76,7 +98,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app.py chalicelib trackflow bench
 
-test: setup chromium lint
+test: setup chromium lambda-runtime lint
 	$(BIN)/pytest
 
 bench: setup

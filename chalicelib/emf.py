@@ -28,6 +28,12 @@ import orjson
 NAMESPACE = "TrackFlow"
 
 
+def _compact(samples: list[float]) -> float | list[float]:
+    """One value, or the samples; to 10 µs, which is finer than CloudWatch shows and shorter to log."""
+    rounded = [round(value, 5) for value in samples]
+    return rounded[0] if len(rounded) == 1 else rounded
+
+
 class EmfWriter:
     """Gathers one invocation's metrics for ``function`` and prints them as one EMF line on ``flush``."""
 
@@ -68,7 +74,8 @@ class EmfWriter:
             return
         groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
         for name, (group, unit, _) in metrics.items():
-            groups.setdefault(group, []).append({"Name": name, "Unit": unit})
+            # A count's unit is CloudWatch's default ("None"): left out, one line is shorter.
+            groups.setdefault(group, []).append({"Name": name} if unit == "Count" else {"Name": name, "Unit": unit})
         document: dict[str, Any] = {
             "_aws": {
                 "Timestamp": int(time.time() * 1000),
@@ -80,7 +87,7 @@ class EmfWriter:
             "function": self._function,
             **labels,
             **properties,
-            **{name: samples[0] if len(samples) == 1 else samples for name, (_, _, samples) in metrics.items()},
+            **{name: _compact(samples) for name, (_, _, samples) in metrics.items()},
         }
         stream = self._stream or sys.stdout
         stream.write(orjson.dumps(document).decode() + "\n")

@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from chalicelib.errors import RequestError
 
 EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka")
+# Lambda refuses an invoke request over 6 MB; the mapping closes a batch before it gets there.
+LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024
+_ENVELOPE_ROOM = 1024  # eventSource, eventSourceArn, bootstrapServers and the JSON around them
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,35 @@ def encode_record(
         "value": None if value is None else base64.b64encode(value).decode(),
         "headers": [{name: list(data)} for name, data in headers],
     }
+
+
+def payload_bytes(record: dict[str, object]) -> int:
+    """What one encoded record adds to a payload's JSON (its text, a comma, and its partition key's share)."""
+    import json
+
+    return len(json.dumps(record, separators=(", ", ": "))) + len(str(record["topic"])) + 16
+
+
+def split_by_size(
+    records: Sequence[dict[str, object]], *, limit: int = LAMBDA_PAYLOAD_LIMIT
+) -> list[list[dict[str, object]]]:
+    """Records (in order) in runs whose payload stays under ``limit`` bytes, as the mapping batches them.
+
+    A record that cannot fit even alone raises ValueError: the mapping could
+    not deliver it either (collect's limits keep every record far below).
+    """
+    runs: list[list[dict[str, object]]] = []
+    size = _ENVELOPE_ROOM
+    for record in records:
+        cost = payload_bytes(record)
+        if cost + _ENVELOPE_ROOM > limit:
+            raise ValueError(f"a record of {cost} bytes cannot fit a {limit}-byte invoke payload")
+        if not runs or size + cost > limit:
+            runs.append([])
+            size = _ENVELOPE_ROOM
+        runs[-1].append(record)
+        size += cost
+    return runs
 
 
 def build_event(

@@ -12,6 +12,7 @@ followed by the data, and the ``database`` parameter. Test tooling only.
 
 from __future__ import annotations
 
+import base64
 import re
 import tempfile
 import threading
@@ -47,7 +48,8 @@ def _decompress(data: bytes, encoding: str) -> bytes:
 class ClickHouseHttp:
     """Serve ``data_path``'s chDB engine on a loopback port until ``close()``."""
 
-    def __init__(self, data_path: Path) -> None:
+    def __init__(self, data_path: Path, *, password: str | None = None) -> None:
+        self._password = password  # when set, every request must carry it for user default (as the server checks)
         self._conn = chdb.connect(str(data_path))
         self._lock = threading.Lock()
         self._scratch = Path(tempfile.mkdtemp(prefix="tf-chhttp-"))
@@ -89,8 +91,22 @@ class ClickHouseHttp:
         encoding = request.headers.get("Content-Encoding")
         return _decompress(body, encoding) if body and encoding else body
 
+    def _authenticated(self, request: BaseHTTPRequestHandler) -> bool:
+        if self._password is None:
+            return True
+        expected = "Basic " + base64.b64encode(f"default:{self._password}".encode()).decode()
+        return request.headers.get("Authorization") == expected or request.headers.get("X-ClickHouse-Key") == self._password
+
     def _answer(self, request: BaseHTTPRequestHandler) -> None:
         params = {name: values[-1] for name, values in parse_qs(urlsplit(request.path).query).items()}
+        if not self._authenticated(request):
+            answer = b"Code: 516. DB::Exception: default: Authentication failed: password is incorrect. (AUTHENTICATION_FAILED)"
+            request.send_response(403)
+            request.send_header("X-ClickHouse-Exception-Code", "516")
+            request.send_header("Content-Length", str(len(answer)))
+            request.end_headers()
+            request.wfile.write(answer)
+            return
         body = self._body(request)
         text = params.get("query", "")
         if not text:  # the statement is the body's first line, and any data follows it

@@ -29,7 +29,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
-from chalicelib.kafka_event import build_event, encode_record
+from chalicelib.kafka_event import LAMBDA_PAYLOAD_LIMIT, build_event, encode_record, split_by_size
 from chalicelib.kafka_security import KafkaSecurity
 from chalicelib.metrics import set_lag
 
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any], Any], Any]
 
 # Records per invocation. Rows per insert dominate ingest cost (an insert carries
-# fixed engine work): 2,000 records of ~5 events stay far below the 6 MB payload.
+# fixed engine work). A batch is also split where its payload would pass 6 MB.
 DEFAULT_BATCH_SIZE = 2000
 DEFAULT_BATCHING_WINDOW_S = 0.25
 DEFAULT_GROUP_ID = "trackflow-ingest"
@@ -47,23 +47,34 @@ MAX_BACKOFF_S = 10.0
 REWIND_CHECK_INTERVAL_S = 2.0
 
 
+def _encoded(records: list[Any]) -> list[dict[str, object]]:
+    return [
+        encode_record(
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+            timestamp=r.timestamp,
+            key=r.key,
+            value=r.value,
+            headers=r.headers or (),
+        )
+        for r in records
+    ]
+
+
 def mapping_payload(records: list[Any], *, bootstrap_servers: str) -> dict[str, Any]:
     """The payload the AWS event source mapping sends for these consumed kafka-python records."""
-    return build_event(
-        (
-            encode_record(
-                topic=r.topic,
-                partition=r.partition,
-                offset=r.offset,
-                timestamp=r.timestamp,
-                key=r.key,
-                value=r.value,
-                headers=r.headers or (),
-            )
-            for r in records
-        ),
-        bootstrap_servers=bootstrap_servers,
-    )
+    return build_event(_encoded(records), bootstrap_servers=bootstrap_servers)
+
+
+def mapping_payloads(
+    records: list[Any], *, bootstrap_servers: str, limit: int = LAMBDA_PAYLOAD_LIMIT
+) -> list[dict[str, Any]]:
+    """The payloads the mapping sends for a polled batch: as many as keep each under Lambda's 6 MB limit."""
+    return [
+        build_event(run, bootstrap_servers=bootstrap_servers)
+        for run in split_by_size(_encoded(records), limit=limit)
+    ]
 
 
 @dataclass
@@ -241,9 +252,9 @@ class TriggerRunner:
             return records
         return [r for r in records if (r.topic, r.partition) not in restarted]
 
-    def payload(self, records: list[Any]) -> dict[str, Any]:
-        """The AWS mapping payload for consumed kafka-python records."""
-        return mapping_payload(records, bootstrap_servers=self._bootstrap)
+    def payloads(self, records: list[Any]) -> list[dict[str, Any]]:
+        """The AWS mapping payloads for consumed kafka-python records, each under Lambda's 6 MB."""
+        return mapping_payloads(records, bootstrap_servers=self._bootstrap)
 
     def _process(self, consumer: Any, records: list[Any]) -> bool:
         """Invoke the handler; commit on success, rewind on failure. True when committed."""
@@ -257,7 +268,8 @@ class TriggerRunner:
             first.setdefault(tp, r.offset)
             last[tp] = r.offset
         try:
-            self._handler(self.payload(records), LambdaContext())
+            for payload in self.payloads(records):
+                self._handler(payload, LambdaContext())
         except Exception as exc:
             self.stats.failures += 1
             self.stats.last_error = f"{exc.__class__.__name__}: {exc}"

@@ -161,7 +161,7 @@ def test_the_same_batch_delivered_twice_is_stored_and_counts_once(pipeline: Sett
     )
     records = [next(consumer)]
     consumer.close()
-    payload = _runner(pipeline).payload(records)
+    (payload,) = _runner(pipeline).payloads(records)
     with Client(app.app) as client:
         first = client.lambda_.invoke("ingest", payload)
         second = client.lambda_.invoke("ingest", payload)

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from chalicelib.errors import RequestError
-from chalicelib.kafka_event import build_event, decode_records, encode_record
+from chalicelib.kafka_event import build_event, decode_records, encode_record, split_by_size
 
 # Shaped like the example in the AWS Lambda developer guide (MSK).
 MSK_EVENT = {
@@ -104,3 +104,24 @@ def test_build_event_round_trips_through_decode_grouped_by_topic_partition() -> 
     assert [(r.partition, r.offset, r.value) for r in decoded] == [(0, 1, b"v1"), (0, 2, b"v2"), (1, 5, b"v5")]
     assert decoded[0].headers == {"a": b"\x00\xff"}
     assert base64.b64decode(event["records"]["t-0"][0]["key"]) == b"k"  # type: ignore[index]
+
+
+def test_a_batch_is_split_where_its_payload_would_pass_the_limit() -> None:
+    import json
+
+    records = [
+        encode_record(topic="t", partition=n % 3, offset=n, timestamp=0, key=b"k", value=b"v" * 3000)
+        for n in range(100)
+    ]
+    runs = split_by_size(records, limit=64 * 1024)
+    assert [r for run in runs for r in run] == records  # in order, none lost
+    assert len(runs) > 1
+    for run in runs:
+        assert len(json.dumps(build_event(run, bootstrap_servers="b:9092")).encode()) <= 64 * 1024
+    assert split_by_size(records) == [records]  # far below 6 MB: one payload
+
+
+def test_a_record_too_big_for_any_payload_is_refused() -> None:
+    big = encode_record(topic="t", partition=0, offset=0, timestamp=0, key=None, value=b"v" * 5000)
+    with pytest.raises(ValueError, match="cannot fit"):
+        split_by_size([big], limit=4096)
