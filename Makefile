@@ -19,7 +19,12 @@ RIE_MODULE := github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambd
 LAMBDA_RUNTIME := build/lambda-runtime
 LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed
 
-.PHONY: help setup tracker dashboard chromium lambda-runtime dev kafka up test lint bench faults package clean
+# checkov (one of AWS's rule sets for the template) pins versions the project's own
+# venv cannot hold, so it gets a venv of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+
+.PHONY: help setup tracker dashboard chromium lambda-runtime checkov dev kafka up test lint bench faults package clean
 
 help:
 	@echo "make dev      set up, then run broker + collect API + trigger runner + chDB + tracker/demo (Ctrl-C stops)"
@@ -79,6 +84,13 @@ $(LAMBDA_RUNTIME_STAMP): infra/lambda-runtime.txt $(STAMP)
 		--only-binary=:all: -r infra/lambda-runtime.txt
 	@touch $@
 
+$(CHECKOV): infra/checkov-requirements.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/checkov-requirements.txt
+	@touch $@
+
+checkov: $(CHECKOV)
+
 # The emulator and awslambdaric that tests/integration/test_lambda_runtime.py runs the bundle under.
 lambda-runtime: $(RIE) $(LAMBDA_RUNTIME_STAMP)
 
@@ -98,7 +110,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app.py chalicelib trackflow bench
 
-test: setup chromium lambda-runtime lint
+test: setup chromium lambda-runtime checkov lint
 	$(BIN)/pytest
 
 bench: setup
@@ -112,4 +124,4 @@ package: $(STAMP)
 	$(BIN)/trackflow package --arch $(ARCH) --out build/package
 
 clean:
-	rm -rf $(VENV) build tracker/node_modules tracker/dist dashboard/node_modules dashboard/dist .trackflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) build tracker/node_modules tracker/dist dashboard/node_modules dashboard/dist .trackflow .pytest_cache .mypy_cache .ruff_cache
