@@ -216,7 +216,7 @@ def ingest(event: dict[str, Any], context: Any) -> dict[str, int]:
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="compact")
-def compact(event: Any) -> dict[str, int]:
+def compact(event: Any) -> dict[str, float]:
     """Chalice calls a scheduled handler with one argument, its event object; ``event.context`` is Lambda's."""
     from chalicelib.rollups import compact_all, pending_age_s
 

@@ -54,7 +54,7 @@ class EmfWriter:
                 dims = {}  # another value of a dimension this line already has: count it under the function only
             self._labels.update(dims)
             for name, (value, unit) in values.items():
-                group, kept_unit, samples = self._metrics.setdefault(name, (tuple(sorted(dims)), unit, []))
+                _, kept_unit, samples = self._metrics.setdefault(name, (tuple(sorted(dims)), unit, []))
                 if kept_unit == "Count" and samples:
                     samples[0] += value
                 else:

@@ -107,9 +107,7 @@ def _broker(settings: Settings, sender: Callable[[], Any] | None) -> dict[str, A
     return {"ok": True, "server": settings.bootstrap_servers, "security": security.describe()}
 
 
-def check(
-    settings: Settings, *, reader: Callable[[], Any], sender: Callable[[], Any] | None = None
-) -> dict[str, Any]:
+def check(settings: Settings, *, reader: Callable[[], Any], sender: Callable[[], Any] | None = None) -> dict[str, Any]:
     """Both checks now; ``sender`` (the process's Kafka sender) carries the secured-cluster probe."""
     found = _within(
         BUDGET_S,

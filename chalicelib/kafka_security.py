@@ -110,7 +110,9 @@ class KafkaSecurity:
 
     def _region(self) -> str:
         if not self.region:
-            raise ConfigError("KAFKA_SASL_MECHANISM=OAUTHBEARER (MSK IAM) needs AWS_DEFAULT_REGION (or a profile with a region)")
+            raise ConfigError(
+                "KAFKA_SASL_MECHANISM=OAUTHBEARER (MSK IAM) needs AWS_DEFAULT_REGION (or a profile with a region)"
+            )
         return self.region
 
 
@@ -155,7 +157,9 @@ def load(get: Callable[[str], str | None], region: str | None) -> KafkaSecurity:
                 + (f" (not {mechanism!r})" if mechanism else "")
             )
         if mechanism == "OAUTHBEARER" and not region:
-            raise ConfigError("KAFKA_SASL_MECHANISM=OAUTHBEARER (MSK IAM) needs AWS_DEFAULT_REGION (or a profile with a region)")
+            raise ConfigError(
+                "KAFKA_SASL_MECHANISM=OAUTHBEARER (MSK IAM) needs AWS_DEFAULT_REGION (or a profile with a region)"
+            )
         if mechanism != "OAUTHBEARER" and secret_arn is None and (username is None or password is None):
             raise ConfigError(
                 f"KAFKA_SASL_MECHANISM={mechanism} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD, "

@@ -2,7 +2,7 @@
 
 Each warm instance keeps its own buckets, so the effective limit across a fleet
 is this rate times the number of instances; API Gateway's stage throttling (see
-``infra/kafka-trigger.json``) bounds the total. Both are documented in
+``trackflow/stack``) bounds the total. Both are documented in
 docs/security.md.
 """
 

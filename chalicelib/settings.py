@@ -43,7 +43,7 @@ DEFAULT_KAFKA_CLIENT = "confluent"
 # and how long a day must be quiet before it is compacted (above any insert's duration).
 DEFAULT_ROLLUP_INTERVAL_S = 15.0
 DEFAULT_ROLLUP_SETTLE_S = 60.0
-# Development only: prod refuses to start without TRACKFLOW_SALT_SECRET.
+# Development only: prod refuses to start without TRACKFLOW_SALT_SECRET(_ARN).
 DEV_SALT_SECRET = "trackflow-development-salt"
 KAFKA_CLIENTS = ("confluent", "kafka-python")
 STAGES = ("dev", "prod", "test")
@@ -238,7 +238,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if stage == "prod" and (kafka is None or clickhouse.embedded):
         raise ConfigError(
             "the prod stage has no embedded engines: set KAFKA_BOOTSTRAP_SERVERS and CLICKHOUSE_URL "
-            "(the infra/kafka-trigger.json parameters KafkaBootstrapServers and ClickHouseUrl do this)"
+            "(the stack parameters KafkaBootstrapServers and ClickHouseUrl do this)"
         )
     salt_secret = _get(env, "TRACKFLOW_SALT_SECRET")
     salt_secret_arn = _get(env, "TRACKFLOW_SALT_SECRET_ARN")

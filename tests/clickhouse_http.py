@@ -95,7 +95,10 @@ class ClickHouseHttp:
         if self._password is None:
             return True
         expected = "Basic " + base64.b64encode(f"default:{self._password}".encode()).decode()
-        return request.headers.get("Authorization") == expected or request.headers.get("X-ClickHouse-Key") == self._password
+        return (
+            request.headers.get("Authorization") == expected
+            or request.headers.get("X-ClickHouse-Key") == self._password
+        )
 
     def _answer(self, request: BaseHTTPRequestHandler) -> None:
         params = {name: values[-1] for name, values in parse_qs(urlsplit(request.path).query).items()}

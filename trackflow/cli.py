@@ -384,6 +384,11 @@ def package(architecture: str, stage: str, out: str) -> None:
     help="Where your pages load the tracker from (copy tracker/dist/tracker.js there).",
 )
 @click.option("--bootstrap-only", is_flag=True, help="Skip packaging and the stack: topics, migrations, project.")
+@click.option(
+    "--allow-dev-stage",
+    is_flag=True,
+    help="Say it twice: deploy --stage dev to AWS (a public development salt, bot traffic kept).",
+)
 def deploy(
     stage: str,
     stack_name: str,
@@ -395,12 +400,14 @@ def deploy(
     partitions: int,
     script_src: str,
     bootstrap_only: bool,
+    allow_dev_stage: bool,
 ) -> None:
     """Deploy to AWS: package, upload, stack, topics, migrations, first project, snippet.
 
-    Uses the AWS credentials and region of the environment (AWS_PROFILE, AWS_DEFAULT_REGION, ...),
-    and reaches Kafka and ClickHouse from this machine with the KAFKA_* and CLICKHOUSE_*
-    settings. docs/deploy.md walks through it.
+    Uses the AWS credentials and region boto3 finds (AWS_PROFILE, AWS_DEFAULT_REGION; not
+    AWS_REGION), creates the --bucket there when it does not exist, and reaches Kafka and
+    ClickHouse from this machine with the KAFKA_* and CLICKHOUSE_* settings. docs/deploy.md
+    walks through it, with the IAM permissions the deployer needs.
     """
     import tempfile
     from pathlib import Path
@@ -419,19 +426,37 @@ def deploy(
     def say(step: str) -> None:
         click.echo(f"- {step}")
 
-    cloudformation = boto3.client("cloudformation")
+    if stage == "dev" and not allow_dev_stage:
+        raise click.UsageError(
+            "--stage dev deploys a development configuration (a public salt for visitor hashes, bot traffic kept); "
+            "use --stage prod, or say --allow-dev-stage as well if you mean it"
+        )
+    session = boto3.session.Session()
     try:
+        region = steps.aws_region(session)
+        say(f"AWS region {region}")
+        cloudformation = session.client("cloudformation")
         if bootstrap_only:
             outputs = steps.stack_outputs(cloudformation, stack_name)
         else:
             if not bucket:
                 raise click.UsageError("--bucket is needed to upload the bundle (or use --bootstrap-only)")
             creating = steps.is_new_stack(cloudformation, stack_name)
+            password = settings.clickhouse.password
+            if password and "ClickHousePasswordSecretArn" not in overrides:
+                overrides["ClickHousePasswordSecretArn"] = steps.clickhouse_secret(
+                    session.client("secretsmanager"),
+                    stack_name,
+                    password,
+                    kms_key=overrides.get("SecretsKmsKeyArn"),
+                    progress=say,
+                )
             parameters = steps.stack_parameters(settings, overrides, creating=creating)
+            s3 = session.client("s3")
+            steps.ensure_bucket(s3, bucket, region, say)
             with tempfile.TemporaryDirectory() as scratch:
                 say(f"packaging for {architecture}")
                 bundle = build(ROOT, Path(scratch) / "package", architecture=architecture, stage=stage, progress=say)
-                s3 = boto3.client("s3")
                 code = steps.upload(s3, bucket, stack_name, bundle.zip_path.read_bytes(), ".zip", say)
                 body = steps.template_for(bundle.directory / "sam.json", bucket, code)
                 declared = list(json.loads(body)["Parameters"])
@@ -447,7 +472,7 @@ def deploy(
         deployed = steps.bootstrap(
             settings,
             outputs,
-            dynamodb=boto3.resource("dynamodb"),
+            dynamodb=session.resource("dynamodb"),
             project_name=project_name,
             origins=origins,
             partitions=partitions,

@@ -2,8 +2,11 @@
 
 The steps, each printed as it runs:
 
+0. find the AWS region the way boto3 does (``AWS_DEFAULT_REGION`` or the
+   profile), create the upload bucket there or check that it is there, and
+   keep the ClickHouse password in Secrets Manager (``clickhouse_secret``);
 1. package the functions (``trackflow.package``) for the chosen architecture;
-2. upload ``deployment.zip`` and the template to an S3 bucket, named by their
+2. upload ``deployment.zip`` and the template to the bucket, named by their
    content, so an unchanged bundle is not uploaded again;
 3. deploy the CloudFormation stack through a change set (the template is a
    SAM template: CloudFormation expands it, hence ``CAPABILITY_AUTO_EXPAND``),
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from typing import Any
 
 from chalicelib.projects import DynamoProjectStore, Project, new_project
 from chalicelib.settings import Settings
+from trackflow.stack.parameters import DEFAULT_FAILURE_DESTINATION
 
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
 NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
@@ -51,6 +54,16 @@ class Deployed:
     snippet: str
 
 
+# What IAM lets the person (or CI role) who runs `trackflow deploy` do; docs/deploy.md lists it too.
+DEPLOYER_PERMISSIONS = (
+    "cloudformation:CreateChangeSet, DescribeChangeSet, ExecuteChangeSet, DeleteChangeSet, DescribeStacks "
+    "(on the stack); s3:CreateBucket, GetBucketLocation, ListBucket, PutObject, GetObject, PutBucketPublicAccessBlock "
+    "(on the upload bucket); secretsmanager:CreateSecret, PutSecretValue, DescribeSecret (on <stack>/*); "
+    "iam:PassRole and iam:CreateRole/PutRolePolicy/DeleteRolePolicy (the stack's roles), and what the stack creates "
+    "(Lambda, API Gateway, DynamoDB, Logs, CloudWatch alarms, Secrets Manager, EventBridge)"
+)
+
+
 def stack_parameters(settings: Settings, overrides: Mapping[str, str], *, creating: bool) -> dict[str, str]:
     """The stack's parameters: from the settings this machine uses, then ``overrides`` (``--param``)."""
     security = settings.kafka_security
@@ -62,8 +75,10 @@ def stack_parameters(settings: Settings, overrides: Mapping[str, str], *, creati
         params["ClickHouseUrl"] = (
             clickhouse.url or f"{'https' if clickhouse.secure else 'http'}://{clickhouse.host}:{clickhouse.port}"
         )
-        params.update(ClickHouseUser=clickhouse.user, ClickHousePassword=clickhouse.password)
+        params["ClickHouseUser"] = clickhouse.user
         params["ClickHouseDatabase"] = clickhouse.database
+        if clickhouse.password_secret_arn:
+            params["ClickHousePasswordSecretArn"] = clickhouse.password_secret_arn
         if clickhouse.cluster:
             params["ClickHouseCluster"] = clickhouse.cluster
     params["KafkaSecurityProtocol"] = security.protocol
@@ -71,14 +86,105 @@ def stack_parameters(settings: Settings, overrides: Mapping[str, str], *, creati
         params["KafkaSaslMechanism"] = security.mechanism
     if security.secret_arn:
         params["KafkaSaslSecretArn"] = security.secret_arn
-    if creating:
-        params["SaltSecret"] = secrets.token_urlsafe(32)  # kept by the stack; an update reuses it
     params.update(overrides)
     for required in ("KafkaBootstrapServers", "ClickHouseUrl"):
         if creating and not params.get(required):
             env = "KAFKA_BOOTSTRAP_SERVERS" if required == "KafkaBootstrapServers" else "CLICKHOUSE_URL"
             raise DeployError(f"{required} is not set: export {env}, or pass --param {required}=...")
+    check_msk(params)
     return params
+
+
+def check_msk(params: Mapping[str, str]) -> None:
+    """Refuse an MSK setup AWS would refuse later: what the mapping and MSK's SCRAM secrets require."""
+    if params.get("KafkaSource") != "msk":
+        return
+    if not params.get("MskClusterArn", "").startswith("arn:"):
+        raise DeployError("KafkaSource=msk needs --param MskClusterArn=arn:aws:kafka:...")
+    mechanism = params.get("KafkaSaslMechanism", "")
+    if mechanism not in ("SCRAM-SHA-512", "OAUTHBEARER"):
+        raise DeployError(
+            f"MSK authenticates with SCRAM-SHA-512 or IAM (OAUTHBEARER), not {mechanism or 'none'}: "
+            "set KAFKA_SASL_MECHANISM (and KAFKA_SECURITY_PROTOCOL=SASL_SSL)"
+        )
+    if mechanism == "SCRAM-SHA-512":
+        secret = params.get("KafkaSaslSecretArn", "")
+        name = secret.split(":secret:", 1)[-1]
+        if not name.startswith("AmazonMSK_"):
+            raise DeployError(
+                f"MSK reads SCRAM credentials only from secrets named AmazonMSK_...; {secret or 'no secret'} "
+                "is not one (set KAFKA_SASL_SECRET_ARN)"
+            )
+        if not params.get("SecretsKmsKeyArn"):
+            raise DeployError(
+                "an MSK SCRAM secret must be encrypted with a customer-managed KMS key: "
+                "pass --param SecretsKmsKeyArn=arn:aws:kms:... (the functions may decrypt with it)"
+            )
+
+
+def aws_region(session: Any) -> str:
+    """The region boto3 will use (AWS_DEFAULT_REGION or the profile's); DeployError saying how to set one."""
+    region = session.region_name
+    if not region:
+        raise DeployError(
+            "no AWS region: export AWS_DEFAULT_REGION=eu-west-1 (boto3 does not read AWS_REGION), "
+            "or set region in your AWS profile"
+        )
+    return str(region)
+
+
+def ensure_bucket(s3: Any, bucket: str, region: str, progress: Progress) -> None:
+    """Create the upload bucket in ``region`` (private), or check that it is there; Lambda needs the same region."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except s3.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code"))
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise DeployError(
+                f"bucket {bucket} exists but this account cannot use it: pick another --bucket, "
+                "or grant s3:ListBucket, s3:GetObject and s3:PutObject on it"
+            ) from None
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=bucket, **location)
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        progress(f"created bucket s3://{bucket} in {region} (private)")
+        return
+    where = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
+    if where != region:
+        raise DeployError(
+            f"bucket {bucket} is in {where}, the stack goes to {region}: Lambda takes code only from its own "
+            f"region; use a bucket in {region} or export AWS_DEFAULT_REGION={where}"
+        )
+    progress(f"bucket s3://{bucket} is in {region}")
+
+
+def clickhouse_secret(
+    secretsmanager: Any, stack_name: str, password: str, *, kms_key: str | None, progress: Progress
+) -> str:
+    """Keep CLICKHOUSE_PASSWORD in the secret ``<stack>/clickhouse-password`` (created or updated); its ARN."""
+    name = f"{stack_name}/clickhouse-password"
+    try:
+        arn = secretsmanager.describe_secret(SecretId=name)["ARN"]
+    except secretsmanager.exceptions.ResourceNotFoundException:
+        extra = {"KmsKeyId": kms_key} if kms_key else {}
+        arn = secretsmanager.create_secret(
+            Name=name, SecretString=password, Description="TrackFlow: the ClickHouse password", **extra
+        )["ARN"]
+        progress(f"ClickHouse password kept in secret {name}")
+        return str(arn)
+    secretsmanager.put_secret_value(SecretId=arn, SecretString=password)
+    progress(f"ClickHouse password updated in secret {name}")
+    return str(arn)
 
 
 def upload(s3: Any, bucket: str, prefix: str, data: bytes, suffix: str, progress: Progress) -> str:
@@ -91,9 +197,6 @@ def upload(s3: Any, bucket: str, prefix: str, data: bytes, suffix: str, progress
         s3.put_object(Bucket=bucket, Key=key, Body=data)
         progress(f"uploaded s3://{bucket}/{key} ({len(data) / 1e6:.1f} MB)")
     return key
-
-
-DEFAULT_FAILURE_DESTINATION = "kafka://trackflow.events.failed"
 
 
 def failure_topic(parameters: Mapping[str, str]) -> str | None:

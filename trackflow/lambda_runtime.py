@@ -156,9 +156,11 @@ class LambdaFunction:
             try:
                 socket.create_connection(("127.0.0.1", self._port), timeout=0.5).close()
                 break
-            except OSError:
+            except OSError as exc:
                 if self._process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the emulator for {handler} did not start: {self.log.read_text()[-2000:]}")
+                    raise RuntimeError(
+                        f"the emulator for {handler} did not start: {self.log.read_text()[-2000:]}"
+                    ) from exc
                 time.sleep(0.05)
 
     def invoke(self, event: Any, *, timeout_s: float = 60) -> Any:

@@ -72,8 +72,7 @@ def mapping_payloads(
 ) -> list[dict[str, Any]]:
     """The payloads the mapping sends for a polled batch: as many as keep each under Lambda's 6 MB limit."""
     return [
-        build_event(run, bootstrap_servers=bootstrap_servers)
-        for run in split_by_size(_encoded(records), limit=limit)
+        build_event(run, bootstrap_servers=bootstrap_servers) for run in split_by_size(_encoded(records), limit=limit)
     ]
 
 

@@ -4,7 +4,7 @@ What moto cannot run is the stack itself: it has neither the SAM transform
 nor function URLs or Kafka mappings. So the stack here is one that moto can
 create with the outputs the real one has (the projects table, a function
 URL), and the change-set conversation is a unit test (tests/unit/test_deploy.py);
-the functions themselves run in tests/integration/test_bundle.py. Everything
+the functions themselves run in tests/integration/test_lambda_runtime.py. Everything
 the deploy does after the stack, the commands of docs/deploy.md, runs for real.
 """
 
@@ -26,7 +26,7 @@ from chalicelib.settings import load_settings
 from tests.clickhouse_http import ClickHouseHttp
 from tests.conftest import make_env
 from trackflow.cli import main
-from trackflow.deploy import template_for, upload
+from trackflow.deploy import DeployError, clickhouse_secret, ensure_bucket, template_for, upload
 from trackflow.kafka import ApacheKafka
 from trackflow.topics import partition_counts
 
@@ -145,3 +145,37 @@ def test_without_a_stack_bootstrap_says_to_deploy_first(environment: dict[str, s
     result = CliRunner().invoke(main, ["deploy", "--bootstrap-only", "--stack-name", "nothing-here"])
     assert result.exit_code == 1
     assert "there is no stack nothing-here" in result.output
+
+
+def test_the_upload_bucket_is_created_private_in_the_stacks_region_or_refused_elsewhere(moto_server: str) -> None:
+    said: list[str] = []
+    bucket = f"trackflow-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    ensure_bucket(s3, bucket, "eu-west-1", said.append)
+    assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == "eu-west-1"
+    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]["BlockPublicPolicy"]
+    ensure_bucket(s3, bucket, "eu-west-1", said.append)  # there already: checked, not created again
+    assert "created" in said[0] and "is in eu-west-1" in said[1]
+    with pytest.raises(DeployError, match="Lambda takes code only from its own region"):
+        ensure_bucket(boto3.client("s3", region_name="us-east-1"), bucket, "us-east-1", said.append)
+
+
+def test_the_clickhouse_password_is_kept_in_a_secret_created_once_then_updated(moto_server: str) -> None:
+    client = boto3.client("secretsmanager")
+    stack = f"trackflow-{uuid.uuid4().hex[:8]}"
+    first = clickhouse_secret(client, stack, "one", kms_key=None, progress=lambda _: None)
+    second = clickhouse_secret(client, stack, "two", kms_key=None, progress=lambda _: None)
+    assert first == second and f"{stack}/clickhouse-password" in first
+    assert client.get_secret_value(SecretId=first)["SecretString"] == "two"
+
+
+def test_deploy_refuses_the_dev_stage_unless_told_twice_and_needs_a_region(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = CliRunner().invoke(main, ["deploy", "--stage", "dev", "--bucket", "b"])
+    assert refused.exit_code == 2 and "--allow-dev-stage" in refused.output
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # boto3 does not read it
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    nowhere = CliRunner().invoke(main, ["deploy", "--bootstrap-only"])
+    assert nowhere.exit_code == 1 and "export AWS_DEFAULT_REGION" in nowhere.output

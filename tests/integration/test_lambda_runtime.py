@@ -207,7 +207,7 @@ def stack(
 
 
 def test_the_bundle_loads_from_itself_and_the_runtime_only(unzipped: tuple[Path, Path, dict[str, Any]]) -> None:
-    task, runtime, _ = unzipped
+    task, _, _ = unzipped
     native = [p.name for p in task.rglob("*.so")]
     assert any("cpython-312-x86_64-linux-gnu" in name for name in native)
     assert not [name for name in native if "cpython-311" in name]
@@ -300,7 +300,9 @@ def test_every_function_in_the_template_answers_its_trigger_under_the_lambda_run
     health = stack("app.app", rest_event("GET", "/health", "/health"))
     assert health["statusCode"] == 200 and json.loads(health["body"])["clickhouse"]["ok"], health
 
-    assert stack.invoked == stack.handlers(), f"functions in the template never invoked: {stack.handlers() - stack.invoked}"
+    assert stack.invoked == stack.handlers(), (
+        f"functions in the template never invoked: {stack.handlers() - stack.invoked}"
+    )
 
     # CloudWatch: one EMF line per invocation, with the names /metrics uses; the log bytes a collect costs
     emf = _emf_lines(collect_log)
@@ -351,7 +353,11 @@ def test_the_biggest_batches_collect_accepts_stay_under_the_invoke_limit_and_are
         answer = stack(
             "app.app",
             rest_event(
-                "POST", "/v1/collect", "/v1/collect", headers=headers, body=json.dumps({"api_key": key, "events": events})
+                "POST",
+                "/v1/collect",
+                "/v1/collect",
+                headers=headers,
+                body=json.dumps({"api_key": key, "events": events}),
             ),
         )
         assert answer["statusCode"] == 202 and json.loads(answer["body"])["accepted"] == len(events), answer

@@ -9,7 +9,15 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from chalicelib.settings import load_settings
-from trackflow.deploy import DeployError, deploy_stack, failure_topic, snippet, stack_parameters
+from trackflow.deploy import (
+    DeployError,
+    aws_region,
+    check_msk,
+    deploy_stack,
+    failure_topic,
+    snippet,
+    stack_parameters,
+)
 
 URL = "https://s3.us-east-1.amazonaws.com/bucket/trackflow/abc.json"
 OUTPUTS = [{"OutputKey": "FunctionUrl", "OutputValue": "https://abc.lambda-url.us-east-1.on.aws/"}]
@@ -63,7 +71,7 @@ def test_a_new_stack_is_created_through_a_change_set_with_both_capabilities(clou
             "trackflow",
             template_url=URL,
             parameters={"KafkaBootstrapServers": "b:9092"},
-            declared=["KafkaBootstrapServers", "SaltSecret"],
+            declared=["KafkaBootstrapServers", "BatchSize"],
             progress=lambda _: None,
             poll_s=0,
         )
@@ -81,7 +89,7 @@ def test_an_update_keeps_every_parameter_not_given(cloudformation: Any) -> None:
                 "UPDATE",
                 [
                     {"ParameterKey": "BatchSize", "ParameterValue": "500"},
-                    {"ParameterKey": "SaltSecret", "UsePreviousValue": True},
+                    {"ParameterKey": "LogRetentionDays", "UsePreviousValue": True},
                 ],
             ),
         )
@@ -96,7 +104,7 @@ def test_an_update_keeps_every_parameter_not_given(cloudformation: Any) -> None:
             "trackflow",
             template_url=URL,
             parameters={"BatchSize": "500"},
-            declared=["BatchSize", "SaltSecret"],
+            declared=["BatchSize", "LogRetentionDays"],
             progress=lambda _: None,
             poll_s=0,
         )
@@ -116,7 +124,7 @@ def test_a_rolled_back_stack_is_an_error_that_says_where_to_look(cloudformation:
             )
 
 
-def test_parameters_come_from_this_machines_settings_and_a_new_salt() -> None:
+def test_parameters_come_from_this_machines_settings_with_no_secret_among_them() -> None:
     settings = load_settings(
         {
             "KAFKA_BOOTSTRAP_SERVERS": "b-1:9096",
@@ -134,8 +142,50 @@ def test_parameters_come_from_this_machines_settings_and_a_new_salt() -> None:
     assert params["ClickHouseCluster"] == "analytics"  # compaction deletes from the local tables
     assert (params["KafkaSecurityProtocol"], params["KafkaSaslMechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
     assert params["KafkaSaslSecretArn"].endswith(":secret:k")
-    assert len(params["SaltSecret"]) >= 32 and params["BatchSize"] == "500"
-    assert "SaltSecret" not in stack_parameters(settings, {}, creating=False)  # an update keeps the stack's
+    assert params["BatchSize"] == "500"
+    assert "pw" not in params.values()  # the password travels as a secret's ARN (clickhouse_secret), never as is
+    assert "SaltSecret" not in params  # the stack generates its salt secret
+
+
+MSK = "arn:aws:kafka:us-east-1:123456789012:cluster/demo/751d2973-a626-431c-9d4e-d7975eb44dd7-2"
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({}, "MskClusterArn"),
+        ({"MskClusterArn": MSK, "KafkaSaslMechanism": "SCRAM-SHA-256"}, "SCRAM-SHA-512 or IAM"),
+        (
+            {
+                "MskClusterArn": MSK,
+                "KafkaSaslMechanism": "SCRAM-SHA-512",
+                "KafkaSaslSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:kafka-AbC",
+            },
+            "AmazonMSK_",
+        ),
+        (
+            {
+                "MskClusterArn": MSK,
+                "KafkaSaslMechanism": "SCRAM-SHA-512",
+                "KafkaSaslSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:AmazonMSK_kafka-AbC",
+            },
+            "customer-managed KMS key",
+        ),
+    ],
+)
+def test_an_msk_setup_aws_would_refuse_is_refused_before_deploying(params: dict[str, str], says: str) -> None:
+    with pytest.raises(DeployError, match=says):
+        check_msk({"KafkaSource": "msk", **params})
+    check_msk({"KafkaSource": "msk", "MskClusterArn": MSK, "KafkaSaslMechanism": "OAUTHBEARER"})
+
+
+class _Session:
+    region_name = None
+
+
+def test_no_region_says_to_set_aws_default_region() -> None:
+    with pytest.raises(DeployError, match="AWS_DEFAULT_REGION"):
+        aws_region(_Session())
 
 
 def test_a_new_stack_without_kafka_says_which_variable_to_set() -> None:

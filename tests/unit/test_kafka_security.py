@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from chalicelib import kafka_security
 from chalicelib.errors import ConfigError
 from chalicelib.kafka_diagnosis import ClientErrors
 from chalicelib.kafka_security import KafkaSecurity, load, msk_iam_token

@@ -84,9 +84,7 @@ def test_in_lambda_an_invocation_is_one_emf_line_with_the_prometheus_names() -> 
     line = lines[0]
     directives = {tuple(d["Dimensions"][0]): d for d in line["_aws"]["CloudWatchMetrics"]}
     assert {d["Namespace"] for d in directives.values()} == {"TrackFlow"}
-    assert directives[("function", "route", "status")]["Metrics"] == [
-        {"Name": "trackflow_http_requests_total"}
-    ]
+    assert directives[("function", "route", "status")]["Metrics"] == [{"Name": "trackflow_http_requests_total"}]
     assert {m["Name"] for m in directives[("function",)]["Metrics"]} == {
         "trackflow_produce_seconds",
         "trackflow_events_accepted_total",

@@ -45,8 +45,18 @@ _ACCESS_LOG = (
 )
 
 RULE_EXCEPTIONS: dict[str, dict[str, str]] = {
-    "APIHandler": {"WS1000": _TRACING, "WS1004": _LOG_GROUP, "CKV_AWS_116": _SYNCHRONOUS, "CKV_AWS_173": _ENV_ENCRYPTION},
-    "UrlHandler": {"WS1000": _TRACING, "WS1004": _LOG_GROUP, "CKV_AWS_116": _SYNCHRONOUS, "CKV_AWS_173": _ENV_ENCRYPTION},
+    "APIHandler": {
+        "WS1000": _TRACING,
+        "WS1004": _LOG_GROUP,
+        "CKV_AWS_116": _SYNCHRONOUS,
+        "CKV_AWS_173": _ENV_ENCRYPTION,
+    },
+    "UrlHandler": {
+        "WS1000": _TRACING,
+        "WS1004": _LOG_GROUP,
+        "CKV_AWS_116": _SYNCHRONOUS,
+        "CKV_AWS_173": _ENV_ENCRYPTION,
+    },
     "Ingest": {
         "WS1000": _TRACING,
         "WS1004": _LOG_GROUP,

@@ -27,7 +27,10 @@ _MSK_CLUSTER_PARTS = {
 
 
 def _msk(kind: str, name: str) -> dict[str, Any]:
-    return sub(f"arn:${{AWS::Partition}}:kafka:${{AWS::Region}}:${{AWS::AccountId}}:{kind}/${{Name}}/${{Id}}/{name}", _MSK_CLUSTER_PARTS)
+    return sub(
+        f"arn:${{AWS::Partition}}:kafka:${{AWS::Region}}:${{AWS::AccountId}}:{kind}/${{Name}}/${{Id}}/{name}",
+        _MSK_CLUSTER_PARTS,
+    )
 
 
 def _statement(sid: str, actions: list[str], resource: Any, **extra: Any) -> dict[str, Any]:
@@ -35,7 +38,9 @@ def _statement(sid: str, actions: list[str], resource: Any, **extra: Any) -> dic
 
 
 def _logs(function: str) -> dict[str, Any]:
-    group = sub(f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/lambda/${{{function}}}:*")
+    group = sub(
+        f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/lambda/${{{function}}}:*"
+    )
     return _statement("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], group)
 
 

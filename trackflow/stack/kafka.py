@@ -34,9 +34,7 @@ def _common() -> dict[str, Any]:
         "MaximumRetryAttempts": if_("HasFailureDestination", ref("MaximumRetryAttempts"), -1),
         "MaximumRecordAgeInSeconds": if_("HasFailureDestination", ref("MaximumRecordAgeInSeconds"), -1),
         "BisectBatchOnFunctionError": ref("BisectBatchOnFunctionError"),
-        "DestinationConfig": if_(
-            "HasFailureDestination", {"OnFailure": {"Destination": ref("OnFailureDestination")}}
-        ),
+        "DestinationConfig": if_("HasFailureDestination", {"OnFailure": {"Destination": ref("OnFailureDestination")}}),
         "ProvisionedPollerConfig": {
             "MinimumPollers": ref("MinimumPollers"),
             "MaximumPollers": ref("MaximumPollers"),
@@ -50,9 +48,7 @@ def self_managed_access() -> list[Any]:
     entries: list[Any] = [if_("HasSaslSecret", {"Type": SASL_TYPE, "URI": ref("KafkaSaslSecretArn")})]
     for index in range(MAX_SUBNETS):
         subnet = list_item("SubnetIds", index, room=MAX_SUBNETS)
-        entries.append(
-            if_(f"HasSubnet{index}", {"Type": "VPC_SUBNET", "URI": {"Fn::Join": ["", ["subnet:", subnet]]}})
-        )
+        entries.append(if_(f"HasSubnet{index}", {"Type": "VPC_SUBNET", "URI": {"Fn::Join": ["", ["subnet:", subnet]]}}))
     for index in range(MAX_SECURITY_GROUPS):
         group = list_item("SecurityGroupIds", index, room=MAX_SECURITY_GROUPS)
         entries.append(

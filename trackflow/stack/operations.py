@@ -113,7 +113,9 @@ def function_url() -> dict[str, Any]:
     }
 
 
-def _alarm(description: str, metric: dict[str, Any], *, threshold: Any, condition: str | None = None, **extra: Any) -> dict[str, Any]:
+def _alarm(
+    description: str, metric: dict[str, Any], *, threshold: Any, condition: str | None = None, **extra: Any
+) -> dict[str, Any]:
     actions = if_("HasAlarmTopic", [ref("AlarmTopicArn")], [])
     alarm: dict[str, Any] = {
         "Type": "AWS::CloudWatch::Alarm",

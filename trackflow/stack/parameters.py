@@ -78,16 +78,16 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "",
     ),
     "EventsTopic": _string("Topic collect produces to and ingest consumes.", "trackflow.events"),
-    "DeadLetterTopic": _string("Topic for records and events ingest cannot store, with the reason.", "trackflow.events.dlq"),
+    "DeadLetterTopic": _string(
+        "Topic for records and events ingest cannot store, with the reason.", "trackflow.events.dlq"
+    ),
     "BatchSize": _number(
         "Most records per ingest invocation. The mapping also closes a batch at 6 MB, Lambda's invoke payload limit.",
         DEFAULT_BATCH_SIZE,
         1,
         10000,
     ),
-    "MaximumBatchingWindowInSeconds": _number(
-        "Longest wait to fill a batch.", DEFAULT_BATCHING_WINDOW_S, 0, 300
-    ),
+    "MaximumBatchingWindowInSeconds": _number("Longest wait to fill a batch.", DEFAULT_BATCHING_WINDOW_S, 0, 300),
     "OnFailureDestination": _string(
         "Where the mapping puts records whose batch still fails after the retries, or that are older than "
         "MaximumRecordAgeInSeconds: kafka://TOPIC on the same cluster, or an S3 bucket ARN. Empty: no destination, "
@@ -137,7 +137,10 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "each project's allowed origins.",
     },
     "CollectConcurrencyCap": _number(
-        "Reserved (and most) concurrent instances of each collect front door; 0: no cap, the account's pool.", 0, 0, 10000
+        "Reserved (and most) concurrent instances of each collect front door; 0: no cap, the account's pool.",
+        0,
+        0,
+        10000,
     ),
     "IngestReservedConcurrency": _number(
         "Concurrent ingest instances kept for ingest whatever collect does; at least the events topic's partitions.",
