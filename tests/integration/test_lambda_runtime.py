@@ -31,6 +31,7 @@ from urllib.parse import quote
 import boto3
 import pytest
 
+from bench.cost import LOG_BYTES
 from chalicelib.events import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH
 from chalicelib.kafka_event import LAMBDA_PAYLOAD_LIMIT
 from chalicelib.projects import DynamoProjectStore, create_dynamo_table, new_project
@@ -46,9 +47,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SITE = "https://shop.example"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
 CLICKHOUSE_PASSWORD = "ch-password-from-secrets-manager"
-# CloudWatch Logs bytes one collect request costs (START, END, REPORT and the one EMF line), as measured
-# below; bench/cost.py prices the log with this figure, and this test fails when the log outgrows it.
-COLLECT_LOG_BYTES = 850
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +257,7 @@ def test_every_function_in_the_template_answers_its_trigger_under_the_lambda_run
     assert len(records) == 2
     result = stack("app.ingest", mapping_payload(records, bootstrap_servers=settings.bootstrap_servers))
     assert result == {"records": 2, "inserted": 2, "duplicates": 0, "dead_lettered": 0}, result
+    ingest_log = stack.functions["app.ingest"].log_of(stack.functions["app.ingest"].last_request_id)
     for record in records:  # a redelivery with other boundaries, as after a timeout
         stack("app.ingest", mapping_payload([record], bootstrap_servers=settings.bootstrap_servers))
     stored = clickhouse.query("SELECT url_path FROM events FINAL ORDER BY url_path").result_rows
@@ -294,6 +293,7 @@ def test_every_function_in_the_template_answers_its_trigger_under_the_lambda_run
     # compact: EventBridge's scheduled event; the reports read the rollups afterwards and say the same
     compacted = stack("app.compact", scheduled_event())
     assert compacted["days"] >= 1 and compacted["pending_age_s"] == 0, compacted
+    compact_log = stack.functions["app.compact"].log_of(stack.functions["app.compact"].last_request_id)
     after_rest, _ = overview()
     assert after_rest["metrics"] == before_rest["metrics"]
 
@@ -311,9 +311,12 @@ def test_every_function_in_the_template_answers_its_trigger_under_the_lambda_run
     assert line["function"] == "trackflow-prod-APIHandler" and line["trackflow_events_accepted_total"] == 1
     assert line["route"] == "/v1/collect" and line["trackflow_http_requests_total"] == 1
     assert line["trackflow_produce_seconds"] > 0
-    logged = sum(len(text.encode()) + 1 for text in collect_log)
-    print(f"\ncollect request log: {len(collect_log)} lines, {logged} bytes")
-    assert logged <= COLLECT_LOG_BYTES, collect_log
+    # What CloudWatch Logs bills per invocation; bench/cost.py prices the log with LOG_BYTES.
+    for kind, lines in (("collect", collect_log), ("ingest", ingest_log), ("compact", compact_log)):
+        logged = sum(len(text.encode()) + 1 for text in lines)
+        print(f"\n{kind} invocation log: {len(lines)} lines, {logged} bytes")
+        assert len(_emf_lines(lines)) == 1, lines
+        assert logged <= LOG_BYTES[kind], lines
     ingest_lines = _emf_lines(stack.functions["app.ingest"].log.read_text().splitlines())
     assert len(ingest_lines) == 3  # three invocations, one line each
     assert sum(line["trackflow_rows_written_total"] for line in ingest_lines) == 4  # redelivered rows are written

@@ -165,14 +165,18 @@ def test_the_mappings_retry_a_bounded_number_of_times_then_hand_records_to_a_des
     for name in ("IngestSelfManagedKafkaMapping", "IngestMskMapping"):
         properties = template["Resources"][name]["Properties"]
         # bounded only when there is somewhere to put what still fails: never dropped
-        assert properties["MaximumRetryAttempts"] == {
-            "Fn::If": ["HasFailureDestination", {"Ref": "MaximumRetryAttempts"}, -1]
-        }
-        assert properties["BisectBatchOnFunctionError"] == {"Ref": "BisectBatchOnFunctionError"}
+        assert properties["MaximumRetryAttempts"]["Fn::If"][:2] == [
+            "HasFailureDestination",
+            {"Ref": "MaximumRetryAttempts"},
+        ]
+        assert properties["BisectBatchOnFunctionError"]["Fn::If"][:2] == [
+            "IsProvisioned",
+            {"Ref": "BisectBatchOnFunctionError"},
+        ]
         assert properties["DestinationConfig"]["Fn::If"][1] == {
             "OnFailure": {"Destination": {"Ref": "OnFailureDestination"}}
         }
-        assert set(properties["ProvisionedPollerConfig"]) == {"MinimumPollers", "MaximumPollers"}
+        assert set(properties["ProvisionedPollerConfig"]["Fn::If"][1]) == {"MinimumPollers", "MaximumPollers"}
 
 
 def test_alarms_watch_errors_throttles_lag_the_failure_destination_and_compaction(package: Path) -> None:
@@ -261,6 +265,10 @@ VARIANTS = {
         "OnFailureDestination": "arn:aws:s3:::trackflow-failed",
         "MaximumRecordAgeInSeconds": "86400",
         "FunctionUrlCorsOrigins": "https://shop.example,https://blog.example",
+    },
+    "on-demand pollers, the low-traffic profile": {
+        "KafkaSource": "self-managed",
+        "EventPollerMode": "on-demand",
     },
     "plaintext, no failure destination (retries for ever)": {
         "KafkaSource": "self-managed",

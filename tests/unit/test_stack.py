@@ -104,6 +104,20 @@ def test_retries_are_bounded_only_with_somewhere_to_put_what_fails() -> None:
     assert evaluate(mapping["DestinationConfig"], _parameters(OnFailureDestination="")) is None
 
 
+def test_on_demand_pollers_leave_out_every_retry_control() -> None:
+    mapping = merge_template()["Resources"]["IngestSelfManagedKafkaMapping"]["Properties"]
+    on_demand = _parameters(EventPollerMode="on-demand")
+    for name in (
+        "MaximumRetryAttempts",
+        "MaximumRecordAgeInSeconds",
+        "BisectBatchOnFunctionError",
+        "DestinationConfig",
+        "ProvisionedPollerConfig",
+    ):
+        assert evaluate(mapping[name], on_demand) is None, name
+    assert evaluate(mapping["ProvisionedPollerConfig"], _parameters()) == {"MinimumPollers": 1, "MaximumPollers": 10}
+
+
 def test_every_exception_names_a_resource_of_the_template() -> None:
     resources = merge_template()["Resources"]
     assert set(RULE_EXCEPTIONS) <= set(resources)

@@ -30,15 +30,17 @@ def _common() -> dict[str, Any]:
         "StartingPosition": "TRIM_HORIZON",
         "BatchSize": ref("BatchSize"),
         "MaximumBatchingWindowInSeconds": ref("MaximumBatchingWindowInSeconds"),
-        # Bounded only when there is somewhere to put what still fails: never dropped.
-        "MaximumRetryAttempts": if_("HasFailureDestination", ref("MaximumRetryAttempts"), -1),
-        "MaximumRecordAgeInSeconds": if_("HasFailureDestination", ref("MaximumRecordAgeInSeconds"), -1),
-        "BisectBatchOnFunctionError": ref("BisectBatchOnFunctionError"),
+        # Bounded only when there is somewhere to put what still fails: never dropped. The retry
+        # controls exist in provisioned mode only; on demand, a failing batch is retried until it succeeds.
+        "MaximumRetryAttempts": if_("HasFailureDestination", ref("MaximumRetryAttempts"), if_("IsProvisioned", -1)),
+        "MaximumRecordAgeInSeconds": if_(
+            "HasFailureDestination", ref("MaximumRecordAgeInSeconds"), if_("IsProvisioned", -1)
+        ),
+        "BisectBatchOnFunctionError": if_("IsProvisioned", ref("BisectBatchOnFunctionError")),
         "DestinationConfig": if_("HasFailureDestination", {"OnFailure": {"Destination": ref("OnFailureDestination")}}),
-        "ProvisionedPollerConfig": {
-            "MinimumPollers": ref("MinimumPollers"),
-            "MaximumPollers": ref("MaximumPollers"),
-        },
+        "ProvisionedPollerConfig": if_(
+            "IsProvisioned", {"MinimumPollers": ref("MinimumPollers"), "MaximumPollers": ref("MaximumPollers")}
+        ),
         "MetricsConfig": {"Metrics": ["EventCount", "ErrorCount"]},
     }
 

@@ -111,6 +111,13 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         DEFAULT_BISECT,
         AllowedValues=["true", "false"],
     ),
+    "EventPollerMode": _string(
+        "provisioned: event pollers kept running (about $135 a month each), which the retry, bisection and "
+        "failure-destination settings need. on-demand: no poller charge; a failing batch is then retried until it "
+        "succeeds (nothing is dropped; the partition waits, e.g. through a ClickHouse outage).",
+        "provisioned",
+        AllowedValues=["provisioned", "on-demand"],
+    ),
     "MinimumPollers": _number("Provisioned event pollers kept running (the retry settings need them).", 1, 1, 200),
     "MaximumPollers": _number("Most provisioned event pollers; one reads about 5 MB/s.", 10, 1, 2000),
     # -- ClickHouse --------------------------------------------------------------------------------------------
@@ -181,7 +188,8 @@ CONDITIONS: dict[str, Any] = {
     "HasSecretsKmsKey": not_empty("SecretsKmsKeyArn"),
     "HasClickHousePassword": not_empty("ClickHousePasswordSecretArn"),
     "HasVpc": _VPC,
-    "HasFailureDestination": not_empty("OnFailureDestination"),
+    "IsProvisioned": equals(ref("EventPollerMode"), "provisioned"),
+    "HasFailureDestination": and_(condition("IsProvisioned"), not_empty("OnFailureDestination")),
     "IsS3Destination": equals(
         {
             "Fn::Select": [
