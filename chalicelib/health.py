@@ -1,11 +1,12 @@
 """``GET /health``: is the broker reachable, does ClickHouse answer.
 
-The broker check opens a TCP connection to each bootstrap server (no Kafka
-client, so it stays cheap); against a secured cluster (TLS or SASL) it asks
-for the events topic's metadata with the configured credentials instead, so
-a refused password or a TLS mismatch shows here, in words. In a function that
-question goes over the producer collect already holds (``sender``): a new
-client per call would cost a TLS and SASL handshake each time. ClickHouse gets
+The broker check asks for the events topic's metadata over the producer
+collect already holds (``sender``): a refused password, a TLS mismatch, a
+partition without a leader or with too few in-sync replicas for ``acks=all``
+(``NOT_ENOUGH_REPLICAS``) shows here, in words, and a new client per call
+(a TLS and SASL handshake each time) is never built. Without a sender it opens
+a TCP connection to each bootstrap server, or against a secured cluster asks
+a client of its own. ClickHouse gets
 ``SELECT 1``. Both run at once and the answer comes within ``BUDGET_S``
 whatever is down: a check still waiting then (a server that accepts
 connections and never answers) counts as failed.
@@ -96,9 +97,9 @@ def _within(budget_s: float, checks: dict[str, Callable[[], dict[str, Any]]]) ->
 
 def _broker(settings: Settings, sender: Callable[[], Any] | None) -> dict[str, Any]:
     security = settings.kafka_security
-    if security.protocol == "PLAINTEXT":
-        return broker_reachable(settings.bootstrap_servers)
     if sender is None:
+        if security.protocol == "PLAINTEXT":
+            return broker_reachable(settings.bootstrap_servers)
         return broker_authenticated(settings.bootstrap_servers, security)
     try:
         sender().probe(settings.events_topic, TIMEOUT_S)

@@ -7,6 +7,12 @@ client's settings; callbacks arrive during ``poll``/``flush``) and
 :meth:`ClientErrors.reason` names the most telling failure seen: refused
 credentials, a failed TLS handshake, or a plain-text client closed on by a TLS
 listener. Each new reason is logged once.
+
+:func:`replica_shortfall` reads what the client cannot report at all: with
+``acks=all`` a partition whose in-sync replicas fell below the topic's
+``min.insync.replicas`` refuses writes with ``NOT_ENOUGH_REPLICAS``, which
+librdkafka retries quietly until the message times out. The topic's metadata
+(leader and in-sync replicas per partition) says so in words.
 """
 
 from __future__ import annotations
@@ -88,3 +94,27 @@ class ClientErrors:
         if logged:
             return None  # an informational log line says nothing about a failure
         return detail if self._reason is None else None
+
+
+def replica_shortfall(topic_metadata: Any, min_insync: int) -> str | None:
+    """Why ``acks=all`` writes to this topic fail, from its metadata (confluent's TopicMetadata); None when they can't.
+
+    A partition without a leader takes no writes; one with fewer in-sync
+    replicas than ``min_insync`` answers ``NOT_ENOUGH_REPLICAS``.
+    """
+    leaderless, short = [], []
+    for number, partition in sorted(topic_metadata.partitions.items()):
+        if partition.leader < 0:
+            leaderless.append(number)
+        elif len(partition.isrs) < min_insync:
+            short.append((number, len(partition.isrs), len(partition.replicas)))
+    if short:
+        number, in_sync, copies = short[0]
+        return (
+            f"NOT_ENOUGH_REPLICAS: partition {number} of {topic_metadata.topic} (and {len(short) - 1} more) has "
+            f"{in_sync} in-sync replica(s) of {copies}, fewer than min.insync.replicas={min_insync}; Kafka refuses "
+            "acknowledged writes until a broker comes back"
+        )
+    if leaderless:
+        return f"partitions {leaderless} of {topic_metadata.topic} have no leader: their brokers are down"
+    return None

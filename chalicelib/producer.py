@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import orjson
 
 from chalicelib.errors import ProduceError
-from chalicelib.kafka_diagnosis import ClientErrors
+from chalicelib.kafka_diagnosis import ClientErrors, replica_shortfall
 from chalicelib.kafka_security import KafkaSecurity
 from chalicelib.metrics import produce_timer
 
@@ -106,6 +106,8 @@ class ConfluentBackend:
         from confluent_kafka import Producer
 
         self._errors = ClientErrors(security)
+        self._admin_conf = {"bootstrap.servers": bootstrap_servers, **security.confluent()}
+        self._min_insync_of: dict[str, int] = {}
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap_servers,
@@ -132,7 +134,7 @@ class ConfluentBackend:
         if remaining:
             # Don't let them go out after we answered 503: the client resends anyway.
             self._producer.purge()
-            reason = self._errors.reason()
+            reason = self._replica_shortfall(topic) or self._errors.reason()
             why = f": {reason}" if reason else ""
             raise TimeoutError(f"{remaining} messages not acknowledged within {timeout_s:g} s{why}")
         if errors:
@@ -140,7 +142,7 @@ class ConfluentBackend:
             raise RuntimeError(f"{errors[0]}: {reason}" if reason else str(errors[0]))
 
     def probe(self, topic: str, timeout_s: float) -> None:
-        """Ask the cluster for ``topic``'s metadata on this producer's connections; raise saying why not."""
+        """Ask the cluster for ``topic``'s metadata on this producer's connections; raise saying why writes fail."""
         try:
             metadata = self._producer.list_topics(topic=topic, timeout=timeout_s)
         except Exception as exc:  # KafkaException, or a timeout: the client's own reports say why
@@ -148,6 +150,33 @@ class ConfluentBackend:
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             raise RuntimeError(f"topic {topic}: {found.error if found is not None else 'not listed'}")
+        shortfall = replica_shortfall(found, self._min_insync(topic, timeout_s))
+        if shortfall:
+            raise RuntimeError(shortfall)
+
+    def _min_insync(self, topic: str, timeout_s: float) -> int:
+        """The topic's min.insync.replicas, asked once (2, MSK's default, when the cluster does not say)."""
+        if topic not in self._min_insync_of:
+            from confluent_kafka.admin import AdminClient, ConfigResource
+
+            try:
+                admin = AdminClient(self._admin_conf)
+                resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+                configs = admin.describe_configs([resource])[resource].result(timeout=timeout_s)
+                self._min_insync_of[topic] = int(configs["min.insync.replicas"].value)
+            except Exception:  # no answer, or no right to describe configs
+                return 2
+        return self._min_insync_of[topic]
+
+    def _replica_shortfall(self, topic: str) -> str | None:
+        """After a timeout: whether the topic's replicas explain it (bounded: one metadata request)."""
+        try:
+            found = self._producer.list_topics(topic=topic, timeout=1.0).topics.get(topic)
+        except Exception:  # the cluster does not answer at all: the client's own reports say why
+            return None
+        if found is None or found.error is not None:
+            return None
+        return replica_shortfall(found, self._min_insync(topic, 1.0))
 
     def close(self, timeout_s: float) -> None:
         self._producer.flush(timeout_s)

@@ -95,6 +95,12 @@ class ApacheKafka(LocalBroker):
         controller_port: int | None = None,
         heap: str = DEFAULT_HEAP,
         sasl_port: int | None = None,
+        node_id: int = 1,
+        roles: str = "broker,controller",
+        voters: str | None = None,
+        cluster_id: str | None = None,
+        replication: int = 1,
+        lib: Path | None = None,
     ) -> None:
         super().__init__(host, port)
         self.home = home
@@ -102,6 +108,15 @@ class ApacheKafka(LocalBroker):
         self.heap = heap
         self.sasl_port = sasl_port
         self.secure: SecureListener | None = None
+        # One node of a cluster (trackflow.kafka_cluster): its id, the controller quorum, the shared
+        # cluster id, and how many copies of each partition the cluster keeps.
+        self.node_id = node_id
+        self.roles = roles  # "broker,controller" (one node), or "broker" / "controller" in a cluster
+        self.voters = voters or f"{node_id}@{host}:{self.controller_port}"
+        self.cluster_id = cluster_id
+        self.replication = replication
+        self.lib = lib or home / "lib"
+        self._formatted_now = False
 
     @property
     def log_path(self) -> Path:
@@ -110,7 +125,7 @@ class ApacheKafka(LocalBroker):
     # -- set-up ------------------------------------------------------------------------------------------------------
     def jars(self) -> Path:
         """The broker's jars, resolved from Maven Central the first time (about 45 MB)."""
-        lib = self.home / "lib"
+        lib = self.lib
         marker = lib / f".resolved-{_pom_version()}"
         if marker.exists():
             return lib
@@ -178,10 +193,11 @@ class ApacheKafka(LocalBroker):
                 f"{prefix}ssl.keystore.type": "PEM",
                 f"{prefix}ssl.keystore.location": str(self.home / "tls" / "keystore.pem"),
             }
+        copies, in_sync = str(self.replication), str(min(2, self.replication))
         lines = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{controller}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters,
             "listeners": f"{listeners},CONTROLLER://{self.host}:{controller}",
             "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
@@ -189,16 +205,27 @@ class ApacheKafka(LocalBroker):
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(data),
             "num.partitions": "1",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": copies,
             "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": copies,
+            "transaction.state.log.min.isr": in_sync,
+            "share.coordinator.state.topic.replication.factor": copies,
+            "share.coordinator.state.topic.min.isr": in_sync,
             "group.initial.rebalance.delay.ms": "0",
+            # MSK's defaults (three brokers: three copies, two in sync to acknowledge; one broker: one)
             "auto.create.topics.enable": "false",
+            "default.replication.factor": copies,
+            "min.insync.replicas": in_sync,
+            "unclean.leader.election.enable": "false",
             **secure,
         }
+        lines["process.roles"] = self.roles
+        if self.roles == "broker":  # the quorum runs elsewhere: this node only serves clients
+            lines["listeners"] = listeners
+        elif self.roles == "controller":  # no client listener at all
+            lines["listeners"] = f"CONTROLLER://{self.host}:{controller}"
+            for key in ("advertised.listeners", "inter.broker.listener.name"):
+                del lines[key]
         path = self.home / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         return path
@@ -221,7 +248,7 @@ class ApacheKafka(LocalBroker):
         """Format the KRaft storage once (with the SCRAM user, if any); later starts reuse it. True if formatted now."""
         if (self.home / "data" / "meta.properties").exists():
             return False
-        cluster_id = uuid.uuid4().hex[:22]
+        cluster_id = self.cluster_id or uuid.uuid4().hex[:22]
         scram = []
         if self.secure is not None:
             scram = ["--add-scram", f"{SCRAM_MECHANISM}=[name={self.secure.username},password={self.secure.password}]"]
@@ -250,6 +277,10 @@ class ApacheKafka(LocalBroker):
 
     # -- running -----------------------------------------------------------------------------------------------------
     def start(self) -> Self:
+        return self.launch().wait_ready()
+
+    def launch(self) -> Self:
+        """Start the JVM and return at once; :meth:`wait_ready` waits for its listener (a cluster launches all first)."""
         self._refuse_busy_port()
         self.home.mkdir(parents=True, exist_ok=True)
         lib = self.jars()
@@ -269,6 +300,13 @@ class ApacheKafka(LocalBroker):
                 preexec_fn=_die_with_parent,
                 env=os.environ | {"KAFKA_HEAP_OPTS": f"-Xmx{self.heap}"},
             )
+        self._formatted_now = formatted
+        return self
+
+    def wait_ready(self) -> Self:
+        """Wait until the broker (and its SASL_SSL listener) accepts connections; BrokerError after the timeout."""
+        assert self._proc is not None, "launch() first"
+        formatted = self._formatted_now
         deadline = time.monotonic() + START_TIMEOUT_S
         while not port_open(self.host, self.port):
             if self._proc.poll() is not None:
