@@ -205,34 +205,54 @@ def topics() -> None:
 
 @topics.command("create")
 @click.option("--partitions", default=4, show_default=True, type=click.IntRange(min=1), help="Of the events topic.")
-@click.option("--replication-factor", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--replication-factor",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Copies of each partition [default: 3, or the brokers' count when fewer].",
+)
+@click.option(
+    "--min-insync",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Copies that must have a write before it is acknowledged [default: 2, or the replication factor].",
+)
 @click.option(
     "--retention-hours", default=168, show_default=True, type=click.IntRange(min=1), help="How long Kafka keeps events."
 )
-def topics_create(partitions: int, replication_factor: int, retention_hours: int) -> None:
-    """Create the events topic and its dead-letter topic (1 partition) where they are missing.
+@click.option("--failure-topic", default="trackflow.events.failed", show_default=True, help="The mapping's ('' for none).")
+def topics_create(
+    partitions: int, replication_factor: int | None, min_insync: int | None, retention_hours: int, failure_topic: str
+) -> None:
+    """Create the events topic, its dead-letter topic and the failure topic where they are missing.
 
-    Existing topics are left as they are. The events topic's partitions bound how
-    many ingest invocations run at once (one per partition).
+    New topics get MSK's replication (3 copies, 2 in sync, or what the cluster
+    has room for). An existing topic with fewer partitions or copies is refused
+    with what to do: a broker that creates topics on first use makes one-copy
+    topics that lose events with the broker that holds them. The events
+    topic's partitions bound how many ingest invocations run at once.
     """
-    from trackflow.topics import ensure_topics, partition_counts
+    from trackflow.topics import describe_topics, ensure_topics, topic_plan
 
     settings = _settings()
-    wanted = {settings.events_topic: partitions, settings.dlq_topic: 1}
+    wanted = topic_plan(settings, partitions=partitions, failure_topic=failure_topic or None)
     try:
         created = ensure_topics(
             settings.bootstrap_servers,
             wanted,
             replication_factor=replication_factor,
+            min_insync=min_insync,
             retention_ms=retention_hours * 3_600_000,
             security=settings.kafka_security,
+            verify=True,
         )
-        counts = partition_counts(settings.bootstrap_servers, list(wanted), security=settings.kafka_security)
+        states = describe_topics(settings.bootstrap_servers, list(wanted), security=settings.kafka_security)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     for name in wanted:
-        state = "created" if name in created else "exists"
-        click.echo(f"{name}: {state}, {counts.get(name, '?')} partition(s)")
+        state = states.get(name)
+        detail = "?" if state is None else state.describe()
+        click.echo(f"{name}: {'created' if name in created else 'exists'}, {detail}")
 
 
 @main.command()
@@ -384,6 +404,7 @@ def package(architecture: str, stage: str, out: str) -> None:
     help="Where your pages load the tracker from (copy tracker/dist/tracker.js there).",
 )
 @click.option("--bootstrap-only", is_flag=True, help="Skip packaging and the stack: topics, migrations, project.")
+@click.option("--skip-topics", is_flag=True, help="The topics exist already (made with `trackflow topics create`).")
 @click.option(
     "--allow-dev-stage",
     is_flag=True,
@@ -400,6 +421,7 @@ def deploy(
     partitions: int,
     script_src: str,
     bootstrap_only: bool,
+    skip_topics: bool,
     allow_dev_stage: bool,
 ) -> None:
     """Deploy to AWS: package, upload, stack, topics, migrations, first project, snippet.
@@ -436,6 +458,10 @@ def deploy(
         region = steps.aws_region(session)
         say(f"AWS region {region}")
         cloudformation = session.client("cloudformation")
+        if not skip_topics:  # before the stack: nothing may produce to a topic that does not exist yet
+            steps.create_topics(
+                settings, partitions=partitions, failure_topic=steps.failure_topic(overrides), progress=say
+            )
         if bootstrap_only:
             outputs = steps.stack_outputs(cloudformation, stack_name)
         else:
@@ -475,8 +501,6 @@ def deploy(
             dynamodb=session.resource("dynamodb"),
             project_name=project_name,
             origins=origins,
-            partitions=partitions,
-            failure_topic=steps.failure_topic(overrides),
             script_src=script_src,
             progress=say,
         )
@@ -511,9 +535,16 @@ def broker(host: str, port: int) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=9092, show_default=True, help="The broker's listener.")
+@click.option("--port", default=9092, show_default=True, help="The (first) broker's listener.")
 @click.option("--controller-port", default=9093, show_default=True, help="The KRaft controller's listener.")
-@click.option("--heap", default="512m", show_default=True, help="The JVM's maximum heap (-Xmx).")
+@click.option("--heap", default=None, help="The JVM's maximum heap (-Xmx) [default: 512m; 384m each in a cluster].")
+@click.option(
+    "--brokers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 9),
+    help="How many brokers; with more than one, a separate controller and MSK's defaults (3 copies, 2 in sync).",
+)
 @click.option(
     "--sasl-ssl",
     "sasl_port",
@@ -522,8 +553,8 @@ def broker(host: str, port: int) -> None:
     metavar="PORT",
     help="Also open a SASL_SSL listener (TLS + SCRAM-SHA-512) on PORT, e.g. 9094, and print how to use it.",
 )
-def kafka(host: str, port: int, controller_port: int, heap: str, sasl_port: int | None) -> None:
-    """Run Apache Kafka (KRaft, one node) from Maven Central, durable in <data dir>/kafka, until Ctrl-C.
+def kafka(host: str, port: int, controller_port: int, heap: str | None, brokers: int, sasl_port: int | None) -> None:
+    """Run Apache Kafka (KRaft) from Maven Central, durable in <data dir>, until Ctrl-C.
 
     The first start resolves the broker's jars with Maven (about 45 MB, needs
     java and mvn) and formats the storage; later starts reuse both, with the
@@ -532,19 +563,49 @@ def kafka(host: str, port: int, controller_port: int, heap: str, sasl_port: int 
 
         KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 make dev
 
-    With --sasl-ssl 9094 it also serves TLS (a throwaway CA made in
+    --brokers 3 runs a cluster as MSK does (<data dir>/kafka-cluster): a
+    controller on PORT+1 and brokers on PORT, PORT+2, PORT+4; no topic is
+    created on first use, topics get 3 copies of which 2 must have a write.
+    Create the topics with `trackflow topics create` before producing.
+
+    With --sasl-ssl 9094 (one broker) it also serves TLS (a throwaway CA made in
     <data dir>/kafka/tls) and SCRAM-SHA-512 for the user `trackflow`, and
     prints the KAFKA_* settings a client needs.
     """
     from trackflow.broker import BrokerError
-    from trackflow.kafka import ApacheKafka
+    from trackflow.kafka import DEFAULT_HEAP, ApacheKafka
+    from trackflow.kafka_cluster import KafkaCluster
 
     settings = _settings()
+    if brokers > 1:
+        if sasl_port is not None:
+            raise click.UsageError("--sasl-ssl serves one broker; leave out --brokers, or --sasl-ssl")
+        home = settings.data_dir / "kafka-cluster"
+        click.echo(f"starting {brokers} Apache Kafka brokers and a controller in {home}...")
+        cluster = KafkaCluster(home, brokers=brokers, host=host, port=port, heap=heap)
+        try:
+            cluster.start()
+        except BrokerError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"controller pid {cluster.controller.pid} on {host}:{cluster.controller_port}")
+        for node in cluster.nodes:
+            click.echo(f"broker {node.node_id} pid {node.pid} on {node.bootstrap_servers} (log {node.log_path})")
+        click.echo(
+            f"Apache Kafka cluster listening on {cluster.bootstrap_servers}; Ctrl-C stops it.\n"
+            f"Use it: export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}; "
+            ".venv/bin/trackflow topics create; make dev"
+        )
+        try:
+            _wait_for_signal()
+        finally:
+            click.echo("stopping the cluster (each broker flushes its log first)...")
+            cluster.stop()
+        return
     home = settings.data_dir / "kafka"
     click.echo(f"starting Apache Kafka in {home} (the first start downloads its jars with Maven)...")
     try:
         running = ApacheKafka(
-            home, host=host, port=port, controller_port=controller_port, heap=heap, sasl_port=sasl_port
+            home, host=host, port=port, controller_port=controller_port, heap=heap or DEFAULT_HEAP, sasl_port=sasl_port
         ).start()
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None

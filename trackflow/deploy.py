@@ -11,7 +11,8 @@ The steps, each printed as it runs:
 3. deploy the CloudFormation stack through a change set (the template is a
    SAM template: CloudFormation expands it, hence ``CAPABILITY_AUTO_EXPAND``),
    with every parameter; on an update, parameters not given keep their value;
-4. create the Kafka topics (events, dead letters, the mapping's failure topic);
+4. create the Kafka topics (events, dead letters, the mapping's failure topic),
+   before step 3 in fact: nothing may produce to a topic that does not exist;
 5. run the ClickHouse migrations against ``CLICKHOUSE_URL``;
 6. create the first project in the stack's DynamoDB table (or find it);
 7. print the tracker snippet pointing at the function URL.
@@ -317,6 +318,37 @@ def snippet(api_key: str, *, script_src: str, endpoint: str | None = None) -> st
     )
 
 
+def create_topics(settings: Settings, *, partitions: int, failure_topic: str | None, progress: Progress) -> None:
+    """Every topic, before the stack exists and anything produces: replicated as MSK does, existing ones checked.
+
+    A broker that creates topics on first use would otherwise make one-partition,
+    one-copy topics the moment collect produces; and the mapping's failure topic
+    must exist before the mapping hands it a record.
+    """
+    from trackflow.topics import DEFAULT_RETENTION_MS, describe_topics, ensure_topics, topic_plan
+
+    if settings.kafka_bootstrap_servers is None:
+        raise DeployError("KAFKA_BOOTSTRAP_SERVERS is not set: the topics are created from this machine")
+    topics = topic_plan(settings, partitions=partitions, failure_topic=failure_topic)
+    try:
+        created = ensure_topics(
+            settings.kafka_bootstrap_servers,
+            topics,
+            retention_ms=DEFAULT_RETENTION_MS,
+            security=settings.kafka_security,
+            verify=True,
+        )
+        states = describe_topics(settings.kafka_bootstrap_servers, list(topics), security=settings.kafka_security)
+    except RuntimeError as exc:
+        raise DeployError(
+            f"{exc}\nThe topics must exist before the stack: create them from a host that reaches Kafka "
+            "(`trackflow topics create`), then deploy with --skip-topics"
+        ) from exc
+    for topic in topics:
+        state = states.get(topic)
+        progress(f"topic {topic}: {'created' if topic in created else 'exists'}, {state.describe() if state else '?'}")
+
+
 def bootstrap(
     settings: Settings,
     outputs: Mapping[str, str],
@@ -324,25 +356,14 @@ def bootstrap(
     dynamodb: Any,
     project_name: str,
     origins: tuple[str, ...],
-    partitions: int,
-    failure_topic: str | None,
     script_src: str,
     progress: Progress,
 ) -> Deployed:
-    """Topics, migrations, the first project and the snippet, for a deployed stack's ``outputs``."""
+    """Migrations, the first project and the snippet, for a deployed stack's ``outputs``."""
     from trackflow.dev import migrate_clickhouse
-    from trackflow.topics import ensure_topics
 
-    if settings.kafka_bootstrap_servers is None:
-        raise DeployError("KAFKA_BOOTSTRAP_SERVERS is not set: the topics are created from this machine")
     if settings.clickhouse.embedded:
         raise DeployError("CLICKHOUSE_URL is not set: the migrations run from this machine against the server")
-    topics = {settings.events_topic: partitions, settings.dlq_topic: 1}
-    if failure_topic:
-        topics[failure_topic] = 1
-    created = ensure_topics(settings.kafka_bootstrap_servers, topics, security=settings.kafka_security)
-    states = [f"{topic} ({'created' if topic in created else 'exists'})" for topic in topics]
-    progress(f"topics: {', '.join(states)}")
     applied = migrate_clickhouse(settings, cluster=settings.clickhouse.cluster)
     progress(f"ClickHouse migrations: {', '.join(applied) if applied else 'up to date'}")
 

@@ -11,11 +11,11 @@ Check = tuple[str, bool, str]
 
 def checks(settings: Settings) -> Iterator[Check]:
     """(name, ok, detail) for the broker, the topics, ClickHouse and its migrations, in that order."""
-    from trackflow.topics import partition_counts
+    from trackflow.topics import describe_topics
 
     bootstrap = settings.bootstrap_servers
     try:
-        counts = partition_counts(
+        states = describe_topics(
             bootstrap, [settings.events_topic, settings.dlq_topic], security=settings.kafka_security
         )
     except Exception as exc:  # unreachable, refused credentials, a TLS mismatch: each says why
@@ -27,10 +27,20 @@ def checks(settings: Settings) -> Iterator[Check]:
     else:
         yield "broker", True, f"{bootstrap} answers ({settings.kafka_security.describe()})"
         for topic in (settings.events_topic, settings.dlq_topic):
-            if topic in counts:
-                yield "topic", True, f"{topic}: {counts[topic]} partition(s)"
-            else:
+            state = states.get(topic)
+            if state is None:
                 yield "topic", False, f"{topic} is missing: run `trackflow topics create`"
+            elif state.under_replicated:
+                yield "topic", False, f"{topic}: {state.describe()}: a broker is down or behind"
+            elif state.replication_factor < 2 and settings.stage != "dev":
+                yield (
+                    "topic",
+                    False,
+                    f"{topic}: {state.describe()}: one copy loses events with its broker; outside dev recreate it "
+                    "with `trackflow topics create` on a cluster of three brokers",
+                )
+            else:
+                yield "topic", True, f"{topic}: {state.describe()}"
     yield from _clickhouse(settings)
 
 

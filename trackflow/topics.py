@@ -1,9 +1,22 @@
-"""The events and dead-letter topics: create them when missing, and say what a cluster holds."""
+"""The topics TrackFlow uses: created before anything produces, as production needs them, and checked.
+
+:func:`ensure_topics` creates each missing topic with replication factor
+``min(3, brokers)`` and ``min.insync.replicas = min(2, RF)`` unless told
+otherwise (MSK's defaults: three copies, two in sync before a write is
+acknowledged). With ``verify`` it also refuses an existing topic with fewer
+partitions or fewer copies than wanted, saying how to fix it: a broker with
+automatic topic creation on makes a one-partition, one-copy topic the moment
+something produces to it, and ``acks=all`` against one copy survives nothing.
+
+:func:`describe_topics` says what the cluster holds (partitions, replication,
+min ISR, retention, under-replicated partitions), for ``trackflow doctor``.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.kafka_security import KafkaSecurity
@@ -11,6 +24,35 @@ from chalicelib.kafka_security import KafkaSecurity
 logger = logging.getLogger(__name__)
 
 DEFAULT_PARTITIONS = 4
+DEFAULT_RETENTION_MS = 7 * 24 * 3_600_000
+WANTED_COPIES = 3
+WANTED_IN_SYNC = 2
+
+
+class TopicMismatchError(RuntimeError):
+    """An existing topic is not what TrackFlow needs; the message says what differs and what to do."""
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """What the cluster holds of one topic."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    min_insync: int | None
+    retention_ms: int | None
+    under_replicated: int  # partitions with fewer in-sync replicas than copies
+
+    def describe(self) -> str:
+        """One line for people: partitions, copies, min ISR, retention, what is under-replicated."""
+        parts = [f"{self.partitions} partition(s)", f"replication factor {self.replication_factor}"]
+        parts.append(f"min.insync.replicas {self.min_insync if self.min_insync is not None else '?'}")
+        if self.retention_ms is not None:
+            parts.append(f"retention {self.retention_ms / 3_600_000:g} h")
+        if self.under_replicated:
+            parts.append(f"{self.under_replicated} partition(s) under-replicated")
+        return ", ".join(parts)
 
 
 def _admin(bootstrap_servers: str, security: KafkaSecurity | None, timeout_ms: int) -> Any:
@@ -24,35 +66,68 @@ def _admin(bootstrap_servers: str, security: KafkaSecurity | None, timeout_ms: i
     )
 
 
+def _connect(bootstrap_servers: str, security: KafkaSecurity | None, deadline: float) -> Any:
+    from kafka.errors import KafkaError
+
+    while True:
+        try:
+            return _admin(bootstrap_servers, security, 5000)
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+            time.sleep(0.5)
+
+
+def topic_plan(settings: Any, *, partitions: int, failure_topic: str | None) -> dict[str, int]:
+    """Every topic a deployment needs, with its partitions: events, dead letters, the mapping's failure topic."""
+    plan = {settings.events_topic: partitions, settings.dlq_topic: 1}
+    if failure_topic:
+        plan[failure_topic] = 1
+    return plan
+
+
+def replication_for(brokers: int, replication_factor: int | None, min_insync: int | None) -> tuple[int, int]:
+    """The copies and in-sync replicas a new topic gets on a cluster of ``brokers``."""
+    copies = replication_factor or min(WANTED_COPIES, brokers)
+    return copies, min_insync or min(WANTED_IN_SYNC, copies)
+
+
 def ensure_topics(
     bootstrap_servers: str,
     topics: dict[str, int],
     *,
     timeout_s: float = 15.0,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
+    min_insync: int | None = None,
     retention_ms: int | None = None,
     security: KafkaSecurity | None = None,
+    verify: bool = False,
 ) -> list[str]:
-    """Create each ``{name: partitions}`` topic that does not exist; return those created."""
+    """Create each ``{name: partitions}`` topic that does not exist; return those created.
+
+    ``verify``: refuse (TopicMismatchError) an existing topic with fewer
+    partitions or copies than a new one would get.
+    """
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            admin = _admin(bootstrap_servers, security, 5000)
-            break
-        except KafkaError as exc:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
-            time.sleep(0.5)
+    admin = _connect(bootstrap_servers, security, deadline)
     try:
+        brokers = len(admin.describe_cluster()["brokers"])
+        copies, in_sync = replication_for(brokers, replication_factor, min_insync)
+        if copies > brokers:
+            raise TopicMismatchError(
+                f"replication factor {copies} needs {copies} brokers; {bootstrap_servers} has {brokers}"
+            )
         existing = set(admin.list_topics())
+        if verify:
+            _verify(admin, {name: parts for name, parts in topics.items() if name in existing}, copies)
         configs = {} if retention_ms is None else {"retention.ms": str(retention_ms)}
+        if copies > 1:
+            configs["min.insync.replicas"] = str(in_sync)
         missing = [
-            NewTopic(name, parts, replication_factor, topic_configs=configs)
-            for name, parts in topics.items()
-            if name not in existing
+            NewTopic(name, parts, copies, topic_configs=configs) for name, parts in topics.items() if name not in existing
         ]
         created: list[str] = []
         for topic in missing:
@@ -69,7 +144,7 @@ def ensure_topics(
                     logger.debug("create_topics failed, retrying: %s", exc)
                     time.sleep(0.5)
         if created:
-            logger.info("created topics %s", ", ".join(created))
+            logger.info("created topics %s (replication factor %d)", ", ".join(created), copies)
             # A cluster announces a new topic a moment after creating it: wait until it lists it.
             while not set(created) <= set(admin.list_topics()) and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -78,10 +153,30 @@ def ensure_topics(
         admin.close()
 
 
-def partition_counts(
+def _verify(admin: Any, wanted: dict[str, int], copies: int) -> None:
+    if not wanted:
+        return
+    for topic in admin.describe_topics(list(wanted)):
+        name, partitions = topic["name"], topic["partitions"]
+        found_copies = min((len(p["replica_nodes"]) for p in partitions), default=0)
+        problems = []
+        if len(partitions) < wanted[name]:
+            problems.append(f"{len(partitions)} partition(s), not {wanted[name]}")
+        if found_copies < copies:
+            problems.append(f"replication factor {found_copies}, not {copies}")
+        if problems:
+            raise TopicMismatchError(
+                f"topic {name} exists with {' and '.join(problems)} (a broker that creates topics on first use "
+                "makes them so). Recreate it: stop the producers, delete it (kafka-topics.sh --delete --topic "
+                f"{name}) and run this again; or add partitions (kafka-topics.sh --alter --partitions N)"
+            )
+
+
+def describe_topics(
     bootstrap_servers: str, names: list[str], *, timeout_s: float = 10.0, security: KafkaSecurity | None = None
-) -> dict[str, int]:
-    """How many partitions each named topic has; a missing topic is left out. Raises when Kafka can't be reached."""
+) -> dict[str, TopicState]:
+    """What the cluster holds of each named topic; a missing one is left out. Raises when Kafka can't be reached."""
+    from kafka.admin import ConfigResource, ConfigResourceType
     from kafka.errors import KafkaError
 
     try:
@@ -93,6 +188,41 @@ def partition_counts(
         found = [name for name in names if name in existing]
         if not found:
             return {}
-        return {topic["name"]: len(topic["partitions"]) for topic in admin.describe_topics(found)}
+        configs: dict[str, dict[str, Any]] = {}
+        try:
+            resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in found]
+            configs = admin.describe_configs(resources).get("topic", {})
+        except Exception:  # a broker that does not describe configs: leave them unknown
+            logger.debug("describe_configs failed", exc_info=True)
+        states = {}
+        for topic in admin.describe_topics(found):
+            partitions, config = topic["partitions"], configs.get(topic["name"]) or {}
+            states[topic["name"]] = TopicState(
+                name=topic["name"],
+                partitions=len(partitions),
+                replication_factor=min((len(p["replica_nodes"]) for p in partitions), default=0),
+                min_insync=_config_int(config, "min.insync.replicas"),
+                retention_ms=_config_int(config, "retention.ms"),
+                under_replicated=sum(1 for p in partitions if len(p["isr_nodes"]) < len(p["replica_nodes"])),
+            )
+        return states
     finally:
         admin.close()
+
+
+def _config_int(config: dict[str, Any], name: str) -> int | None:
+    """A numeric topic setting from kafka-python's describe_configs answer ({name: {"value": ...}})."""
+    entry = config.get(name)
+    value = entry.get("value") if isinstance(entry, dict) else entry
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def partition_counts(
+    bootstrap_servers: str, names: list[str], *, timeout_s: float = 10.0, security: KafkaSecurity | None = None
+) -> dict[str, int]:
+    """How many partitions each named topic has; a missing topic is left out. Raises when Kafka can't be reached."""
+    states = describe_topics(bootstrap_servers, names, timeout_s=timeout_s, security=security)
+    return {name: state.partitions for name, state in states.items()}

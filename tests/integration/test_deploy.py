@@ -118,7 +118,7 @@ def test_bootstrap_creates_topics_tables_and_the_first_project_then_prints_the_s
 
     again = CliRunner().invoke(main, command, catch_exceptions=False)
     assert again.exit_code == 0, again.output
-    assert "project 'Shop' exists" in again.output and "(exists)" in again.output
+    assert "project 'Shop' exists" in again.output and f"topic {events}: exists" in again.output
     assert len(DynamoProjectStore(boto3.resource("dynamodb").Table(name)).all()) == 1
 
 

@@ -48,8 +48,11 @@ def test_doctor_names_what_is_missing_until_topics_and_migrations_are_there(brok
     assert created.returncode == 0, created.stderr
     assert f"ev-{suffix}: created, 3 partition(s)" in created.stdout
     assert f"dlq-{suffix}: created, 1 partition(s)" in created.stdout
-    again = _cli("topics", "create", env=env)
+    assert "replication factor 1" in created.stdout  # a single broker holds one copy
+    again = _cli("topics", "create", "--partitions", "3", env=env)
     assert f"ev-{suffix}: exists, 3 partition(s)" in again.stdout  # left as it was
+    fewer = _cli("topics", "create", env=env)  # 4 partitions wanted, 3 there: refused, saying how to fix it
+    assert fewer.returncode == 1 and f"topic ev-{suffix} exists with 3 partition(s), not 4" in fewer.stderr
 
     assert _cli("migrate", env=env).returncode == 0
     after = _cli("doctor", env=env)
