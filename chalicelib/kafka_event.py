@@ -12,6 +12,17 @@ AWS invokes a Kafka-triggered function with::
 
 :func:`decode_records` reads it (for the ingest function); :func:`build_event`
 writes it (for the local trigger runner, which plays the mapping's part).
+
+When a batch still fails after the mapping's retries (or its records are older
+than ``MaximumRecordAgeInSeconds``), the mapping hands them to its on-failure
+destination as an *invocation record*: ``requestContext`` (why: the
+``condition``, how often it was invoked), ``responseContext`` (the function's
+error), ``version``, ``timestamp``, ``KafkaBatchInfo`` and, for S3 and Kafka
+destinations, the ``payload`` with the records themselves.
+:func:`failure_record` writes one (the local trigger, for each failed record,
+so one message stays small); :func:`records_of_failure` reads the records back
+out of such a document, or takes a message that is itself an original record
+(``trackflow replay``).
 """
 
 from __future__ import annotations
@@ -168,3 +179,82 @@ def build_event(
     if event_source_arn is not None:
         event["eventSourceArn"] = event_source_arn
     return event
+
+
+# Why the mapping gave up on records (its requestContext.condition).
+RETRIES_EXHAUSTED = "RetryAttemptsExhausted"
+RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
+
+
+def failure_record(
+    records: Sequence[dict[str, object]],
+    *,
+    condition: str,
+    invocations: int,
+    error: str,
+    bootstrap_servers: str,
+    function_arn: str,
+    request_id: str,
+    timestamp: str,
+) -> dict[str, object]:
+    """The invocation record an on-failure destination receives for ``records`` (made by :func:`encode_record`)."""
+    offsets = [int(str(r["offset"])) for r in records]
+    stamps = [int(str(r["timestamp"])) for r in records]
+    first = records[0]
+    return {
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": invocations,
+        },
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+            "errorMessage": error[:1000],
+        },
+        "version": "1.0",
+        "timestamp": timestamp,
+        "KafkaBatchInfo": {
+            "batchSize": len(records),
+            "topic": first["topic"],
+            "partition": first["partition"],
+            "firstOffset": min(offsets),
+            "lastOffset": max(offsets),
+            "firstRecordTimestamp": min(stamps),
+            "lastRecordTimestamp": max(stamps),
+            "bootstrapServers": bootstrap_servers,
+        },
+        "payload": build_event(records, bootstrap_servers=bootstrap_servers),
+    }
+
+
+def records_of_failure(value: bytes | None, *, key: bytes | None = None, fallback: dict[str, object]) -> dict[str, object]:
+    """A mapping payload holding the records of one failure-destination message.
+
+    An invocation record (the mapping's, or the local trigger's) gives its
+    ``payload``; any other message is taken as an original record that was
+    put there as it was (``fallback`` gives its topic, partition, offset and
+    timestamp). Raises RequestError when the document has no records.
+    """
+    import json
+
+    try:
+        document = json.loads(value or b"")
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and "requestContext" in document:
+        payload = document.get("payload")
+        if not isinstance(payload, dict) or "records" not in payload:
+            raise RequestError("the failure record has no payload with records (an SNS/SQS destination keeps none)")
+        return payload
+    record = encode_record(
+        topic=str(fallback["topic"]),
+        partition=int(str(fallback["partition"])),
+        offset=int(str(fallback["offset"])),
+        timestamp=int(str(fallback.get("timestamp") or 0)),
+        key=key,
+        value=value,
+    )
+    return build_event([record], bootstrap_servers=str(fallback.get("bootstrapServers", "")))

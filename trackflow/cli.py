@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 import click
@@ -103,6 +104,7 @@ def dev(
         kafka=kafka_kind,
         batch_size=batch_size,
         batching_window_s=batching_window,
+        policy=_mapping_policy(),
     )
     try:
         stack = DevStack(settings, options).start()
@@ -148,14 +150,16 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
         )
     runtime.configure(settings=settings)
     import app as app_module
-    from trackflow.topics import DEFAULT_PARTITIONS, ensure_topics
+    from trackflow.mapping import destination_for, failure_topic
+    from trackflow.topics import DEFAULT_PARTITIONS, ensure_topics, topic_plan
 
+    policy = _mapping_policy()
     gate = None
     try:
         # the topics must exist before the consumer subscribes, or it waits for a metadata refresh
         ensure_topics(
             settings.bootstrap_servers,
-            {settings.events_topic: DEFAULT_PARTITIONS, settings.dlq_topic: 1},
+            topic_plan(settings, partitions=DEFAULT_PARTITIONS, failure_topic=failure_topic(policy)),
             security=settings.kafka_security,
         )
         if settings.clickhouse.embedded:  # as `trackflow dev` does: this process owns the engine
@@ -176,6 +180,10 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
         batch_size=batch_size,
         batching_window_s=batching_window,
         security=settings.kafka_security,
+        policy=policy,
+        destination=destination_for(
+            policy, bootstrap_servers=settings.bootstrap_servers, security=settings.kafka_security, mapping_id=group
+        ),
     )
     from trackflow.compactor import Compactor
 
@@ -188,6 +196,7 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
     compactor_thread = compactor.start_thread()
     thread = runner.start_thread()
     click.echo(f"consuming {settings.events_topic} from {settings.bootstrap_servers} as {group}; Ctrl-C stops")
+    click.echo(f"a failing batch: {describe_policy(policy)}")
     _wait_for_signal()
     runner.stop()
     compactor.stop()
@@ -196,6 +205,111 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
     if gate is not None:
         gate.stop()
     click.echo(f"stopped after {runner.stats.records} records in {runner.stats.batches} batches")
+
+
+def _mapping_policy() -> Any:
+    """The mapping's failure settings from TRACKFLOW_* (trackflow.mapping), or a usage error naming the variable."""
+    from trackflow.mapping import ConfigurationError, MappingPolicy
+
+    try:
+        return MappingPolicy.from_env()
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def describe_policy(policy: Any) -> str:
+    if policy.retries is None:
+        return "retried until it succeeds (no on-failure destination)"
+    bisect = ", split in halves first" if policy.bisect else ""
+    return f"retried {policy.retries} times{bisect}, then sent to {policy.on_failure}"
+
+
+@main.command()
+@click.option(
+    "--topic",
+    default=None,
+    help="The failure topic to read [default: the one TRACKFLOW_ON_FAILURE_DESTINATION names, trackflow.events.failed].",
+)
+@click.option("--s3", "s3_url", default=None, metavar="s3://BUCKET/PREFIX", help="Read an S3 destination instead.")
+@click.option("--group", default="trackflow-replay", show_default=True, help="Consumer group that keeps the position.")
+@click.option(
+    "--to-topic",
+    is_flag=True,
+    help="Put the records back on the events topic for the running trigger to ingest, instead of ingesting here "
+    "(for when `trackflow dev` holds the embedded ClickHouse).",
+)
+def replay(topic: str | None, s3_url: str | None, group: str, to_topic: bool) -> None:
+    """Ingest again what the Kafka mapping handed to its on-failure destination.
+
+    Reads AWS's invocation records (or plain records) from the failure topic,
+    or from S3, and writes their events through the same ingest the function
+    runs. Events already stored count once, so running it twice is harmless;
+    its position is committed as it goes, so an interrupted replay resumes.
+    Run it once the cause (a ClickHouse outage, say) is fixed.
+    """
+    from chalicelib import runtime
+    from chalicelib.ingest import ingest as ingest_batch
+    from trackflow.mapping import failure_topic
+    from trackflow.replay import ReplayStats, replay_s3, replay_topic
+
+    settings = _settings()
+    runtime.configure(settings=settings)
+    if to_topic:
+        sender = runtime.sender()
+
+        def ingest(payload: dict[str, Any]) -> dict[str, int]:
+            from chalicelib.kafka_event import decode_records
+
+            records = decode_records(payload)
+            messages = [(r.key, r.value or b"", list(r.headers.items())) for r in records]
+            sender.send(settings.events_topic, messages)
+            return {"records": len(records)}
+
+    else:
+        try:
+            writer = runtime.writer()
+        except TrackflowError as exc:
+            raise click.ClickException(f"{exc.message} (or use --to-topic while `trackflow dev` runs)") from None
+
+        def ingest(payload: dict[str, Any]) -> dict[str, int]:
+            return ingest_batch(
+                payload, writer=writer, dlq=runtime.sender(), dlq_topic=settings.dlq_topic, now_ms=runtime.now_ms
+            )
+
+    shown = [0.0]
+
+    def progress(stats: ReplayStats) -> None:
+        if time.monotonic() - shown[0] >= 1.0:
+            shown[0] = time.monotonic()
+            click.echo(f"  {stats.line()}")
+
+    try:
+        if s3_url:
+            import boto3
+
+            bucket, _, prefix = s3_url.removeprefix("s3://").partition("/")
+            state = settings.data_dir / f"replay-{bucket}.json"
+            click.echo(f"replaying s3://{bucket}/{prefix} (position in {state})")
+            stats = replay_s3(boto3.client("s3"), bucket, prefix, ingest=ingest, state=state, progress=progress)
+        else:
+            source = topic or failure_topic(_mapping_policy()) or "trackflow.events.failed"
+            click.echo(f"replaying {source} from {settings.bootstrap_servers} as {group}")
+            stats = replay_topic(
+                settings.bootstrap_servers,
+                source,
+                ingest=ingest,
+                group=group,
+                security=settings.kafka_security,
+                progress=progress,
+            )
+    except TrackflowError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        runtime.sender().close()
+    where = f"put back on {settings.events_topic}" if to_topic else "replayed"
+    click.echo(f"{where}: {stats.line()}")
+    for problem in stats.unreadable[:10]:
+        click.echo(f"  unreadable: {problem}", err=True)
 
 
 @main.group()
@@ -220,7 +334,9 @@ def topics() -> None:
 @click.option(
     "--retention-hours", default=168, show_default=True, type=click.IntRange(min=1), help="How long Kafka keeps events."
 )
-@click.option("--failure-topic", default="trackflow.events.failed", show_default=True, help="The mapping's ('' for none).")
+@click.option(
+    "--failure-topic", default="trackflow.events.failed", show_default=True, help="The mapping's ('' for none)."
+)
 def topics_create(
     partitions: int, replication_factor: int | None, min_insync: int | None, retention_hours: int, failure_topic: str
 ) -> None:

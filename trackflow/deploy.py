@@ -202,8 +202,9 @@ def upload(s3: Any, bucket: str, prefix: str, data: bytes, suffix: str, progress
 
 def failure_topic(parameters: Mapping[str, str]) -> str | None:
     """The Kafka topic the mapping hands failed records to, when its destination is one."""
-    destination = parameters.get("OnFailureDestination", DEFAULT_FAILURE_DESTINATION)
-    return destination.removeprefix("kafka://") if destination.startswith("kafka://") else None
+    from trackflow.mapping import destination_topic
+
+    return destination_topic(parameters.get("OnFailureDestination", DEFAULT_FAILURE_DESTINATION))
 
 
 def template_for(sam_template: Path, bucket: str, code_key: str) -> str:

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,10 @@ from chalicelib.settings import Settings
 from trackflow.broker import EmbeddedBroker
 from trackflow.compactor import Compactor
 from trackflow.kafka import ApacheKafka
+from trackflow.mapping import MappingPolicy, destination_for, failure_topic
 from trackflow.runner import DEFAULT_BATCH_SIZE, DEFAULT_GROUP_ID, TriggerRunner
 from trackflow.sqlgate import SqlGate
-from trackflow.topics import DEFAULT_PARTITIONS, ensure_topics
+from trackflow.topics import DEFAULT_PARTITIONS, ensure_topics, topic_plan
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class DevOptions:
     batching_window_s: float = 0.25
     partitions: int = DEFAULT_PARTITIONS
     group_id: str = DEFAULT_GROUP_ID  # the ingest consumer group (the mapping's, in AWS)
+    # What the trigger does with a failing batch: the deployed mapping's settings (trackflow.mapping).
+    policy: MappingPolicy = field(default_factory=MappingPolicy)
 
 
 class _CorsStaticHandler(SimpleHTTPRequestHandler):
@@ -168,7 +171,9 @@ class DevStack:
     def _ensure_topics(self) -> None:
         ensure_topics(
             self.bootstrap_servers,
-            {self.settings.events_topic: self.options.partitions, self.settings.dlq_topic: 1},
+            topic_plan(
+                self.settings, partitions=self.options.partitions, failure_topic=failure_topic(self.options.policy)
+            ),
             security=self.settings.kafka_security,
         )
 
@@ -209,6 +214,14 @@ class DevStack:
 
         import app as app_module
 
+        destination = destination_for(
+            opts.policy,
+            bootstrap_servers=self.bootstrap_servers,
+            security=conf.kafka_security,
+            mapping_id=opts.group_id,
+        )
+        if destination is not None:
+            self._stack.callback(destination.close)
         self.runner = TriggerRunner(
             app_module.ingest,
             bootstrap_servers=self.bootstrap_servers,
@@ -219,6 +232,8 @@ class DevStack:
             on_consumer_error=self._ensure_topics,
             security=conf.kafka_security,
             lag_from_end_offsets=not isinstance(self.broker, EmbeddedBroker),
+            policy=opts.policy,
+            destination=destination,
         )
         runner_thread = self.runner.start_thread()
         self._stack.callback(runner_thread.join, 10)

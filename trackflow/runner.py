@@ -3,9 +3,18 @@
 A kafka-python consumer group polls a batch (``batch_size`` records, or fewer
 once ``batching_window_s`` has passed since the first, like the mapping's
 ``BatchSize`` and ``MaximumBatchingWindowInSeconds``), builds the very payload
-AWS would send, invokes the same handler, and commits the offsets only after
-the handler returned. When the handler raises, nothing is committed: the
-consumer seeks back to the batch's first offsets, backs off and tries again.
+AWS would send (split where it would pass Lambda's 6 MB), invokes the same
+handler, and commits the offsets only after every record of the batch was
+handled: ingested, or handed to the failure destination.
+
+A failing batch is treated as the deployed mapping treats it
+(:class:`~trackflow.mapping.MappingPolicy`, with the stack's parameters and
+defaults): retried with a growing back-off, split in halves first when
+bisection is on; with an on-failure destination, given up after
+``MaximumRetryAttempts`` retries and written there in AWS's invocation-record
+format, and records older than ``MaximumRecordAgeInSeconds`` go there without
+an invocation; without one, retried until it succeeds. A stop request during
+the retries leaves the batch uncommitted: the next consumer reads it again.
 When the consumer itself fails (broker restart, lost group) it is closed and
 built anew.
 
@@ -29,9 +38,17 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
-from chalicelib.kafka_event import LAMBDA_PAYLOAD_LIMIT, build_event, encode_record, split_by_size
+from chalicelib.kafka_event import (
+    LAMBDA_PAYLOAD_LIMIT,
+    RECORD_AGE_EXCEEDED,
+    RETRIES_EXHAUSTED,
+    build_event,
+    encode_record,
+    split_by_size,
+)
 from chalicelib.kafka_security import KafkaSecurity
 from chalicelib.metrics import set_lag
+from trackflow.mapping import FailureDestination, MappingPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +127,11 @@ class RunnerStats:
     failures: int = 0
     consumer_restarts: int = 0
     last_error: str | None = None
+    sent_to_destination: int = 0  # records handed to the on-failure destination
+
+
+class _StoppedError(Exception):
+    """Stop was asked while a batch was being retried: leave it uncommitted."""
 
 
 class _Assignments(ConsumerRebalanceListener):
@@ -149,6 +171,8 @@ class TriggerRunner:
         on_consumer_error: Callable[[], None] | None = None,
         security: KafkaSecurity | None = None,
         lag_from_end_offsets: bool = True,
+        policy: MappingPolicy | None = None,
+        destination: FailureDestination | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -173,6 +197,9 @@ class TriggerRunner:
         self._stuck_joins = 0
         self._group_moves = 0
         self._idle_poll_started = 0.0  # when the last poll that found nothing (and nothing uncommitted) began
+        # Without a policy: retry for ever, as a mapping without a destination does.
+        self._policy = policy or MappingPolicy(on_failure=None)
+        self._destination = destination if self._policy.on_failure else None
         self.stats = RunnerStats()
 
     # -- consumer lifecycle -------------------------------------------------
@@ -188,6 +215,7 @@ class TriggerRunner:
             session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=max(500, self._session_timeout_ms // 3),
             max_poll_records=self._batch_size,
+            max_poll_interval_ms=1_800_000,  # a batch's retries may take minutes; stay in the group meanwhile
             fetch_max_wait_ms=100,
             reconnect_backoff_max_ms=1000,
             **self._security.kafka_python(),
@@ -267,12 +295,10 @@ class TriggerRunner:
             first.setdefault(tp, r.offset)
             last[tp] = r.offset
         try:
-            for payload in self.payloads(records):
-                self._handler(payload, LambdaContext())
-        except Exception as exc:
-            self.stats.failures += 1
+            self._deliver(_encoded(records))
+        except Exception as exc:  # a stop request, or the failure destination refusing: read the batch again
             self.stats.last_error = f"{exc.__class__.__name__}: {exc}"
-            logger.warning("ingest failed for %d records, will retry: %s", len(records), self.stats.last_error)
+            logger.warning("batch of %d records left uncommitted: %s", len(records), self.stats.last_error)
             for tp, offset in first.items():
                 consumer.seek(tp, offset)
             return False
@@ -283,6 +309,58 @@ class TriggerRunner:
         self.stats.batches += 1
         self.stats.records += len(records)
         return True
+
+    def _invoke(self, batch: list[dict[str, object]]) -> None:
+        for run in split_by_size(batch):
+            self._handler(build_event(run, bootstrap_servers=self._bootstrap), LambdaContext())
+
+    def _give_up(self, batch: list[dict[str, object]], *, condition: str, invocations: int, error: str) -> None:
+        assert self._destination is not None
+        self._destination.send(batch, condition=condition, invocations=invocations, error=error)
+        self.stats.sent_to_destination += len(batch)
+        logger.error("%d records sent to %s (%s): %s", len(batch), self._policy.on_failure, condition, error)
+
+    def _deliver(self, records: list[dict[str, object]]) -> None:
+        """Invoke the handler until every record is ingested or given to the destination, as the mapping does."""
+        policy = self._policy
+        pending: list[tuple[list[dict[str, object]], int]] = [(records, 0)]
+        while pending:
+            batch, retries = pending.pop(0)
+            if self._destination is not None and policy.maximum_record_age_s >= 0:
+                now = int(time.time() * 1000)
+                old = [r for r in batch if policy.expired(int(str(r["timestamp"])), now)]
+                if old:
+                    self._give_up(old, condition=RECORD_AGE_EXCEEDED, invocations=retries, error="record too old")
+                    batch = [r for r in batch if r not in old]
+                    if not batch:
+                        continue
+            try:
+                self._invoke(batch)
+                continue
+            except Exception as exc:
+                self.stats.failures += 1
+                self.stats.last_error = f"{exc.__class__.__name__}: {exc}"
+            if self._stop.is_set():
+                raise _StoppedError(self.stats.last_error)
+            if policy.bisect and len(batch) > 1:  # halves are tried at once and keep the retries used
+                half = len(batch) // 2
+                pending[:0] = [(batch[:half], retries), (batch[half:], retries)]
+                continue
+            retries += 1
+            allowed = policy.retries if self._destination is not None else None
+            if allowed is not None and retries > allowed:
+                self._give_up(batch, condition=RETRIES_EXHAUSTED, invocations=retries, error=self.stats.last_error)
+                continue
+            logger.warning(
+                "ingest failed for %d records (retry %d%s): %s",
+                len(batch),
+                retries,
+                f" of {allowed}" if allowed is not None else "",
+                self.stats.last_error,
+            )
+            if self._stop.wait(policy.backoff(retries)):
+                raise _StoppedError(self.stats.last_error)
+            pending.insert(0, (batch, retries))
 
     def _check_rewound(self, consumer: Any) -> None:
         """Rebuild the consumer when the group's committed offsets went behind ours (broker lost its state).

@@ -127,7 +127,9 @@ def ensure_topics(
         if copies > 1:
             configs["min.insync.replicas"] = str(in_sync)
         missing = [
-            NewTopic(name, parts, copies, topic_configs=configs) for name, parts in topics.items() if name not in existing
+            NewTopic(name, parts, copies, topic_configs=configs)
+            for name, parts in topics.items()
+            if name not in existing
         ]
         created: list[str] = []
         for topic in missing:

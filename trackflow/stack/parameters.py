@@ -23,7 +23,9 @@ DEFAULT_FAILURE_DESTINATION = "kafka://trackflow.events.failed"
 DEFAULT_BATCH_SIZE = 2000
 DEFAULT_MAXIMUM_RETRY_ATTEMPTS = 10
 DEFAULT_MAXIMUM_RECORD_AGE_S = -1
-DEFAULT_BISECT = "true"
+# Off: ingest dead-letters what it cannot store and raises only when it cannot write at all (ClickHouse or the
+# dead-letter topic down), which splitting cannot help; halves would only multiply an outage's retries.
+DEFAULT_BISECT = "false"
 DEFAULT_BATCHING_WINDOW_S = 1
 SECRET_ARN_PATTERN = r"^$|^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$"
 
@@ -107,7 +109,8 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         604800,
     ),
     "BisectBatchOnFunctionError": _string(
-        "Split a failing batch in two and retry each half. Safe: ingest is idempotent per event_id.",
+        "Split a failing batch in two and retry each half. Off by default: ingest dead-letters bad records itself and "
+        "fails only when it cannot write at all, which halves do not help. Safe either way (idempotent per event_id).",
         DEFAULT_BISECT,
         AllowedValues=["true", "false"],
     ),
