@@ -230,7 +230,9 @@ def failure_record(
     }
 
 
-def records_of_failure(value: bytes | None, *, key: bytes | None = None, fallback: dict[str, object]) -> dict[str, object]:
+def records_of_failure(
+    value: bytes | None, *, key: bytes | None = None, fallback: dict[str, object]
+) -> dict[str, object]:
     """A mapping payload holding the records of one failure-destination message.
 
     An invocation record (the mapping's, or the local trigger's) gives its

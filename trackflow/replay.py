@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_GROUP = "trackflow-replay"
 BATCH = 500
 IDLE_S = 5.0  # no new message for this long: the topic has been read to its end
+JOIN_S = 30.0  # the longest a join of the consumer group may take before the idle clock starts
 
 Ingest = Callable[[dict[str, Any]], dict[str, int]]
 Progress = Callable[["ReplayStats"], None]
@@ -107,11 +108,16 @@ def replay_topic(
     stats = ReplayStats()
     try:
         consumer.subscribe([topic])
+        joining_until = time.monotonic() + JOIN_S
         last_message = time.monotonic()
-        while time.monotonic() - last_message < idle_s:
+        while True:
             polled = consumer.poll(timeout_ms=1000, max_records=BATCH)
             messages = [m for batch in polled.values() for m in batch]
             if not messages:
+                if not consumer.assignment() and time.monotonic() < joining_until:
+                    last_message = time.monotonic()  # still joining the group: the idle clock waits
+                elif time.monotonic() - last_message >= idle_s:
+                    break
                 continue
             last_message = time.monotonic()
             records: list[dict[str, object]] = []

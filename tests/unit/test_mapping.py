@@ -67,7 +67,8 @@ def _records(count: int, *, timestamp: int | None = None) -> list[dict[str, obje
 
     stamp = int(time.time() * 1000) if timestamp is None else timestamp
     return [
-        encode_record(topic="t", partition=0, offset=n, timestamp=stamp, key=b"k", value=b'{"v":2}') for n in range(count)
+        encode_record(topic="t", partition=0, offset=n, timestamp=stamp, key=b"k", value=b'{"v":2}')
+        for n in range(count)
     ]
 
 
