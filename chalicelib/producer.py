@@ -19,6 +19,7 @@ where it would otherwise handle one per event.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -146,6 +147,8 @@ class ConfluentBackend:
         try:
             metadata = self._producer.list_topics(topic=topic, timeout=timeout_s)
         except Exception as exc:  # KafkaException, or a timeout: the client's own reports say why
+            with contextlib.suppress(Exception):
+                self._producer.poll(0)  # deliver the reports the client queued
             raise RuntimeError(self._errors.reason() or str(exc)) from exc
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
