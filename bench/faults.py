@@ -44,7 +44,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "faults.json"
 DOC = ROOT / "docs" / "reliability.md"
-EVENTS_TOPIC, DLQ_TOPIC = "trackflow.events", "trackflow.events.dlq"
+EVENTS_TOPIC, DLQ_TOPIC, FAILED_TOPIC = "trackflow.events", "trackflow.events.dlq", "trackflow.events.failed"
+KAFKA_LIB = ROOT / ".trackflow" / "kafka" / "lib"  # Apache Kafka's jars, resolved once for every scene
 DRAIN_TIMEOUT_S = 180.0
 
 
@@ -65,6 +66,7 @@ def runner_main(data_dir: str, bootstrap: str, *, insert_faults: float, status_f
     from chalicelib.errors import StorageError
     from chalicelib.migrations import migrate
     from trackflow.dev import MIGRATIONS_DIR
+    from trackflow.mapping import MappingPolicy, destination_for
     from trackflow.runner import TriggerRunner
 
     settings = _child_settings(data_dir, bootstrap)
@@ -99,15 +101,46 @@ def runner_main(data_dir: str, bootstrap: str, *, insert_faults: float, status_f
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGUSR1, outage)
+    policy = MappingPolicy.from_env()  # the parent sets the deployed mapping's failure handling, or none
     runner = TriggerRunner(
-        app.ingest, bootstrap_servers=bootstrap, topic=EVENTS_TOPIC, batching_window_s=0.1, session_timeout_ms=6000
+        app.ingest,
+        bootstrap_servers=bootstrap,
+        topic=EVENTS_TOPIC,
+        batching_window_s=0.1,
+        session_timeout_ms=6000,
+        policy=policy,
+        destination=destination_for(policy, bootstrap_servers=bootstrap, security=None, mapping_id="faults"),
     )
     thread = runner.start_thread()
     while not stop.wait(0.5):
         stats = runner.stats
-        Path(status_file).write_text(json.dumps({"records": stats.records, "failed_batches": stats.failures}))
+        Path(status_file).write_text(
+            json.dumps(
+                {"records": stats.records, "failed_batches": stats.failures, "to_destination": stats.sent_to_destination}
+            )
+        )
     runner.stop()
     thread.join(15)
+
+
+def replay_main(data_dir: str, bootstrap: str) -> None:
+    """Replay the failure topic into the scene's engine (``trackflow replay``'s code), print what it did as JSON."""
+    from chalicelib import runtime
+    from chalicelib.ingest import ingest
+    from trackflow.replay import replay_topic
+
+    settings = _child_settings(data_dir, bootstrap)
+    runtime.configure(settings=settings)
+    writer = runtime.writer()
+    stats = replay_topic(
+        bootstrap,
+        FAILED_TOPIC,
+        ingest=lambda payload: ingest(
+            payload, writer=writer, dlq=runtime.sender(), dlq_topic=DLQ_TOPIC, now_ms=runtime.now_ms
+        ),
+    )
+    runtime.sender().close()
+    print(json.dumps({"messages": stats.messages, "records": stats.records, "inserted": stats.inserted}))
 
 
 def report_main(data_dir: str, bootstrap: str) -> None:
@@ -152,6 +185,7 @@ def report_main(data_dir: str, bootstrap: str) -> None:
 class Tally:
     sent: int = 0
     acknowledged: int = 0
+    answers: list[tuple[float, int, str]] = field(default_factory=list)  # (when, status, error message)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, sent: int, acknowledged: int) -> None:
@@ -159,24 +193,55 @@ class Tally:
             self.sent += sent
             self.acknowledged += acknowledged
 
+    def answered(self, status: int, message: str) -> None:
+        with self.lock:
+            self.answers.append((time.monotonic(), status, message))
+
+    def longest_refusal_s(self) -> float:
+        """The longest stretch during which collect answered nothing but 5xx."""
+        longest, began = 0.0, None
+        for at, status, _ in self.answers:
+            if status >= 500:
+                began = at if began is None else began
+                longest = max(longest, at - began)
+            else:
+                began = None
+        return round(longest, 1)
+
 
 class Scene:
     """One scenario's broker, data directory, collect client and runner child."""
 
-    def __init__(self, tmp: Path, *, insert_faults: float = 0.0) -> None:
+    def __init__(
+        self, tmp: Path, *, insert_faults: float = 0.0, kafka: str = "embedded", mapping: dict[str, str] | None = None
+    ) -> None:
         from chalice.test import Client
 
         import app
         from chalicelib import runtime
         from chalicelib.settings import load_settings
         from trackflow.broker import EmbeddedBroker, free_port
+        from trackflow.kafka import ApacheKafka
+        from trackflow.kafka_cluster import KafkaCluster
         from trackflow.topics import ensure_topics
 
         self.tmp = tmp
-        self.broker = EmbeddedBroker(port=free_port(), log_path=tmp / "broker.log").start()
+        self.broker: Any
+        if kafka == "cluster":  # three brokers and a controller, MSK's defaults
+            (tmp / "cluster").mkdir()
+            (tmp / "cluster" / "lib").symlink_to(self._jars())
+            self.broker = KafkaCluster(tmp / "cluster", brokers=3, port=_free_run(6)).start()
+        elif kafka == "apache":
+            self.broker = ApacheKafka(
+                tmp / "kafka", port=free_port(), controller_port=free_port(), lib=self._jars()
+            ).start()
+        else:
+            self.broker = EmbeddedBroker(port=free_port(), log_path=tmp / "broker.log").start()
         self.bootstrap = self.broker.bootstrap_servers
-        self.topics = {EVENTS_TOPIC: 4, DLQ_TOPIC: 1}
-        ensure_topics(self.bootstrap, self.topics)
+        # No policy: retried until it succeeds; with one, the deployed mapping's failure handling.
+        self.mapping = mapping or {"TRACKFLOW_ON_FAILURE_DESTINATION": ""}
+        self.topics = {EVENTS_TOPIC: 4, DLQ_TOPIC: 1, FAILED_TOPIC: 1}
+        ensure_topics(self.bootstrap, self.topics, verify=True)
         runtime.reset()
         runtime.configure(
             settings=load_settings(
@@ -206,11 +271,22 @@ class Scene:
             self.bootstrap,
         ]
 
+    @staticmethod
+    def _jars() -> Path:
+        from trackflow.kafka import ApacheKafka
+
+        KAFKA_LIB.parent.mkdir(parents=True, exist_ok=True)
+        return ApacheKafka(KAFKA_LIB.parent).jars()
+
     def start_runner(self) -> None:
+        import os
+
         args = self._child(
             "runner", "--insert-faults", str(self.insert_faults), "--status", str(self.tmp / "runner.json")
         )
-        self.runner = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.runner = subprocess.Popen(
+            args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | self.mapping
+        )
 
     def kill_runner(self) -> None:
         assert self.runner is not None
@@ -233,10 +309,12 @@ class Scene:
         ][:events]
         body = orjson.dumps({"api_key": "YOUR_API_KEY", "sent_at": now, "events": batch})
         self.tally.add(len(batch), 0)
-        for _ in range(60):
+        for _ in range(120):
             response = self.client.http.post(
                 "/v1/collect", headers={"Content-Type": "text/plain", "User-Agent": "bench-faults"}, body=body
             )
+            error = (response.json_body or {}).get("error", {}) if response.status_code >= 400 else {}
+            self.tally.answered(response.status_code, error.get("message", ""))
             if response.status_code == 202:
                 self.tally.add(0, response.json_body["accepted"])
                 return
@@ -265,15 +343,20 @@ class Scene:
             time.sleep(1.0)
         recovery = time.monotonic() - fault_ended
         try:
-            failed = json.loads((self.tmp / "runner.json").read_text())["failed_batches"]
-        except (OSError, ValueError, KeyError):
-            failed = None
+            status = json.loads((self.tmp / "runner.json").read_text())
+        except (OSError, ValueError):
+            status = {}
         assert self.runner is not None
         self.runner.send_signal(signal.SIGTERM)
         self.runner.wait(60)
+        replayed = {}
+        if status.get("to_destination"):  # what the mapping gave up on comes back with `trackflow replay`
+            out = subprocess.run(self._child("replay"), cwd=ROOT, capture_output=True, text=True, check=True).stdout
+            replayed = json.loads(out.strip().splitlines()[-1])
         out = subprocess.run(self._child("report"), cwd=ROOT, capture_output=True, text=True, check=True).stdout
         counts = json.loads(out.strip().splitlines()[-1])
-        return {
+        extra = {"to_failure_topic": status["to_destination"], "replayed": replayed["records"]} if replayed else {}
+        return extra | {
             "sent": self.tally.sent,
             "acknowledged": self.tally.acknowledged,
             "stored": counts["stored"],
@@ -282,7 +365,8 @@ class Scene:
             "duplicates_counted": counts["counted"] - counts["stored_counted"],
             "lost": self.tally.acknowledged - counts["stored"] - counts["dead_lettered"],
             "recovery_s": round(recovery, 1),
-            "failed_batches": failed,  # handler failures the (last) runner retried
+            "refused_s": self.tally.longest_refusal_s(),  # the longest stretch collect answered only 5xx
+            "failed_batches": status.get("failed_batches"),  # handler failures the (last) runner retried
         }
 
     def _all_committed(self) -> bool:
@@ -295,8 +379,9 @@ class Scene:
 
         from trackflow.runner import DEFAULT_GROUP_ID
 
-        reader = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        group = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=DEFAULT_GROUP_ID, enable_auto_commit=False)
+        servers = self.bootstrap.split(",")
+        reader = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+        group = KafkaConsumer(bootstrap_servers=servers, group_id=DEFAULT_GROUP_ID, enable_auto_commit=False)
         try:
             parts = [TopicPartition(EVENTS_TOPIC, p) for p in range(self.topics[EVENTS_TOPIC])]
             reader.assign(parts)
@@ -427,6 +512,83 @@ def broker_restarted(quick: bool) -> dict[str, Any]:
         return s.finish(ended) | {"faults": 1}
 
 
+def _free_run(count: int) -> int:
+    """A port from which ``count`` ports in a row are free (the cluster's brokers and controller)."""
+    import socket
+
+    from trackflow.broker import free_port
+
+    while True:
+        base = free_port()
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+
+
+def cluster_one_broker_killed(quick: bool) -> dict[str, Any]:
+    """One broker of three SIGKILLed under load, restarted 10 s later: leaders move, nothing is lost."""
+    with scene(kafka="cluster") as s:
+        load = s.load(events_per_s=300, seconds=30)
+        time.sleep(8)
+        s.broker.kill(1)
+        time.sleep(10)
+        s.broker.restart(1)
+        ended = time.monotonic()
+        load.join()
+        return s.finish(ended) | {"faults": 1}
+
+
+def cluster_two_brokers_killed(quick: bool) -> dict[str, Any]:
+    """Two brokers of three down: collect refuses with NOT_ENOUGH_REPLICAS until one comes back."""
+    with scene(kafka="cluster") as s:
+        load = s.load(events_per_s=200, seconds=40)
+        time.sleep(8)
+        s.broker.kill(1)
+        s.broker.kill(2)
+        time.sleep(15)
+        s.broker.restart(2)
+        ended = time.monotonic()
+        load.join()
+        named = [message for _, status, message in s.tally.answers if status == 503 and "NOT_ENOUGH_REPLICAS" in message]
+        s.broker.restart(1)
+        return s.finish(ended) | {"faults": 2, "refusals_naming_not_enough_replicas": len(named)}
+
+
+def cluster_clickhouse_outage_past_retries(quick: bool) -> dict[str, Any]:
+    """ClickHouse gone 30 s, longer than 2 retries: batches go to the failure topic, replay brings them back."""
+    mapping = {
+        "TRACKFLOW_ON_FAILURE_DESTINATION": f"kafka://{FAILED_TOPIC}",
+        "TRACKFLOW_MAXIMUM_RETRY_ATTEMPTS": "2",
+        "TRACKFLOW_RETRY_BACKOFF": "1",
+        "TRACKFLOW_RETRY_BACKOFF_MAX": "2",
+    }
+    with scene(kafka="cluster", mapping=mapping) as s:
+        load = s.load(events_per_s=300, seconds=45)
+        time.sleep(8)
+        assert s.runner is not None
+        s.runner.send_signal(signal.SIGUSR1)  # the events table goes away for 30 s
+        ended = time.monotonic() + 30
+        load.join()
+        return s.finish(ended) | {"faults": 1}
+
+
+def apache_broker_killed(quick: bool) -> dict[str, Any]:
+    """The single Apache Kafka broker SIGKILLed and restarted: it keeps what it acknowledged."""
+    with scene(kafka="apache") as s:
+        load = s.load(events_per_s=300, seconds=20)
+        time.sleep(6)
+        s.broker.stop(kill=True)
+        time.sleep(3)
+        s.broker.start()
+        ended = time.monotonic()
+        load.join()
+        return s.finish(ended) | {"faults": 1}
+
+
 def soak(quick: bool) -> dict[str, Any]:
     from bench.common import rss_mb
 
@@ -455,29 +617,46 @@ SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "clickhouse_unavailable_30s": clickhouse_unavailable,
     "handler_killed_mid_insert": handler_killed_mid_insert,
     "poison_records": poison,
-    "broker_restarted_empty": broker_restarted,
+    "embedded_broker_restarted_empty": broker_restarted,  # memory only: the row says what that broker loses
+    "apache_broker_sigkilled": apache_broker_killed,
+    "cluster_one_of_three_brokers_sigkilled": cluster_one_broker_killed,
+    "cluster_two_of_three_brokers_down": cluster_two_brokers_killed,
+    "cluster_clickhouse_outage_past_retries": cluster_clickhouse_outage_past_retries,
     "soak": soak,
 }
 
 
 def _table(results: dict[str, dict[str, Any]], command: str, machine: dict[str, Any]) -> str:
-    columns = ["sent", "acknowledged", "stored", "counted", "dead_lettered", "duplicates_counted", "lost", "recovery_s"]
+    columns = [
+        "sent",
+        "acknowledged",
+        "stored",
+        "counted",
+        "dead_lettered",
+        "duplicates_counted",
+        "lost",
+        "recovery_s",
+        "refused_s",
+        "to_failure_topic",
+        "replayed",
+    ]
     lines = [
         f"`{command}` on {machine['cpu']} ({machine['cores']} cores), {time.strftime('%Y-%m-%d')}.",
         "",
-        "| scenario | faults | " + " | ".join(columns) + " | memory |",
-        "|---|---|" + "---|" * len(columns) + "---|",
+        "| scenario | faults | " + " | ".join(columns) + " | memory | measured |",
+        "|---|---|" + "---|" * len(columns) + "---|---|",
     ]
     for name, row in results.items():
         memory = f"{row['rss_mb_start']} → {row['rss_mb_end']} MB" if "rss_mb_start" in row else ""
         cells = [str(row.get(c, "")) for c in columns]
-        lines.append(f"| {name} | {row.get('faults', '')} | " + " | ".join(cells) + f" | {memory} |")
+        when = row.get("when", "")
+        lines.append(f"| {name} | {row.get('faults', '')} | " + " | ".join(cells) + f" | {memory} | {when} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", nargs="?", default="run", choices=["run", "runner", "report"])
+    parser.add_argument("mode", nargs="?", default="run", choices=["run", "runner", "report", "replay"])
     parser.add_argument("--quick", action="store_true", help="shorter loads, fewer faults, a 1-minute soak")
     parser.add_argument("--only", choices=sorted(SCENARIOS), action="append", help="run only these scenarios")
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
@@ -493,13 +672,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "report":
         report_main(args.data_dir, args.bootstrap)
         return 0
+    if args.mode == "replay":
+        replay_main(args.data_dir, args.bootstrap)
+        return 0
     from bench.common import machine
 
     results: dict[str, dict[str, Any]] = {}
+    if args.only and OUT.exists():  # the other rows keep the figures of their last run (each says when)
+        kept = json.loads(OUT.read_text()).get("results", {})
+        results = {name: row for name, row in kept.items() if name in SCENARIOS}
     for name in args.only or list(SCENARIOS):
         print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
-        results[name] = SCENARIOS[name](args.quick)
+        results[name] = SCENARIOS[name](args.quick) | {"when": time.strftime("%Y-%m-%d")}
         print(f"    {results[name]}", flush=True)
+    results = {name: results[name] for name in SCENARIOS if name in results}
     command = "make faults" + (" (--quick)" if args.quick else "")
     facts = machine()
     report = {

@@ -22,6 +22,7 @@ from chalicelib.settings import Settings, load_settings
 from trackflow.broker import EmbeddedBroker, free_port
 from trackflow.dev import MIGRATIONS_DIR
 from trackflow.kafka import ApacheKafka, missing_tools
+from trackflow.kafka_cluster import KafkaCluster
 from trackflow.topics import ensure_topics
 
 
@@ -57,6 +58,33 @@ def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKaf
     running = ApacheKafka(home, port=free_port(), controller_port=free_port(), sasl_port=free_port()).start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(apache_kafka: ApacheKafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """Three Apache Kafka brokers and a controller with MSK's defaults, for the session (the session's jars).
+
+    Tests that kill a broker start it again before they end.
+    """
+    home = tmp_path_factory.mktemp("kafka-cluster")
+    (home / "lib").symlink_to(apache_kafka.lib)
+    base = free_port()
+    while not all(_free(base + offset) for offset in range(6)):
+        base = free_port()
+    running = KafkaCluster(home, brokers=3, port=base).start()
+    yield running
+    running.stop()
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def both_brokers(request: pytest.FixtureRequest) -> Any:
