@@ -256,3 +256,42 @@ def test_a_broker_restart_while_a_page_tracks_loses_nothing_and_counts_nothing_t
     finally:
         ctx.close()
         stack.stop()
+
+
+def test_a_page_tracking_through_a_broker_of_three_dying_loses_nothing(
+    browser: Any, site: Site, data_dir: Path, kafka_cluster: Any
+) -> None:
+    """The same page on a three-broker cluster with MSK's defaults: one broker is killed (kill -9)
+    mid-test and restarted; the partitions it led move to the others, and every event is stored once."""
+    from chalicelib.clickhouse import connect
+    from chalicelib.settings import load_settings
+    from tests.conftest import make_env
+    from tests.integration.tracker_harness import start_stack
+    from trackflow.topics import ensure_topics
+
+    settings = load_settings(make_env(kafka_cluster, data_dir, TRACKFLOW_PRODUCE_TIMEOUT="5"))
+    ensure_topics(settings.bootstrap_servers, {settings.events_topic: 3, settings.dlq_topic: 1}, verify=True)
+    stack = start_stack(settings)
+    ctx = browser.new_context()
+    wire(ctx, stack.api_url, Traffic())
+    ctx.add_init_script("Math.random = () => 0")
+    try:
+        page = ctx.new_page()
+        page.goto(f"{site.url}/options.html?endpoint={stack.api_url}&autoTrackPageViews=0")
+        visitor = anonymous_id(page)
+        page.evaluate(
+            "let n = 0; const t = setInterval(() => { track('tick', {n: n++}); if (n === 60) clearInterval(t) }, 100)"
+        )
+        pump(page, 2)
+        kafka_cluster.kill(0)  # the first broker: a leader of some partitions, and a bootstrap server
+        pump(page, 6)
+        kafka_cluster.restart(0)
+        db = connect(settings.clickhouse, database=settings.clickhouse.database)
+        wait_stored(db, page, visitor, 60, timeout=120)
+        pump(page, 2)
+        assert count_final(db, visitor, "tick") == (60, 60)
+    finally:
+        ctx.close()
+        stack.stop()
+        if kafka_cluster.nodes[0].pid is None:
+            kafka_cluster.restart(0)
