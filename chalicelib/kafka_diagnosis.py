@@ -96,23 +96,26 @@ class ClientErrors:
         return detail if self._reason is None else None
 
 
-def replica_shortfall(topic_metadata: Any, min_insync: int) -> str | None:
+def replica_shortfall(topic_metadata: Any, min_insync: int | None) -> str | None:
     """Why ``acks=all`` writes to this topic fail, from its metadata (confluent's TopicMetadata); None when they can't.
 
     A partition without a leader takes no writes; one with fewer in-sync
-    replicas than ``min_insync`` answers ``NOT_ENOUGH_REPLICAS``.
+    replicas than ``min_insync`` answers ``NOT_ENOUGH_REPLICAS``. When the
+    cluster does not say (None), MSK's default is assumed: 2, or the copies
+    there are when fewer.
     """
     leaderless, short = [], []
     for number, partition in sorted(topic_metadata.partitions.items()):
+        wanted = min_insync if min_insync is not None else min(2, len(partition.replicas))
         if partition.leader < 0:
             leaderless.append(number)
-        elif len(partition.isrs) < min_insync:
-            short.append((number, len(partition.isrs), len(partition.replicas)))
+        elif len(partition.isrs) < wanted:
+            short.append((number, len(partition.isrs), len(partition.replicas), wanted))
     if short:
-        number, in_sync, copies = short[0]
+        number, in_sync, copies, wanted = short[0]
         return (
             f"NOT_ENOUGH_REPLICAS: partition {number} of {topic_metadata.topic} (and {len(short) - 1} more) has "
-            f"{in_sync} in-sync replica(s) of {copies}, fewer than min.insync.replicas={min_insync}; Kafka refuses "
+            f"{in_sync} in-sync replica(s) of {copies}, fewer than min.insync.replicas={wanted}; Kafka refuses "
             "acknowledged writes until a broker comes back"
         )
     if leaderless:

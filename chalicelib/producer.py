@@ -108,7 +108,7 @@ class ConfluentBackend:
 
         self._errors = ClientErrors(security)
         self._admin_conf = {"bootstrap.servers": bootstrap_servers, **security.confluent()}
-        self._min_insync_of: dict[str, int] = {}
+        self._min_insync_of: dict[str, int | None] = {}
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap_servers,
@@ -157,8 +157,8 @@ class ConfluentBackend:
         if shortfall:
             raise RuntimeError(shortfall)
 
-    def _min_insync(self, topic: str, timeout_s: float) -> int:
-        """The topic's min.insync.replicas, asked once (2, MSK's default, when the cluster does not say)."""
+    def _min_insync(self, topic: str, timeout_s: float) -> int | None:
+        """The topic's min.insync.replicas, asked once; None when the cluster does not say."""
         if topic not in self._min_insync_of:
             from confluent_kafka.admin import AdminClient, ConfigResource
 
@@ -167,8 +167,8 @@ class ConfluentBackend:
                 resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
                 configs = admin.describe_configs([resource])[resource].result(timeout=timeout_s)
                 self._min_insync_of[topic] = int(configs["min.insync.replicas"].value)
-            except Exception:  # no answer, or no right to describe configs
-                return 2
+            except Exception:  # no right to describe configs, or a broker without them: asked once
+                self._min_insync_of[topic] = None
         return self._min_insync_of[topic]
 
     def _replica_shortfall(self, topic: str) -> str | None:
