@@ -116,7 +116,11 @@ def runner_main(data_dir: str, bootstrap: str, *, insert_faults: float, status_f
         stats = runner.stats
         Path(status_file).write_text(
             json.dumps(
-                {"records": stats.records, "failed_batches": stats.failures, "to_destination": stats.sent_to_destination}
+                {
+                    "records": stats.records,
+                    "failed_batches": stats.failures,
+                    "to_destination": stats.sent_to_destination,
+                }
             )
         )
     runner.stop()
@@ -553,7 +557,9 @@ def cluster_two_brokers_killed(quick: bool) -> dict[str, Any]:
         s.broker.restart(2)
         ended = time.monotonic()
         load.join()
-        named = [message for _, status, message in s.tally.answers if status == 503 and "NOT_ENOUGH_REPLICAS" in message]
+        named = [
+            message for _, status, message in s.tally.answers if status == 503 and "NOT_ENOUGH_REPLICAS" in message
+        ]
         s.broker.restart(1)
         return s.finish(ended) | {"faults": 2, "refusals_naming_not_enough_replicas": len(named)}
 

@@ -177,45 +177,49 @@ def _verify(admin: Any, wanted: dict[str, int], copies: int) -> None:
 def describe_topics(
     bootstrap_servers: str, names: list[str], *, timeout_s: float = 10.0, security: KafkaSecurity | None = None
 ) -> dict[str, TopicState]:
-    """What the cluster holds of each named topic; a missing one is left out. Raises when Kafka can't be reached."""
-    from kafka.admin import ConfigResource, ConfigResourceType
-    from kafka.errors import KafkaError
+    """What the cluster holds of each named topic; a missing one is left out. Raises when Kafka can't be reached.
 
+    Asked with librdkafka's admin client, which goes on to another broker when
+    one is down (a cluster losing a broker is when this matters).
+    """
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    quiet = logging.Logger("trackflow.topics.librdkafka")  # a broker being down is what this is asked about
+    quiet.addHandler(logging.NullHandler())
+    conf = {"bootstrap.servers": bootstrap_servers, "logger": quiet, **(security or KafkaSecurity()).confluent()}
+    admin = AdminClient(conf)
     try:
-        admin = _admin(bootstrap_servers, security, int(timeout_s * 1000))
-    except KafkaError as exc:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except Exception as exc:  # KafkaException: nothing answered
         raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
-    try:
-        existing = set(admin.list_topics())
-        found = [name for name in names if name in existing]
-        if not found:
-            return {}
-        configs: dict[str, dict[str, Any]] = {}
+    found = [name for name in names if name in metadata.topics and metadata.topics[name].error is None]
+    configs: dict[str, dict[str, Any]] = {}
+    if found:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in found]
         try:
-            resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in found]
-            configs = admin.describe_configs(resources).get("topic", {})
+            for resource, future in admin.describe_configs(resources).items():
+                entries = future.result(timeout=timeout_s)
+                configs[resource.name] = {name: entry.value for name, entry in entries.items()}
         except Exception:  # a broker that does not describe configs: leave them unknown
             logger.debug("describe_configs failed", exc_info=True)
-        states = {}
-        for topic in admin.describe_topics(found):
-            partitions, config = topic["partitions"], configs.get(topic["name"]) or {}
-            states[topic["name"]] = TopicState(
-                name=topic["name"],
-                partitions=len(partitions),
-                replication_factor=min((len(p["replica_nodes"]) for p in partitions), default=0),
-                min_insync=_config_int(config, "min.insync.replicas"),
-                retention_ms=_config_int(config, "retention.ms"),
-                under_replicated=sum(1 for p in partitions if len(p["isr_nodes"]) < len(p["replica_nodes"])),
-            )
-        return states
-    finally:
-        admin.close()
+    states = {}
+    for name in found:
+        partitions = list(metadata.topics[name].partitions.values())
+        config = configs.get(name, {})
+        states[name] = TopicState(
+            name=name,
+            partitions=len(partitions),
+            replication_factor=min((len(p.replicas) for p in partitions), default=0),
+            min_insync=_config_int(config, "min.insync.replicas"),
+            retention_ms=_config_int(config, "retention.ms"),
+            under_replicated=sum(1 for p in partitions if len(p.isrs) < len(p.replicas)),
+        )
+    return states
 
 
 def _config_int(config: dict[str, Any], name: str) -> int | None:
-    """A numeric topic setting from kafka-python's describe_configs answer ({name: {"value": ...}})."""
-    entry = config.get(name)
-    value = entry.get("value") if isinstance(entry, dict) else entry
+    """A numeric topic setting of a describe_configs answer, or None."""
+    value = config.get(name)
     try:
         return None if value is None else int(value)
     except (TypeError, ValueError):

@@ -66,6 +66,7 @@ class Load:
     """Collect requests, one event each, sent one after another from a thread, with what each got."""
 
     answers: list[tuple[float, int, str]] = field(default_factory=list)  # (time, status, error message)
+    sent: set[str] = field(default_factory=set)
     accepted: set[str] = field(default_factory=set)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -73,9 +74,12 @@ class Load:
         with Client(app.app) as client:
             while not self.stop.is_set():
                 event = new_event()
+                self.sent.add(event["event_id"])
                 body = orjson.dumps({"api_key": "YOUR_API_KEY", "events": [event]})
                 answer = client.http.post("/v1/collect", headers={"Content-Type": "text/plain"}, body=body)
-                message = (answer.json_body or {}).get("error", {}).get("message", "") if answer.status_code >= 400 else ""
+                message = (
+                    (answer.json_body or {}).get("error", {}).get("message", "") if answer.status_code >= 400 else ""
+                )
                 self.answers.append((time.monotonic(), answer.status_code, message))
                 if answer.status_code == 202:
                     self.accepted.add(event["event_id"])
@@ -123,7 +127,12 @@ def test_topics_made_for_the_cluster_have_three_copies_two_in_sync(kafka_cluster
     assert refused.returncode == 1 and "replication factor 1, not 3" in refused.stderr
     # ... and doctor warns about it outside dev.
     doctor = subprocess.run(
-        [sys.executable, "-m", "trackflow.cli", "doctor"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "trackflow.cli", "doctor"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert "one copy loses events with its broker" in doctor.stdout, doctor.stdout
 
@@ -139,7 +148,9 @@ def test_one_broker_of_three_killed_under_load_loses_nothing_and_counts_nothing_
         time.sleep(3)
         killed_at = time.monotonic()
         kafka_cluster.kill(1)  # SIGKILL, as a crash
-        wait_for(lambda: describe_topics(conf.bootstrap_servers, [conf.events_topic])[conf.events_topic].under_replicated)
+        wait_for(
+            lambda: describe_topics(conf.bootstrap_servers, [conf.events_topic])[conf.events_topic].under_replicated
+        )
         time.sleep(8)
         kafka_cluster.restart(1)
         restarted_at = time.monotonic()
@@ -150,13 +161,17 @@ def test_one_broker_of_three_killed_under_load_loses_nothing_and_counts_nothing_
     ok_after = [a for a in load.answers if a[0] > restarted_at and a[1] == 202]
     assert ok_after, "collect did not recover after the broker came back"
     refused = load.longest_refusal_s()
-    print(f"\none broker of three killed: {len(load.answers)} requests, {len(load.accepted)} accepted, "
-          f"longest 5xx stretch {refused:.1f} s, broker down {restarted_at - killed_at:.1f} s")
+    print(
+        f"\none broker of three killed: {len(load.answers)} requests, {len(load.accepted)} accepted, "
+        f"longest 5xx stretch {refused:.1f} s, broker down {restarted_at - killed_at:.1f} s"
+    )
     assert refused <= ELECTION_BUDGET_S, load.answers
     wait_for(lambda: _stored(clickhouse)[0] >= load.accepted, timeout=90, interval=0.5)
     ids, count = _stored(clickhouse)
-    assert ids == load.accepted  # lost 0
-    assert count == len(load.accepted)  # counted twice 0
+    # Lost 0: every event answered 202 is stored. An event answered 503 may be stored too (Kafka wrote it
+    # after collect gave up waiting); the tracker sends it again with the same id, and it counts once.
+    assert load.accepted <= ids <= load.sent
+    assert count == len(ids)  # counted twice 0
 
 
 def test_two_brokers_down_refuse_writes_naming_not_enough_replicas_then_recover(
