@@ -177,7 +177,6 @@ def test_one_broker_of_three_killed_under_load_loses_nothing_and_counts_nothing_
 def test_two_brokers_down_refuse_writes_naming_not_enough_replicas_then_recover(
     kafka_cluster: KafkaCluster, stack: tuple[Settings, Any]
 ) -> None:
-    conf, _ = stack
     with Client(app.app) as client:
 
         def post() -> Any:
