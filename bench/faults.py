@@ -202,15 +202,19 @@ class Tally:
             self.answers.append((time.monotonic(), status, message))
 
     def longest_refusal_s(self) -> float:
-        """The longest stretch during which collect answered nothing but 5xx."""
-        longest, began = 0.0, None
-        for at, status, _ in self.answers:
-            if status >= 500:
-                began = at if began is None else began
-                longest = max(longest, at - began)
-            else:
-                began = None
-        return round(longest, 1)
+        return longest_refusal_s(self.answers)
+
+
+def longest_refusal_s(answers: list[tuple[float, int, str]]) -> float:
+    """The longest stretch of (time, status, message) answers during which collect answered nothing but 5xx."""
+    longest, began = 0.0, None
+    for at, status, _ in answers:
+        if status >= 500:
+            began = at if began is None else began
+            longest = max(longest, at - began)
+        else:
+            began = None
+    return round(longest, 1)
 
 
 class Scene:
@@ -440,15 +444,20 @@ def runner_sigkilled(quick: bool) -> dict[str, Any]:
         return s.finish(time.monotonic()) | {"faults": kills}
 
 
+def _clickhouse_outage(s: Scene, *, events_per_s: float) -> dict[str, Any]:
+    """Load for 45 s; from the 8th second the events table is gone for 30 s (chDB's stopped server)."""
+    load = s.load(events_per_s=events_per_s, seconds=45)
+    time.sleep(8)
+    assert s.runner is not None
+    s.runner.send_signal(signal.SIGUSR1)
+    ended = time.monotonic() + 30
+    load.join()
+    return s.finish(ended) | {"faults": 1}
+
+
 def clickhouse_unavailable(quick: bool) -> dict[str, Any]:
     with scene() as s:
-        load = s.load(events_per_s=500, seconds=45)
-        time.sleep(8)
-        assert s.runner is not None
-        s.runner.send_signal(signal.SIGUSR1)  # the events table goes away for 30 s
-        ended = time.monotonic() + 30
-        load.join()
-        return s.finish(ended) | {"faults": 1}
+        return _clickhouse_outage(s, events_per_s=500)
 
 
 def handler_killed_mid_insert(quick: bool) -> dict[str, Any]:
@@ -573,13 +582,7 @@ def cluster_clickhouse_outage_past_retries(quick: bool) -> dict[str, Any]:
         "TRACKFLOW_RETRY_BACKOFF_MAX": "2",
     }
     with scene(kafka="cluster", mapping=mapping) as s:
-        load = s.load(events_per_s=300, seconds=45)
-        time.sleep(8)
-        assert s.runner is not None
-        s.runner.send_signal(signal.SIGUSR1)  # the events table goes away for 30 s
-        ended = time.monotonic() + 30
-        load.join()
-        return s.finish(ended) | {"faults": 1}
+        return _clickhouse_outage(s, events_per_s=300)
 
 
 def apache_broker_killed(quick: bool) -> dict[str, Any]:

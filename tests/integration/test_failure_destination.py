@@ -69,6 +69,27 @@ def _run_until(runner: TriggerRunner, done: Any) -> None:
         thread.join(15)
 
 
+def _fail_to_topic(pipeline: Settings, count: int) -> tuple[str, list[dict[str, Any]]]:
+    """Send ``count`` events while ClickHouse is down; the trigger gives them up to a failure topic."""
+    failed = f"failed-{pipeline.events_topic}"
+    ensure_topics(pipeline.bootstrap_servers, {failed: 1})
+    runtime.configure(settings=_down(pipeline))  # collect still produces; ingest cannot write
+    events = _send(count)
+    destination = KafkaDestination(failed, bootstrap_servers=pipeline.bootstrap_servers)
+    runner = TriggerRunner(
+        app.ingest,
+        bootstrap_servers=pipeline.bootstrap_servers,
+        topic=pipeline.events_topic,
+        group_id=f"g-{failed}",
+        batching_window_s=0.2,
+        policy=MappingPolicy(on_failure=f"kafka://{failed}", **QUICK),
+        destination=destination,
+    )
+    _run_until(runner, lambda: runner.stats.sent_to_destination >= count)
+    destination.close()
+    return failed, events
+
+
 def _stored(clickhouse: Any) -> int:
     return int(clickhouse.query("SELECT count() FROM events FINAL").result_rows[0][0])
 
@@ -84,22 +105,7 @@ def _ingest_into(settings: Settings) -> Any:
 def test_an_outage_past_the_retries_fills_the_failure_topic_and_replay_stores_each_event_once(
     pipeline: Settings, clickhouse: Any
 ) -> None:
-    failed = f"failed-{pipeline.events_topic}"
-    ensure_topics(pipeline.bootstrap_servers, {failed: 1})
-    runtime.configure(settings=_down(pipeline))  # collect still produces; ingest cannot write
-    events = _send(6)
-    destination = KafkaDestination(failed, bootstrap_servers=pipeline.bootstrap_servers)
-    runner = TriggerRunner(
-        app.ingest,
-        bootstrap_servers=pipeline.bootstrap_servers,
-        topic=pipeline.events_topic,
-        group_id=f"g-{failed}",
-        batching_window_s=0.2,
-        policy=MappingPolicy(on_failure=f"kafka://{failed}", **QUICK),
-        destination=destination,
-    )
-    _run_until(runner, lambda: runner.stats.sent_to_destination >= 6)
-    destination.close()
+    failed, events = _fail_to_topic(pipeline, 6)
     assert _stored(clickhouse) == 0
 
     # What AWS documents for a failed Kafka batch: why, how often, the function's error, and the records.
@@ -126,22 +132,7 @@ def test_an_outage_past_the_retries_fills_the_failure_topic_and_replay_stores_ea
 
 
 def test_replay_runs_as_a_command_and_says_what_it_did(pipeline: Settings, clickhouse: Any, monkeypatch: Any) -> None:
-    failed = f"failed-{pipeline.events_topic}"
-    ensure_topics(pipeline.bootstrap_servers, {failed: 1})
-    runtime.configure(settings=_down(pipeline))
-    _send(2)
-    destination = KafkaDestination(failed, bootstrap_servers=pipeline.bootstrap_servers)
-    runner = TriggerRunner(
-        app.ingest,
-        bootstrap_servers=pipeline.bootstrap_servers,
-        topic=pipeline.events_topic,
-        group_id=f"g-{failed}",
-        batching_window_s=0.2,
-        policy=MappingPolicy(on_failure=f"kafka://{failed}", **QUICK),
-        destination=destination,
-    )
-    _run_until(runner, lambda: runner.stats.sent_to_destination >= 2)
-    destination.close()
+    failed, _ = _fail_to_topic(pipeline, 2)
     runtime.reset()
     for name, value in {
         "KAFKA_BOOTSTRAP_SERVERS": pipeline.bootstrap_servers,

@@ -23,6 +23,7 @@ import pytest
 from chalice.test import Client
 
 import app
+from bench.faults import longest_refusal_s
 from chalicelib import runtime
 from chalicelib.clickhouse import connect
 from chalicelib.migrations import migrate
@@ -84,17 +85,6 @@ class Load:
                 if answer.status_code == 202:
                     self.accepted.add(event["event_id"])
                 time.sleep(0.02)
-
-    def longest_refusal_s(self) -> float:
-        """The longest stretch during which every answer was a 5xx."""
-        longest, began = 0.0, None
-        for at, status, _ in self.answers:
-            if status >= 500:
-                began = at if began is None else began
-                longest = max(longest, at - began)
-            else:
-                began = None
-        return longest
 
 
 def _stored(clickhouse: Any) -> tuple[set[str], int]:
@@ -160,7 +150,7 @@ def test_one_broker_of_three_killed_under_load_loses_nothing_and_counts_nothing_
         sender.join(30)
     ok_after = [a for a in load.answers if a[0] > restarted_at and a[1] == 202]
     assert ok_after, "collect did not recover after the broker came back"
-    refused = load.longest_refusal_s()
+    refused = longest_refusal_s(load.answers)
     print(
         f"\none broker of three killed: {len(load.answers)} requests, {len(load.accepted)} accepted, "
         f"longest 5xx stretch {refused:.1f} s, broker down {restarted_at - killed_at:.1f} s"
