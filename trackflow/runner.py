@@ -9,11 +9,12 @@ handled: ingested, or handed to the failure destination.
 
 A failing batch is treated as the deployed mapping treats it
 (:class:`~trackflow.mapping.MappingPolicy`, with the stack's parameters and
-defaults): retried with a growing back-off, split in halves first when
-bisection is on; with an on-failure destination, given up after
-``MaximumRetryAttempts`` retries and written there in AWS's invocation-record
+defaults): split in halves first when bisection is on; with an on-failure
+destination, retried with a growing back-off and given up after
+``MaximumRetryAttempts`` retries, written there in AWS's invocation-record
 format, and records older than ``MaximumRecordAgeInSeconds`` go there without
-an invocation; without one, retried until it succeeds. A stop request during
+an invocation; without one, left uncommitted and read again, after a growing
+back-off, until it succeeds. A stop request during
 the retries leaves the batch uncommitted: the next consumer reads it again.
 When the consumer itself fails (broker restart, lost group) it is closed and
 built anew.
@@ -132,6 +133,10 @@ class RunnerStats:
 
 class _StoppedError(Exception):
     """Stop was asked while a batch was being retried: leave it uncommitted."""
+
+
+class _RetryLaterError(Exception):
+    """No destination to give a batch up to: leave it uncommitted, and read it again."""
 
 
 class _Assignments(ConsumerRebalanceListener):
@@ -296,6 +301,11 @@ class TriggerRunner:
             last[tp] = r.offset
         try:
             self._deliver(_encoded(records))
+        except _RetryLaterError:
+            logger.warning("ingest failed for %d records, will retry: %s", len(records), self.stats.last_error)
+            for tp, offset in first.items():
+                consumer.seek(tp, offset)
+            return False
         except Exception as exc:  # a stop request, or the failure destination refusing: read the batch again
             self.stats.last_error = f"{exc.__class__.__name__}: {exc}"
             logger.warning("batch of %d records left uncommitted: %s", len(records), self.stats.last_error)
@@ -348,15 +358,13 @@ class TriggerRunner:
                 continue
             retries += 1
             allowed = policy.retries if self._destination is not None else None
-            if allowed is not None and retries > allowed:
+            if allowed is None:  # retried until it succeeds: read it again from Kafka, after run()'s back-off
+                raise _RetryLaterError(self.stats.last_error)
+            if retries > allowed:
                 self._give_up(batch, condition=RETRIES_EXHAUSTED, invocations=retries, error=self.stats.last_error)
                 continue
             logger.warning(
-                "ingest failed for %d records (retry %d%s): %s",
-                len(batch),
-                retries,
-                f" of {allowed}" if allowed is not None else "",
-                self.stats.last_error,
+                "ingest failed for %d records (retry %d of %d): %s", len(batch), retries, allowed, self.stats.last_error
             )
             if self._stop.wait(policy.backoff(retries)):
                 raise _StoppedError(self.stats.last_error)

@@ -107,17 +107,16 @@ def test_bisection_isolates_the_record_that_fails_and_delivers_the_rest() -> Non
     assert destination.sent == [([2], RETRIES_EXHAUSTED, 2)]
 
 
-def test_without_a_destination_a_batch_is_retried_until_it_succeeds() -> None:
-    failures = [3]
+def test_without_a_destination_a_failing_batch_is_left_to_be_read_again() -> None:
+    from trackflow.runner import _RetryLaterError
 
-    def flaky(payload: dict[str, Any], _context: Any) -> None:
-        if failures[0]:
-            failures[0] -= 1
-            raise ConnectionError("not yet")
+    def failing(payload: dict[str, Any], _context: Any) -> None:
+        raise ConnectionError("not yet")
 
-    runner = _runner(flaky, MappingPolicy(on_failure=None, maximum_retry_attempts=1, backoff_s=0.001), None)
-    runner._deliver(_records(2))
-    assert failures == [0] and runner.stats.failures == 3
+    runner = _runner(failing, MappingPolicy(on_failure=None, maximum_retry_attempts=1, backoff_s=0.001), None)
+    with pytest.raises(_RetryLaterError):  # _process seeks back; run() backs off; nothing is committed or dropped
+        runner._deliver(_records(2))
+    assert runner.stats.failures == 1 and runner.stats.sent_to_destination == 0
 
 
 def test_records_older_than_the_maximum_age_go_to_the_destination_without_an_invocation() -> None:
