@@ -1,4 +1,8 @@
-"""The ``trackflow`` command: local development, the trigger runner, migrations, SQL."""
+"""The ``trackflow`` command: local development, the trigger runner, migrations, SQL.
+
+Its Kafka commands (brokers, topics, replay) are in :mod:`trackflow.cli_kafka`, its AWS ones
+(package, deploy) in :mod:`trackflow.cli_aws`; what they share in :mod:`trackflow.cli_common`.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +11,21 @@ import json
 import logging
 import signal
 import sys
-import threading
-import time
 from typing import Any
 
 import click
 
 from chalicelib.errors import TrackflowError
-from chalicelib.settings import Settings, load_settings
+from chalicelib.settings import Settings
+from trackflow.cli_common import current_settings, describe_policy, mapping_policy, wait_for_signal
 from trackflow.runner import DEFAULT_BATCH_SIZE
 
 logger = logging.getLogger("trackflow")
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except TrackflowError as exc:
-        raise click.ClickException(exc.message) from None
-
-
-def _wait_for_signal() -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
+_settings = current_settings  # the name the command modules and projects_cli use
+_wait_for_signal = wait_for_signal
+_mapping_policy = mapping_policy
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -207,170 +200,6 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
     click.echo(f"stopped after {runner.stats.records} records in {runner.stats.batches} batches")
 
 
-def _mapping_policy() -> Any:
-    """The mapping's failure settings from TRACKFLOW_* (trackflow.mapping), or a usage error naming the variable."""
-    from trackflow.mapping import ConfigurationError, MappingPolicy
-
-    try:
-        return MappingPolicy.from_env()
-    except ConfigurationError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def describe_policy(policy: Any) -> str:
-    if policy.retries is None:
-        return "retried until it succeeds (no on-failure destination)"
-    bisect = ", split in halves first" if policy.bisect else ""
-    return f"retried {policy.retries} times{bisect}, then sent to {policy.on_failure}"
-
-
-@main.command()
-@click.option(
-    "--topic",
-    default=None,
-    help="The failure topic to read [default: the one TRACKFLOW_ON_FAILURE_DESTINATION names, trackflow.events.failed].",
-)
-@click.option("--s3", "s3_url", default=None, metavar="s3://BUCKET/PREFIX", help="Read an S3 destination instead.")
-@click.option("--group", default="trackflow-replay", show_default=True, help="Consumer group that keeps the position.")
-@click.option(
-    "--to-topic",
-    is_flag=True,
-    help="Put the records back on the events topic for the running trigger to ingest, instead of ingesting here "
-    "(for when `trackflow dev` holds the embedded ClickHouse).",
-)
-def replay(topic: str | None, s3_url: str | None, group: str, to_topic: bool) -> None:
-    """Ingest again what the Kafka mapping handed to its on-failure destination.
-
-    Reads AWS's invocation records (or plain records) from the failure topic,
-    or from S3, and writes their events through the same ingest the function
-    runs. Events already stored count once, so running it twice is harmless;
-    its position is committed as it goes, so an interrupted replay resumes.
-    Run it once the cause (a ClickHouse outage, say) is fixed.
-    """
-    from chalicelib import runtime
-    from chalicelib.ingest import ingest as ingest_batch
-    from trackflow.mapping import failure_topic
-    from trackflow.replay import ReplayStats, replay_s3, replay_topic
-
-    settings = _settings()
-    runtime.configure(settings=settings)
-    if to_topic:
-        sender = runtime.sender()
-
-        def ingest(payload: dict[str, Any]) -> dict[str, int]:
-            from chalicelib.kafka_event import decode_records
-
-            records = decode_records(payload)
-            messages = [(r.key, r.value or b"", list(r.headers.items())) for r in records]
-            sender.send(settings.events_topic, messages)
-            return {"records": len(records)}
-
-    else:
-        try:
-            writer = runtime.writer()
-        except TrackflowError as exc:
-            raise click.ClickException(f"{exc.message} (or use --to-topic while `trackflow dev` runs)") from None
-
-        def ingest(payload: dict[str, Any]) -> dict[str, int]:
-            return ingest_batch(
-                payload, writer=writer, dlq=runtime.sender(), dlq_topic=settings.dlq_topic, now_ms=runtime.now_ms
-            )
-
-    shown = [0.0]
-
-    def progress(stats: ReplayStats) -> None:
-        if time.monotonic() - shown[0] >= 1.0:
-            shown[0] = time.monotonic()
-            click.echo(f"  {stats.line()}")
-
-    try:
-        if s3_url:
-            import boto3
-
-            bucket, _, prefix = s3_url.removeprefix("s3://").partition("/")
-            state = settings.data_dir / f"replay-{bucket}.json"
-            click.echo(f"replaying s3://{bucket}/{prefix} (position in {state})")
-            stats = replay_s3(boto3.client("s3"), bucket, prefix, ingest=ingest, state=state, progress=progress)
-        else:
-            source = topic or failure_topic(_mapping_policy()) or "trackflow.events.failed"
-            click.echo(f"replaying {source} from {settings.bootstrap_servers} as {group}")
-            stats = replay_topic(
-                settings.bootstrap_servers,
-                source,
-                ingest=ingest,
-                group=group,
-                security=settings.kafka_security,
-                progress=progress,
-            )
-    except TrackflowError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        runtime.sender().close()
-    where = f"put back on {settings.events_topic}" if to_topic else "replayed"
-    click.echo(f"{where}: {stats.line()}")
-    for problem in stats.unreadable[:10]:
-        click.echo(f"  unreadable: {problem}", err=True)
-
-
-@main.group()
-def topics() -> None:
-    """Kafka topics TrackFlow uses: create them on any cluster the settings point at."""
-
-
-@topics.command("create")
-@click.option("--partitions", default=4, show_default=True, type=click.IntRange(min=1), help="Of the events topic.")
-@click.option(
-    "--replication-factor",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Copies of each partition [default: 3, or the brokers' count when fewer].",
-)
-@click.option(
-    "--min-insync",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Copies that must have a write before it is acknowledged [default: 2, or the replication factor].",
-)
-@click.option(
-    "--retention-hours", default=168, show_default=True, type=click.IntRange(min=1), help="How long Kafka keeps events."
-)
-@click.option(
-    "--failure-topic", default="trackflow.events.failed", show_default=True, help="The mapping's ('' for none)."
-)
-def topics_create(
-    partitions: int, replication_factor: int | None, min_insync: int | None, retention_hours: int, failure_topic: str
-) -> None:
-    """Create the events topic, its dead-letter topic and the failure topic where they are missing.
-
-    New topics get MSK's replication (3 copies, 2 in sync, or what the cluster
-    has room for). An existing topic with fewer partitions or copies is refused
-    with what to do: a broker that creates topics on first use makes one-copy
-    topics that lose events with the broker that holds them. The events
-    topic's partitions bound how many ingest invocations run at once.
-    """
-    from trackflow.topics import describe_topics, ensure_topics, topic_plan
-
-    settings = _settings()
-    wanted = topic_plan(settings, partitions=partitions, failure_topic=failure_topic or None)
-    try:
-        created = ensure_topics(
-            settings.bootstrap_servers,
-            wanted,
-            replication_factor=replication_factor,
-            min_insync=min_insync,
-            retention_ms=retention_hours * 3_600_000,
-            security=settings.kafka_security,
-            verify=True,
-        )
-        states = describe_topics(settings.bootstrap_servers, list(wanted), security=settings.kafka_security)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
-    for name in wanted:
-        state = states.get(name)
-        detail = "?" if state is None else state.describe()
-        click.echo(f"{name}: {'created' if name in created else 'exists'}, {detail}")
-
-
 @main.command()
 def doctor() -> None:
     """Check what a deployment needs before its first event: broker, topics, ClickHouse, migrations."""
@@ -455,291 +284,6 @@ def migrate(cluster: str | None, print_only: bool) -> None:
     except (TrackflowError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
     click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
-
-
-# `package` and `deploy` build for the same choice of Lambda CPU.
-_ARCH_OPTION = click.option(
-    "--arch",
-    "architecture",
-    type=click.Choice(["x86_64", "arm64"]),
-    default="x86_64",
-    show_default=True,
-    help="Lambda architecture the native wheels are for.",
-)
-
-
-@main.command()
-@_ARCH_OPTION
-@click.option("--stage", default="prod", show_default=True, help="Chalice stage (.chalice/config.json).")
-@click.option(
-    "--out", type=click.Path(file_okay=False), default="build/package", show_default=True, help="Output folder."
-)
-def package(architecture: str, stage: str, out: str) -> None:
-    """Build the Lambda bundle (deployment.zip, python3.12) and template (sam.json).
-
-    Fails when a pinned requirement has no wheel for the runtime and
-    architecture, or the zip holds native code Lambda cannot load.
-    """
-    from pathlib import Path
-
-    from trackflow.dev import ROOT
-    from trackflow.package import PackageError, build
-
-    try:
-        bundle = build(
-            ROOT, Path(out), architecture=architecture, stage=stage, progress=lambda step: click.echo(f"- {step}")
-        )
-    except PackageError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(
-        f"{bundle.zip_path}: {bundle.zipped_bytes / 1e6:.1f} MB zipped, {bundle.unzipped_bytes / 1e6:.1f} MB unzipped "
-        f"({architecture}, {len(bundle.requirements)} requirements checked); template {bundle.directory / 'sam.json'}"
-    )
-
-
-@main.command()
-@click.option("--stage", default="prod", show_default=True, help="Chalice stage to package.")
-@click.option("--stack-name", default="trackflow", show_default=True, help="CloudFormation stack.")
-@click.option("--bucket", help="S3 bucket for the bundle and template (needed unless --bootstrap-only).")
-@_ARCH_OPTION
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A stack parameter (repeatable), e.g. --param KafkaSource=msk. Kafka and ClickHouse ones default "
-    "to this machine's KAFKA_* / CLICKHOUSE_* settings.",
-)
-@click.option("--project", "project_name", default="My site", show_default=True, help="First project's name.")
-@click.option("--origin", "origins", multiple=True, help="A site allowed to send to the first project (repeatable).")
-@click.option("--partitions", default=4, show_default=True, type=click.IntRange(min=1), help="Of the events topic.")
-@click.option(
-    "--script-src",
-    default="/tracker.js",
-    show_default=True,
-    help="Where your pages load the tracker from (copy tracker/dist/tracker.js there).",
-)
-@click.option("--bootstrap-only", is_flag=True, help="Skip packaging and the stack: topics, migrations, project.")
-@click.option("--skip-topics", is_flag=True, help="The topics exist already (made with `trackflow topics create`).")
-@click.option(
-    "--allow-dev-stage",
-    is_flag=True,
-    help="Say it twice: deploy --stage dev to AWS (a public development salt, bot traffic kept).",
-)
-def deploy(
-    stage: str,
-    stack_name: str,
-    bucket: str | None,
-    architecture: str,
-    params: tuple[str, ...],
-    project_name: str,
-    origins: tuple[str, ...],
-    partitions: int,
-    script_src: str,
-    bootstrap_only: bool,
-    skip_topics: bool,
-    allow_dev_stage: bool,
-) -> None:
-    """Deploy to AWS: package, upload, stack, topics, migrations, first project, snippet.
-
-    Uses the AWS credentials and region boto3 finds (AWS_PROFILE, AWS_DEFAULT_REGION; not
-    AWS_REGION), creates the --bucket there when it does not exist, and reaches Kafka and
-    ClickHouse from this machine with the KAFKA_* and CLICKHOUSE_* settings. docs/deploy.md
-    walks through it, with the IAM permissions the deployer needs.
-    """
-    import tempfile
-    from pathlib import Path
-
-    import boto3
-
-    from trackflow import deploy as steps
-    from trackflow.dev import ROOT
-    from trackflow.package import PackageError, build
-
-    overrides = dict(p.split("=", 1) for p in params if "=" in p)
-    if len(overrides) != len(params):
-        raise click.BadParameter("use KEY=VALUE", param_hint="--param")
-    settings = _settings()
-
-    def say(step: str) -> None:
-        click.echo(f"- {step}")
-
-    if stage == "dev" and not allow_dev_stage:
-        raise click.UsageError(
-            "--stage dev deploys a development configuration (a public salt for visitor hashes, bot traffic kept); "
-            "use --stage prod, or say --allow-dev-stage as well if you mean it"
-        )
-    session = boto3.session.Session()
-    try:
-        region = steps.aws_region(session)
-        say(f"AWS region {region}")
-        cloudformation = session.client("cloudformation")
-        if not skip_topics:  # before the stack: nothing may produce to a topic that does not exist yet
-            steps.create_topics(
-                settings, partitions=partitions, failure_topic=steps.failure_topic(overrides), progress=say
-            )
-        if bootstrap_only:
-            outputs = steps.stack_outputs(cloudformation, stack_name)
-        else:
-            if not bucket:
-                raise click.UsageError("--bucket is needed to upload the bundle (or use --bootstrap-only)")
-            creating = steps.is_new_stack(cloudformation, stack_name)
-            password = settings.clickhouse.password
-            if password and "ClickHousePasswordSecretArn" not in overrides:
-                overrides["ClickHousePasswordSecretArn"] = steps.clickhouse_secret(
-                    session.client("secretsmanager"),
-                    stack_name,
-                    password,
-                    kms_key=overrides.get("SecretsKmsKeyArn"),
-                    progress=say,
-                )
-            parameters = steps.stack_parameters(settings, overrides, creating=creating)
-            s3 = session.client("s3")
-            steps.ensure_bucket(s3, bucket, region, say)
-            with tempfile.TemporaryDirectory() as scratch:
-                say(f"packaging for {architecture}")
-                bundle = build(ROOT, Path(scratch) / "package", architecture=architecture, stage=stage, progress=say)
-                code = steps.upload(s3, bucket, stack_name, bundle.zip_path.read_bytes(), ".zip", say)
-                body = steps.template_for(bundle.directory / "sam.json", bucket, code)
-                declared = list(json.loads(body)["Parameters"])
-                key = steps.upload(s3, bucket, stack_name, body.encode(), ".json", say)
-            outputs = steps.deploy_stack(
-                cloudformation,
-                stack_name,
-                template_url=f"{s3.meta.endpoint_url}/{bucket}/{key}",
-                parameters=parameters,
-                declared=declared,
-                progress=say,
-            )
-        deployed = steps.bootstrap(
-            settings,
-            outputs,
-            dynamodb=session.resource("dynamodb"),
-            project_name=project_name,
-            origins=origins,
-            script_src=script_src,
-            progress=say,
-        )
-    except (steps.DeployError, PackageError, TrackflowError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
-    for name, value in sorted(deployed.outputs.items()):
-        click.echo(f"{name}: {value}")
-    click.echo(f"\nProject {deployed.project.name} ({deployed.project.project_id})")
-    click.echo(f"  API key:    {deployed.project.api_keys[0]}")
-    click.echo(f"  read token: {deployed.project.read_token}  (the dashboard and stats API; keep it secret)")
-    click.echo("\nPaste into your pages, just before </head>:\n")
-    click.echo(deployed.snippet)
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=9092, show_default=True)
-def broker(host: str, port: int) -> None:
-    """Run only the embedded Kafka-compatible broker (memory only) until Ctrl-C."""
-    from trackflow.broker import BrokerError, EmbeddedBroker
-
-    try:
-        running = EmbeddedBroker(host=host, port=port).start()
-    except BrokerError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"broker listening on {running.bootstrap_servers} (pid {running.pid}); Ctrl-C stops it")
-    try:
-        _wait_for_signal()
-    finally:
-        running.stop()
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=9092, show_default=True, help="The (first) broker's listener.")
-@click.option("--controller-port", default=9093, show_default=True, help="The KRaft controller's listener.")
-@click.option("--heap", default=None, help="The JVM's maximum heap (-Xmx) [default: 512m; 384m each in a cluster].")
-@click.option(
-    "--brokers",
-    default=1,
-    show_default=True,
-    type=click.IntRange(1, 9),
-    help="How many brokers; with more than one, a separate controller and MSK's defaults (3 copies, 2 in sync).",
-)
-@click.option(
-    "--sasl-ssl",
-    "sasl_port",
-    type=int,
-    default=None,
-    metavar="PORT",
-    help="Also open a SASL_SSL listener (TLS + SCRAM-SHA-512) on PORT, e.g. 9094, and print how to use it.",
-)
-def kafka(host: str, port: int, controller_port: int, heap: str | None, brokers: int, sasl_port: int | None) -> None:
-    """Run Apache Kafka (KRaft) from Maven Central, durable in <data dir>, until Ctrl-C.
-
-    The first start resolves the broker's jars with Maven (about 45 MB, needs
-    java and mvn) and formats the storage; later starts reuse both, with the
-    topics, messages and committed offsets of the last run. Then, in another
-    terminal:
-
-        KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 make dev
-
-    --brokers 3 runs a cluster as MSK does (<data dir>/kafka-cluster): a
-    controller on PORT+1 and brokers on PORT, PORT+2, PORT+4; no topic is
-    created on first use, topics get 3 copies of which 2 must have a write.
-    Create the topics with `trackflow topics create` before producing.
-
-    With --sasl-ssl 9094 (one broker) it also serves TLS (a throwaway CA made in
-    <data dir>/kafka/tls) and SCRAM-SHA-512 for the user `trackflow`, and
-    prints the KAFKA_* settings a client needs.
-    """
-    from trackflow.broker import BrokerError
-    from trackflow.kafka import DEFAULT_HEAP, ApacheKafka
-    from trackflow.kafka_cluster import KafkaCluster
-
-    settings = _settings()
-    if brokers > 1:
-        if sasl_port is not None:
-            raise click.UsageError("--sasl-ssl serves one broker; leave out --brokers, or --sasl-ssl")
-        home = settings.data_dir / "kafka-cluster"
-        click.echo(f"starting {brokers} Apache Kafka brokers and a controller in {home}...")
-        cluster = KafkaCluster(home, brokers=brokers, host=host, port=port, heap=heap)
-        try:
-            cluster.start()
-        except BrokerError as exc:
-            raise click.ClickException(str(exc)) from None
-        click.echo(f"controller pid {cluster.controller.pid} on {host}:{cluster.controller_port}")
-        for node in cluster.nodes:
-            click.echo(f"broker {node.node_id} pid {node.pid} on {node.bootstrap_servers} (log {node.log_path})")
-        click.echo(
-            f"Apache Kafka cluster listening on {cluster.bootstrap_servers}; Ctrl-C stops it.\n"
-            f"Use it: export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}; "
-            ".venv/bin/trackflow topics create; make dev"
-        )
-        try:
-            _wait_for_signal()
-        finally:
-            click.echo("stopping the cluster (each broker flushes its log first)...")
-            cluster.stop()
-        return
-    home = settings.data_dir / "kafka"
-    click.echo(f"starting Apache Kafka in {home} (the first start downloads its jars with Maven)...")
-    try:
-        running = ApacheKafka(
-            home, host=host, port=port, controller_port=controller_port, heap=heap or DEFAULT_HEAP, sasl_port=sasl_port
-        ).start()
-    except BrokerError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(
-        f"Apache Kafka listening on {running.bootstrap_servers} (pid {running.pid}, log {running.log_path}); "
-        "Ctrl-C stops it.\n"
-        f"Use it: KAFKA_BOOTSTRAP_SERVERS={running.bootstrap_servers} make dev"
-    )
-    if running.secure is not None:
-        settings_lines = " \\\n  ".join(f"{name}={value}" for name, value in running.secure.env().items())
-        click.echo(
-            f"SASL_SSL listener on {running.secure.bootstrap_servers}; to use it:\n  {settings_lines} \\\n  make dev"
-        )
-    try:
-        _wait_for_signal()
-    finally:
-        click.echo("stopping Apache Kafka (it flushes its log first)...")
-        running.stop()
 
 
 def _print_table(result: dict[str, Any], fmt: str) -> None:
@@ -892,9 +436,12 @@ def _pipeline_sender(settings: Settings) -> Any:
 
 
 def _register() -> None:
+    from trackflow.cli_aws import deploy, package
+    from trackflow.cli_kafka import broker, kafka, replay, topics
     from trackflow.projects_cli import projects
 
-    main.add_command(projects)
+    for command in (projects, package, deploy, broker, kafka, topics, replay):
+        main.add_command(command)
 
 
 _register()
