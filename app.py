@@ -207,11 +207,13 @@ def ingest(event: dict[str, Any], context: Any) -> dict[str, int]:
 
     conf = runtime.settings()
     started = time.perf_counter()
-    result = ingest_batch(
-        event, writer=runtime.writer(), dlq=runtime.sender(), dlq_topic=conf.dlq_topic, now_ms=runtime.now_ms
-    )
-    metrics.record_ingest(result, time.perf_counter() - started)
-    metrics.end_invocation()
+    try:
+        result = ingest_batch(
+            event, writer=runtime.writer(), dlq=runtime.sender(), dlq_topic=conf.dlq_topic, now_ms=runtime.now_ms
+        )
+        metrics.record_ingest(result, time.perf_counter() - started)
+    finally:
+        metrics.end_invocation()  # a failed invocation's measurements are its own line, not the next one's
     return result
 
 
@@ -224,13 +226,15 @@ def compact(event: Any) -> dict[str, float]:
     seconds_left = context.get_remaining_time_in_millis() / 1000 if context is not None else 60.0
     conf = runtime.settings()
     client = runtime.rollup_client()
-    days = compact_all(
-        client,
-        settle_s=conf.rollup_settle_s,
-        deadline=time.monotonic() + max(1.0, seconds_left - 10),
-        cluster=conf.clickhouse.cluster,
-    )
-    waited = pending_age_s(client, settle_s=conf.rollup_settle_s)
-    metrics.record_compaction(days, waited)
-    metrics.end_invocation()
+    try:
+        days = compact_all(
+            client,
+            settle_s=conf.rollup_settle_s,
+            deadline=time.monotonic() + max(1.0, seconds_left - 10),
+            cluster=conf.clickhouse.cluster,
+        )
+        waited = pending_age_s(client, settle_s=conf.rollup_settle_s)
+        metrics.record_compaction(days, waited)
+    finally:
+        metrics.end_invocation()
     return {"days": days, "pending_age_s": round(waited, 1)}
