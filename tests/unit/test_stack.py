@@ -121,3 +121,18 @@ def test_on_demand_pollers_leave_out_every_retry_control() -> None:
 def test_every_exception_names_a_resource_of_the_template() -> None:
     resources = merge_template()["Resources"]
     assert set(RULE_EXCEPTIONS) <= set(resources)
+
+
+def test_no_role_refers_to_a_function_which_refers_to_its_role() -> None:
+    import json
+
+    from trackflow.stack import iam
+    from trackflow.stack.operations import FUNCTIONS
+
+    for name, role in iam.roles().items():
+        text = json.dumps(role)
+        for function in FUNCTIONS:
+            assert f'"Ref": "{function}"' not in text and "${" + function + "}" not in text, (name, function)
+            assert f'["{function}", ' not in text, (name, function)  # no GetAtt of a function either
+    logs = iam.roles()["IngestRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
+    assert logs["Resource"] == {"Fn::GetAtt": ["IngestLogGroup", "Arn"]}

@@ -38,10 +38,12 @@ def _statement(sid: str, actions: list[str], resource: Any, **extra: Any) -> dic
 
 
 def _logs(function: str) -> dict[str, Any]:
-    group = sub(
-        f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/lambda/${{{function}}}:*"
-    )
-    return _statement("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], group)
+    """Writing to the function's own log group (its ARN ends in ``:*``, the streams in it).
+
+    Named by the log group, never by the function: the function refers to its
+    role, so a role referring to its function would be a circular dependency.
+    """
+    return _statement("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], get_att(f"{function}LogGroup", "Arn"))
 
 
 def _secret(sid: str, secret: Any, condition: str | None) -> Any:
