@@ -41,6 +41,8 @@ from typing import Any
 
 import orjson
 
+from bench.common import machine
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "faults.json"
 DOC = ROOT / "docs" / "reliability.md"
@@ -650,7 +652,8 @@ def _table(results: dict[str, dict[str, Any]], command: str, machine: dict[str, 
         "replayed",
     ]
     lines = [
-        f"`{command}` on {machine['cpu']} ({machine['cores']} cores), {time.strftime('%Y-%m-%d')}.",
+        f"`{command}` on {machine['cpu']} ({machine['cores']} cores), {time.strftime('%Y-%m-%d')}; each row says "
+        "when and where it was measured (`--only` re-runs some rows and keeps the others).",
         "",
         "| scenario | faults | " + " | ".join(columns) + " | memory | measured |",
         "|---|---|" + "---|" * len(columns) + "---|---|",
@@ -658,7 +661,7 @@ def _table(results: dict[str, dict[str, Any]], command: str, machine: dict[str, 
     for name, row in results.items():
         memory = f"{row['rss_mb_start']} → {row['rss_mb_end']} MB" if "rss_mb_start" in row else ""
         cells = [str(row.get(c, "")) for c in columns]
-        when = row.get("when", "")
+        when = f"{row.get('when', '')} ({row['cpu']})" if row.get("cpu") else row.get("when", "")
         lines.append(f"| {name} | {row.get('faults', '')} | " + " | ".join(cells) + f" | {memory} | {when} |")
     return "\n".join(lines)
 
@@ -684,15 +687,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "replay":
         replay_main(args.data_dir, args.bootstrap)
         return 0
-    from bench.common import machine
-
     results: dict[str, dict[str, Any]] = {}
     if args.only and OUT.exists():  # the other rows keep the figures of their last run (each says when)
         kept = json.loads(OUT.read_text()).get("results", {})
         results = {name: row for name, row in kept.items() if name in SCENARIOS}
     for name in args.only or list(SCENARIOS):
         print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
-        results[name] = SCENARIOS[name](args.quick) | {"when": time.strftime("%Y-%m-%d")}
+        results[name] = SCENARIOS[name](args.quick) | {"when": time.strftime("%Y-%m-%d"), "cpu": machine()["cpu"]}
         print(f"    {results[name]}", flush=True)
     results = {name: results[name] for name in SCENARIOS if name in results}
     command = "make faults" + (" (--quick)" if args.quick else "")
