@@ -33,7 +33,7 @@ export default (w, d) => {
   const BATCH_BYTES = 3e4; // keepalive requests and beacons share 64 kB in flight
   const GIVE_UP = 12; // failed sends in a row (about 8 minutes) before waiting for `online` or a new event
 
-  let key, opts, endpoint, session, userId, timer, lastPage, remote, engage, mine;
+  let key, opts, endpoint, session, userId, timer, lastPage, remote, engage, mine, gone;
   let failures = 0;
   let healthy = 1; // the last send worked: a beacon the browser accepted can be trusted
   let queue = [];
@@ -77,11 +77,12 @@ export default (w, d) => {
   let anonymousId = ls.tf_aid || uuid();
   store('tf_aid', anonymousId);
 
-  // Stamped with the time, so other pages know this tab is alive; `left` (0)
-  // hands it to the next page.
-  function save(left) {
+  // Stamped with the time, so other pages know this tab is alive; once the
+  // page is gone (pagehide) the stamp stays 0, which hands it to the next page,
+  // whatever a later visibilitychange's beacon saves.
+  function save() {
     queue = queue.slice(-MAX_QUEUE);
-    mine = store(tab, queue[0] && stringify({ t: left ?? Date.now(), q: queue })) && queue[0];
+    mine = store(tab, queue[0] && stringify({ t: gone ? 0 : Date.now(), q: queue })) && queue[0];
   }
 
   // Another page adopted this tab's queue (left or stale), and sends it.
@@ -324,7 +325,7 @@ export default (w, d) => {
     if (HASH) listen(w, 'hashchange', later);
     listen(w, 'pageshow', (event) => {
       // Back from the back-forward cache: the queue is ours again unless a page adopted it.
-      if (event.persisted) sync(), save(), page(1);
+      if (event.persisted) (gone = 0), sync(), save(), page(1);
     });
     listen(
       d,
@@ -372,7 +373,8 @@ export default (w, d) => {
     });
     listen(w, 'pagehide', () => {
       hidden();
-      save(0); // what is left goes to the next page of this site
+      gone = 1;
+      save(); // what is left goes to the next page of this site
     });
     listen(d, 'visibilitychange', () => d.hidden && hidden());
     listen(w, 'online', () => {

@@ -295,3 +295,30 @@ def test_a_page_tracking_through_a_broker_of_three_dying_loses_nothing(
         stack.stop()
         if kafka_cluster.nodes[0].pid is None:
             kafka_cluster.restart(0)
+
+
+def test_a_visibilitychange_after_pagehide_still_hands_the_queue_to_the_next_page(
+    context: Any, site: Site, stack: DevStack
+) -> None:
+    """Chromium fires visibilitychange (hidden) after pagehide when a page goes: the beacon sent
+    then must not stamp the stored queue as alive again, or the next page leaves it alone for
+    10 minutes. The first beacon is refused (a full beacon quota), the second accepted."""
+    context.add_init_script(
+        "let beacons = 0; navigator.sendBeacon = () => ++beacons > 1;"
+        "Object.defineProperty(Document.prototype, 'hidden', {get: () => !!window.leaving});"
+    )
+    page = context.new_page()
+    page.goto(f"{site.url}/options.html?endpoint={stack.api_url}&autoTrackPageViews=0")
+    context.set_offline(True)
+    page.evaluate("track('kept', {n: 1})")
+    pump(page, 2.5)  # the send failed: the event waits in this tab's stored queue
+    stamps = page.evaluate(
+        """() => {
+            dispatchEvent(new PageTransitionEvent('pagehide'));
+            window.leaving = true;
+            document.dispatchEvent(new Event('visibilitychange'));
+            return Object.keys(localStorage).filter((k) => k.startsWith('tf_q'))
+                .map((k) => JSON.parse(localStorage.getItem(k)).t);
+        }"""
+    )
+    assert stamps == [0]  # left: the next page of the site adopts it at once
