@@ -13,7 +13,7 @@ import { build } from 'esbuild';
 import { readFileSync, mkdirSync, rmSync } from 'node:fs';
 import { gzipSync, brotliCompressSync, constants } from 'node:zlib';
 
-const GZIP_BUDGET = 2300; // the core, gzip -9
+const GZIP_BUDGET = 2350; // the core, gzip -9
 const VARIANT_BUDGET = 3000; // any script with extras
 const EXTRAS = ['config', 'hash', 'links', 'tagged', 'engagement'];
 const endpoint = process.env.TRACKFLOW_ENDPOINT || 'http://localhost:8000';

@@ -33,7 +33,7 @@ export default (w, d) => {
   const BATCH_BYTES = 3e4; // keepalive requests and beacons share 64 kB in flight
   const GIVE_UP = 12; // failed sends in a row (about 8 minutes) before waiting for `online` or a new event
 
-  let key, opts, endpoint, session, userId, timer, lastPage, remote, engage, mine, gone;
+  let key, opts, endpoint, session, userId, timer, lastPage, remote, engage, mine, gone, told;
   let failures = 0;
   let healthy = 1; // the last send worked: a beacon the browser accepted can be trusted
   let queue = [];
@@ -116,14 +116,17 @@ export default (w, d) => {
     store('tf_s', stringify(session));
   }
 
+  // Why this page sends nothing, said once on the console (sampling says nothing).
   function disabled() {
-    return (
-      ls.tf_out ||
-      session?.off || // the server refused the key in this session
-      (nav.webdriver && !opts.trackWebdriver) ||
-      (CONFIG &&
-        (remote.enabled === false || parseInt(session?.i.slice(0, 8), 16) / 4294967296 >= (remote.sampleRate ?? 1)))
-    );
+    let why = ls.tf_out
+      ? 'optOut'
+      : session?.off // the server refused the key in this session
+        ? 'key refused'
+        : nav.webdriver && !opts.trackWebdriver
+          ? 'webdriver (trackWebdriver: true)'
+          : CONFIG && remote.enabled === false && 'disabled';
+    if (why && !told) told = console.info('trackflow: off,', why) || 1;
+    return why || (CONFIG && parseInt(session?.i.slice(0, 8), 16) / 4294967296 >= (remote.sampleRate ?? 1));
   }
 
   // The URL a page is counted at: without hash routing the #fragment is only an anchor.

@@ -161,15 +161,29 @@ def test_offline_then_back_with_a_reload_in_between_loses_nothing(context: Any, 
     ],
     ids=["dnt-not-read", "webdriver-skipped", "webdriver-allowed"],
 )
-def test_privacy_signals_and_automation(
+def test_privacy_signals_and_automation_and_a_declining_tracker_says_why_once(
     context: Any, traffic: Traffic, site: Site, init_script: str, query: str, sends: bool
 ) -> None:
     context.add_init_script(init_script)
     page = context.new_page()
+    said: list[str] = []
+    page.on("console", lambda m: said.append(m.text) if m.type == "info" else None)
     page.goto(f"{site.url}/options.html?{query}")
     page.click("#go")
     pump(page, 2.5)
     assert bool(traffic.posts) is sends
+    expected = [] if sends else ["trackflow: off, webdriver (trackWebdriver: true)"]
+    assert [s for s in said if s.startswith("trackflow")] == expected  # one line, not one per event
+
+
+def test_an_opted_out_browser_says_so_on_the_console(context: Any, site: Site, traffic: Traffic) -> None:
+    page = context.new_page()
+    said: list[str] = []
+    page.on("console", lambda m: said.append(m.text) if m.type == "info" else None)
+    page.goto(f"{site.url}/vite.html")
+    page.evaluate("track('optOut'); track('one'); track('two')")
+    pump(page, 1)
+    assert said == ["trackflow: off, optOut"]
 
 
 def test_opt_out_stops_sending_and_opt_in_resumes(context: Any, site: Site, traffic: Traffic) -> None:
