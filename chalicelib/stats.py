@@ -78,7 +78,12 @@ def _run(reader: Any, statement: str, sql: Sql) -> list[dict[str, Any]]:
 
 
 def _period(query: StatsQuery) -> dict[str, Any]:
-    return {"from": query.start.isoformat(), "to": query.end.isoformat(), "tz": query.tz}
+    return {
+        "from": query.start.isoformat(),
+        "to": query.end.isoformat(),
+        "tz": query.tz,
+        "bots": "include" if query.include_bots else "exclude",
+    }
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chalicelib.errors import RequestError
-from chalicelib.projects import MAX_PROJECT_ID_LENGTH
+from chalicelib.projects import DEV_PROJECT_ID, MAX_PROJECT_ID_LENGTH
 
 PERIODS = {
     "today": None,
@@ -51,6 +51,8 @@ FILTER_COLUMNS = {
     "os": "os",
     "event": "type",
 }
+# Other names a filter answers to: the column's own, as `trackflow sql` shows it.
+FILTER_ALIASES = {"device_type": "device"}
 PROPERTY_PREFIX = "prop."
 _PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_$.\-]{1,64}$")
 _DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -167,13 +169,14 @@ def _filters(params: Mapping[str, str], allowed: frozenset[str]) -> tuple[Filter
             if name in EXTRA_PARAM_LENGTH and len(value) > EXTRA_PARAM_LENGTH[name]:
                 raise RequestError(f"{name} is longer than {EXTRA_PARAM_LENGTH[name]} characters", field=name)
             continue
+        name = FILTER_ALIASES.get(name, name)
         if name in FILTER_COLUMNS:
             pass
         elif name.startswith(PROPERTY_PREFIX):
             if not _PROPERTY_NAME.match(name[len(PROPERTY_PREFIX) :]):
                 raise RequestError(f"{name!r}: property names are 1-64 letters, digits, _ $ . -", field=name)
         else:
-            known = ", ".join(sorted(allowed | set(FILTER_COLUMNS))) + ", prop.<name>"
+            known = ", ".join(sorted(allowed | set(FILTER_COLUMNS) | set(FILTER_ALIASES))) + ", prop.<name>"
             raise RequestError(f"unknown parameter {name!r}; known: {known}", field=name)
         if len(value) > MAX_FILTER_LENGTH:
             raise RequestError(f"{name} is longer than {MAX_FILTER_LENGTH} characters", field=name)
@@ -213,7 +216,9 @@ def parse_query(
         raise RequestError(
             f"hourly series are limited to {MAX_HOURLY_BUCKETS // 24} days; use interval=day", field="interval"
         )
-    bots = params.get("bots", "exclude")
+    # The development project is where people try curl and automated browsers,
+    # which are flagged as bots: there they count unless the query says otherwise.
+    bots = params.get("bots", "include" if project == DEV_PROJECT_ID else "exclude")
     if bots not in ("exclude", "include"):
         raise RequestError(f"bots must be exclude or include, got {bots!r}", field="bots")
     return StatsQuery(

@@ -153,6 +153,10 @@ def known(pipeline: Settings, request: pytest.FixtureRequest) -> Iterator[dict[s
 
 
 def get(path: str, headers: dict[str, str] | None = None) -> Any:
+    """A stats request; without a ``bots`` parameter it counts people only (the development
+    project's own default includes bots, see the test of that)."""
+    if "bots=" not in path:
+        path += ("&" if "?" in path else "?") + "bots=exclude"
     with Client(app.app) as client:
         return client.http.get(path, headers=headers or {})
 
@@ -169,9 +173,15 @@ def test_overview_counts_sessions_bounces_and_durations_with_the_day_before(know
     }
 
 
-def test_bots_count_only_when_asked_for(known: dict[str, Any]) -> None:
-    metrics = get(f"/v1/stats/overview?{DAY}&bots=include").json_body["metrics"]
-    assert (metrics["visitors"]["value"], metrics["sessions"]["value"], metrics["pageviews"]["value"]) == (3, 4, 5)
+def test_bots_count_when_asked_for_and_by_default_in_the_development_project(known: dict[str, Any]) -> None:
+    with Client(app.app) as client:  # no bots parameter at all
+        unsaid = client.http.get(f"/v1/stats/overview?{DAY}").json_body
+    for body in (get(f"/v1/stats/overview?{DAY}&bots=include").json_body, unsaid):
+        metrics = body["metrics"]
+        assert (metrics["visitors"]["value"], metrics["sessions"]["value"], metrics["pageviews"]["value"]) == (3, 4, 5)
+        assert body["period"]["bots"] == "include"  # the answer says what it counted
+    body = get(f"/v1/stats/overview?{DAY}&bots=exclude").json_body
+    assert (body["metrics"]["visitors"]["value"], body["period"]["bots"]) == (2, "exclude")
 
 
 def test_timeseries_has_every_hour_and_the_events_in_theirs(known: dict[str, Any]) -> None:
@@ -262,12 +272,14 @@ def test_filters_select_events(known: dict[str, Any], query: str, expected: tupl
 def test_rollups_and_raw_events_give_the_same_numbers(known: dict[str, Any]) -> None:
     client = known["client"]
     now = datetime(2026, 11, 21, tzinfo=UTC)
-    query = parse_query({"from": "2026-11-19", "to": "2026-11-20"}, now=now, default_project="development")
+    query = parse_query(
+        {"from": "2026-11-19", "to": "2026-11-20", "bots": "exclude"}, now=now, default_project="development"
+    )
     assert stats.overview(client, query) == stats.overview(client, query, rollups=False)
     assert stats.timeseries(client, query) == stats.timeseries(client, query, rollups=False)
     # A rolling week ending mid-day: whole days from the daily rollup, the ends from the hourly one.
     rolling = parse_query(
-        {"period": "7d"}, now=datetime(2026, 11, 20, 12, 30, tzinfo=UTC), default_project="development"
+        {"period": "7d", "bots": "exclude"}, now=datetime(2026, 11, 20, 12, 30, tzinfo=UTC), default_project="development"
     )
     for q in (query, rolling):
         for dimension in ("pages", "entry_pages", "exit_pages", "referrers", "countries", "devices", "os"):

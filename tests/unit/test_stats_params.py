@@ -19,7 +19,19 @@ def q(**params: str) -> StatsQuery:
 def test_the_default_is_the_last_seven_days_up_to_the_next_whole_hour_by_day() -> None:
     query = q()
     assert (query.start, query.end) == (datetime(2026, 11, 13, 13, tzinfo=UTC), datetime(2026, 11, 20, 13, tzinfo=UTC))
-    assert (query.interval, query.tz, query.include_bots, query.limit) == ("day", "UTC", False, 10)
+    assert (query.interval, query.tz, query.limit) == ("day", "UTC", 10)
+
+
+def test_bots_count_by_default_only_in_the_development_project() -> None:
+    assert q().include_bots is True  # curl and automated browsers are how people try it out
+    assert q(bots="exclude").include_bots is False
+    shop = parse_query({"project": "shop"}, now=NOW)
+    assert shop.include_bots is False
+    assert parse_query({"project": "shop", "bots": "include"}, now=NOW).include_bots is True
+
+
+def test_the_device_filter_also_answers_to_its_column_name() -> None:
+    assert q(device_type="mobile").filters == q(device="mobile").filters == (Filter("device", "mobile"),)
 
 
 def test_from_and_to_are_whole_local_days_both_included() -> None:
