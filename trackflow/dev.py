@@ -27,6 +27,8 @@ from trackflow.broker import EmbeddedBroker
 from trackflow.compactor import Compactor
 from trackflow.kafka import ApacheKafka
 from trackflow.mapping import MappingPolicy, destination_for, failure_topic
+from trackflow.ports import Port, check_free
+from trackflow.request_log import PollLog, is_polling
 from trackflow.runner import DEFAULT_BATCH_SIZE, DEFAULT_GROUP_ID, TriggerRunner
 from trackflow.sqlgate import SqlGate
 from trackflow.topics import DEFAULT_PARTITIONS, ensure_topics, topic_plan
@@ -38,6 +40,7 @@ MIGRATIONS_DIR = ROOT / "infra" / "clickhouse" / "migrations"
 TRACKER_DIST = ROOT / "tracker" / "dist"
 DEMO_DIR = ROOT / "tracker" / "demo"
 DASHBOARD_PAGE = ROOT / "dashboard" / "dist" / "index.html"
+DASHBOARD_ICON = ROOT / "dashboard" / "dist" / "favicon.svg"
 DRAIN_TIMEOUT_S = 30.0
 
 
@@ -105,6 +108,8 @@ def _chalice_server(host: str, port: int) -> Any:
 
     import app as app_module
 
+    polls = PollLog()
+
     class Handler(ChaliceRequestHandler):
         # http.server answers methods it has no do_X for with a 501 HTML page;
         # hand every method to the app, which answers 405 for those a route lacks.
@@ -114,15 +119,24 @@ def _chalice_server(host: str, port: int) -> Any:
             raise AttributeError(name)
 
         def do_GET(self) -> None:
-            # The dashboard page at / (and /dashboard); everything else is the app's.
-            if self.path.split("?", 1)[0] in ("/", "/dashboard", "/dashboard/"):
-                self._dashboard()
+            # The dashboard page at / (and /dashboard) and its icon; everything else is the app's.
+            path = self.path.split("?", 1)[0]
+            if path in ("/", "/dashboard", "/dashboard/"):
+                self._page(DASHBOARD_PAGE, "text/html; charset=utf-8")
+            elif path in ("/favicon.ico", "/favicon.svg"):
+                self._page(DASHBOARD_ICON, "image/svg+xml")
             else:
                 self._generic_handle()
 
-        def _dashboard(self) -> None:
-            if DASHBOARD_PAGE.is_file():
-                status, body, kind = 200, DASHBOARD_PAGE.read_bytes(), "text/html; charset=utf-8"
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            if not (self.command == "GET" and is_polling(self.path)):
+                super().log_request(code, size)
+            elif line := polls.count(code if isinstance(code, int) else 0):
+                self.log_message("%s", line)
+
+        def _page(self, page: Path, kind: str) -> None:
+            if page.is_file():
+                status, body = 200, page.read_bytes()
             else:
                 status, kind = 404, "text/plain; charset=utf-8"
                 body = b"The dashboard is not built: run `make dashboard` (make dev builds it).\n"
@@ -187,8 +201,22 @@ class DevStack:
             self._on_ready(self)
         return self
 
+    def _ports(self) -> list[Port]:
+        """Every port this stack will open, with the option that moves it."""
+        opts = self.options
+        ports = [Port(opts.api_port, "the API and dashboard", "--port")]
+        if opts.serve_tracker:
+            ports.append(Port(opts.tracker_port, "tracker.js and the demo", "--tracker-port"))
+        if self.settings.embedded_kafka:
+            reuse = ", set KAFKA_BOOTSTRAP_SERVERS to use the broker there,"
+            ports.append(Port(opts.broker_port, "the Kafka broker", "--broker-port", reuse))
+            if opts.kafka == "apache" and opts.broker_port:
+                ports.append(Port(opts.broker_port + 1, "Kafka's KRaft controller", "--broker-port"))
+        return ports
+
     def _start(self) -> None:
         opts, conf = self.options, self.settings
+        check_free(opts.host, self._ports())
         if conf.embedded_kafka:
             conf.data_dir.mkdir(parents=True, exist_ok=True)
             if opts.kafka == "apache":

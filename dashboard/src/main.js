@@ -9,8 +9,12 @@ const API = (params.get('api') || document.querySelector('meta[name="trackflow-a
 const TZ = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 const REFRESH_MS = 15000;
 const LIVE_MS = 5000;
+// Fewer sessions than this in the previous period make a percentage meaningless ("+50283%").
+const THIN_PREVIOUS = 10;
 let projects = [];
 let chart;
+// `bots` as the viewer chose it (the URL or the checkbox); unset, the API's default for the project.
+let bots = params.get('bots');
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -28,7 +32,7 @@ function current() {
 
 async function get(path, extra = {}) {
   const project = current();
-  const query = new URLSearchParams({ project: project.project_id, tz: TZ, ...extra });
+  const query = new URLSearchParams({ project: project.project_id, tz: TZ, ...(bots ? { bots } : {}), ...extra });
   const headers = {};
   const token = localStorage.getItem(tokenKey(project.project_id));
   if (project.needs_token && token) headers.Authorization = `Bearer ${token}`;
@@ -75,19 +79,33 @@ const CARDS = [
 function cards(metrics) {
   const box = $('cards');
   box.replaceChildren();
+  const before = metrics.sessions.previous;
   for (const [key, label, show] of CARDS) {
     const { value, previous } = metrics[key];
     const card = el('div', undefined, 'card');
     const number = el('div', show(value), 'value');
     number.dataset.metric = key;
     card.append(el('div', label, 'label'), number);
-    if (previous) {
+    if (before < THIN_PREVIOUS) {
+      if (value) card.append(el('div', before ? `new (${fmt(before)} sessions before)` : 'new', 'change new'));
+    } else if (previous) {
       const change = Math.round(((value - previous) / previous) * 100);
       const better = key === 'bounce_rate' ? change <= 0 : change >= 0;
       card.append(el('div', `${change >= 0 ? '+' : ''}${change}% vs previous`, `change ${better ? 'up' : 'down'}`));
     }
     box.append(card);
   }
+}
+
+// Daily points get one tick per day (at most about ten), labelled with the date only.
+function timeAxis(series, xs) {
+  if (series.interval !== 'day') return {};
+  const every = Math.ceil(xs.length / 10);
+  const day = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: series.period.tz });
+  return {
+    splits: () => xs.filter((_, i) => i % every === 0),
+    values: (_, ticks) => ticks.map((t) => day.format(new Date(t * 1000))),
+  };
 }
 
 function draw(series) {
@@ -99,8 +117,10 @@ function draw(series) {
     {
       width,
       height: 220,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), series.period.tz),
+      legend: { live: false }, // the series' names, not "--" until the cursor is on the chart
       series: [{}, { label: 'Page views', stroke: '#3366cc', fill: '#3366cc22' }, { label: 'Visitors', stroke: '#dc7a1f' }],
-      axes: [{}, { size: 50 }],
+      axes: [timeAxis(series, xs), { size: 50 }],
     },
     data,
     $('chart'),
@@ -111,30 +131,55 @@ function draw(series) {
 const BREAKDOWNS = [
   ['pages', 'Page', '(none)'],
   ['entry_pages', 'Entry page', '(no page view)'],
+  ['exit_pages', 'Exit page', '(no page view)'],
   ['referrers', 'Referrer', '(direct / none)'],
   ['utm_sources', 'utm_source', '(none)'],
   ['devices', 'Device', '(unknown)'],
   ['browsers', 'Browser', '(unknown)'],
+  ['os', 'Operating system', '(unknown)'],
   ['countries', 'Country', '(unknown)'],
 ];
 
+function clickedElement(row) {
+  const what = `${row.tag.toLowerCase()}${row.element_id ? `#${row.element_id}` : ''}`;
+  return row.text ? `${what} “${row.text}”` : row.href || what;
+}
+
+function choice() {
+  const chosen = $('period').value;
+  return chosen === 'custom' ? { from: $('from').value, to: $('to').value } : { period: chosen };
+}
+
+// What the viewer looks at goes in the address, so a reload or a shared link shows the same.
+function remember() {
+  const state = new URLSearchParams(location.search);
+  for (const name of ['project', 'period', 'from', 'to', 'bots']) state.delete(name);
+  state.set('project', current().project_id);
+  for (const [name, value] of Object.entries(choice())) state.set(name, value);
+  if (bots) state.set('bots', bots);
+  history.replaceState(null, '', `?${state}`);
+}
+
 async function refresh() {
-  const choice = $('period').value;
-  const period = choice === 'custom' ? { from: $('from').value, to: $('to').value } : { period: choice };
+  const period = choice();
+  remember();
   try {
-    const [overview, series, errors, custom, ...breakdowns] = await Promise.all([
+    const [overview, series, errors, custom, clicks, ...breakdowns] = await Promise.all([
       get('/v1/stats/overview', period),
       get('/v1/stats/timeseries', period),
       get('/v1/stats/errors', period),
       get('/v1/stats/events', period),
+      get('/v1/stats/clicks', period),
       ...BREAKDOWNS.map(([name]) => get(`/v1/stats/breakdown/${name}`, period)),
     ]);
+    $('bots').checked = overview.period.bots === 'include';
     cards(overview.metrics);
     draw(series);
     BREAKDOWNS.forEach(([name, title, blank], i) =>
       table(name, [[title, (r) => r.value || blank], ['Visitors', (r) => r.visitors, true], ['Views', (r) => r.pageviews, true]], breakdowns[i].rows),
     );
     table('events', [['Event', (r) => r.name], ['Count', (r) => r.count, true], ['Visitors', (r) => r.visitors, true]], custom.rows);
+    table('clicks', [['Element', clickedElement], ['Clicks', (r) => r.count, true], ['Visitors', (r) => r.visitors, true]], clicks.rows);
     table(
       'errors',
       [
@@ -190,8 +235,25 @@ async function start() {
     $('project').append(option);
   }
   $('project').value = params.get('project') || projects[0].project_id;
+  const period = params.get('from') && params.get('to') ? 'custom' : params.get('period');
+  if (period && [...$('period').options].some((o) => o.value === period)) $('period').value = period;
+  if (period === 'custom') {
+    $('from').value = params.get('from');
+    $('to').value = params.get('to');
+    $('range').hidden = false;
+  }
   showToken();
-  $('project').addEventListener('change', () => { showToken(); refresh(); live(); });
+  $('project').addEventListener('change', () => {
+    bots = null; // each project has its own default
+    showToken();
+    refresh();
+    live();
+  });
+  $('bots').addEventListener('change', () => {
+    bots = $('bots').checked ? 'include' : 'exclude';
+    refresh();
+    live();
+  });
   $('period').addEventListener('change', () => {
     const custom = $('period').value === 'custom';
     $('range').hidden = !custom;

@@ -178,17 +178,33 @@ def test_a_second_process_on_the_same_data_dir_is_told_why_it_cannot_start(tmp_p
         proc.wait(timeout=30)
 
 
-def test_dev_refuses_a_busy_broker_port_with_advice(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("option", "what"),
+    [("--port", "the API and dashboard"), ("--tracker-port", "tracker.js"), ("--broker-port", "the Kafka broker")],
+)
+def test_dev_names_a_busy_port_its_holder_and_the_option_before_starting_anything(
+    tmp_path: Path, option: str, what: str
+) -> None:
     import socket
 
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = _cli("dev", "--port", str(free_port()), "--broker-port", str(port), env=_env(tmp_path))
+        ports = {"--port": str(free_port()), "--tracker-port": str(free_port()), "--broker-port": str(free_port())}
+        ports[option] = str(port)
+        started = time.monotonic()
+        result = _cli("dev", *[item for pair in ports.items() for item in pair], env=_env(tmp_path))
+        took = time.monotonic() - started
     assert result.returncode != 0
-    assert "already in use" in result.stderr
-    assert "KAFKA_BOOTSTRAP_SERVERS" in result.stderr
+    said = result.stderr
+    assert f"port {port} ({what}" in said and f"is in use by pid {os.getpid()} (" in said, said
+    assert f"use {option}" in said and "or stop it" in said
+    if option == "--broker-port":
+        assert "KAFKA_BOOTSTRAP_SERVERS" in said
+    assert "ERROR" not in said and "Errno" not in said  # no broker started, no Kafka client complaining
+    assert took < 15, took  # before anything starts (the interpreter and imports take a few seconds)
+    assert not (tmp_path / "broker.log").exists()
 
 
 def test_ctrl_c_right_after_202s_loses_nothing_the_broker_acknowledged(tmp_path: Path) -> None:
