@@ -279,7 +279,9 @@ def test_rollups_and_raw_events_give_the_same_numbers(known: dict[str, Any]) -> 
     assert stats.timeseries(client, query) == stats.timeseries(client, query, rollups=False)
     # A rolling week ending mid-day: whole days from the daily rollup, the ends from the hourly one.
     rolling = parse_query(
-        {"period": "7d", "bots": "exclude"}, now=datetime(2026, 11, 20, 12, 30, tzinfo=UTC), default_project="development"
+        {"period": "7d", "bots": "exclude"},
+        now=datetime(2026, 11, 20, 12, 30, tzinfo=UTC),
+        default_project="development",
     )
     for q in (query, rolling):
         for dimension in ("pages", "entry_pages", "exit_pages", "referrers", "countries", "devices", "os"):
