@@ -314,6 +314,23 @@ class CachedProjectStore:
         return self._store.all()
 
 
+def listed_projects(store: ProjectStore, *, stage: str) -> list[Project]:
+    """Every project there is, as the dashboard and ``trackflow projects list`` show them:
+    in the dev stages the built-in development project first (unless stored as a project)."""
+    stored = store.all()
+    builtin = [dev_project()] if stage in DEV_STAGES else []
+    return [p for p in builtin if p.project_id not in {s.project_id for s in stored}] + stored
+
+
+def named_project(project_id: str, *, name: str | None = None) -> Project:
+    """A project with an id chosen by hand (``trackflow load``'s demo projects), new key and token."""
+    return replace(
+        new_project(name or project_id.replace("-", " ").capitalize()),
+        project_id=project_id,
+        read_token=new_read_token(project_id),
+    )
+
+
 def resolve_key(store: ProjectStore, api_key: str, *, stage: str) -> Project | None:
     """The project behind a key; the seed's development key works in dev stages only."""
     if api_key == DEV_API_KEY and stage in DEV_STAGES:

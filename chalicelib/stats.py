@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from chalicelib import stats_sql
 from chalicelib.errors import ForbiddenError, RequestError, ServiceUnavailableError, UnauthorizedError
-from chalicelib.projects import DEV_PROJECT_ID, ProjectStore, project_for_read_token, tokens_equal
+from chalicelib.projects import DEV_PROJECT_ID, ProjectStore, listed_projects, project_for_read_token, tokens_equal
 from chalicelib.rollups import DaySplit, split_days
 from chalicelib.stats_params import StatsQuery
 from chalicelib.stats_sql import Sql
@@ -52,14 +52,14 @@ def authorise_read(projects: ProjectStore, project_id: str, token: str | None, *
     """
     if project_id == DEV_PROJECT_ID and stage in ("dev", "test"):
         return
+    project = projects.get(project_id)
+    if project is None:
+        raise NotFoundError(f"no project {project_id!r}; `trackflow projects list` shows them", field="project")
     if token is None:
         raise UnauthorizedError(
             "send the project's read token as 'Authorization: Bearer <token>' (trackflow projects show)",
             code="missing_token",
         )
-    project = projects.get(project_id)
-    if project is None:
-        raise NotFoundError(f"no project {project_id!r}", field="project")
     if project.read_token and tokens_equal(project.read_token, token):
         return
     if project_for_read_token(projects, token) is not None:
@@ -215,10 +215,13 @@ def realtime(reader: Any, query: StatsQuery, *, now: datetime) -> dict[str, Any]
 def list_projects(projects: ProjectStore, token: str | None, *, stage: str) -> dict[str, Any]:
     """The projects a dashboard may offer: all of them locally, the token's own otherwise."""
     if stage in ("dev", "test"):
-        found = [p for p in projects.all() if p.enabled]
-        listed = [{"project_id": DEV_PROJECT_ID, "name": "Development", "needs_token": False}]
-        listed += [{"project_id": p.project_id, "name": p.name, "needs_token": True} for p in found]
-        return {"projects": listed}
+        found = [p for p in listed_projects(projects, stage=stage) if p.enabled]
+        return {
+            "projects": [
+                {"project_id": p.project_id, "name": p.name, "needs_token": p.project_id != DEV_PROJECT_ID}
+                for p in found
+            ]
+        }
     owner = project_for_read_token(projects, token) if token else None
     if owner is None:
         raise UnauthorizedError("send a read token as 'Authorization: Bearer <token>'", code="missing_token")

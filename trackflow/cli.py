@@ -17,7 +17,7 @@ import click
 
 from chalicelib.errors import TrackflowError
 from chalicelib.settings import Settings
-from trackflow.cli_common import current_settings, describe_policy, mapping_policy, wait_for_signal
+from trackflow.cli_common import counting, current_settings, describe_policy, mapping_policy, wait_for_signal
 from trackflow.runner import DEFAULT_BATCH_SIZE
 
 logger = logging.getLogger("trackflow")
@@ -371,12 +371,17 @@ def load(
     import time as _time
     from datetime import UTC, datetime, timedelta
 
-    from trackflow.load import Traffic, sites, table_writer, to_pipeline, to_table
+    from trackflow.load import Traffic, ensure_projects, sites, table_writer, to_pipeline, to_table
 
     settings = _settings()
     ids = [p.strip() for p in projects.split(",") if p.strip()]
     if not ids:
         raise click.BadParameter("name at least one project id", param_hint="--projects")
+    for project in ensure_projects(_project_store(settings), ids, stage=settings.stage):
+        click.echo(
+            f"created project {project.project_id!r} ({project.name}); its read token, which the dashboard "
+            f"asks for: {project.read_token}"
+        )
     if end_day is None:
         end = datetime.now(UTC)
     else:
@@ -396,7 +401,9 @@ def load(
                 from chalicelib.rollups import compact_all
 
                 written = to_table(events, writer, batch_size=batch_size, progress=progress)
-                compact_all(_rollup_client(), settle_s=0)  # nothing else writes: the rollups can catch up now
+                click.echo("compacting the rollups of the days written (so reports read them)...")
+                days = compact_all(_rollup_client(), settle_s=0)  # nothing else writes: they can catch up now
+                click.echo(f"compacted {days} day(s)")
                 return written
         else:
             sender = _pipeline_sender(settings)
@@ -408,14 +415,21 @@ def load(
                     sender.close()
 
         started = _time.monotonic()
-        with click.progressbar(length=count, label=f"{count:,} events -> {target}", show_pos=True) as bar:
-            written = sink(bar.update)
+        with counting(count, f"{count:,} events -> {target}") as advance:
+            written = sink(advance)
     except TrackflowError as exc:
         raise click.ClickException(exc.message) from None
     elapsed = _time.monotonic() - started
     click.echo(
         f"{written:,} events in {elapsed:.1f} s ({written / elapsed:,.0f}/s) for {', '.join(ids)} (--seed {seed})"
     )
+
+
+def _project_store(settings: Settings) -> Any:
+    from chalicelib import runtime
+
+    runtime.configure(settings=settings)
+    return runtime.projects()
 
 
 def _pipeline_sender(settings: Settings) -> Any:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -43,3 +47,41 @@ def describe_policy(policy: Any) -> str:
         return "retried until it succeeds (no on-failure destination)"
     bisect = ", split in halves first" if policy.bisect else ""
     return f"retried {policy.retries} times{bisect}, then sent to {policy.on_failure}"
+
+
+@contextmanager
+def counting(total: int, label: str, *, unit: str = "events", every_s: float = 5.0) -> Iterator[Callable[[int], None]]:
+    """Progress of long work, with its rate: a bar on a terminal, a line every ``every_s`` in a log.
+
+    Yields ``advance(n)``. click's bar draws nothing when the output is not a
+    terminal (CI, ``| tee``), so there a counter line is printed instead.
+    """
+    started = time.monotonic()
+    done = [0]
+
+    def rate() -> str:
+        elapsed = time.monotonic() - started
+        return f"{done[0] / elapsed:,.0f} {unit}/s" if elapsed > 0 else ""
+
+    if sys.stdout.isatty():
+        bar: Any
+        with click.progressbar(
+            length=total, label=label, show_pos=True, item_show_func=lambda _: rate() if done[0] else None
+        ) as bar:
+
+            def step(n: int) -> None:
+                done[0] += n
+                bar.update(n, done[0])
+
+            yield step
+        return
+    click.echo(f"{label}: {total:,} {unit}")
+    shown = [started]
+
+    def line(n: int) -> None:
+        done[0] += n
+        if time.monotonic() - shown[0] >= every_s:
+            shown[0] = time.monotonic()
+            click.echo(f"  {done[0]:,} of {total:,} {unit} ({rate()})")
+
+    yield line

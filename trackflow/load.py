@@ -22,6 +22,7 @@ import orjson
 
 from chalicelib.enrich import SCHEMA_VERSION
 from chalicelib.kafka_event import KafkaRecord
+from chalicelib.projects import DEV_PROJECT_ID, DEV_STAGES, Project, ProjectStore, named_project
 from chalicelib.settings import Settings
 
 PAGES = (  # path, title, weight as an entry page
@@ -229,6 +230,19 @@ def batches(events: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[s
             batch = []
     if batch:
         yield batch
+
+
+def ensure_projects(store: ProjectStore, project_ids: Sequence[str], *, stage: str) -> list[Project]:
+    """Create the projects traffic is generated for that do not exist yet (the built-in
+    development project exists in the dev stages); return those created."""
+    created = []
+    for project_id in project_ids:
+        if (project_id == DEV_PROJECT_ID and stage in DEV_STAGES) or store.get(project_id) is not None:
+            continue
+        project = named_project(project_id)
+        store.put(project)
+        created.append(project)
+    return created
 
 
 def table_writer(settings: Settings) -> Any:

@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from chalicelib.projects import BOT_POLICIES, Project, new_project, new_read_token, rotate_key
+from chalicelib.projects import (
+    BOT_POLICIES,
+    DEV_PROJECT_ID,
+    Project,
+    listed_projects,
+    new_project,
+    new_read_token,
+    rotate_key,
+)
 
 
 def _store() -> Any:
@@ -90,8 +98,11 @@ def create(name: str, origins: tuple[str, ...]) -> None:
 @projects.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_projects(as_json: bool) -> None:
-    """List every project."""
-    found = _store().all()
+    """List every project (in development, the built-in one behind YOUR_API_KEY first)."""
+    from trackflow.cli import _settings
+
+    store = _store()
+    found = listed_projects(store, stage=_settings().stage)
     if as_json:
         click.echo(json.dumps([json.loads(p.to_json()) for p in found], indent=2))
         return
@@ -100,8 +111,10 @@ def list_projects(as_json: bool) -> None:
         return
     click.echo(f"{'id':14}{'name':24}{'enabled':9}{'keys':6}origins")
     for p in found:
+        note = "  (built in: key YOUR_API_KEY, no read token needed here)" if p.project_id == DEV_PROJECT_ID else ""
         click.echo(
-            f"{p.project_id:14}{p.name[:23]:24}{'yes' if p.enabled else 'no':9}{len(p.api_keys):<6}{', '.join(p.allowed_origins) or 'any'}"
+            f"{p.project_id:14}{p.name[:23]:24}{'yes' if p.enabled else 'no':9}{len(p.api_keys):<6}"
+            f"{', '.join(p.allowed_origins) or 'any'}{note}"
         )
 
 

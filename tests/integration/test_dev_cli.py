@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -129,9 +131,30 @@ def test_dev_runs_the_pipeline_shows_the_row_via_sql_and_stops_everything_on_ctr
 
         # Generated traffic through the pipeline, then seen by the stats API and the dashboard page.
         load_env = env | {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}"}
-        loaded = _cli("load", "--events", "400", "--days", "1", "--projects", "development", env=load_env)
+        loaded = _cli("load", "--events", "400", "--days", "1", env=load_env)  # its default demo projects
         assert loaded.returncode == 0, loaded.stderr
         assert "400 events" in loaded.stdout
+        tokens = dict(re.findall(r"created project '([\w-]+)' .*: (tf_rt_\S+)", loaded.stdout))
+        assert set(tokens) == {"shop-demo", "blog-demo"}, loaded.stdout
+        # One store answers the CLI and the dashboard: the demo projects are real projects.
+        listed = _cli("projects", "list", env=env).stdout
+        listed_ids = [line.split()[0] for line in listed.splitlines()[1:]]
+        assert listed_ids[0] == "development" and sorted(listed_ids[1:]) == ["blog-demo", "shop-demo"], listed
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/v1/stats/projects", timeout=10) as r:
+            offered = [p["project_id"] for p in json.loads(r.read())["projects"]]
+        assert offered == listed_ids
+        with pytest.raises(urllib.error.HTTPError) as unknown:
+            urllib.request.urlopen(f"http://127.0.0.1:{api_port}/v1/stats/overview?project=no-such", timeout=10)
+        assert unknown.value.code == 404 and json.loads(unknown.value.read())["error"]["code"] == "unknown_project"
+        demo = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/v1/stats/overview?project=shop-demo&period=24h",
+            headers={"Authorization": f"Bearer {tokens['shop-demo']}"},
+        )
+        assert wait_for(
+            lambda: json.loads(urllib.request.urlopen(demo, timeout=10).read())["metrics"]["pageviews"]["value"] > 0,
+            timeout=30,
+            interval=0.5,
+        )
 
         def stored() -> int:
             result = _cli("sql", "SELECT count() AS n FROM events FINAL", "--format", "json", env=env)

@@ -26,9 +26,18 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
 
 
 def _projects(cli: CliRunner) -> list[dict[str, object]]:
+    """The projects created, without the built-in development one listed first."""
     result = cli.invoke(main, ["projects", "list", "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)  # type: ignore[no-any-return]
+    listed: list[dict[str, object]] = json.loads(result.output)
+    assert listed[0]["project_id"] == "development"
+    return listed[1:]
+
+
+def test_the_list_starts_with_the_development_project_the_dashboard_also_offers(cli: CliRunner) -> None:
+    table = cli.invoke(main, ["projects", "list"]).output.splitlines()
+    assert table[1].startswith("development   Development") and "YOUR_API_KEY" in table[1]
+    assert len(table) == 2  # no "no projects yet" while the dashboard lists one
 
 
 def test_create_prints_the_key_and_a_snippet_and_the_project_is_listed(cli: CliRunner) -> None:
