@@ -201,14 +201,26 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
 
 
 @main.command()
-def doctor() -> None:
-    """Check what a deployment needs before its first event: broker, topics, ClickHouse, migrations."""
-    from trackflow.doctor import checks
+@click.option("-v", "--verbose", is_flag=True, help="Also show the Kafka and ClickHouse clients' own log lines.")
+def doctor(verbose: bool) -> None:
+    """Check what a deployment needs before its first event: broker, topics, ClickHouse, migrations.
 
+    Each step is announced before it runs and takes a few seconds at most.
+    While `trackflow dev` runs, ClickHouse is read through it. Example:
+
+        trackflow doctor
+    """
+    from trackflow.doctor import steps
+
+    if not verbose:  # each failure is in the check's own line; the clients' retries are noise here
+        for name in ("kafka", "chalicelib.kafka_diagnosis", "trackflow.topics", "urllib3"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     failed = 0
-    for name, ok, detail in checks(_settings()):
-        failed += not ok
-        click.echo(f"{'ok  ' if ok else 'FAIL'}  {name:12} {detail}")
+    for title, run in steps(_settings()):
+        click.echo(f"checking {title} ...")
+        for name, ok, detail in run():
+            failed += not ok
+            click.echo(f"  {'ok  ' if ok else 'FAIL'}  {name:12} {detail}")
     if failed:
         raise click.ClickException(f"{failed} check(s) failed")
 

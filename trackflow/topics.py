@@ -74,7 +74,7 @@ def _connect(bootstrap_servers: str, security: KafkaSecurity | None, deadline: f
             return _admin(bootstrap_servers, security, 5000)
         except KafkaError as exc:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+                raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {reason or exc}") from exc
             time.sleep(0.5)
 
 
@@ -184,14 +184,21 @@ def describe_topics(
     """
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    quiet = logging.Logger("trackflow.topics.librdkafka")  # a broker being down is what this is asked about
-    quiet.addHandler(logging.NullHandler())
-    conf = {"bootstrap.servers": bootstrap_servers, "logger": quiet, **(security or KafkaSecurity()).confluent()}
-    admin = AdminClient(conf)
+    from chalicelib.kafka_diagnosis import ClientErrors
+
+    security = security or KafkaSecurity()
+    # librdkafka's complaints go here, not to stderr: refused credentials and TLS
+    # failures become the error's words; a broker being down is what this is asked about.
+    errors = ClientErrors(security)
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **errors.config(), **security.confluent()})
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except Exception as exc:  # KafkaException: nothing answered
-        raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+        admin.poll(0)  # deliver the error callbacks librdkafka still holds
+        reason = errors.reason()
+        if reason and ("authentication failed" in reason or "TLS" in reason or "KAFKA_SECURITY_PROTOCOL" in reason):
+            raise RuntimeError(f"Kafka at {bootstrap_servers}: {reason}") from exc
+        raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {reason or exc}") from exc
     found = [name for name in names if name in metadata.topics and metadata.topics[name].error is None]
     configs: dict[str, dict[str, Any]] = {}
     if found:

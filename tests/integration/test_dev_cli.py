@@ -196,6 +196,11 @@ def test_a_second_process_on_the_same_data_dir_is_told_why_it_cannot_start(tmp_p
         assert result.returncode != 0
         assert "held by another process" in result.stderr
         assert "TRACKFLOW_DATA_DIR" in result.stderr
+        # `trackflow doctor` reads it through the dev server, as `trackflow sql` does.
+        doctor = _cli("doctor", env=env | {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}"})
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "ok    clickhouse" in doctor.stdout and "through the running `trackflow dev`" in doctor.stdout
+        assert "ok    migrations" in doctor.stdout
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

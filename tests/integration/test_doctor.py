@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,12 @@ def test_doctor_says_how_to_get_a_broker_when_none_answers(tmp_path: Path) -> No
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CLICKHOUSE_", "TRACKFLOW_"))}
     env |= {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "TRACKFLOW_DATA_DIR": str(tmp_path)}
+    started = time.monotonic()
     result = _cli("doctor", env=env)
+    took = time.monotonic() - started
     assert result.returncode == 1
+    assert result.stdout.startswith("checking Kafka at 127.0.0.1:")  # said before the wait, not after
     assert "FAIL  broker" in result.stdout and "trackflow kafka" in result.stdout
+    assert "checking ClickHouse at " in result.stdout
+    assert took < 15, took  # 4 s for the broker, the rest is the interpreter and chDB
+    assert "ERROR" not in result.stderr and "%3|" not in result.stderr, result.stderr

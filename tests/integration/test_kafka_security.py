@@ -139,6 +139,37 @@ def test_doctor_and_topics_create_work_through_the_secured_listener(
     ("override", "says"),
     [
         ({"KAFKA_SASL_PASSWORD": "not-the-password"}, "authentication failed"),
+        ({"KAFKA_SSL_CA_FILE": "/etc/ssl/certs/ca-certificates.crt"}, "TLS handshake failed"),  # not the broker's CA
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SSL_CA_FILE": ""}, "TLS listener"),
+    ],
+    ids=["wrong-password", "unknown-ca", "no-tls-on-a-tls-listener"],
+)
+def test_doctor_names_refused_credentials_and_tls_failures_quietly_within_seconds(
+    apache_kafka: ApacheKafka,
+    secure: SecureListener,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    override: dict[str, str],
+    says: str,
+) -> None:
+    for name, value in secured_env(apache_kafka, secure, data_dir, **override).items():
+        monkeypatch.setenv(name, value)
+    started = time.monotonic()
+    doctor = CliRunner().invoke(main, ["doctor"])
+    took = time.monotonic() - started
+    lines = doctor.output.splitlines()
+    assert lines[0].startswith("checking Kafka at "), doctor.output
+    broker = next(line for line in lines if "broker" in line)
+    assert "FAIL" in broker and says in broker, doctor.output
+    assert "cannot reach" not in broker
+    assert took < 12, took  # two steps of at most a few seconds each
+    assert "%3|" not in doctor.output and "ERROR" not in doctor.output  # librdkafka's own lines stay out
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ({"KAFKA_SASL_PASSWORD": "not-the-password"}, "authentication failed"),
         ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SSL_CA_FILE": ""}, "TLS listener"),
     ],
     ids=["wrong-password", "no-tls-on-a-tls-listener"],
