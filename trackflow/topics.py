@@ -74,7 +74,7 @@ def _connect(bootstrap_servers: str, security: KafkaSecurity | None, deadline: f
             return _admin(bootstrap_servers, security, 5000)
         except KafkaError as exc:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {reason or exc}") from exc
+                raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
             time.sleep(0.5)
 
 
