@@ -37,11 +37,12 @@ help:
 	@echo "make dashboard build dashboard/dist/index.html (one static page, uPlot bundled)"
 	@echo "make lambda-runtime  build the Lambda Runtime Interface Emulator (Go) and awslambdaric for python3.12 (make test does)"
 	@echo "make package  build the Lambda bundle (python3.12; ARCH=x86_64 or arm64) and template into build/package"
-	@echo "make clean    remove .venv, node_modules, build output and local data (.trackflow/)"
+	@echo "make clean    remove .venv, node_modules, build output and local data (.trackflow/); says what stays in ~"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@echo "installing the pinned Python requirements into $(VENV) (the first time takes a few minutes: chDB alone is about 200 MB)"
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
@@ -86,7 +87,8 @@ $(LAMBDA_RUNTIME_STAMP): infra/lambda-runtime.txt $(STAMP)
 
 $(CHECKOV): infra/checkov-requirements.txt
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/checkov-requirements.txt
+	@echo "installing checkov into $(CHECKOV_VENV) (once)"
+	$(CHECKOV_VENV)/bin/python -m pip install --disable-pip-version-check -r infra/checkov-requirements.txt
 	@touch $@
 
 checkov: $(CHECKOV)
@@ -125,3 +127,9 @@ package: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) build tracker/node_modules tracker/dist dashboard/node_modules dashboard/dist .trackflow .pytest_cache .mypy_cache .ruff_cache
+	@echo "removed the venvs, node_modules, build output and local data (.trackflow/)."
+	@echo "left in your home directory, shared with other projects (remove them yourself if you like):"
+	@echo "  ~/.calfkit/bin      the embedded broker's binary (rm -rf ~/.calfkit)"
+	@echo "  ~/.m2/repository    Apache Kafka's jars from Maven Central (rm -rf ~/.m2/repository/org/apache/kafka)"
+	@echo "  Go's module cache   the Lambda runtime emulator's sources (go clean -modcache)"
+	@echo "  pip's and npm's caches (pip cache purge; npm cache clean --force)"

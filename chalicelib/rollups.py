@@ -156,8 +156,15 @@ def compact(
             [[project, day, generation, covered[(project, day)]] for project, day in days],
             column_names=("project_id", "day", "gen", "covered_to"),
         )
-        logger.info("compacted %d day(s) into generation %d", len(days), generation)
-    return CompactResult(len(days), generation, _delete_superseded(client, cluster))
+    deleted = _delete_superseded(client, cluster)
+    if days or deleted:  # one line per round that did something
+        logger.info(
+            "compacted %d day(s)%s; removed %d superseded generation(s)",
+            len(days),
+            f" into generation {generation}" if generation is not None else "",
+            deleted,
+        )
+    return CompactResult(len(days), generation, deleted)
 
 
 def _delete_superseded(client: Any, cluster: str | None = None) -> int:
@@ -180,7 +187,6 @@ def _delete_superseded(client: Any, cluster: str | None = None) -> int:
             f"DELETE FROM {target} WHERE (project_id, {day}, gen) IN {{old:Array(Tuple(String, Date, UInt64))}}",
             parameters=params,
         )
-    logger.info("deleted %d superseded rollup generation(s)", len(old))
     return len(old)
 
 

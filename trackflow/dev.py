@@ -357,6 +357,6 @@ def banner(stack: DevStack) -> str:
             "See it (in another terminal, while this runs):",
             '  .venv/bin/trackflow sql "SELECT timestamp, type, url_path, utm_source FROM events FINAL ORDER BY timestamp DESC LIMIT 5"',
             "Make some traffic for the dashboard:",
-            "  .venv/bin/trackflow load --events 20000 --days 2",
+            "  .venv/bin/trackflow load --events 50000 --days 30",
         ]
     )
