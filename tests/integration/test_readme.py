@@ -57,7 +57,7 @@ def blocks(language: str) -> list[str]:
 HOW: dict[str, str] = {
     "make dev": "the scenario: make dev, then the blocks that need it (`make test` is this suite)",
     "curl -s -X POST http://127.0.0.1:8000/v1/collect -H 'Content-Type: text/plain' \\": "run",
-    "curl -s -X POST http://127.0.0.1:8000/v1/collect -H 'Content-Type: text/plain' -d '{\"api_key\":\"k\"": "run",
+    'curl -s -X POST http://127.0.0.1:8000/v1/collect -H \'Content-Type: text/plain\' -d \'{"api_key":"k"': "run",
     ".venv/bin/trackflow load --events 50000 --days 30": "run",
     "curl -s 'http://127.0.0.1:8000/v1/stats/overview?period=30d'": "run",
     ".venv/bin/trackflow projects create": "run, with PROJECT_ID replaced by the id `create` printed",
