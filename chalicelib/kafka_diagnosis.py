@@ -45,8 +45,9 @@ class _Collector(logging.Handler):
 class ClientErrors:
     """The failures one librdkafka client reported, and the reason they add up to."""
 
-    def __init__(self, security: KafkaSecurity) -> None:
+    def __init__(self, security: KafkaSecurity, *, log: bool = True) -> None:
         self._security = security
+        self._log = log  # False: the caller reports the reason itself (``trackflow doctor``)
         self._lock = threading.Lock()
         self._reason: str | None = None
         # Not logging.getLogger: one per client, never registered (nothing to leak).
@@ -67,6 +68,8 @@ class ClientErrors:
             return
         with self._lock:
             self._reason = reason
+            if not self._log:
+                return
             new = reason != _last_logged[0]
             _last_logged[0] = reason
         if new:

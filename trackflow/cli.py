@@ -212,15 +212,21 @@ def doctor(verbose: bool) -> None:
     """
     from trackflow.doctor import steps
 
+    noisy = [logging.getLogger(name) for name in ("kafka", "trackflow.topics", "urllib3")]
+    levels = [log.level for log in noisy]
     if not verbose:  # each failure is in the check's own line; the clients' retries are noise here
-        for name in ("kafka", "chalicelib.kafka_diagnosis", "trackflow.topics", "urllib3"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+        for log in noisy:
+            log.setLevel(logging.CRITICAL)
     failed = 0
-    for title, run in steps(_settings()):
-        click.echo(f"checking {title} ...")
-        for name, ok, detail in run():
-            failed += not ok
-            click.echo(f"  {'ok  ' if ok else 'FAIL'}  {name:12} {detail}")
+    try:
+        for title, run in steps(_settings()):
+            click.echo(f"checking {title} ...")
+            for name, ok, detail in run():
+                failed += not ok
+                click.echo(f"  {'ok  ' if ok else 'FAIL'}  {name:12} {detail}")
+    finally:
+        for log, level in zip(noisy, levels, strict=True):
+            log.setLevel(level)
     if failed:
         raise click.ClickException(f"{failed} check(s) failed")
 

@@ -194,9 +194,16 @@ class Traffic:
                     self._event(common, site, "signup", page, t + 1500, orjson.dumps({"plan": plan}).decode())
                 )
             if rng.random() < 0.42 or len(events) > 40:
-                return events
+                return self._before_end(events)
             t += rng.randint(5_000, 180_000)
             page = self._pick(self._pages)
+
+    def _before_end(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A session that would run past the end is moved back to end there: no event is in the future."""
+        overshoot = max(e["timestamp"] for e in events) - self._end_ms
+        if overshoot <= 0:
+            return events
+        return [e | {k: e[k] - overshoot for k in ("timestamp", "client_ts", "received_at")} for e in events]
 
     def _event(
         self, common: dict[str, Any], site: Site, kind: str, page: tuple[Any, ...], t: int, props: str

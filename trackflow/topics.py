@@ -189,7 +189,7 @@ def describe_topics(
     security = security or KafkaSecurity()
     # librdkafka's complaints go here, not to stderr: refused credentials and TLS
     # failures become the error's words; a broker being down is what this is asked about.
-    errors = ClientErrors(security)
+    errors = ClientErrors(security, log=False)  # the reason goes into the error raised
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, **errors.config(), **security.confluent()})
     try:
         metadata = admin.list_topics(timeout=timeout_s)

@@ -139,3 +139,59 @@ def test_dashboard_custom_range_asks_for_those_days(browser: Any, stack: DevStac
     text_until(page, "[data-metric=pageviews]", lambda t: t.strip() not in ("", "0"))
     assert any("from=" in url and f"to={today}" in url and "/v1/stats/overview" in url for url in asked)
     context.close()
+
+
+def test_dashboard_keeps_its_view_in_the_address_and_shows_clicks_exit_pages_os_and_bots(
+    browser: Any, stack: DevStack
+) -> None:
+    visitor = f"view-{uuid.uuid4().hex[:6]}"
+    send(stack.api_url, visitor=visitor, url="https://shop.example/cart")
+    click = {
+        "event_id": str(uuid.uuid4()),
+        "type": "click",
+        "ts": int(__import__("time").time() * 1000),
+        "props": {"tag": "BUTTON", "id": "buy", "text": "Buy now"},
+        "context": {"url": "https://shop.example/cart", "anonymous_id": visitor, "session_id": f"s-{visitor}"},
+    }
+    request = urllib.request.Request(
+        f"{stack.api_url}/v1/collect",
+        data=json.dumps({"api_key": "YOUR_API_KEY", "events": [click]}).encode(),
+        headers={"Content-Type": "text/plain", "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1600})
+    page = context.new_page()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/v1/stats/overview" in r.url else None)
+    page.goto(f"{stack.api_url}/?period=30d")
+    text_until(page, "#status", lambda t: t.startswith("Updated"))
+    assert page.input_value("#period") == "30d"
+    assert "project=development" in page.url and "period=30d" in page.url
+    text_until(page, "#clicks", lambda t: "button#buy “Buy now”" in t)
+    text_until(page, "#exit_pages", lambda t: "/cart" in t)
+    text_until(page, "#os", lambda t: "Linux" in t)
+    # Everything is from the last minutes: against an empty previous period the change is "new".
+    assert "new" in page.locator(".card .change").first.inner_text()
+    assert not any("%" in change for change in page.locator(".card .change").all_inner_texts())
+    legend = page.locator(".u-legend").inner_text()
+    assert "Page views" in legend and "--" not in legend
+    padding = page.evaluate("parseFloat(getComputedStyle(document.getElementById('live-events')).paddingLeft)")
+    assert padding >= 32  # room for "15." in the live list
+
+    # The development project counts bots until the switch says otherwise; the address keeps the choice.
+    assert page.locator("#bots").is_checked()
+    page.uncheck("#bots")
+    text_until(page, "#status", lambda t: t.startswith("Updated"))
+    assert "bots=exclude" in page.url and "bots=exclude" in asked[-1]
+    page.select_option("#period", "24h")
+    text_until(page, "#status", lambda t: t.startswith("Updated"))
+    page.reload()
+    text_until(page, "#status", lambda t: t.startswith("Updated"))
+    assert page.input_value("#period") == "24h" and not page.locator("#bots").is_checked()
+
+    with urllib.request.urlopen(f"{stack.api_url}/favicon.ico", timeout=10) as icon:
+        assert icon.status == 200 and icon.headers["Content-Type"] == "image/svg+xml"
+        assert icon.read().startswith(b"<svg")
+    context.close()

@@ -47,3 +47,11 @@ def test_the_same_seed_gives_the_same_events_and_another_seed_other_ids() -> Non
 
 def test_batches_cover_everything_in_order() -> None:
     assert [len(b) for b in batches(iter(range(25)), 10)] == [10, 10, 5]
+
+
+def test_no_event_is_in_the_future_even_in_sessions_that_start_at_the_end() -> None:
+    # A period of minutes: most sessions start near its end, and their later pages would run past it.
+    events = list(Traffic(sites(["a"]), end_ms=END_MS, days=0.01, seed=7).events(3000))
+    assert max(e["timestamp"] for e in events) <= END_MS
+    assert all(e["received_at"] - e["timestamp"] == 40 for e in events)  # moved whole
+    assert sum(e["timestamp"] > END_MS - 60_000 for e in events) > 10  # still up to the end
