@@ -13,6 +13,7 @@ const LIVE_MS = 5000;
 const THIN_PREVIOUS = 10;
 let projects = [];
 let chart;
+let empty = true; // the figures show nothing yet: the first event refreshes them at once, not in 15 s
 // `bots` as the viewer chose it (the URL or the checkbox); unset, the API's default for the project.
 let bots = params.get('bots');
 
@@ -173,6 +174,7 @@ async function refresh() {
       ...BREAKDOWNS.map(([name]) => get(`/v1/stats/breakdown/${name}`, period)),
     ]);
     $('bots').checked = overview.period.bots === 'include';
+    empty = !overview.metrics.pageviews.value && !overview.metrics.sessions.value;
     cards(overview.metrics);
     draw(series);
     BREAKDOWNS.forEach(([name, title, blank], i) =>
@@ -207,6 +209,7 @@ async function live() {
     $('live-visitors').textContent = fmt(now.visitors);
     $('live-pageviews').textContent = fmt(now.pageviews);
     $('live-error').textContent = '';
+    if (empty && now.latest.length) refresh();
     $('live-events').replaceChildren(
       ...now.latest.map((e) => el('li', `${new Date(e.at_ms).toLocaleTimeString()}  ${e.type}  ${e.url_path}  ${e.title || ''}  ${e.country || ''}`)),
     );
