@@ -366,7 +366,8 @@ def sql(query: str, fmt: str) -> None:
     "--projects",
     default="development,shop-demo,blog-demo",
     show_default=True,
-    help="Comma-separated project ids; the first gets most traffic.",
+    help="Comma-separated project ids; the first gets most traffic. Projects that do not exist are created "
+    "(the development project is built in).",
 )
 @click.option(
     "--days", default=30.0, show_default=True, type=click.FloatRange(min=0.01), help="Spread over this many days."
