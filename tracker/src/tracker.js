@@ -116,7 +116,12 @@ export default (w, d) => {
     store('tf_s', stringify(session));
   }
 
-  // Why this page sends nothing, said once on the console (sampling says nothing).
+  // Why this page sends nothing (or the server keeps nothing), said once on the console.
+  function say(why) {
+    if (!told) told = console.info('trackflow: off,', why) || 1;
+  }
+
+  // Sampling says nothing.
   function disabled() {
     let why = ls.tf_out
       ? 'optOut'
@@ -125,7 +130,7 @@ export default (w, d) => {
         : nav.webdriver && !opts.trackWebdriver
           ? 'webdriver (trackWebdriver: true)'
           : CONFIG && remote.enabled === false && 'disabled';
-    if (why && !told) told = console.info('trackflow: off,', why) || 1;
+    why && say(why);
     return why || (CONFIG && parseInt(session?.i.slice(0, 8), 16) / 4294967296 >= (remote.sampleRate ?? 1));
   }
 
@@ -208,8 +213,10 @@ export default (w, d) => {
       .then((response) => {
         let status = response.status;
         if (status > 499 || status == 429) return retry();
-        // 2xx: stored. 4xx: it never will be, so stop sending it; 401/403: the
-        // key is unknown or its project disabled, so stop for the session.
+        // 2xx: stored, or dropped by the project's policy (Sec-GPC, bots), which
+        // the answer names. 4xx: it never will be, so stop sending it; 401/403:
+        // the key is unknown or its project disabled, so stop for the session.
+        status == 202 && response.json().then((answer) => answer.dropped && say(answer.dropped.reason), Object); // Object: ignore a body that is not JSON
         if (status == 401 || status == 403) {
           touch(now);
           session.off = 1;

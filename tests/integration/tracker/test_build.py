@@ -20,7 +20,7 @@ from trackflow.dev import TRACKER_DIST
 pytestmark = pytest.mark.integration
 
 TRACKER = TRACKER_DIST.parent
-GZIP_BUDGET = 2350
+GZIP_BUDGET = 2400
 
 
 EXTRAS = ["config", "hash", "links", "tagged", "engagement"]
@@ -53,12 +53,12 @@ def test_build_fails_when_the_core_is_over_budget(tmp_path: Path) -> None:
     shutil.copytree(TRACKER, copy, ignore=shutil.ignore_patterns("node_modules", "dist"))
     (copy / "node_modules").symlink_to(TRACKER / "node_modules")
     source = copy / "src" / "tracker.js"
-    # Incompressible filler pushes it over 2,350 B gzipped.
+    # Incompressible filler pushes it over 2,400 B gzipped.
     filler = "".join(f"w.x{i}='{i * 7919 % 100003:x}{i * 104729 % 65521:x}';" for i in range(400))
     source.write_text(source.read_text().replace("dl.tf = 1;", "dl.tf = 1;" + filler, 1))
     result = subprocess.run(["node", "build.mjs"], cwd=copy, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert re.search(r"tracker\.js is \d+ B gzipped, over the 2350 B budget", result.stderr)
+    assert re.search(r"tracker\.js is \d+ B gzipped, over the 2400 B budget", result.stderr)
 
 
 def test_the_seeds_http_server_command_serves_the_script_with_cors() -> None:

@@ -176,6 +176,25 @@ def test_privacy_signals_and_automation_and_a_declining_tracker_says_why_once(
     assert [s for s in said if s.startswith("trackflow")] == expected  # one line, not one per event
 
 
+def test_a_browser_sending_gpc_is_told_once_that_the_project_keeps_nothing(
+    browser: Any, stack: Any, site: Site, db: Any
+) -> None:
+    context = browser.new_context(extra_http_headers={"Sec-GPC": "1"})
+    wire(context, stack.api_url, Traffic())
+    try:
+        page = context.new_page()
+        said: list[str] = []
+        page.on("console", lambda m: said.append(m.text) if m.type == "info" else None)
+        page.goto(f"{site.url}/vite.html")
+        visitor = anonymous_id(page)
+        page.evaluate("track('one'); track('two')")
+        pump(page, 2.5)
+        assert said == ["trackflow: off, gpc"]  # the development project honours Sec-GPC
+        assert stored(db, visitor) == []
+    finally:
+        context.close()
+
+
 def test_an_opted_out_browser_says_so_on_the_console(context: Any, site: Site, traffic: Traffic) -> None:
     page = context.new_page()
     said: list[str] = []
