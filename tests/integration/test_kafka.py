@@ -75,8 +75,17 @@ def test_without_java_or_maven_the_error_says_what_to_install(tmp_path: Path, mo
         ApacheKafka(tmp_path / "none", port=free_port()).start()
 
 
+def _port_and_next_free() -> int:
+    """A free port whose successor is free too: `dev --kafka apache` puts the KRaft controller there."""
+    from trackflow.ports import is_free
+
+    while not is_free("127.0.0.1", (port := free_port()) + 1):
+        pass
+    return port
+
+
 def test_dev_with_apache_kafka_stores_an_event(tools: None, tmp_path: Path) -> None:
-    api_port, broker_port = free_port(), free_port()
+    api_port, broker_port = free_port(), _port_and_next_free()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CLICKHOUSE_", "TRACKFLOW_"))}
     env["TRACKFLOW_DATA_DIR"] = str(tmp_path)
     proc = subprocess.Popen(
