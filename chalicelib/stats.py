@@ -22,7 +22,14 @@ from zoneinfo import ZoneInfo
 
 from chalicelib import stats_sql
 from chalicelib.errors import ForbiddenError, RequestError, ServiceUnavailableError, UnauthorizedError
-from chalicelib.projects import DEV_PROJECT_ID, ProjectStore, listed_projects, project_for_read_token, tokens_equal
+from chalicelib.projects import (
+    DEV_PROJECT_ID,
+    DEV_STAGES,
+    ProjectStore,
+    listed_projects,
+    project_for_read_token,
+    tokens_equal,
+)
 from chalicelib.rollups import DaySplit, split_days
 from chalicelib.stats_params import StatsQuery
 from chalicelib.stats_sql import Sql
@@ -50,7 +57,7 @@ def authorise_read(projects: ProjectStore, project_id: str, token: str | None, *
     The development project is open in the dev and test stages. A token that
     belongs to another project gets 403, any other wrong token 401.
     """
-    if project_id == DEV_PROJECT_ID and stage in ("dev", "test"):
+    if project_id == DEV_PROJECT_ID and stage in DEV_STAGES:
         return
     project = projects.get(project_id)
     if project is None:
@@ -214,7 +221,7 @@ def realtime(reader: Any, query: StatsQuery, *, now: datetime) -> dict[str, Any]
 
 def list_projects(projects: ProjectStore, token: str | None, *, stage: str) -> dict[str, Any]:
     """The projects a dashboard may offer: all of them locally, the token's own otherwise."""
-    if stage in ("dev", "test"):
+    if stage in DEV_STAGES:
         found = [p for p in listed_projects(projects, stage=stage) if p.enabled]
         return {
             "projects": [

@@ -15,7 +15,7 @@ from typing import Any
 
 from chalicelib import stats
 from chalicelib.errors import EngineLockedError, ServiceUnavailableError, StorageError
-from chalicelib.projects import DEV_PROJECT_ID, ProjectStore
+from chalicelib.projects import DEV_PROJECT_ID, DEV_STAGES, ProjectStore
 from chalicelib.stats_params import parse_query
 
 # Report -> parameters it reads besides the common ones and the filters.
@@ -46,7 +46,7 @@ def answer(
     if report == "projects":
         return stats.list_projects(projects, token, stage=stage)
     now = datetime.fromtimestamp(now_ms() / 1000, UTC)
-    default = DEV_PROJECT_ID if stage in ("dev", "test") else None
+    default = DEV_PROJECT_ID if stage in DEV_STAGES else None
     query = parse_query(params, now=now, extra=EXTRA_PARAMS[report], default_project=default)
     stats.authorise_read(projects, query.project_id, token, stage=stage)
     from clickhouse_connect.driver.exceptions import ClickHouseError

@@ -28,7 +28,7 @@ from trackflow.compactor import Compactor
 from trackflow.kafka import ApacheKafka
 from trackflow.mapping import MappingPolicy, destination_for, failure_topic
 from trackflow.ports import Port, check_free
-from trackflow.request_log import PollLog, is_polling
+from trackflow.request_log import DASHBOARD_PATHS, PollLog, is_polling
 from trackflow.runner import DEFAULT_BATCH_SIZE, DEFAULT_GROUP_ID, TriggerRunner
 from trackflow.sqlgate import SqlGate
 from trackflow.topics import DEFAULT_PARTITIONS, ensure_topics, topic_plan
@@ -121,7 +121,7 @@ def _chalice_server(host: str, port: int) -> Any:
         def do_GET(self) -> None:
             # The dashboard page at / (and /dashboard) and its icon; everything else is the app's.
             path = self.path.split("?", 1)[0]
-            if path in ("/", "/dashboard", "/dashboard/"):
+            if path in DASHBOARD_PATHS:
                 self._page(DASHBOARD_PAGE, "text/html; charset=utf-8")
             elif path in ("/favicon.ico", "/favicon.svg"):
                 self._page(DASHBOARD_ICON, "image/svg+xml")

@@ -13,14 +13,14 @@ import time
 from collections.abc import Callable
 
 POLLED_PREFIXES = ("/v1/stats/", "/favicon.")
-POLLED_PAGES = ("/", "/dashboard", "/dashboard/")
+DASHBOARD_PATHS = ("/", "/dashboard", "/dashboard/")  # where the dev server serves the dashboard page
 SUMMARY_EVERY_S = 60.0
 
 
 def is_polling(path: str) -> bool:
     """A request an open dashboard makes by itself (its page, its icon, its stats)."""
     bare = path.split("?", 1)[0]
-    return bare in POLLED_PAGES or bare.startswith(POLLED_PREFIXES)
+    return bare in DASHBOARD_PATHS or bare.startswith(POLLED_PREFIXES)
 
 
 class PollLog:

@@ -153,6 +153,11 @@ def paste(block: str, env: dict[str, str], *, timeout_s: float = 180) -> str:
     return result.stdout + result.stderr
 
 
+def send_block() -> str:
+    """The README's "Send an event" block: the curl (two lines), then `trackflow sql`."""
+    return next(b for b in blocks("bash") if b.startswith("curl -s -X POST") and "YOUR_API_KEY" in b)
+
+
 def promised(block: str) -> list[str]:
     """The outputs a block promises in its comments: ``# {...}`` lines."""
     return [line[2:] for line in block.splitlines() if line.startswith("# {")]
@@ -228,7 +233,7 @@ def test_make_dev_then_the_readme_blocks_and_snippet_as_a_newcomer_pastes_them(
         assert _dashboard_number(dashboard, "pageviews", lambda n: n == 0, timeout_s=5) == 0
 
         # "Send an event and see the row": the answer it promises, then the row.
-        send = next(b for b in blocks("bash") if b.startswith("curl -s -X POST") and "YOUR_API_KEY" in b)
+        send = send_block()
         sent_at = time.monotonic()
         said = paste(send, env)
         for line in promised(send):
@@ -312,7 +317,7 @@ def test_apache_kafka_block_make_kafka_then_make_dev_on_it(env: dict[str, str]) 
         kafka.wait_for("Apache Kafka listening on 127.0.0.1:9092", timeout_s=240)
         dev = Terminal(dev_line, env).start()  # "in another terminal"
         dev.wait_for("Ctrl-C stops everything", timeout_s=120)
-        send = next(b for b in blocks("bash") if b.startswith("curl -s -X POST") and "YOUR_API_KEY" in b)
+        send = send_block()
         said = paste(send.splitlines()[0] + "\n" + send.splitlines()[1], env)
         assert '{"accepted":1,"rejected":[]}' in said, said
         # A fresh Apache Kafka creates __consumer_offsets and balances the group first: seconds, not one.
@@ -344,7 +349,7 @@ def test_the_chalice_way_three_terminals_serve_every_request_and_stop_on_ctrl_c(
         while not port_open("127.0.0.1", 8000):
             assert time.monotonic() < deadline, terminals[2].output()
             time.sleep(0.2)
-        send = next(b for b in blocks("bash") if b.startswith("curl -s -X POST") and "YOUR_API_KEY" in b)
+        send = send_block()
         curl = "\n".join(send.splitlines()[:2])
         answers = [paste(curl, env).strip() for _ in range(10)]
         assert answers == ['{"accepted":1,"rejected":[]}'] * 10, answers
