@@ -220,21 +220,23 @@ def ingest(event: dict[str, Any], context: Any) -> dict[str, int]:
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="compact")
 def compact(event: Any) -> dict[str, float]:
     """Chalice calls a scheduled handler with one argument, its event object; ``event.context`` is Lambda's."""
-    from chalicelib.rollups import compact_all, pending_age_s
+    from chalicelib.rollups import backlog, compact_all
 
     context = getattr(event, "context", None)
     seconds_left = context.get_remaining_time_in_millis() / 1000 if context is not None else 60.0
     conf = runtime.settings()
     client = runtime.rollup_client()
+    started = time.monotonic()
     try:
-        days = compact_all(
-            client,
-            settle_s=conf.rollup_settle_s,
-            deadline=time.monotonic() + max(1.0, seconds_left - 10),
-            cluster=conf.clickhouse.cluster,
-        )
-        waited = pending_age_s(client, settle_s=conf.rollup_settle_s)
-        metrics.record_compaction(days, waited)
+        done = compact_all(client, settle_s=conf.rollup_settle_s, deadline=started + max(1.0, seconds_left - 10))
+        waiting = backlog(client, settle_s=conf.rollup_settle_s)
+        metrics.record_compaction(done.hours, time.monotonic() - started, waiting)
     finally:
         metrics.end_invocation()
-    return {"days": days, "pending_age_s": round(waited, 1)}
+    return {
+        "hours": done.hours,
+        "days": done.days,
+        "backlog_hours": waiting.hours,
+        "backlog_rows": waiting.rows,
+        "pending_age_s": round(waiting.pending_age_s, 1),
+    }

@@ -6,7 +6,7 @@ when another process holds it; that case becomes :class:`EngineLockedError`
 with the real cause spelled out.
 
 :class:`EventWriter` writes a whole batch of event rows with one insert, after
-marking the days they fall on as changed for the rollups' compaction
+marking the hours they fall on as changed for the rollups' compaction
 (:mod:`chalicelib.rollups`). It tells data ClickHouse refuses
 (:class:`RefusedDataError`: isolate and dead-letter it) from failures worth a
 retry (:class:`StorageError`).
@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.errors import EngineLockedError, RefusedDataError, StorageError
+from chalicelib.rollups import INSERT_TIME_LIMIT_S, mark_changed
 from chalicelib.settings import ClickHouseSettings
 
 logger = logging.getLogger(__name__)
@@ -169,11 +171,16 @@ def connect(
 # many parts, unreachable server) is transient and the batch is retried.
 DATA_ERROR_CODES = frozenset({6, 27, 38, 41, 53, 69, 70, 72, 117, 131, 321, 349})
 _CODE = re.compile(r"Code: (\d+)")
-_DAY_MS = 86_400_000
-_EPOCH = date(1970, 1, 1)
+_HOUR_MS = 3_600_000
 # Ingest bounds every timestamp (chalicelib.ingest), so the partition guard
-# only ever refused honest batches that replayed months of backlog.
-INSERT_SETTINGS = {"insert_deduplicate": 0, "max_partitions_per_insert_block": 0}
+# only ever refused honest batches that replayed months of backlog. The
+# server stops an insert still running after the time limit, so none lands
+# after compaction's settle time (chalicelib.rollups).
+INSERT_SETTINGS = {
+    "insert_deduplicate": 0,
+    "max_partitions_per_insert_block": 0,
+    "max_execution_time": INSERT_TIME_LIMIT_S,
+}
 
 
 def refused_data_reason(exc: BaseException) -> str | None:
@@ -190,10 +197,10 @@ def refused_data_reason(exc: BaseException) -> str | None:
     return None
 
 
-def changed_days(rows: Sequence[Sequence[Any]]) -> set[tuple[str, date]]:
-    """The (project, UTC day) pairs that event rows (``EVENT_COLUMNS`` order) fall on."""
-    pairs = {(row[0], row[1] // _DAY_MS) for row in rows}
-    return {(project, _EPOCH + timedelta(days=day)) for project, day in pairs}
+def changed_hours(rows: Sequence[Sequence[Any]]) -> dict[tuple[str, datetime], int]:
+    """How many event rows (``EVENT_COLUMNS`` order) fall on each (project, UTC hour)."""
+    counts = Counter((row[0], row[1] // _HOUR_MS) for row in rows)
+    return {(project, datetime.fromtimestamp(hour * 3600, UTC)): n for (project, hour), n in counts.items()}
 
 
 class EventWriter:
@@ -228,17 +235,15 @@ class EventWriter:
     def insert_events(self, rows: Sequence[Sequence[Any]]) -> int:
         """One insert of rows shaped like ``EVENT_COLUMNS``; return how many were written.
 
-        The days the rows fall on are marked changed first, so compaction
-        rebuilds their rollups whatever happens to the insert. Raises
+        The hours the rows fall on are marked changed before the insert and
+        again after it, so compaction rebuilds their rollups whatever happens
+        to the insert, and whenever it lands. Raises
         :class:`RefusedDataError` when ClickHouse refuses a value,
         :class:`StorageError` for anything else.
         """
         try:
-            self._client.insert(
-                f"{self._database}.rollup_changes",
-                [[project, day] for project, day in changed_days(rows)],
-                column_names=("project_id", "day"),
-            )
+            hours = changed_hours(rows)
+            mark_changed(self._client, dict.fromkeys(hours, 0), database=self._database)
             self._client.insert(
                 self._events_table,
                 rows,
@@ -246,6 +251,7 @@ class EventWriter:
                 column_type_names=self._types(),
                 settings=INSERT_SETTINGS,
             )
+            mark_changed(self._client, hours, database=self._database)
         except Exception as exc:
             reason = refused_data_reason(exc)
             if reason is not None:

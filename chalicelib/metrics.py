@@ -9,6 +9,9 @@ start at zero when the process does, as Prometheus expects. The names:
 - ``trackflow_ingest_batch_events``, ``trackflow_ingest_seconds``,
   ``trackflow_rows_written_total``, ``trackflow_dead_letters_total``,
   ``trackflow_duplicates_dropped_total``
+- ``trackflow_compaction_seconds``, ``trackflow_compaction_backlog_hours``,
+  ``trackflow_compaction_backlog_rows``, ``trackflow_compaction_oldest_hour_age_seconds``,
+  ``trackflow_compaction_pending_age_seconds`` (set after each compaction run)
 - ``trackflow_consumer_lag{topic,partition}`` (end offset minus committed, set by the local trigger runner;
   in AWS read the event source mapping's ``OffsetLag`` metric instead)
 
@@ -101,6 +104,30 @@ def _build() -> Any:
         duplicates=Counter(
             "trackflow_duplicates_dropped",
             "Events dropped as repeats of one already in the batch or already stored",
+            registry=registry,
+        ),
+        compaction_seconds=Histogram(
+            "trackflow_compaction_seconds",
+            "Time one compaction run took",
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=registry,
+        ),
+        compaction_backlog_hours=Gauge(
+            "trackflow_compaction_backlog_hours", "Changed hours waiting for compaction", registry=registry
+        ),
+        compaction_backlog_rows=Gauge(
+            "trackflow_compaction_backlog_rows",
+            "Event rows in the hours waiting for compaction (redeliveries included)",
+            registry=registry,
+        ),
+        compaction_oldest_hour_age=Gauge(
+            "trackflow_compaction_oldest_hour_age_seconds",
+            "Seconds since the start of the oldest hour waiting for compaction",
+            registry=registry,
+        ),
+        compaction_pending_age=Gauge(
+            "trackflow_compaction_pending_age_seconds",
+            "How long past the settle time the longest-waiting hour has waited",
             registry=registry,
         ),
         consumer_lag=Gauge(
@@ -196,13 +223,23 @@ def produce_timer() -> Iterator[None]:
             emf.add({"trackflow_produce_seconds": (seconds, "Seconds")})
 
 
-def record_compaction(days: int, pending_age_s: float) -> None:
-    """What one scheduled compaction did, and how long the oldest day still waiting has waited (CloudWatch only)."""
+def record_compaction(hours: int, seconds: float, backlog: Any) -> None:
+    """What one compaction run did and what still waits (a :class:`chalicelib.rollups.Backlog`)."""
+    found = _collectors()
+    found.compaction_seconds.observe(seconds)
+    found.compaction_backlog_hours.set(backlog.hours)
+    found.compaction_backlog_rows.set(backlog.rows)
+    found.compaction_oldest_hour_age.set(backlog.oldest_hour_age_s)
+    found.compaction_pending_age.set(backlog.pending_age_s)
     if emf := _emf():
         emf.add(
             {
-                "trackflow_compacted_days_total": (days, "Count"),
-                "trackflow_compaction_pending_age_seconds": (pending_age_s, "Seconds"),
+                "trackflow_compacted_hours_total": (hours, "Count"),
+                "trackflow_compaction_seconds": (seconds, "Seconds"),
+                "trackflow_compaction_backlog_hours": (backlog.hours, "Count"),
+                "trackflow_compaction_backlog_rows": (backlog.rows, "Count"),
+                "trackflow_compaction_oldest_hour_age_seconds": (backlog.oldest_hour_age_s, "Seconds"),
+                "trackflow_compaction_pending_age_seconds": (backlog.pending_age_s, "Seconds"),
             }
         )
 

@@ -1,23 +1,38 @@
-"""Rollups recomputed from deduplicated events: the exactly-once read side.
+"""Rollups recomputed from deduplicated events, by the hour: the exactly-once read side.
 
-The rollup tables (migration ``007``) are never filled at insert time. Ingest
-marks the (project, UTC day) pairs it is about to write in ``rollup_changes``;
-:func:`compact` later recomputes each changed day from ``events FINAL`` into a
-new *generation* of rollup rows and records it in ``rollup_generations`` with
-the newest change it covers. A day is *clean* when its newest generation
-covers every change (the ``rollup_clean`` view); reports read clean days from
-the rollups and every other day from ``events FINAL`` (:func:`split_days`).
+The tables are those of migration ``008``. Ingest marks the (project, UTC
+hour) pairs it writes in ``rollup_hour_changes`` before the insert and again
+after it succeeded (:func:`mark_changed`). :func:`compact` works in two tiers:
 
-Why it holds whatever the redelivery: ``events FINAL`` counts an event id
-once however often and in whatever batches it was inserted, and a rollup row
-is only ever read for a day whose every insert it has seen. Nothing depends
-on an insert being atomic across tables, and two compactions running at once
-only write two generations, of which the newest is read.
+- the **hour tier** recomputes changed hours from ``events FINAL`` into
+  ``rollup_session_hours`` (a session's part within the hour),
+  ``rollup_traffic_hours`` and ``rollup_page_hours``;
+- the **day tier** merges the hours of a day whose changed hours are all
+  compacted into ``rollup_session_days`` and ``rollup_page_days``, so a month
+  of reports reads one row per session and page per day.
 
-``settle_s``: a day is compacted only once its newest change is that old, so an
-insert still running when the compaction reads (it marked the day before it
-started) cannot be missed; keep it above the ClickHouse insert timeout.
-Under steady traffic today keeps changing and is read from ``events FINAL``.
+A round of either tier takes units (hours, days) in a budget of event rows,
+records a *pending* generation with a lease for them, writes their rows,
+then records the generation *done* with the newest change it covers. A unit
+is *clean* when a done generation covers its newest change; reports read
+clean units from the rollups and every other hour from ``events FINAL``
+(:data:`SPLIT`, evaluated inside each report's statement).
+
+Why it holds whatever the redelivery or the timing:
+
+- ``events FINAL`` counts an event id once however often it was inserted;
+- a rollup row is only read for a unit whose every change it covers. Marks
+  come before the insert, and again after it, so an insert that lands after a
+  round read the hour leaves it dirty. Compaction takes only hours quiet for
+  ``settle_s``, and inserts run with a server-side ``max_execution_time``
+  below it (:data:`INSERT_TIME_LIMIT_S`), so none is still running then;
+- rollup tables are ``ReplacingMergeTree(gen)`` on their natural key, read with
+  ``FINAL``: the newest generation of each row wins and older ones go away in
+  merges. Nothing is deleted. A round that died half way (its Lambda timed
+  out) left rows only for units it had not made clean, which the next round
+  replaces: generations grow with time;
+- leases make overlapping runs split the work (the lowest generation holding
+  a live lease on a unit keeps it); a lease that expires is taken over.
 """
 
 from __future__ import annotations
@@ -25,204 +40,297 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
-from chalicelib.stats_sql import RAW_SESSION_COLUMNS
+from chalicelib.rollup_sql import (
+    COPY_MARGIN,
+    HOUR_SESSION_COLUMNS,
+    HOUR_SESSION_NAMES,
+    HOUR_STATE,
+    SESSION_MERGE_COLUMNS,
+    SESSION_NAMES,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SETTLE_S = 60.0
 DEFAULT_INTERVAL_S = 15.0
-# Days per round of statements: bounds the memory one compaction needs.
-MAX_DAYS_PER_ROUND = 31
-MAX_ROUNDS = 120
-# A superseded generation stays readable this long (a report may have just looked it up).
-SUPERSEDED_GRACE_S = 60.0
-ROLLUP_TABLES = ("rollup_session_days", "rollup_traffic_hours", "rollup_page_hours", "rollup_page_days")
-
-_DAYS = "{days:Array(Tuple(String, Date))}"
-_COMPACT = (
-    "INSERT INTO rollup_session_days (project_id, day, gen, session_id, visitor_id, is_bot, started_at, ended_at, "
-    "pageviews, events, entry_page, exit_page, referrer_domain, utm_source, utm_medium, utm_campaign, browser, os, "
-    "device_type, country) "
-    f"SELECT project_id, toDate(timestamp) AS day, {{gen:UInt64}}, {RAW_SESSION_COLUMNS} "
-    f"FROM events FINAL WHERE (project_id, toDate(timestamp)) IN {_DAYS} "
-    "GROUP BY project_id, day, session_key",
-    "INSERT INTO rollup_traffic_hours (project_id, hour, gen, is_bot, pageviews, events, visitors) "
-    "SELECT project_id, toStartOfHour(timestamp) AS hour, {gen:UInt64}, is_bot, countIf(type = 'pageView'), "
-    f"count(), uniqState(visitor_id) FROM events FINAL WHERE (project_id, toDate(timestamp)) IN {_DAYS} "
-    "GROUP BY project_id, hour, is_bot",
-    "INSERT INTO rollup_page_hours (project_id, hour, gen, is_bot, url_path, pageviews, visitors) "
-    "SELECT project_id, toStartOfHour(timestamp) AS hour, {gen:UInt64}, is_bot, url_path, count(), "
-    "uniqCombinedState(14)(visitor_id) FROM events FINAL "
-    f"WHERE (project_id, toDate(timestamp)) IN {_DAYS} AND type = 'pageView' "
-    "GROUP BY project_id, hour, is_bot, url_path",
-    "INSERT INTO rollup_page_days (project_id, day, gen, is_bot, url_path, pageviews, visitors) "
-    "SELECT project_id, toDate(hour) AS day, gen, is_bot, url_path, sum(pageviews), "
-    "uniqCombinedMergeState(14)(visitors) FROM rollup_page_hours "
-    f"WHERE gen = {{gen:UInt64}} AND (project_id, toDate(hour)) IN {_DAYS} "
-    "GROUP BY project_id, day, gen, is_bot, url_path",
+# Server-side bound on an event insert: below the settle time, so no insert is still running when a
+# round reads an hour whose newest mark is that old.
+INSERT_TIME_LIMIT_S = 30
+# Event rows one round of the hour tier reads (at least one hour whatever its size).
+ROUND_ROWS = 2_000_000
+# The day tier reads rollup rows, about a quarter of the events' number: a budget this many times larger.
+DAY_BUDGET_FACTOR = 4
+MAX_UNITS_PER_ROUND = 200
+MAX_ROUNDS = 1_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LEASE_S = 300.0
+ROLLUP_TABLES = (
+    "rollup_session_hours",
+    "rollup_traffic_hours",
+    "rollup_page_hours",
+    "rollup_session_days",
+    "rollup_page_days",
 )
-# (project, day) pairs changed since their newest generation covered them: those waiting for compaction.
-_WAITING_DAYS = (
-    "FROM (SELECT project_id, day, max(changed_at) AS last_change FROM rollup_changes GROUP BY project_id, day) AS c "
-    "LEFT JOIN (SELECT project_id, day, argMax(covered_to, gen) AS newest_covered_to FROM rollup_generations "
-    "GROUP BY project_id, day) AS g ON c.project_id = g.project_id AND c.day = g.day "
-    "WHERE c.last_change > g.newest_covered_to"
+BOOK_TABLES = ("rollup_hour_changes", "rollup_hour_gens", "rollup_day_gens")
+
+_HOURS = "{units:Array(Tuple(String, DateTime('UTC')))}"
+_DAYS = "{units:Array(Tuple(String, Date))}"
+# The hours of a round from `events FINAL`: the days (and the copy margin) pruned before the merge.
+_ROUND_EVENTS = (
+    "FROM events FINAL PREWHERE {prewhere} WHERE has({{days:Array(Date)}}, toDate(timestamp)) "
+    "AND (project_id, toStartOfHour(timestamp)) IN {units}"
+).format(
+    prewhere=" OR ".join(
+        f"(project_id, toStartOfHour({t})) IN {_HOURS}"
+        for t in ("timestamp", f"timestamp - {COPY_MARGIN}", f"timestamp + {COPY_MARGIN}")
+    ),
+    units=_HOURS,
+)
+_HOUR_STATEMENTS = (
+    f"INSERT INTO rollup_session_hours (project_id, hour, {HOUR_SESSION_NAMES}, gen) "
+    f"SELECT project_id, toStartOfHour(timestamp) AS hour, {HOUR_SESSION_COLUMNS}, {{gen:UInt64}} AS gen "
+    f"{_ROUND_EVENTS} GROUP BY project_id, hour, session_key",
+    "INSERT INTO rollup_traffic_hours (project_id, hour, is_bot, gen, pageviews, events, visitors) "
+    "SELECT project_id, toStartOfHour(timestamp) AS hour, is_bot, {gen:UInt64}, countIf(type = 'pageView'), "
+    f"count(), uniqState(visitor_id) {_ROUND_EVENTS} GROUP BY project_id, hour, is_bot",
+    "INSERT INTO rollup_page_hours (project_id, hour, is_bot, url_path, gen, pageviews, visitors) "
+    "SELECT project_id, toStartOfHour(timestamp) AS hour, is_bot, url_path, {gen:UInt64}, count(), "
+    f"uniqCombinedState(14)(visitor_id) {_ROUND_EVENTS} AND type = 'pageView' "
+    "GROUP BY project_id, hour, is_bot, url_path",
+)
+_DAY_STATEMENTS = (
+    f"INSERT INTO rollup_session_days (project_id, day, {SESSION_NAMES}, gen) "
+    f"SELECT p.project_id AS project_id, toDate(p.hour) AS day, p.session_id AS session_id, {SESSION_MERGE_COLUMNS}, "
+    f"{{gen:UInt64}} FROM rollup_session_hours AS p FINAL WHERE (p.project_id, toDate(p.hour)) IN {_DAYS} "
+    "GROUP BY project_id, day, session_id",
+    "INSERT INTO rollup_page_days (project_id, day, is_bot, url_path, gen, pageviews, visitors) "
+    "SELECT project_id, toDate(hour) AS day, is_bot, url_path, {gen:UInt64}, sum(pageviews), "
+    f"uniqCombinedMergeState(14)(visitors) FROM rollup_page_hours FINAL WHERE (project_id, toDate(hour)) IN {_DAYS} "
+    "GROUP BY project_id, day, is_bot, url_path",
 )
 # Rollup rows are written once per generation: never drop one as a repeated block.
-_INSERT_SETTINGS = {"insert_deduplicate": 0}
+_INSERT_SETTINGS = {"insert_deduplicate": 0, "do_not_merge_across_partitions_select_final": 1}
+
+# Per (project, day): the newest change of any hour, whether every changed hour is clean, the day's cover.
+_DAY_STATE = (
+    "SELECT h.project_id AS project_id, toDate(h.hour) AS day, max(h.last_change) AS last_change, "
+    "sum(h.rows) AS rows, min(h.covered >= h.last_change) AS hours_clean, any(d.covered) AS covered "
+    f"FROM ({HOUR_STATE.format(where='', and_where='')}) AS h "
+    "LEFT JOIN (SELECT project_id, day, max(covered_to) AS covered FROM rollup_day_gens "
+    "WHERE state = 'done' GROUP BY project_id, day) AS d ON h.project_id = d.project_id AND toDate(h.hour) = d.day "
+    "GROUP BY project_id, day"
+)
+# Pending generations whose lease still runs and that are not done: the units they hold.
+_LIVE_LEASES = (
+    "SELECT project_id, {unit}, gen FROM {gens} WHERE state = 'pending' AND lease_until > now64(3) "
+    "AND (project_id, {unit}, gen) NOT IN (SELECT project_id, {unit}, gen FROM {gens} WHERE state = 'done')"
+)
 
 
 @dataclass(frozen=True)
-class DaySplit:
-    """Which days of a period the rollups answer (with the generation to read) and which raw events do."""
+class Tier:
+    """One level of compaction: the unit it works in, its generations table, what it waits for."""
 
-    clean: list[tuple[date, int]]
-    dirty: list[date]
+    name: str
+    unit: str
+    gens: str
+    state: str
+    statements: tuple[str, ...]
+    units_param: str
+
+    def candidates(self) -> str:
+        ready = "s.last_change <= now64(3) - toIntervalMillisecond({settle:UInt64})"
+        if self.name == "day":
+            ready = "s.hours_clean = 1"  # its hours waited for the settle time already
+        leases = _LIVE_LEASES.format(unit=self.unit, gens=self.gens)
+        return (
+            f"SELECT s.project_id, s.{self.unit}, s.last_change, s.rows FROM ({self.state}) AS s "
+            f"WHERE s.last_change > s.covered AND {ready} "
+            f"AND (s.project_id, s.{self.unit}) NOT IN (SELECT project_id, {self.unit} FROM ({leases})) "
+            f"ORDER BY s.{self.unit} DESC, s.project_id LIMIT {{limit:UInt32}}"
+        )
+
+
+HOUR_TIER = Tier(
+    "hour",
+    "hour",
+    "rollup_hour_gens",
+    HOUR_STATE.format(where="", and_where=""),
+    _HOUR_STATEMENTS,
+    _HOURS,
+)
+DAY_TIER = Tier(
+    "day",
+    "day",
+    "rollup_day_gens",
+    _DAY_STATE,
+    _DAY_STATEMENTS,
+    _DAYS,
+)
 
 
 @dataclass(frozen=True)
 class CompactResult:
+    hours: int
     days: int
     generation: int | None
-    superseded_deleted: int
 
 
-def split_days(reader: Any, project_id: str, first: date, last: date) -> DaySplit:
-    """Clean days (with their generation) and the other days, for ``first``..``last`` inclusive."""
-    # rollup_clean's definition, with the project and days pushed into both sides.
-    where = "project_id = {project:String} AND day >= {first:Date} AND day <= {last:Date}"
-    result = reader.query(
-        "SELECT g.day, g.newest_gen FROM "
-        "(SELECT day, max(gen) AS newest_gen, argMax(covered_to, gen) AS newest_covered_to "
-        f"FROM rollup_generations WHERE {where} GROUP BY day) AS g "
-        "LEFT JOIN (SELECT day, max(changed_at) AS last_change "
-        f"FROM rollup_changes WHERE {where} GROUP BY day) AS c ON g.day = c.day "
-        "WHERE g.newest_covered_to >= c.last_change",
-        parameters={"project": project_id, "first": first, "last": last},
-    )
-    clean = {row[0]: int(row[1]) for row in result.result_rows}
-    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    return DaySplit(sorted(clean.items()), [day for day in days if day not in clean])
-
-
-def mark_changed(client: Any, pairs: Iterable[tuple[str, date]]) -> None:
-    """Mark (project, day) pairs as changed; call *before* writing their events."""
-    rows = [[project, day] for project, day in pairs]
+def mark_changed(client: Any, counts: Mapping[tuple[str, datetime], int], *, database: str | None = None) -> None:
+    """Mark (project, UTC hour) pairs changed, with the rows written (0 for the mark before an insert)."""
+    rows = [[project, hour, n] for (project, hour), n in counts.items()]
     if rows:
-        client.insert("rollup_changes", rows, column_names=("project_id", "day"))
+        table = f"{database}.rollup_hour_changes" if database else "rollup_hour_changes"
+        client.insert(table, rows, column_names=("project_id", "hour", "rows"))
 
 
-def _changed_days(client: Any, settle_s: float, limit: int) -> tuple[list[tuple[str, date]], Any]:
-    """Days changed since their newest generation and quiet for ``settle_s``, with the newest change seen."""
-    result = client.query(
-        f"SELECT c.project_id, c.day, c.last_change {_WAITING_DAYS} "
-        "AND c.last_change <= now64(3) - toIntervalMillisecond({settle:UInt64}) "
-        "ORDER BY c.day DESC, c.project_id LIMIT {limit:UInt32}",
-        parameters={"settle": int(settle_s * 1000), "limit": limit},
-    )
-    rows = result.result_rows
-    return [(r[0], r[1]) for r in rows], {(r[0], r[1]): r[2] for r in rows}
+def _day(unit: date | datetime) -> date:
+    return unit.date() if isinstance(unit, datetime) else unit
 
 
 def _new_generation() -> int:
-    """Later compactions get larger numbers (milliseconds, then 16 random bits against ties)."""
+    """Later rounds get larger numbers (milliseconds, then 16 random bits against ties)."""
     return (time.time_ns() // 1_000_000) << 16 | random.getrandbits(16)
 
 
+def _pick(rows: Iterable[tuple[Any, ...]], budget: int) -> list[tuple[Any, ...]]:
+    """Units in order until their rows reach the budget; at least one, however large."""
+    picked: list[tuple[Any, ...]] = []
+    total = 0
+    for row in rows:
+        if picked and total + int(row[3]) > budget:
+            break
+        picked.append(row)
+        total += int(row[3])
+    return picked
+
+
+def _claim(client: Any, tier: Tier, units: list[tuple[Any, ...]], gen: int, lease_s: float) -> list[tuple[Any, ...]]:
+    """Record a pending generation with a lease on ``units``; keep those no earlier live lease holds."""
+    until = datetime.fromtimestamp(time.time() + lease_s, UTC)
+    client.insert(
+        tier.gens,
+        [[project, unit, gen, "pending", _EPOCH, until] for project, unit, *_ in units],
+        column_names=("project_id", tier.unit, "gen", "state", "covered_to", "lease_until"),
+    )
+    holders = client.query(
+        f"SELECT project_id, {tier.unit}, min(gen) FROM ({_LIVE_LEASES.format(unit=tier.unit, gens=tier.gens)}) "
+        f"WHERE (project_id, {tier.unit}) IN {tier.units_param} GROUP BY project_id, {tier.unit}",
+        parameters={"units": [(u[0], u[1]) for u in units]},
+    ).result_rows
+    first = {(r[0], r[1]): int(r[2]) for r in holders}
+    return [u for u in units if first.get((u[0], u[1]), gen) == gen]
+
+
+def _round(client: Any, tier: Tier, *, settle_s: float, budget: int, lease_s: float) -> tuple[int, int | None]:
+    """One round of ``tier``: returns the units it compacted and its generation."""
+    found = client.query(
+        tier.candidates(), parameters={"settle": int(settle_s * 1000), "limit": MAX_UNITS_PER_ROUND}
+    ).result_rows
+    units = _pick(found, budget)
+    if not units:
+        return 0, None
+    gen = _new_generation()
+    units = _claim(client, tier, units, gen, lease_s)
+    if not units:
+        return 0, None
+    params = {"gen": gen, "units": [(u[0], u[1]) for u in units], "days": sorted({_day(u[1]) for u in units})}
+    for statement in tier.statements:
+        client.command(statement, parameters=params, settings=_INSERT_SETTINGS)
+    client.insert(
+        tier.gens,
+        [[project, unit, gen, "done", last_change, _EPOCH] for project, unit, last_change, _ in units],
+        column_names=("project_id", tier.unit, "gen", "state", "covered_to", "lease_until"),
+    )
+    return len(units), gen
+
+
 def compact(
-    client: Any, *, settle_s: float = DEFAULT_SETTLE_S, max_days: int = MAX_DAYS_PER_ROUND, cluster: str | None = None
+    client: Any,
+    *,
+    settle_s: float = DEFAULT_SETTLE_S,
+    budget_rows: int = ROUND_ROWS,
+    lease_s: float = LEASE_S,
 ) -> CompactResult:
-    """Recompute up to ``max_days`` changed days into a new generation; delete long-superseded ones.
+    """One round of each tier: changed hours quiet for ``settle_s`` (newest first, up to ``budget_rows``
+    event rows), then days whose hours are all compacted.
 
     ``client`` must have the TrackFlow database as its default and may write.
-    Safe to run anywhere at any time, also twice at once. On a cluster
-    (``cluster``: the migrations' ``--cluster``), deletes go to every shard's
-    local tables: a Distributed table takes no DELETE.
+    Safe to run anywhere at any time, also several at once.
     """
-    days, covered = _changed_days(client, settle_s, max_days)
-    generation = None
-    if days:
-        generation = _new_generation()
-        params = {"gen": generation, "days": days}
-        for statement in _COMPACT:
-            client.command(statement, parameters=params, settings=_INSERT_SETTINGS)
-        client.insert(
-            "rollup_generations",
-            [[project, day, generation, covered[(project, day)]] for project, day in days],
-            column_names=("project_id", "day", "gen", "covered_to"),
-        )
-    deleted = _delete_superseded(client, cluster)
-    if days or deleted:  # one line per round that did something
-        logger.info(
-            "compacted %d day(s)%s; removed %d superseded generation(s)",
-            len(days),
-            f" into generation {generation}" if generation is not None else "",
-            deleted,
-        )
-    return CompactResult(len(days), generation, deleted)
-
-
-def _delete_superseded(client: Any, cluster: str | None = None) -> int:
-    """Drop rollup rows of generations replaced more than the grace period ago."""
-    result = client.query(
-        "SELECT g.project_id, g.day, g.gen FROM rollup_generations AS g INNER JOIN "
-        "(SELECT project_id, day, max(gen) AS newest, argMax(recorded_at, gen) AS newest_at FROM rollup_generations "
-        "GROUP BY project_id, day) AS n ON g.project_id = n.project_id AND g.day = n.day "
-        "WHERE g.gen < n.newest AND n.newest_at < now64(3) - toIntervalMillisecond({grace:UInt64})",
-        parameters={"grace": int(SUPERSEDED_GRACE_S * 1000)},
-    )
-    old = [(r[0], r[1], int(r[2])) for r in result.result_rows]
-    if not old:
-        return 0
-    params = {"old": old}
-    for table in (*ROLLUP_TABLES, "rollup_generations"):
-        day = "toDate(hour)" if "hours" in table else "day"
-        target = table if cluster is None else f"{table}_local ON CLUSTER {cluster}"
-        client.command(
-            f"DELETE FROM {target} WHERE (project_id, {day}, gen) IN {{old:Array(Tuple(String, Date, UInt64))}}",
-            parameters=params,
-        )
-    return len(old)
+    started = time.monotonic()
+    hours, generation = _round(client, HOUR_TIER, settle_s=settle_s, budget=budget_rows, lease_s=lease_s)
+    days, day_gen = _round(client, DAY_TIER, settle_s=settle_s, budget=budget_rows * DAY_BUDGET_FACTOR, lease_s=lease_s)
+    if hours or days:  # one line per round that did something
+        logger.info("compacted %d hour(s) and %d day(s) in %.1f s", hours, days, time.monotonic() - started)
+    return CompactResult(hours, days, generation if generation is not None else day_gen)
 
 
 def compact_all(
-    client: Any, *, settle_s: float = DEFAULT_SETTLE_S, deadline: float | None = None, cluster: str | None = None
-) -> int:
-    """Compact round after round until no changed day is left or ``deadline`` (monotonic) passed."""
-    total = 0
-    for _ in range(MAX_ROUNDS):  # days keep changing under traffic: never loop for ever
+    client: Any,
+    *,
+    settle_s: float = DEFAULT_SETTLE_S,
+    deadline: float | None = None,
+    budget_rows: int = ROUND_ROWS,
+) -> CompactResult:
+    """Compact round after round until nothing waits or ``deadline`` (monotonic) passed; the totals."""
+    hours = days = 0
+    generation = None
+    for _ in range(MAX_ROUNDS):  # hours keep changing under traffic: never loop for ever
         if deadline is not None and time.monotonic() >= deadline:
             break
-        done = compact(client, settle_s=settle_s, cluster=cluster).days
-        total += done
-        if done == 0:
+        done = compact(client, settle_s=settle_s, budget_rows=budget_rows)
+        hours, days = hours + done.hours, days + done.days
+        generation = done.generation or generation
+        if done.hours == 0 and done.days == 0:
             break
-    return total
+    return CompactResult(hours, days, generation)
 
 
-def pending_age_s(client: Any, *, settle_s: float = DEFAULT_SETTLE_S) -> float:
-    """How long past its settle window the longest-waiting changed day has waited for compaction (0: none waits).
+@dataclass(frozen=True)
+class Backlog:
+    """How far behind compaction is (all zero when nothing waits)."""
 
-    The compaction-age alarm reads it: a day that stays behind means compaction
-    fails or cannot keep up. Today under steady traffic keeps changing, so it
-    never ages here.
-    """
-    row = client.query(f"SELECT max(dateDiff('millisecond', c.last_change, now64(3))) {_WAITING_DAYS}").result_rows[0]
-    waited_ms = float(row[0] or 0)
-    return max(0.0, waited_ms / 1000 - settle_s)
+    hours: int  # changed hours not yet covered
+    rows: int  # event rows in them (redeliveries included)
+    oldest_hour_age_s: float  # seconds since the start of the oldest of them
+    pending_age_s: float  # how long past the settle time the longest-waiting one has waited
+    clean_hours: int
+    days: int  # days whose hours are all clean but that wait for the day tier
+    clean_days: int
+    interrupted: int  # pending generations whose lease ran out before they were done
 
 
-def status(client: Any) -> dict[str, int]:
-    """How many (project, day) pairs have events, are clean, and wait for compaction."""
-    row = client.query(
-        "SELECT (SELECT count() FROM (SELECT DISTINCT project_id, day FROM rollup_changes)), "
-        "(SELECT count() FROM rollup_clean), "
-        "(SELECT count() FROM (SELECT DISTINCT project_id, day, gen FROM rollup_generations))"
+def backlog(client: Any, *, settle_s: float = DEFAULT_SETTLE_S) -> Backlog:
+    """The compaction backlog, for ``trackflow rollups status``, the metrics and the age alarm."""
+    hour = client.query(
+        "SELECT countIf(last_change > covered), sumIf(rows, last_change > covered), "
+        "dateDiff('millisecond', minIf(hour, last_change > covered), now64(3)), "
+        "maxIf(dateDiff('millisecond', last_change, now64(3)), last_change > covered), "
+        f"countIf(last_change <= covered) FROM ({HOUR_TIER.state})"
     ).result_rows[0]
-    changed, clean, generations = (int(v) for v in row)
-    return {"days": changed, "clean": clean, "waiting": changed - clean, "generations": generations}
+    day = client.query(
+        f"SELECT countIf(last_change > covered AND hours_clean = 1), countIf(last_change <= covered) FROM ({DAY_TIER.state})"
+    ).result_rows[0]
+    interrupted = client.query(
+        "SELECT (SELECT count() FROM rollup_hour_gens AS p WHERE state = 'pending' AND lease_until <= now64(3) "
+        "AND (project_id, hour, gen) NOT IN (SELECT project_id, hour, gen FROM rollup_hour_gens WHERE state = 'done')) + "
+        "(SELECT count() FROM rollup_day_gens AS p WHERE state = 'pending' AND lease_until <= now64(3) "
+        "AND (project_id, day, gen) NOT IN (SELECT project_id, day, gen FROM rollup_day_gens WHERE state = 'done'))"
+    ).result_rows[0][0]
+    waiting = int(hour[0])
+    return Backlog(
+        hours=waiting,
+        rows=int(hour[1] or 0),
+        oldest_hour_age_s=float(hour[2]) / 1000 if waiting else 0.0,
+        pending_age_s=max(0.0, float(hour[3] or 0) / 1000 - settle_s) if waiting else 0.0,
+        clean_hours=int(hour[4]),
+        days=int(day[0]),
+        clean_days=int(day[1]),
+        interrupted=int(interrupted),
+    )

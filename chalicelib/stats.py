@@ -2,9 +2,9 @@
 
 Every function takes a clickhouse-connect client (``reader``) and a
 :class:`~chalicelib.stats_params.StatsQuery`; SQL comes from
-``chalicelib.stats_sql``. Unfiltered queries over whole hours read the
-rollups for the days compaction has made clean and raw events for the rest
-(:func:`chalicelib.rollups.split_days`); other queries read raw events only.
+``chalicelib.stats_sql``. Unfiltered queries read the rollups for the hours
+and days compaction has made clean and raw events for the rest, in one
+statement; filtered queries read raw events only.
 ``rollups=False`` forces raw events (the tests compare both).
 
 Numbers: ``visitors`` uses ClickHouse's ``uniq`` (exact for small sets, within
@@ -30,7 +30,6 @@ from chalicelib.projects import (
     project_for_read_token,
     tokens_equal,
 )
-from chalicelib.rollups import DaySplit, split_days
 from chalicelib.stats_params import StatsQuery
 from chalicelib.stats_sql import Sql
 
@@ -105,26 +104,12 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _split(reader: Any, query: StatsQuery, rollups: bool) -> DaySplit | None:
-    """Which days of the query the rollups answer; None when the query reads raw events only."""
-    if not (rollups and stats_sql.uses_rollups(query)):
-        return None
-    try:
-        return split_days(reader, query.project_id, query.start.date(), query.end.date())
-    except Exception as exc:
-        logger.exception("rollup lookup failed")
-        raise ServiceUnavailableError(f"ClickHouse could not answer the query ({type(exc).__name__})") from exc
-
-
 def overview(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[str, Any]:
     """Visitors, sessions, page views, bounce rate and session length, with the period before."""
     figures = []
-    before = query.previous()
-    # One lookup for both periods: extra days in a split only ever widen a set the period narrows.
-    split = _split(reader, replace(query, start=before.start), rollups and stats_sql.uses_rollups(before))
-    for period in (query, before):
+    for period in (query, query.previous()):
         sql = Sql().bind(period)
-        statement = stats_sql.overview(sql, period, split=split)
+        statement = stats_sql.overview(sql, period, rollups=rollups and stats_sql.uses_rollups(period))
         figures.append(_summary(_run(reader, statement, sql)[0]))
     current, previous = figures
     return {
@@ -151,7 +136,7 @@ def _buckets(query: StatsQuery) -> list[datetime]:
 def timeseries(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[str, Any]:
     """Page views, events and visitors per hour or per day (in ``tz``), empty buckets included."""
     sql = Sql().bind(query)
-    statement = stats_sql.timeseries(sql, query, split=_split(reader, query, rollups))
+    statement = stats_sql.timeseries(sql, query, rollups=rollups and stats_sql.uses_rollups(query, "timeseries"))
     by_bucket = {int(row["bucket"]): row for row in _run(reader, statement, sql)}
     zone = ZoneInfo(query.tz)
     points = []
@@ -175,7 +160,7 @@ def breakdown(reader: Any, query: StatsQuery, dimension: str, *, rollups: bool =
             f"unknown breakdown {dimension!r}; one of {', '.join(stats_sql.DIMENSIONS)}", field="dimension"
         )
     sql = Sql().bind(query)
-    statement = stats_sql.breakdown(sql, query, dimension, split=_split(reader, query, rollups))
+    statement = stats_sql.breakdown(sql, query, dimension, rollups=rollups and stats_sql.uses_rollups(query))
     return {"period": _period(query), "dimension": dimension, "rows": _run(reader, statement, sql)}
 
 

@@ -102,15 +102,12 @@ class StatsQuery:
         )
 
     @property
-    def hour_aligned(self) -> bool:
-        """Both ends fall on whole UTC hours and ``tz`` is a whole number of hours from UTC
-        (India's +5:30 is not), so hourly rollups cover the period and its local days exactly."""
+    def whole_hour_zone(self) -> bool:
+        """``tz`` is a whole number of hours from UTC at both ends of the period (India's +5:30 is not),
+        so its days start on whole UTC hours and hourly rollups can be bucketed into them."""
         zone = ZoneInfo(self.tz)
         return all(
-            t.minute == 0
-            and t.second == 0
-            and t.microsecond == 0
-            and (t.astimezone(zone).utcoffset() or timedelta()) % timedelta(hours=1) == timedelta()
+            (t.astimezone(zone).utcoffset() or timedelta()) % timedelta(hours=1) == timedelta()
             for t in (self.start, self.end)
         )
 

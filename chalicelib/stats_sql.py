@@ -1,12 +1,14 @@
 """SQL for the stats API, from fixed fragments only; request values travel as parameters.
 
 Each report has a rollup form and a raw form (reading ``events FINAL``). The
-rollup form reads the days a :class:`~chalicelib.rollups.DaySplit` calls clean
-from the rollup tables (migration ``007``, filled by compaction from
-deduplicated events) and every other day of the period from ``events FINAL``,
-in one statement. The raw form serves filtered queries and periods whose ends
-are not whole UTC hours; both give the same numbers on the same data (tests
-check this).
+rollup form starts with ``WITH`` the split of its window
+(:data:`chalicelib.rollup_sql.SPLIT`) and reads, in the same statement, clean
+days and hours from the rollup tables (migration ``008``, filled by
+compaction from deduplicated events) and everything else (dirty hours, and
+the partial hours at the ends of a period in a half-hour zone) from
+``events FINAL``. The raw form serves filtered queries, day buckets in a zone
+not a whole number of hours from UTC, and ``rollups=False``; both give the
+same numbers on the same data (tests check this).
 
 A :class:`Sql` collects ``{name:Type}`` placeholders and their values; no text
 from a request is ever pasted into the statement.
@@ -15,30 +17,24 @@ from a request is ever pasted into the statement.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Any
 
+from chalicelib.rollup_sql import (
+    HOUR_SESSION_COLUMNS,
+    HOUR_SESSION_NAMES,
+    RAW_SESSION_COLUMNS,
+    SESSION_MERGE_COLUMNS,
+    SESSION_NAMES,
+    SPLIT_NAMES,
+    dirty_prewhere,
+)
 from chalicelib.stats_params import FILTER_COLUMNS, StatsQuery
-
-if TYPE_CHECKING:
-    from chalicelib.rollups import DaySplit
 
 START = "fromUnixTimestamp64Milli({start:Int64}, 'UTC')"
 END = "fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
-
-# Per-session columns, computed from raw events; compaction stores the same in the rollup.
-RAW_SESSION_COLUMNS = """
-    session_key AS session_id, any(visitor_id) AS visitor_id, max(is_bot) AS is_bot,
-    min(timestamp) AS started_at, max(timestamp) AS ended_at,
-    countIf(type = 'pageView') AS pageviews, count() AS events,
-    argMinIf(url_path, timestamp, type = 'pageView') AS entry_page,
-    argMaxIf(url_path, timestamp, type = 'pageView') AS exit_page,
-    max(referrer_domain) AS referrer_domain, max(utm_source) AS utm_source,
-    max(utm_medium) AS utm_medium, max(utm_campaign) AS utm_campaign,
-    any(browser) AS browser, any(os) AS os, any(device_type) AS device_type, any(country) AS country"""
-_ROLLUP_SESSION_COLUMNS = """
-    session_id, visitor_id, is_bot, started_at, ended_at, pageviews, events, entry_page, exit_page,
-    referrer_domain, utm_source, utm_medium, utm_campaign, browser, os, device_type, country"""
+# Rollup tables and events keep all copies of a key in one monthly partition.
+_FINAL_SETTINGS = " SETTINGS do_not_merge_across_partitions_select_final = 1"
 
 # Breakdown name -> (column, source): "sessions" reads per-session rows, "pages" page views.
 DIMENSIONS = {
@@ -102,80 +98,130 @@ def _bots(query: StatsQuery) -> str:
     return "" if query.include_bots else " AND is_bot = 0"
 
 
-def uses_rollups(query: StatsQuery) -> bool:
-    return not query.filters and query.hour_aligned
+def uses_rollups(query: StatsQuery, report: str = "") -> bool:
+    """Unfiltered reports read the rollups; day buckets only in zones whose days start on whole UTC hours."""
+    if query.filters:
+        return False
+    return not (report == "timeseries" and query.interval == "day" and not query.whole_hour_zone)
 
 
-_CLEAN = "{clean:Array(Tuple(Date, UInt64))}"
-_DIRTY = "{dirty:Array(Date)}"
+_HOUR = "toStartOfHour(timestamp)"
+_DAY = "toDate(timestamp)"
 
 
-def _bind_split(sql: Sql, split: DaySplit) -> None:
-    sql.params.update(clean=split.clean, dirty=split.dirty)
+def _clean_inside(hour: str) -> str:
+    """The hour is clean and wholly inside the period: the hourly rollups answer it."""
+    return f"has(clean_hours, {hour}) AND {hour} >= {START} AND {hour} + INTERVAL 1 HOUR <= {END}"
 
 
-def _union(split: DaySplit, rollup: str, raw: str) -> str:
-    """The rollup part for the clean days and the raw part for the others; a side with no day is left
-    out (ClickHouse would still plan, and for FINAL read, a side filtered by an empty set)."""
-    parts = [part for part, days in ((rollup, split.clean), (raw, split.dirty)) if days]
-    return " UNION ALL ".join(parts or [raw])
+def _clean_whole_day(day: str) -> str:
+    """The day is clean and wholly inside the period: the daily rollups answer it."""
+    return f"has(clean_days, {day}) AND {day} >= {{first_day:Date}} AND {day} < {{end_day:Date}}"
 
 
-def _raw_sessions(sql: Sql, query: StatsQuery, *, days: str = "") -> str:
+def _floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def _with_split(sql: Sql, first: datetime, last: datetime) -> str:
+    """``WITH`` the split of the hours from ``first``'s to ``last``'s (inclusive) into clean and dirty."""
+    sql.params.update(window_start=_floor_hour(first), window_end=_floor_hour(last) + timedelta(hours=1))
+    return f"WITH {SPLIT_NAMES} "
+
+
+def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, where: str = "") -> str:
+    """Raw events of the period in the hours the rollups don't answer: dirty hours, and the partial
+    hours at the ends of a period that doesn't start or end on a whole hour."""
+    edges = sorted({_floor_hour(t) for t in (query.start, query.end) if t != _floor_hour(t)})
+    sql.params["edges"] = edges
+    hours = "arrayConcat(dirty_hours, {edges:Array(DateTime('UTC'))})"
+    return (
+        f"SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(hours)} "
+        f"WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END} "
+        f"AND has(arrayConcat(dirty_days, arrayMap(h -> toDate(h), {{edges:Array(DateTime('UTC'))}})), {_DAY}) "
+        f"AND NOT ({_clean_inside(_HOUR)}){where}{_bots(query)}"
+    )
+
+
+def _raw_sessions(sql: Sql, query: StatsQuery) -> str:
     return (
         f"SELECT {RAW_SESSION_COLUMNS} FROM events AS e FINAL "
         f"WHERE e.project_id = {{project:String}} AND e.timestamp >= toStartOfDay({START}) "
-        f"AND e.timestamp < toStartOfDay({END}) + INTERVAL 1 DAY{days}{sql.event_filters(query, table='e.')} "
+        f"AND e.timestamp < toStartOfDay({END}) + INTERVAL 1 DAY{sql.event_filters(query, table='e.')} "
         "GROUP BY toDate(timestamp), session_key"
     )
 
 
-def sessions_source(sql: Sql, query: StatsQuery, *, split: DaySplit | None) -> str:
-    """One row per session (session id and UTC day) that started in the period.
-
-    With a ``split``: clean days from the session rollup, the other days from raw events.
-    """
-    if split is None:
-        inner = _raw_sessions(sql, query)
-    else:
-        _bind_split(sql, split)
-        inner = _union(
-            split,
-            f"SELECT {_ROLLUP_SESSION_COLUMNS} FROM rollup_session_days "
-            f"WHERE project_id = {{project:String}} AND day >= toDate({START}) AND day <= toDate({END}) "
-            f"AND (day, gen) IN {_CLEAN}",
-            _raw_sessions(sql, query, days=f" AND toDate(e.timestamp) IN {_DIRTY}"),
-        )
-    return f"SELECT * FROM ({inner}) WHERE started_at >= {START} AND started_at < {END}{_bots(query)}"
-
-
-def overview(sql: Sql, query: StatsQuery, *, split: DaySplit | None) -> str:
+def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
+    """Sessions of the UTC days the period touches: clean days whole, other days merged from the
+    hourly parts of clean hours and raw events of dirty ones."""
+    window = "{window_start:DateTime('UTC')}"
+    days = (
+        f"project_id = {{project:String}} AND day >= toDate({window}) AND day < toDate({{window_end:DateTime('UTC')}})"
+    )
+    hours = f"project_id = {{project:String}} AND hour >= {window} AND hour < {{window_end:DateTime('UTC')}}"
+    parts = (
+        f"SELECT hour, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
+        f"WHERE {hours} AND has(clean_hours, hour) AND NOT has(clean_days, toDate(hour)) "
+        f"UNION ALL SELECT {_HOUR} AS hour, {HOUR_SESSION_COLUMNS} FROM events FINAL "
+        f"PREWHERE {dirty_prewhere('dirty_hours')} WHERE project_id = {{project:String}} "
+        f"AND has(dirty_days, {_DAY}) AND has(dirty_hours, {_HOUR}) AND NOT has(clean_days, {_DAY}) "
+        "GROUP BY hour, session_key"
+    )
     return (
-        "SELECT uniq(s.visitor_id) AS visitors, count() AS sessions, sum(s.pageviews) AS pageviews, "
-        "countIf(s.pageviews = 1) AS bounces, countIf(s.pageviews > 0) AS sessions_with_pageviews, "
-        "sum(dateDiff('millisecond', s.started_at, s.ended_at)) AS total_duration_ms "
-        f"FROM ({sessions_source(sql, query, split=split)}) AS s"
+        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {days} AND has(clean_days, day) "
+        f"UNION ALL SELECT p.session_id AS session_id, {SESSION_MERGE_COLUMNS} FROM ({parts}) AS p "
+        "GROUP BY toDate(p.hour), p.session_id"
     )
 
 
-def timeseries(sql: Sql, query: StatsQuery, *, split: DaySplit | None) -> str:
+def sessions_source(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
+    """One row per session (session id and UTC day) that started in the period, to put after
+    :func:`with_sessions_split`'s ``WITH``."""
+    inner = _rollup_sessions(sql, query) if rollups else _raw_sessions(sql, query)
+    return f"SELECT * FROM ({inner}) WHERE started_at >= {START} AND started_at < {END}{_bots(query)}"
+
+
+def _with_sessions_split(sql: Sql, query: StatsQuery, rollups: bool) -> str:
+    if not rollups:
+        return ""
+    first = query.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    last = (query.end - timedelta(microseconds=1)).replace(hour=23, minute=0, second=0, microsecond=0)
+    return _with_split(sql, first, last)
+
+
+def overview(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
+    return (
+        f"{_with_sessions_split(sql, query, rollups)}"
+        "SELECT uniq(s.visitor_id) AS visitors, count() AS sessions, sum(s.pageviews) AS pageviews, "
+        "countIf(s.pageviews = 1) AS bounces, countIf(s.pageviews > 0) AS sessions_with_pageviews, "
+        "sum(dateDiff('millisecond', s.started_at, s.ended_at)) AS total_duration_ms "
+        f"FROM ({sessions_source(sql, query, rollups=rollups)}) AS s{_FINAL_SETTINGS}"
+    )
+
+
+def _with_period_split(sql: Sql, query: StatsQuery) -> str:
+    return _with_split(sql, query.start, query.end - timedelta(microseconds=1))
+
+
+def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     bucket = "toStartOfHour({t})" if query.interval == "hour" else "toStartOfDay({t}, {{tz:String}})"
-    if split is not None:
-        _bind_split(sql, split)
-        hours = _union(
-            split,
-            "SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours "
-            f"WHERE project_id = {{project:String}} AND hour >= {START} AND hour < {END}{_bots(query)} "
-            f"AND (toDate(hour), gen) IN {_CLEAN}",
-            "SELECT toDateTime(toStartOfHour(timestamp), 'UTC') AS hour, "
-            "countIf(type = 'pageView') AS pageviews, count() AS events, uniqState(visitor_id) AS visitors "
-            f"FROM events FINAL WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END} "
-            f"AND toDate(timestamp) IN {_DIRTY}{_bots(query)} GROUP BY hour",
+    if rollups:
+        hours = (
+            "SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours FINAL "
+            f"WHERE project_id = {{project:String}} AND {_clean_inside('hour')}{_bots(query)} UNION ALL "
+            + _raw_hours(
+                sql,
+                query,
+                f"toDateTime({_HOUR}, 'UTC') AS hour, countIf(type = 'pageView') AS pageviews, count() AS events, "
+                "uniqState(visitor_id) AS visitors",
+            )
+            + " GROUP BY hour"
         )
         return (
-            f"SELECT toUnixTimestamp({bucket.format(t='r.hour')}) AS bucket, sum(r.pageviews) AS pageviews, "
-            f"sum(r.events) AS events, uniqMerge(r.visitors) AS visitors FROM ({hours}) AS r "
-            "GROUP BY bucket ORDER BY bucket"
+            f"{_with_period_split(sql, query)}SELECT toUnixTimestamp({bucket.format(t='r.hour')}) AS bucket, "
+            "sum(r.pageviews) AS pageviews, sum(r.events) AS events, uniqMerge(r.visitors) AS visitors "
+            f"FROM ({hours}) AS r GROUP BY bucket ORDER BY bucket{_FINAL_SETTINGS}"
         )
     return (
         f"SELECT toUnixTimestamp({bucket.format(t='timestamp')}) AS bucket, countIf(type = 'pageView') AS pageviews, "
@@ -185,22 +231,21 @@ def timeseries(sql: Sql, query: StatsQuery, *, split: DaySplit | None) -> str:
     )
 
 
-def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, split: DaySplit | None) -> str:
+def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> str:
     column, source = DIMENSIONS[dimension]
     if source == "sessions":
         return (
+            f"{_with_sessions_split(sql, query, rollups)}"
             f"SELECT s.{column} AS value, uniq(s.visitor_id) AS visitors, count() AS sessions, "
-            f"sum(s.pageviews) AS pageviews FROM ({sessions_source(sql, query, split=split)}) AS s "
-            "GROUP BY value ORDER BY visitors DESC, pageviews DESC, value LIMIT {limit:UInt32}"
+            f"sum(s.pageviews) AS pageviews FROM ({sessions_source(sql, query, rollups=rollups)}) AS s "
+            f"GROUP BY value ORDER BY visitors DESC, pageviews DESC, value LIMIT {{limit:UInt32}}{_FINAL_SETTINGS}"
         )
-    if split is not None:
-        rows = f"SELECT url_path, pageviews, visitors FROM ({_page_rows(sql, query, split)}) AS p"
-        # Merge visitor states only for the pages that make the list.
+    if rollups:
+        # Visitor states merged for every page once (uniqCombined's are small), then ranked.
         return (
-            f"SELECT r.url_path AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, sum(r.pageviews) AS pageviews FROM ({rows}) AS r "
-            f"WHERE r.url_path IN (SELECT q.url_path FROM ({rows}) AS q GROUP BY q.url_path "
-            "ORDER BY sum(q.pageviews) DESC, q.url_path LIMIT {limit:UInt32}) "
-            "GROUP BY value ORDER BY pageviews DESC, value LIMIT {limit:UInt32}"
+            f"{_with_period_split(sql, query)}SELECT r.url_path AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, "
+            f"sum(r.pageviews) AS pageviews FROM ({_page_rows(sql, query)}) AS r "
+            f"GROUP BY value ORDER BY pageviews DESC, value LIMIT {{limit:UInt32}}{_FINAL_SETTINGS}"
         )
     return (
         "SELECT url_path AS value, uniq(visitor_id) AS visitors, count() AS pageviews FROM events FINAL "
@@ -210,31 +255,26 @@ def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, split: DaySplit | 
     )
 
 
-def _page_rows(sql: Sql, query: StatsQuery, split: DaySplit) -> str:
-    """Per-page rows covering the period: clean whole UTC days from the daily rollup, clean hours at
-    the ends from the hourly one, the dirty days from raw events."""
-    _bind_split(sql, split)
+def _page_rows(sql: Sql, query: StatsQuery) -> str:
+    """Per-page rows covering the period: clean whole UTC days from the daily rollup, other clean
+    whole hours from the hourly one, everything else from raw events."""
     first_day = (query.start + timedelta(days=1) - timedelta(microseconds=1)).date()  # first whole day
     end_day = query.end.date()  # days before it are whole
-    hourly = f"project_id = {{project:String}}{_bots(query)} AND (toDate(hour), gen) IN {_CLEAN} AND "
-    raw = (
-        "SELECT url_path, count() AS pageviews, uniqCombinedState(14)(visitor_id) AS visitors FROM events FINAL "
-        f"WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END} "
-        f"AND type = 'pageView' AND toDate(timestamp) IN {_DIRTY}{_bots(query)} GROUP BY url_path"
+    sql.params.update(first_day=first_day, end_day=end_day)
+    project = f"project_id = {{project:String}}{_bots(query)}"
+    hours = f"{_clean_inside('hour')} AND NOT ({_clean_whole_day('toDate(hour)')})"
+    return (
+        f"SELECT url_path, pageviews, visitors FROM rollup_page_days FINAL WHERE {project} AND {_clean_whole_day('day')} "
+        f"UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_hours FINAL WHERE {project} AND {hours} "
+        "UNION ALL "
+        + _raw_hours(
+            sql,
+            query,
+            "url_path, count() AS pageviews, uniqCombinedState(14)(visitor_id) AS visitors",
+            where=" AND type = 'pageView'",
+        )
+        + " GROUP BY url_path"
     )
-    if first_day >= end_day:
-        rollup = f"SELECT url_path, pageviews, visitors FROM rollup_page_hours WHERE {hourly}hour >= {START} AND hour < {END}"
-        return _union(split, rollup, raw)
-    sql.params.update(first_day=first_day.isoformat(), end_day=end_day.isoformat())
-    rollup = (
-        "SELECT url_path, pageviews, visitors FROM rollup_page_days "
-        f"WHERE project_id = {{project:String}}{_bots(query)} AND day >= {{first_day:Date}} AND day < {{end_day:Date}} "
-        f"AND (day, gen) IN {_CLEAN} "
-        "UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_hours "
-        f"WHERE {hourly}((hour >= {START} AND hour < toDateTime({{first_day:Date}}, 'UTC')) "
-        f"OR (hour >= toDateTime({{end_day:Date}}, 'UTC') AND hour < {END}))"
-    )
-    return _union(split, rollup, raw)
 
 
 def _raw_where(sql: Sql, query: StatsQuery) -> str:

@@ -184,7 +184,6 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
         runtime.rollup_client(),
         interval_s=settings.rollup_interval_s,
         settle_s=settings.rollup_settle_s,
-        cluster=settings.clickhouse.cluster,
     )
     compactor_thread = compactor.start_thread()
     thread = runner.start_thread()
@@ -248,11 +247,14 @@ def _rollup_client() -> Any:
 
 @rollups.command("status")
 def rollups_status() -> None:
-    """How many (project, day) pairs have events, are compacted, and wait."""
-    from chalicelib.rollups import status
+    """What waits for compaction: hours and their rows, the oldest, days waiting for the day tier."""
+    from dataclasses import asdict
 
-    for name, value in status(_rollup_client()).items():
-        click.echo(f"{name:12} {value}")
+    from chalicelib.rollups import backlog
+
+    for name, value in asdict(backlog(_rollup_client(), settle_s=_settings().rollup_settle_s)).items():
+        shown = f"{value:.1f}" if isinstance(value, float) else f"{value:,}"
+        click.echo(f"{name:18} {shown}")
 
 
 @rollups.command("compact")
@@ -261,19 +263,30 @@ def rollups_status() -> None:
     type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
-    help="only days without changes for this many seconds (0 while nothing writes)",
+    help="only hours without changes for this many seconds (0 while nothing writes)",
 )
-def rollups_compact(settle: float) -> None:
-    """Rebuild the rollups of every changed day from deduplicated events now.
+@click.option(
+    "--for",
+    "seconds",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="stop starting rounds after this many seconds (default: until nothing waits)",
+)
+def rollups_compact(settle: float, seconds: float | None) -> None:
+    """Rebuild the rollups of every changed hour (and then day) from deduplicated events now.
 
     `trackflow dev`, `trackflow trigger` and the deployed `compact` function do
     this on their own every few seconds; run it after writing with
-    `trackflow load --target table`, or against a ClickHouse server.
+    `trackflow load --target table`, or against a ClickHouse server. Each
+    round reads about two million event rows and prints a line.
     """
+    import time
+
     from chalicelib.rollups import compact_all
 
-    days = compact_all(_rollup_client(), settle_s=settle, cluster=_settings().clickhouse.cluster)
-    click.echo(f"compacted {days} day(s)")
+    deadline = time.monotonic() + seconds if seconds is not None else None
+    done = compact_all(_rollup_client(), settle_s=settle, deadline=deadline)
+    click.echo(f"compacted {done.hours} hour(s) and {done.days} day(s)")
 
 
 @main.command()
@@ -420,9 +433,9 @@ def load(
                 from chalicelib.rollups import compact_all
 
                 written = to_table(events, writer, batch_size=batch_size, progress=progress)
-                click.echo("compacting the rollups of the days written (so reports read them)...")
-                days = compact_all(_rollup_client(), settle_s=0)  # nothing else writes: they can catch up now
-                click.echo(f"compacted {days} day(s)")
+                click.echo("compacting the rollups of the hours written (so reports read them)...")
+                done = compact_all(_rollup_client(), settle_s=0)  # nothing else writes: they can catch up now
+                click.echo(f"compacted {done.hours} hour(s) and {done.days} day(s)")
                 return written
         else:
             sender = _pipeline_sender(settings)

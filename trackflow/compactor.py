@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
-from chalicelib.rollups import compact_all
+from chalicelib import metrics
+from chalicelib.rollups import backlog, compact_all
 
 logger = logging.getLogger(__name__)
 
@@ -20,19 +22,23 @@ logger = logging.getLogger(__name__)
 class Compactor:
     """Runs compaction on ``client`` every ``interval_s`` until :meth:`stop`."""
 
-    def __init__(self, client: Any, *, interval_s: float, settle_s: float, cluster: str | None = None) -> None:
+    def __init__(self, client: Any, *, interval_s: float, settle_s: float) -> None:
         self._client = client
-        self._cluster = cluster
         self._interval_s = interval_s
         self._settle_s = settle_s
         self._stop = threading.Event()
-        self.days_compacted = 0
+        self.hours_compacted = 0
         self.last_error: str | None = None
 
     def run(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:
-                self.days_compacted += compact_all(self._client, settle_s=self._settle_s, cluster=self._cluster)
+                started = time.monotonic()
+                done = compact_all(self._client, settle_s=self._settle_s)
+                self.hours_compacted += done.hours
+                metrics.record_compaction(
+                    done.hours, time.monotonic() - started, backlog(self._client, settle_s=self._settle_s)
+                )
                 self.last_error = None
             except Exception as exc:  # ClickHouse busy or down: the next round tries again
                 self.last_error = f"{exc.__class__.__name__}: {exc}"

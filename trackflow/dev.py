@@ -271,7 +271,6 @@ class DevStack:
             runtime.rollup_client(),
             interval_s=conf.rollup_interval_s,
             settle_s=conf.rollup_settle_s,
-            cluster=conf.clickhouse.cluster,
         )
         compactor_thread = self.compactor.start_thread()
         self._stack.callback(compactor_thread.join, 30)

@@ -40,7 +40,7 @@ def test_every_table_is_a_replicated_local_and_distributed_pair_sharded_by_proje
     locals_ = {re.match(r"CREATE TABLE IF NOT EXISTS (\S+)_local ", s).group(1) for s in ddl if "_local ON" in s}  # type: ignore[union-attr]
     distributed = {s.split()[5] for s in ddl if "ENGINE = Distributed" in s}
     assert locals_ == distributed
-    assert {"trackflow.events", "trackflow.rollup_session_days", "trackflow.rollup_generations"} <= distributed
+    assert {"trackflow.events", "trackflow.rollup_session_days", "trackflow.rollup_hour_gens"} <= distributed
     for statement in ddl:
         if "_local ON" in statement:
             assert "ENGINE = Replicated" in statement

@@ -1,17 +1,19 @@
-"""Compaction on the real engine: settle time, generations, concurrent runs, clean-up."""
+"""Compaction on the real engine: settle time, leases, interrupted rounds, late inserts, row-sized rounds,
+sessions across hours, and the upgrade from per-day rollups with 90 days of history."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from chalicelib import rollups, runtime, stats
-from chalicelib.clickhouse import EventWriter
+from chalicelib.clickhouse import EVENT_COLUMNS, EventWriter, connect
 from chalicelib.ingest import event_row
 from chalicelib.kafka_event import KafkaRecord
 from chalicelib.settings import Settings
@@ -20,84 +22,227 @@ from chalicelib.stats_params import parse_query
 pytestmark = pytest.mark.integration
 
 RECORD = KafkaRecord(topic="t", partition=0, offset=0, timestamp=0, key=None, value=None)
+DAY = "2026-11-20"
 
 
-def _store(writer: EventWriter, count: int, *, day: str = "2026-11-20") -> None:
-    at = int(datetime.fromisoformat(f"{day} 10:00:00").replace(tzinfo=UTC).timestamp() * 1000)
-    events = []
-    for n in range(count):
-        event: dict[str, Any] = {name: "" for name in ("user_id", "url_query", "referrer", "referrer_domain", "title")}
-        event |= {name: "" for name in ("screen", "language", "timezone", "environment", "sdk_version", "user_agent")}
-        event |= {name: "" for name in ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")}
-        event |= {
-            "project_id": "development",
-            "event_id": str(uuid.uuid4()),
-            "type": "pageView",
-            "timestamp": at + n * 1000,
-            "client_ts": at + n * 1000,
-            "received_at": at + n * 1000,
-            "url": "https://shop.example/",
-            "url_host": "shop.example",
-            "url_path": f"/p{n % 3}",
-            "anonymous_id": f"v{n % 4}",
-            "session_id": f"s{n % 4}",
-            "props": "{}",
-        }
-        events.append(event)
+def _event(at: datetime, n: int, *, session: str | None = None, kind: str = "pageView") -> dict[str, Any]:
+    event: dict[str, Any] = {name: "" for name in ("user_id", "url_query", "referrer", "referrer_domain", "title")}
+    event |= {name: "" for name in ("screen", "language", "timezone", "environment", "sdk_version", "user_agent")}
+    event |= {name: "" for name in ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")}
+    ms = int(at.timestamp() * 1000)
+    return event | {
+        "project_id": "development",
+        "event_id": str(uuid.uuid4()),
+        "type": kind,
+        "timestamp": ms,
+        "client_ts": ms,
+        "received_at": ms,
+        "url": "https://shop.example/",
+        "url_host": "shop.example",
+        "url_path": f"/p{n % 3}",
+        "anonymous_id": f"v{n % 4}",
+        "session_id": session or f"s{n % 4}",
+        "props": "{}",
+    }
+
+
+def _store(writer: EventWriter, count: int, *, hour: int = 10, day: str = DAY) -> list[dict[str, Any]]:
+    at = datetime.fromisoformat(f"{day} {hour:02}:00:00").replace(tzinfo=UTC)
+    events = [_event(at + timedelta(seconds=n), n) for n in range(count)]
     writer.insert_events([event_row(e, RECORD) for e in events])
+    return events
 
 
-def _pageviews(client: Any) -> int:
-    query = parse_query(
-        {"from": "2026-11-20", "to": "2026-11-20"},
+def _query(first: str = DAY, last: str = DAY, **extra: str) -> Any:
+    return parse_query(
+        {"from": first, "to": last, "bots": "exclude", **extra},
         now=datetime(2026, 11, 27, tzinfo=UTC),
         default_project="development",
     )
-    value: int = stats.overview(client, query)["metrics"]["pageviews"]["value"]
-    assert stats.breakdown(client, query, "pages") == stats.breakdown(client, query, "pages", rollups=False)
-    return value
 
 
-def test_a_day_changed_within_the_settle_time_waits_and_is_read_raw_meanwhile(pipeline: Settings) -> None:
+def _same_as_raw(client: Any, query: Any) -> dict[str, Any]:
+    """Every rollup-capable report equals its raw-events form; returns the overview's metrics."""
+    overview = stats.overview(client, query)
+    assert overview == stats.overview(client, query, rollups=False)
+    assert stats.timeseries(client, query) == stats.timeseries(client, query, rollups=False)
+    for dimension in ("pages", "entry_pages", "exit_pages"):
+        assert stats.breakdown(client, query, dimension) == stats.breakdown(client, query, dimension, rollups=False)
+    return {name: value["value"] for name, value in overview["metrics"].items()}
+
+
+def test_an_hour_changed_within_the_settle_time_waits_and_is_read_raw_meanwhile(pipeline: Settings) -> None:
     client = runtime.rollup_client()
     _store(runtime.writer(), 6)
-    assert rollups.compact(client, settle_s=60).days == 0  # written a moment ago: an insert may still be running
-    assert rollups.status(client) == {"days": 1, "clean": 0, "waiting": 1, "generations": 0}
-    assert _pageviews(runtime.reader()) == 6
-    assert rollups.compact(client, settle_s=0).days == 1
-    assert rollups.status(client)["clean"] == 1
-    assert _pageviews(runtime.reader()) == 6
+    assert rollups.compact(client, settle_s=60).hours == 0  # written a moment ago: an insert may still be running
+    waiting = rollups.backlog(client, settle_s=60)
+    assert (waiting.hours, waiting.rows, waiting.clean_hours) == (1, 6, 0)
+    assert waiting.oldest_hour_age_s > 86_400  # the 20th's 10:00 hour, days ago
+    assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 6
+    done = rollups.compact(client, settle_s=0)
+    assert (done.hours, done.days) == (1, 1)
+    after = rollups.backlog(client)
+    assert (after.hours, after.rows, after.clean_hours, after.clean_days) == (0, 0, 1, 1)
+    assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 6
 
 
-def test_two_compactions_at_once_leave_the_numbers_exact(pipeline: Settings) -> None:
-    _store(runtime.writer(), 9)
-    from chalicelib.clickhouse import connect
-
+def test_overlapping_runs_split_the_hours_between_them_and_leave_the_numbers_exact(pipeline: Settings) -> None:
+    for hour in range(8, 16):
+        _store(runtime.writer(), 5, hour=hour)
     clients = [connect(pipeline.clickhouse, database=pipeline.clickhouse.database, private=True) for _ in range(2)]
-    threads = [threading.Thread(target=rollups.compact, args=(c,), kwargs={"settle_s": 0}) for c in clients]
+    results: list[rollups.CompactResult] = []
+
+    def run(client: Any) -> None:
+        results.append(rollups.compact(client, settle_s=0, budget_rows=20))  # four hours a round
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert rollups.status(clients[0])["clean"] == 1
-    assert _pageviews(runtime.reader()) == 9
+    # Each hour compacted by one run only: either both took four, or one took four and the other found none.
+    assert sum(r.hours for r in results) in (4, 8)
+    assert rollups.compact_all(clients[0], settle_s=0).hours == 8 - sum(r.hours for r in results)
+    assert rollups.backlog(clients[0]).clean_hours == 8
+    assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 40
 
 
-def test_a_late_event_dirties_its_day_and_the_old_generation_goes_after_the_grace(
-    pipeline: Settings, monkeypatch: pytest.MonkeyPatch
+def test_a_live_lease_keeps_other_runs_off_and_an_expired_one_is_taken_over(pipeline: Settings) -> None:
+    client = runtime.rollup_client()
+    _store(runtime.writer(), 4)
+    # A run that recorded its pending generation and wrote part of its rows, then died (its Lambda timed out).
+    units = client.query(rollups.HOUR_TIER.candidates(), parameters={"settle": 0, "limit": 10}).result_rows
+    gen = rollups._new_generation()
+    assert rollups._claim(client, rollups.HOUR_TIER, list(units), gen, 2.0) == list(units)
+    client.command(
+        rollups.HOUR_TIER.statements[0],
+        parameters={"gen": gen, "units": [(u[0], u[1]) for u in units], "days": [datetime(2026, 11, 20).date()]},
+    )
+    assert rollups.compact(client, settle_s=0).hours == 0  # the lease still runs
+    assert rollups.backlog(client).interrupted == 0
+    assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 4  # the hour is dirty: read raw
+    time.sleep(2.1)
+    assert rollups.backlog(client).interrupted == 1
+    assert rollups.compact(client, settle_s=0).hours == 1  # taken over; its rows replace the orphans
+    assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 4
+
+
+def test_a_late_event_dirties_its_hour_and_the_newer_generation_replaces_the_rows_without_deletes(
+    pipeline: Settings,
 ) -> None:
     client = runtime.rollup_client()
     _store(runtime.writer(), 4)
     first = rollups.compact(client, settle_s=0).generation
-    _store(runtime.writer(), 2)  # arrives late for the same day
-    assert rollups.status(client)["clean"] == 0
-    assert _pageviews(runtime.reader()) == 6  # the day is read raw until compacted again
+    _store(runtime.writer(), 2)  # arrives late for the same hour
+    assert rollups.backlog(client).hours == 1
+    assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 6  # read raw until compacted again
     second = rollups.compact(client, settle_s=0).generation
     assert second is not None and first is not None and second > first
-    assert _pageviews(runtime.reader()) == 6
-    monkeypatch.setattr(rollups, "SUPERSEDED_GRACE_S", 0.0)
-    time.sleep(0.01)
-    assert rollups.compact(client, settle_s=0).superseded_deleted == 1
-    gens = client.query("SELECT DISTINCT gen FROM rollup_page_days").result_rows
-    assert gens == [(second,)]
-    assert _pageviews(runtime.reader()) == 6
+    assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 6
+    for table in rollups.ROLLUP_TABLES:
+        client.command(f"OPTIMIZE TABLE {table} FINAL")  # what background merges do in time
+        gens = {row[0] for row in client.query(f"SELECT DISTINCT gen FROM {table}").result_rows}
+        assert first not in gens, table
+    mutations = client.query("SELECT count() FROM system.mutations WHERE database = currentDatabase()")
+    assert mutations.result_rows[0][0] == 0
+    assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 6
+
+
+class _SlowInsert:
+    """A client whose event insert lands only after ``during`` ran: a compaction reading meanwhile."""
+
+    def __init__(self, client: Any, during: Any) -> None:
+        self._client, self._during = client, during
+
+    def insert(self, table: str, rows: Sequence[Any], **kwargs: Any) -> Any:
+        if table.endswith(".events"):
+            self._during()
+        return self._client.insert(table, rows, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_an_insert_that_lands_after_a_round_read_its_hour_is_counted_after_the_next_round(
+    pipeline: Settings,
+) -> None:
+    client = runtime.rollup_client()
+    _store(runtime.writer(), 3)
+    rounds: list[int] = []
+    slow = EventWriter(
+        _SlowInsert(client, lambda: rounds.append(rollups.compact(client, settle_s=0).hours)),
+        database=pipeline.clickhouse.database,
+    )
+    _store(slow, 2)
+    assert rounds == [1]  # the round saw the mark made before the insert, and only three events
+    assert rollups.backlog(client).hours == 1  # the mark after the insert left the hour dirty again
+    assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 5
+    assert rollups.compact(client, settle_s=0).hours == 1
+    assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 5
+
+
+def test_a_session_running_over_several_hours_counts_once_with_its_first_and_last_page(pipeline: Settings) -> None:
+    client = runtime.rollup_client()
+    start = datetime(2026, 11, 20, 9, 50, tzinfo=UTC)
+    events = [_event(start + timedelta(minutes=minutes), n, session="long") for n, minutes in enumerate((0, 15, 80))]
+    runtime.writer().insert_events([event_row(e, RECORD) for e in events])  # 09:50, 10:05, 11:10
+    rollups.compact(client, settle_s=0)
+    late = _event(start + timedelta(minutes=95), 3, session="long", kind="signup")  # 11:25, no page view
+    runtime.writer().insert_events([event_row(late, RECORD)])
+    metrics = _same_as_raw(runtime.reader(), _query())  # 09 and 10 from the rollups, 11 raw
+    assert (metrics["sessions"], metrics["pageviews"], metrics["avg_session_s"]) == (1, 3, 95 * 60)
+    entry = stats.breakdown(runtime.reader(), _query(), "entry_pages")["rows"]
+    exit_ = stats.breakdown(runtime.reader(), _query(), "exit_pages")["rows"]
+    assert [(r["value"], r["sessions"]) for r in entry] == [("/p0", 1)]
+    assert [r["value"] for r in exit_] == ["/p2"]
+    rollups.compact_all(client, settle_s=0)
+    assert _same_as_raw(runtime.reader(), _query()) == metrics
+    # A half-hour zone: its day starts at 18:30 UTC, in the middle of a compacted hour.
+    kolkata = _query("2026-11-20", "2026-11-20", tz="Asia/Kolkata")
+    _same_as_raw(runtime.reader(), kolkata)
+
+
+def test_rounds_are_sized_by_rows_not_by_hours(pipeline: Settings) -> None:
+    client = runtime.rollup_client()
+    for hour, count in ((8, 30), (9, 5), (10, 5), (11, 5)):
+        _store(runtime.writer(), count, hour=hour)
+    # Newest first: 11, 10 and 9 fit in 16 rows; 08 alone is over the budget and still gets a round of its own.
+    assert rollups.compact(client, settle_s=0, budget_rows=16).hours == 3
+    assert rollups.compact(client, settle_s=0, budget_rows=16).hours == 1
+    assert rollups.backlog(client).hours == 0
+
+
+def test_upgrading_from_per_day_rollups_works_through_90_days_of_history_in_bounded_rounds(
+    settings: Settings,
+) -> None:
+    from chalicelib.migrations import load_migrations
+    from trackflow.dev import MIGRATIONS_DIR
+
+    database = settings.clickhouse.database
+    server = connect(settings.clickhouse)
+    server.command(f"CREATE DATABASE {database}")
+    steps = load_migrations(MIGRATIONS_DIR, database=database)
+    end = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = [  # three page views in each of the 2,160 hours before the 1st
+        event_row(_event(end - timedelta(hours=hour + 1) + timedelta(minutes=5 + n * 7), n), RECORD)
+        for hour in range(90 * 24)
+        for n in range(3)
+    ]
+    for migration in steps:
+        if migration.version == 8:
+            server.insert(f"{database}.events", rows, column_names=EVENT_COLUMNS)  # stored under 007
+        for statement in migration.statements:
+            server.command(statement)
+    client = connect(settings.clickhouse, database=database)
+    assert rollups.backlog(client).hours == 90 * 24
+    rounds = 0
+    while rollups.compact(client, settle_s=0, budget_rows=600).hours:  # 200 hours a round
+        rounds += 1
+        assert rounds <= 11, "compaction does not get through the backlog"
+    assert rounds == 11
+    rollups.compact_all(client, settle_s=0)
+    after = rollups.backlog(client)
+    assert (after.hours, after.days, after.clean_hours) == (0, 0, 90 * 24)
+    assert after.clean_days == 90
+    metrics = _same_as_raw(client, _query("2026-08-03", "2026-10-31"))
+    assert metrics["pageviews"] == len(rows)

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from chalicelib.cluster_ddl import ClusterRenderer
-from chalicelib.rollups import _delete_superseded
 
 TABLE = """CREATE TABLE IF NOT EXISTS db.events
 (
@@ -81,22 +80,3 @@ def test_a_statement_without_a_cluster_form_or_a_bad_cluster_name_is_refused() -
         ClusterRenderer("tf; DROP", "db")
 
 
-class _Recorder:
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-
-    def query(self, sql: str, parameters: Any = None) -> Any:
-        return type("Result", (), {"result_rows": [("p1", "2026-11-01", 1)]})()
-
-    def command(self, sql: str, parameters: Any = None) -> None:
-        self.commands.append(sql)
-
-
-def test_on_a_cluster_superseded_rollups_are_deleted_from_every_shards_local_tables() -> None:
-    client = _Recorder()
-    assert _delete_superseded(client, "tf") == 1
-    assert all(" ON CLUSTER tf WHERE " in command for command in client.commands)
-    assert client.commands[-1].startswith("DELETE FROM rollup_generations_local ON CLUSTER tf")
-    single = _Recorder()
-    _delete_superseded(single)
-    assert single.commands[0].startswith("DELETE FROM rollup_session_days WHERE")

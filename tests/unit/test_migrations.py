@@ -20,7 +20,7 @@ def test_project_migrations_load_in_order_with_the_database_filled_in() -> None:
     assert any(s.startswith("CREATE TABLE IF NOT EXISTS tf.events") for s in statements)
     # Safe to re-run: created only if missing, dropped only if there, views replaced,
     # settings set, backfills only take events stored before their materialized
-    # view existed, and marking days for rollup compaction again only recompacts them.
+    # view existed, and marking days or hours for rollup compaction again only recompacts them.
     assert all(
         "IF NOT EXISTS" in s
         or "IF EXISTS" in s
@@ -28,6 +28,7 @@ def test_project_migrations_load_in_order_with_the_database_filled_in() -> None:
         or (s.startswith("ALTER TABLE") and "MODIFY SETTING" in s)
         or (s.startswith("INSERT INTO") and "metadata_modification_time" in s)
         or s.startswith("INSERT INTO tf.rollup_changes")
+        or s.startswith("INSERT INTO tf.rollup_hour_changes")
         for s in statements
     ), [s for s in statements if "IF" not in s][:3]
 

@@ -1,0 +1,96 @@
+"""SQL both sides of the rollups share: compaction writes with it, reports read with it.
+
+- The per-session columns, from raw events (a session within an hour or a
+  day) and merged from hourly parts, so a session running over several hours
+  counts once with its first and last page.
+- :data:`SPLIT`: which hours and days of a report's window the rollups answer,
+  as one scalar subquery the report's own statement evaluates once.
+- :func:`dirty_prewhere`: reading only some hours of ``events FINAL``. The
+  table is sorted by day, so ``FINAL`` over a filtered hour would still merge
+  the whole day; the ``PREWHERE`` keeps the rows of those hours (and a margin
+  either side, which holds every stored copy of an event whose resend was
+  stamped a few milliseconds apart) before the merge, and the exact hour test
+  runs after it, on the copy ``FINAL`` kept.
+"""
+
+from __future__ import annotations
+
+# A session's part within one group of raw events (an hour for the rollups, a day for raw reports).
+_SESSION_ATTRIBUTES = """
+    max(referrer_domain) AS referrer_domain, max(utm_source) AS utm_source,
+    max(utm_medium) AS utm_medium, max(utm_campaign) AS utm_campaign,
+    any(browser) AS browser, any(os) AS os, any(device_type) AS device_type, any(country) AS country"""
+RAW_SESSION_COLUMNS = f"""
+    session_key AS session_id, any(visitor_id) AS visitor_id, max(is_bot) AS is_bot,
+    min(timestamp) AS started_at, max(timestamp) AS ended_at,
+    countIf(type = 'pageView') AS pageviews, count() AS events,
+    argMinIf(url_path, timestamp, type = 'pageView') AS entry_page,
+    argMaxIf(url_path, timestamp, type = 'pageView') AS exit_page,{_SESSION_ATTRIBUTES}"""
+# The same within one hour, with the times of the first and last page view for merging parts.
+HOUR_SESSION_COLUMNS = f"""
+    session_key AS session_id, any(visitor_id) AS visitor_id, max(is_bot) AS is_bot,
+    min(timestamp) AS started_at, max(timestamp) AS ended_at,
+    countIf(type = 'pageView') AS pageviews, count() AS events,
+    minIf(timestamp, type = 'pageView') AS entry_at, argMinIf(url_path, timestamp, type = 'pageView') AS entry_page,
+    maxIf(timestamp, type = 'pageView') AS exit_at, argMaxIf(url_path, timestamp, type = 'pageView') AS exit_page,
+    {_SESSION_ATTRIBUTES}"""
+HOUR_SESSION_NAMES = (
+    "session_id, visitor_id, is_bot, started_at, ended_at, pageviews, events, entry_at, entry_page, exit_at, "
+    "exit_page, referrer_domain, utm_source, utm_medium, utm_campaign, browser, os, device_type, country"
+)
+# Hourly parts (``p``) of one session merged: grouped by day and session id.
+SESSION_MERGE_COLUMNS = """
+    any(p.visitor_id) AS visitor_id, max(p.is_bot) AS is_bot,
+    min(p.started_at) AS started_at, max(p.ended_at) AS ended_at,
+    sum(p.pageviews) AS pageviews, sum(p.events) AS events,
+    argMinIf(p.entry_page, p.entry_at, p.pageviews > 0) AS entry_page,
+    argMaxIf(p.exit_page, p.exit_at, p.pageviews > 0) AS exit_page,
+    max(p.referrer_domain) AS referrer_domain, max(p.utm_source) AS utm_source,
+    max(p.utm_medium) AS utm_medium, max(p.utm_campaign) AS utm_campaign,
+    any(p.browser) AS browser, any(p.os) AS os, any(p.device_type) AS device_type, any(p.country) AS country"""
+SESSION_NAMES = (
+    "session_id, visitor_id, is_bot, started_at, ended_at, pageviews, events, entry_page, exit_page, "
+    "referrer_domain, utm_source, utm_medium, utm_campaign, browser, os, device_type, country"
+)
+
+# Per (project, hour): the newest change, the rows written, what the newest done generation covers.
+HOUR_STATE = (
+    "SELECT c.project_id AS project_id, c.hour AS hour, c.last_change AS last_change, c.rows AS rows, "
+    "g.covered AS covered FROM "
+    "(SELECT project_id, hour, max(changed_at) AS last_change, sum(rows) AS rows FROM rollup_hour_changes "
+    "{where} GROUP BY project_id, hour) AS c "
+    "LEFT JOIN (SELECT project_id, hour, max(covered_to) AS covered FROM rollup_hour_gens "
+    "WHERE state = 'done'{and_where} GROUP BY project_id, hour) AS g "
+    "ON c.project_id = g.project_id AND c.hour = g.hour"
+)
+
+_WINDOW = (
+    "project_id = {project:String} AND hour >= {window_start:DateTime('UTC')} AND hour < {window_end:DateTime('UTC')}"
+)
+# (clean days, clean hours, dirty hours, days with a dirty hour) of a report's window.
+SPLIT = (
+    "(SELECT tuple(groupArrayIf(day, day_clean = 1), arrayFlatten(groupArray(clean)), arrayFlatten(groupArray(dirty)), "
+    "groupArrayIf(day, notEmpty(dirty))) FROM "
+    "(SELECT toDate(h.hour) AS day, min(d.covered >= h.last_change) AS day_clean, "
+    "groupArrayIf(h.hour, h.covered >= h.last_change) AS clean, "
+    "groupArrayIf(h.hour, h.covered < h.last_change) AS dirty "
+    f"FROM ({HOUR_STATE.format(where='WHERE ' + _WINDOW, and_where=' AND ' + _WINDOW)}) AS h "
+    "LEFT JOIN (SELECT day, max(covered_to) AS covered FROM rollup_day_gens WHERE state = 'done' "
+    "AND project_id = {project:String} AND day >= toDate({window_start:DateTime('UTC')}) "
+    "AND day <= toDate({window_end:DateTime('UTC')}) GROUP BY day) AS d ON toDate(h.hour) = d.day "
+    "GROUP BY day))"
+)
+# What a report's ``WITH`` names the parts of the split.
+SPLIT_NAMES = (
+    f"{SPLIT} AS split, tupleElement(split, 1) AS clean_days, tupleElement(split, 2) AS clean_hours, "
+    "tupleElement(split, 3) AS dirty_hours, tupleElement(split, 4) AS dirty_days"
+)
+# Resent copies of an event are stamped within this of each other (see the module docstring).
+COPY_MARGIN = "toIntervalMinute(5)"
+
+
+def dirty_prewhere(hours: str, *, column: str = "timestamp") -> str:
+    """A ``PREWHERE`` condition keeping the rows of ``hours`` (an array expression) and the margin around them."""
+    return " OR ".join(
+        f"has({hours}, toStartOfHour({t}))" for t in (column, f"{column} - {COPY_MARGIN}", f"{column} + {COPY_MARGIN}")
+    )
