@@ -228,7 +228,12 @@ def compact(event: Any) -> dict[str, float]:
     client = runtime.rollup_client()
     started = time.monotonic()
     try:
-        done = compact_all(client, settle_s=conf.rollup_settle_s, deadline=started + max(1.0, seconds_left - 10))
+        done = compact_all(
+            client,
+            settle_s=conf.rollup_settle_s,
+            deadline=started + max(1.0, seconds_left - 10),
+            replica_lag_s=conf.clickhouse.replica_lag_s,
+        )
         waiting = backlog(client, settle_s=conf.rollup_settle_s)
         metrics.record_compaction(done.hours, time.monotonic() - started, waiting)
     finally:

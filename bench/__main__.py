@@ -30,6 +30,9 @@ TARGETS: dict[str, tuple[float, str]] = {
     "freshness_p95_ms": (1_000, "max"),
     "cold_import_ms": (150, "max"),
     "overview_10m_ms": (300, "max"),
+    "overview_today_busy_ms": (300, "max"),
+    "busy_vs_compacted": (1.5, "max"),
+    "kolkata_vs_utc": (1.5, "max"),
 }
 
 

@@ -1,13 +1,20 @@
-"""Dashboard reads: overview + timeseries + top pages over 10,000,000 generated events.
+"""Dashboard reads and compaction over 10,000,000 generated events, three ways.
 
-The events come from ``trackflow load`` (three projects over 30 days, written
-straight to the table, then compacted into the rollups, which is timed);
-they are generated once into ``.trackflow/bench-overview-<N>/`` and reused by
-later runs. The three calls the dashboard makes first are timed together, wall
-clock, median of 5, for the largest project over the whole 30 days; the same
-calls forced onto raw events are the baseline of the same run. A third figure
-has the last day not yet compacted (what a dashboard sees under steady
-traffic: that day is read from raw events).
+The events come from ``trackflow load`` (three projects, written straight to
+the table), generated once into ``.trackflow/bench-<name>-<N>/`` and reused
+by later runs. Nothing is merged with ``OPTIMIZE``: the parts are as the
+writes and background merges left them.
+
+- *month*: 30 days. Every hour is marked changed and compacted (timed). The
+  three calls the dashboard makes first, wall clock, median of 5, for the
+  largest project over 30 days; the same calls on raw events are the
+  baseline. A full dashboard refresh over the same days in UTC and in
+  Asia/Kolkata (half-hour edges).
+- *busy*: all events in the last 24 hours, compacted, then the current hour
+  marked changed (steady traffic): the first calls, the CPU of a full
+  refresh, and the same calls once that hour is compacted too.
+- *backlog*: 90 days marked changed, as the upgrade to hourly rollups leaves
+  an install: the time compaction takes to clear it.
 
 chDB holds one data directory per process, so this runs in a child process:
 ``python -m bench.overview --events N`` prints its results as JSON.
@@ -28,7 +35,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 END = datetime(2026, 11, 1, tzinfo=UTC)
 RUNS = 5
-FORMAT_VERSION = "4"  # bump when the generator or schema changes, so the cache is rebuilt
+FORMAT_VERSION = "4"  # bump when the generator changes, so the cache is rebuilt (migrations run every time)
+PROJECTS = ["development", "shop-demo", "blog-demo"]
+DASHBOARD_BREAKDOWNS = (
+    "entry_pages",
+    "exit_pages",
+    "referrers",
+    "utm_sources",
+    "devices",
+    "browsers",
+    "os",
+    "countries",
+)
 
 
 def run(events: int) -> dict[str, Any]:
@@ -43,23 +61,23 @@ def run(events: int) -> dict[str, Any]:
     return result
 
 
-def _prepare(events: int) -> tuple[Any, str]:
+def _prepare(events: int, *, name: str, days: int) -> Any:
+    """A client on ``events`` generated events over ``days`` days before ``END``, generated once and reused;
+    migrated on every run (an upgrade marks every stored hour for compaction)."""
     from chalicelib.clickhouse import connect
     from chalicelib.settings import load_settings
     from trackflow.load import Traffic, sites, table_writer, to_table
 
-    data_dir = ROOT / ".trackflow" / f"bench-overview-{events}"
+    data_dir = ROOT / ".trackflow" / f"bench-{name}-{events}"
     marker = data_dir / "loaded.json"
     settings = load_settings({"TRACKFLOW_DATA_DIR": str(data_dir)})
-    database = settings.clickhouse.database
     if not (marker.exists() and json.loads(marker.read_text()).get("version") == FORMAT_VERSION):
         if data_dir.exists():
             import shutil
 
             shutil.rmtree(data_dir)
         data_dir.mkdir(parents=True)
-        writer = table_writer(settings)
-        traffic = Traffic(sites(["development", "shop-demo", "blog-demo"]), end_ms=int(END.timestamp() * 1000), days=30)
+        traffic = Traffic(sites(PROJECTS), end_ms=int(END.timestamp() * 1000), days=days)
         done = 0
         started = time.monotonic()
 
@@ -68,53 +86,120 @@ def _prepare(events: int) -> tuple[Any, str]:
             done += n
             if done % 1_000_000 < n:
                 print(
-                    f"  generated {done:,} of {events:,} events ({time.monotonic() - started:.0f} s)", file=sys.stderr
+                    f"  {name}: generated {done:,} of {events:,} events ({time.monotonic() - started:.0f} s)",
+                    file=sys.stderr,
                 )
 
-        to_table(traffic.events(events), writer, batch_size=50_000, progress=progress)
+        to_table(traffic.events(events), table_writer(settings), batch_size=50_000, progress=progress)
         marker.write_text(json.dumps({"version": FORMAT_VERSION, "events": events}))
-    return connect(settings.clickhouse, database=database), database
+    table_writer(settings)  # migrations
+    return connect(settings.clickhouse, database=settings.clickhouse.database)
 
 
-def _measure(events: int) -> dict[str, Any]:
+def _rebuild(client: Any) -> float:
+    """Forget every rollup and mark every stored hour changed, as an upgrade does; seconds to compact it all."""
+    from chalicelib.rollups import BOOK_TABLES, ROLLUP_TABLES, compact_all
+
+    for table in (*BOOK_TABLES, *ROLLUP_TABLES):
+        client.command(f"TRUNCATE TABLE {table}")
+    client.command(
+        "INSERT INTO rollup_hour_changes (project_id, hour, rows) "
+        "SELECT project_id, toStartOfHour(timestamp), count() FROM events GROUP BY ALL"
+    )
+    started = time.perf_counter()
+    done = compact_all(client, settle_s=0)
+    seconds = time.perf_counter() - started
+    print(f"  compacted {done.hours:,} hours and {done.days:,} days in {seconds:.1f} s", file=sys.stderr)
+    return seconds
+
+
+def _dashboard(client: Any, query: Any, *, rollups: bool = True, full: bool = False) -> None:
+    """The calls the dashboard makes first (overview, timeseries, top pages), or on every refresh (``full``)."""
     from chalicelib import stats
-    from chalicelib.rollups import ROLLUP_TABLES, compact_all, mark_changed
+
+    stats.overview(client, query, rollups=rollups)
+    stats.timeseries(client, query, rollups=rollups)
+    stats.breakdown(client, query, "pages", rollups=rollups)
+    if full:
+        for dimension in DASHBOARD_BREAKDOWNS:
+            stats.breakdown(client, query, dimension, rollups=rollups)
+        stats.errors(client, query)
+        stats.custom_events(client, query, name=None, prop=None)
+        stats.clicks(client, query)
+        stats.realtime(client, query, now=query.end)
+
+
+def _median_ms(call: Any, runs: int = RUNS, *, cpu: bool = False) -> float:
+    clock = time.process_time if cpu else time.perf_counter
+    call()  # warm caches once, as a dashboard in use would have them
+    timings = []
+    for _ in range(runs):
+        started = clock()
+        call()
+        timings.append((clock() - started) * 1000)
+    return statistics.median(timings)
+
+
+def _month(events: int) -> dict[str, Any]:
+    """30 days of traffic: the dashboard's first calls, in UTC, in Asia/Kolkata, and forced raw."""
     from chalicelib.stats_params import parse_query
 
-    client, _ = _prepare(events)
-    for table in ("rollup_generations", *ROLLUP_TABLES):  # compact every day again, timed
-        client.command(f"TRUNCATE TABLE {table}")
-    started = time.perf_counter()
-    compact_all(client, settle_s=0)
-    compaction_s = time.perf_counter() - started
-    # A long-running server merges parts in the background; a fresh load leaves many.
-    for table in ("events", *ROLLUP_TABLES):
-        client.command(f"OPTIMIZE TABLE {table} FINAL")
-    query = parse_query({"period": "30d"}, now=END.replace(hour=0), default_project="development")
+    client = _prepare(events, name="overview", days=30)
+    compaction_s = _rebuild(client)
+    period = {"period": "30d"}
+    query = parse_query(period, now=END.replace(hour=0), default_project="development")
+    days = {"from": "2026-10-02", "to": "2026-10-31"}
+    utc = parse_query(days, now=END, default_project="development")
+    kolkata = parse_query(days | {"tz": "Asia/Kolkata"}, now=END, default_project="development")
     project_events = client.query("SELECT count() FROM events WHERE project_id = 'development'").result_rows[0][0]
-
-    def three(rollups: bool) -> float:
-        started = time.perf_counter()
-        stats.overview(client, query, rollups=rollups)
-        stats.timeseries(client, query, rollups=rollups)
-        stats.breakdown(client, query, "pages", rollups=rollups)
-        return (time.perf_counter() - started) * 1000
-
-    three(True)  # warm caches once, as a dashboard in use would have them
-    rollup = statistics.median(three(True) for _ in range(RUNS))
-    raw = statistics.median(three(False) for _ in range(RUNS))
-    mark_changed(client, [("development", (END - timedelta(days=1)).date())])
-    one_day_raw = statistics.median(three(True) for _ in range(RUNS))
-    compact_all(client, settle_s=0)
+    rollup = _median_ms(lambda: _dashboard(client, query))
+    raw = _median_ms(lambda: _dashboard(client, query, rollups=False), runs=3)
+    utc_ms = _median_ms(lambda: _dashboard(client, utc, full=True))
+    kolkata_ms = _median_ms(lambda: _dashboard(client, kolkata, full=True))
     return {
         "rollup_compaction_10m_s": compaction_s,
-        "overview_10m_last_day_raw_ms": one_day_raw,
         "overview_10m_events_total": events,
         "overview_10m_events_in_project": project_events,
         "overview_10m_ms": rollup,
         "overview_10m_raw_events_ms": raw,
         "overview_raw_vs_rollups": raw / rollup,
+        "dashboard_refresh_30d_utc_ms": utc_ms,
+        "dashboard_refresh_30d_kolkata_ms": kolkata_ms,
+        "kolkata_vs_utc": kolkata_ms / utc_ms,
     }
+
+
+def _busy_day(events: int) -> dict[str, Any]:
+    """All events in the last 24 hours, as ingest leaves them (no OPTIMIZE), with the current hour dirty."""
+    from chalicelib.rollups import compact_all, mark_changed
+    from chalicelib.stats_params import parse_query
+
+    client = _prepare(events, name="busy", days=1)
+    _rebuild(client)
+    now = END - timedelta(minutes=30)  # in the last hour of the data
+    query = parse_query({"period": "24h"}, now=now, default_project="development")
+    current = END - timedelta(hours=1)
+    mark_changed(client, {(project, current): 0 for project in PROJECTS})
+    busy = _median_ms(lambda: _dashboard(client, query))
+    cpu = _median_ms(lambda: _dashboard(client, query, full=True), runs=3, cpu=True)
+    compact_all(client, settle_s=0)
+    compacted = _median_ms(lambda: _dashboard(client, query))
+    return {
+        "overview_today_busy_ms": busy,
+        "overview_today_compacted_ms": compacted,
+        "busy_vs_compacted": busy / compacted,
+        "dashboard_refresh_cpu_ms": cpu,
+    }
+
+
+def _backlog(events: int) -> dict[str, Any]:
+    """90 days of history marked changed, as the upgrade to hourly rollups leaves it: time to clear it."""
+    client = _prepare(events, name="backlog", days=90)
+    return {"compaction_backlog_90d_s": _rebuild(client), "compaction_backlog_90d_events": events}
+
+
+def _measure(events: int) -> dict[str, Any]:
+    return _month(events) | _busy_day(events) | _backlog(events)
 
 
 def main() -> None:

@@ -93,6 +93,26 @@ _embedded_clients: dict[str, Any] = {}
 READ_ONLY_SETTINGS = {"readonly": "2", "max_execution_time": "30"}
 
 
+def cluster_settings(settings: ClickHouseSettings) -> dict[str, str]:
+    """What every client sets on a cluster (none on one server), so compaction's reasoning holds there.
+
+    - Inserts into a Distributed table return once the shard has the rows, not
+      when they are queued for sending in the background: the mark after an
+      insert then comes after its events are stored.
+    - Reads skip replicas more than ``replica_lag_s`` behind, and fail rather
+      than read a stale one. Compaction only takes hours quiet for longer
+      than that, and reports only use a generation that long after it was
+      written (``visible_at``), so any replica read holds what they need.
+    """
+    if settings.cluster is None:
+        return {}
+    return {
+        "insert_distributed_sync": "1",
+        "max_replica_delay_for_distributed_queries": str(max(1, int(settings.replica_lag_s))),
+        "fallback_to_stale_replicas_for_distributed_queries": "0",
+    }
+
+
 def connect(
     settings: ClickHouseSettings, *, database: str | None = None, read_only: bool = False, private: bool = False
 ) -> Any:
@@ -125,7 +145,7 @@ def connect(
                 "password": settings.resolved_password(),
                 "database": database or "",
                 "autogenerate_session_id": False,
-                "settings": READ_ONLY_SETTINGS if read_only else None,
+                "settings": (READ_ONLY_SETTINGS if read_only else {}) | cluster_settings(settings) or None,
                 "connect_timeout": settings.connect_timeout_s,
                 "send_receive_timeout": settings.query_timeout_s,
                 # Retrying is the caller's business (the trigger retries the batch, a client its request).

@@ -53,17 +53,18 @@ SESSION_NAMES = (
     "referrer_domain, utm_source, utm_medium, utm_campaign, browser, os, device_type, country"
 )
 
-# Per (project, hour): the newest change, the rows written, what the newest done generation covers.
+# Per (project, hour): the newest change, the rows written, and what done generations cover: ``written``
+# counts every done generation (compaction need not redo it), ``covered`` only those readers may use yet.
 HOUR_STATE = (
     "SELECT c.project_id AS project_id, c.hour AS hour, c.last_change AS last_change, c.rows AS rows, "
-    "g.covered AS covered FROM "
+    "g.written AS written, g.covered AS covered FROM "
     "(SELECT project_id, hour, max(changed_at) AS last_change, sum(rows) AS rows FROM rollup_hour_changes "
     "{where} GROUP BY project_id, hour) AS c "
-    "LEFT JOIN (SELECT project_id, hour, max(covered_to) AS covered FROM rollup_hour_gens "
+    "LEFT JOIN (SELECT project_id, hour, max(covered_to) AS written, "
+    "maxIf(covered_to, visible_at <= now64(3)) AS covered FROM rollup_hour_gens "
     "WHERE state = 'done'{and_where} GROUP BY project_id, hour) AS g "
     "ON c.project_id = g.project_id AND c.hour = g.hour"
 )
-
 _WINDOW = (
     "project_id = {project:String} AND hour >= {window_start:DateTime('UTC')} AND hour < {window_end:DateTime('UTC')}"
 )
@@ -75,7 +76,7 @@ SPLIT = (
     "groupArrayIf(h.hour, h.covered >= h.last_change) AS clean, "
     "groupArrayIf(h.hour, h.covered < h.last_change) AS dirty "
     f"FROM ({HOUR_STATE.format(where='WHERE ' + _WINDOW, and_where=' AND ' + _WINDOW)}) AS h "
-    "LEFT JOIN (SELECT day, max(covered_to) AS covered FROM rollup_day_gens WHERE state = 'done' "
+    "LEFT JOIN (SELECT day, max(covered_to) AS covered FROM rollup_day_gens WHERE state = 'done' AND visible_at <= now64(3) "
     "AND project_id = {project:String} AND day >= toDate({window_start:DateTime('UTC')}) "
     "AND day <= toDate({window_end:DateTime('UTC')}) GROUP BY day) AS d ON toDate(h.hour) = d.day "
     "GROUP BY day))"

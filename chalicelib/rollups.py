@@ -119,9 +119,11 @@ _INSERT_SETTINGS = {"insert_deduplicate": 0, "do_not_merge_across_partitions_sel
 # Per (project, day): the newest change of any hour, whether every changed hour is clean, the day's cover.
 _DAY_STATE = (
     "SELECT h.project_id AS project_id, toDate(h.hour) AS day, max(h.last_change) AS last_change, "
-    "sum(h.rows) AS rows, min(h.covered >= h.last_change) AS hours_clean, any(d.covered) AS covered "
+    "sum(h.rows) AS rows, min(h.covered >= h.last_change) AS hours_clean, any(d.written) AS written, "
+    "any(d.covered) AS covered "
     f"FROM ({HOUR_STATE.format(where='', and_where='')}) AS h "
-    "LEFT JOIN (SELECT project_id, day, max(covered_to) AS covered FROM rollup_day_gens "
+    "LEFT JOIN (SELECT project_id, day, max(covered_to) AS written, "
+    "maxIf(covered_to, visible_at <= now64(3)) AS covered FROM rollup_day_gens "
     "WHERE state = 'done' GROUP BY project_id, day) AS d ON h.project_id = d.project_id AND toDate(h.hour) = d.day "
     "GROUP BY project_id, day"
 )
@@ -150,7 +152,7 @@ class Tier:
         leases = _LIVE_LEASES.format(unit=self.unit, gens=self.gens)
         return (
             f"SELECT s.project_id, s.{self.unit}, s.last_change, s.rows FROM ({self.state}) AS s "
-            f"WHERE s.last_change > s.covered AND {ready} "
+            f"WHERE s.last_change > s.written AND {ready} "
             f"AND (s.project_id, s.{self.unit}) NOT IN (SELECT project_id, {self.unit} FROM ({leases})) "
             f"ORDER BY s.{self.unit} DESC, s.project_id LIMIT {{limit:UInt32}}"
         )
@@ -215,8 +217,8 @@ def _claim(client: Any, tier: Tier, units: list[tuple[Any, ...]], gen: int, leas
     until = datetime.fromtimestamp(time.time() + lease_s, UTC)
     client.insert(
         tier.gens,
-        [[project, unit, gen, "pending", _EPOCH, until] for project, unit, *_ in units],
-        column_names=("project_id", tier.unit, "gen", "state", "covered_to", "lease_until"),
+        [[project, unit, gen, "pending", _EPOCH, until, _EPOCH] for project, unit, *_ in units],
+        column_names=_gen_columns(tier),
     )
     holders = client.query(
         f"SELECT project_id, {tier.unit}, min(gen) FROM ({_LIVE_LEASES.format(unit=tier.unit, gens=tier.gens)}) "
@@ -227,8 +229,18 @@ def _claim(client: Any, tier: Tier, units: list[tuple[Any, ...]], gen: int, leas
     return [u for u in units if first.get((u[0], u[1]), gen) == gen]
 
 
-def _round(client: Any, tier: Tier, *, settle_s: float, budget: int, lease_s: float) -> tuple[int, int | None]:
-    """One round of ``tier``: returns the units it compacted and its generation."""
+def _gen_columns(tier: Tier) -> tuple[str, ...]:
+    return ("project_id", tier.unit, "gen", "state", "covered_to", "lease_until", "visible_at")
+
+
+def _round(
+    client: Any, tier: Tier, *, settle_s: float, budget: int, lease_s: float, replica_lag_s: float
+) -> tuple[int, int | None]:
+    """One round of ``tier``: returns the units it compacted and its generation.
+
+    The generation is done once its rows are written; readers use it ``replica_lag_s`` later (0 on one
+    server; on a cluster the time every replica takes to fetch the rows).
+    """
     found = client.query(
         tier.candidates(), parameters={"settle": int(settle_s * 1000), "limit": MAX_UNITS_PER_ROUND}
     ).result_rows
@@ -242,10 +254,11 @@ def _round(client: Any, tier: Tier, *, settle_s: float, budget: int, lease_s: fl
     params = {"gen": gen, "units": [(u[0], u[1]) for u in units], "days": sorted({_day(u[1]) for u in units})}
     for statement in tier.statements:
         client.command(statement, parameters=params, settings=_INSERT_SETTINGS)
+    visible = datetime.fromtimestamp(time.time() + replica_lag_s, UTC)
     client.insert(
         tier.gens,
-        [[project, unit, gen, "done", last_change, _EPOCH] for project, unit, last_change, _ in units],
-        column_names=("project_id", tier.unit, "gen", "state", "covered_to", "lease_until"),
+        [[project, unit, gen, "done", last_change, _EPOCH, visible] for project, unit, last_change, _ in units],
+        column_names=_gen_columns(tier),
     )
     return len(units), gen
 
@@ -256,6 +269,7 @@ def compact(
     settle_s: float = DEFAULT_SETTLE_S,
     budget_rows: int = ROUND_ROWS,
     lease_s: float = LEASE_S,
+    replica_lag_s: float = 0.0,
 ) -> CompactResult:
     """One round of each tier: changed hours quiet for ``settle_s`` (newest first, up to ``budget_rows``
     event rows), then days whose hours are all compacted.
@@ -264,8 +278,9 @@ def compact(
     Safe to run anywhere at any time, also several at once.
     """
     started = time.monotonic()
-    hours, generation = _round(client, HOUR_TIER, settle_s=settle_s, budget=budget_rows, lease_s=lease_s)
-    days, day_gen = _round(client, DAY_TIER, settle_s=settle_s, budget=budget_rows * DAY_BUDGET_FACTOR, lease_s=lease_s)
+    common: dict[str, Any] = {"settle_s": settle_s, "lease_s": lease_s, "replica_lag_s": replica_lag_s}
+    hours, generation = _round(client, HOUR_TIER, budget=budget_rows, **common)
+    days, day_gen = _round(client, DAY_TIER, budget=budget_rows * DAY_BUDGET_FACTOR, **common)
     if hours or days:  # one line per round that did something
         logger.info("compacted %d hour(s) and %d day(s) in %.1f s", hours, days, time.monotonic() - started)
     return CompactResult(hours, days, generation if generation is not None else day_gen)
@@ -277,6 +292,7 @@ def compact_all(
     settle_s: float = DEFAULT_SETTLE_S,
     deadline: float | None = None,
     budget_rows: int = ROUND_ROWS,
+    replica_lag_s: float = 0.0,
 ) -> CompactResult:
     """Compact round after round until nothing waits or ``deadline`` (monotonic) passed; the totals."""
     hours = days = 0
@@ -284,7 +300,7 @@ def compact_all(
     for _ in range(MAX_ROUNDS):  # hours keep changing under traffic: never loop for ever
         if deadline is not None and time.monotonic() >= deadline:
             break
-        done = compact(client, settle_s=settle_s, budget_rows=budget_rows)
+        done = compact(client, settle_s=settle_s, budget_rows=budget_rows, replica_lag_s=replica_lag_s)
         hours, days = hours + done.hours, days + done.days
         generation = done.generation or generation
         if done.hours == 0 and done.days == 0:

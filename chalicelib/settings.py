@@ -43,6 +43,8 @@ DEFAULT_KAFKA_CLIENT = "confluent"
 # and how long a day must be quiet before it is compacted (above any insert's duration).
 DEFAULT_ROLLUP_INTERVAL_S = 15.0
 DEFAULT_ROLLUP_SETTLE_S = 60.0
+# On a cluster: how far behind a replica may be and still be read (CLICKHOUSE_REPLICA_LAG); below the settle time.
+DEFAULT_CLUSTER_REPLICA_LAG_S = 30.0
 # Development only: prod refuses to start without TRACKFLOW_SALT_SECRET(_ARN).
 DEV_SALT_SECRET = "trackflow-development-salt"
 KAFKA_CLIENTS = ("confluent", "kafka-python")
@@ -64,6 +66,7 @@ class ClickHouseSettings:
     connect_timeout_s: float = DEFAULT_CLICKHOUSE_CONNECT_TIMEOUT_S
     query_timeout_s: float = DEFAULT_CLICKHOUSE_QUERY_TIMEOUT_S
     cluster: str | None = None  # CLICKHOUSE_CLUSTER: tables are local/Distributed pairs (trackflow migrate --cluster)
+    replica_lag_s: float = 0.0  # CLICKHOUSE_REPLICA_LAG (cluster only): replicas further behind are not read
     password_secret_arn: str | None = None  # CLICKHOUSE_PASSWORD_SECRET_ARN: read at first connect
     aws_region: str | None = None
 
@@ -202,6 +205,7 @@ def _clickhouse(env: Mapping[str, str], data_dir: Path) -> ClickHouseSettings:
         connect_timeout_s=_seconds(env, "CLICKHOUSE_CONNECT_TIMEOUT", DEFAULT_CLICKHOUSE_CONNECT_TIMEOUT_S),
         query_timeout_s=_seconds(env, "CLICKHOUSE_QUERY_TIMEOUT", DEFAULT_CLICKHOUSE_QUERY_TIMEOUT_S),
         cluster=_cluster(env),
+        replica_lag_s=_seconds(env, "CLICKHOUSE_REPLICA_LAG", DEFAULT_CLUSTER_REPLICA_LAG_S) if _cluster(env) else 0.0,
         password_secret_arn=_get(env, "CLICKHOUSE_PASSWORD_SECRET_ARN"),
         aws_region=_region(env),
     )
@@ -240,6 +244,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "the prod stage has no embedded engines: set KAFKA_BOOTSTRAP_SERVERS and CLICKHOUSE_URL "
             "(the stack parameters KafkaBootstrapServers and ClickHouseUrl do this)"
         )
+    settle = _seconds(env, "TRACKFLOW_ROLLUP_SETTLE", DEFAULT_ROLLUP_SETTLE_S, allow_zero=True)
+    if clickhouse.cluster and settle <= clickhouse.replica_lag_s:
+        raise ConfigError(
+            f"TRACKFLOW_ROLLUP_SETTLE={settle:g} must exceed CLICKHOUSE_REPLICA_LAG={clickhouse.replica_lag_s:g} "
+            "on a cluster: compaction must only read hours every replica it may read already holds"
+        )
     salt_secret = _get(env, "TRACKFLOW_SALT_SECRET")
     salt_secret_arn = _get(env, "TRACKFLOW_SALT_SECRET_ARN")
     if stage == "prod" and salt_secret_arn is None and (salt_secret is None or len(salt_secret) < 16):
@@ -263,6 +273,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         salt_secret_arn=salt_secret_arn,
         aws_region=_region(env),
         rollup_interval_s=_seconds(env, "TRACKFLOW_ROLLUP_INTERVAL", DEFAULT_ROLLUP_INTERVAL_S),
-        rollup_settle_s=_seconds(env, "TRACKFLOW_ROLLUP_SETTLE", DEFAULT_ROLLUP_SETTLE_S, allow_zero=True),
+        rollup_settle_s=settle,
         kafka_security=kafka_security.load(lambda name: _get(env, name), _region(env)),
     )

@@ -184,6 +184,7 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
         runtime.rollup_client(),
         interval_s=settings.rollup_interval_s,
         settle_s=settings.rollup_settle_s,
+        replica_lag_s=settings.clickhouse.replica_lag_s,
     )
     compactor_thread = compactor.start_thread()
     thread = runner.start_thread()
@@ -285,7 +286,8 @@ def rollups_compact(settle: float, seconds: float | None) -> None:
     from chalicelib.rollups import compact_all
 
     deadline = time.monotonic() + seconds if seconds is not None else None
-    done = compact_all(_rollup_client(), settle_s=settle, deadline=deadline)
+    lag = _settings().clickhouse.replica_lag_s
+    done = compact_all(_rollup_client(), settle_s=settle, deadline=deadline, replica_lag_s=lag)
     click.echo(f"compacted {done.hours} hour(s) and {done.days} day(s)")
 
 

@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 class Compactor:
     """Runs compaction on ``client`` every ``interval_s`` until :meth:`stop`."""
 
-    def __init__(self, client: Any, *, interval_s: float, settle_s: float) -> None:
+    def __init__(self, client: Any, *, interval_s: float, settle_s: float, replica_lag_s: float = 0.0) -> None:
         self._client = client
+        self._replica_lag_s = replica_lag_s
         self._interval_s = interval_s
         self._settle_s = settle_s
         self._stop = threading.Event()
@@ -34,7 +35,7 @@ class Compactor:
         while not self._stop.wait(self._interval_s):
             try:
                 started = time.monotonic()
-                done = compact_all(self._client, settle_s=self._settle_s)
+                done = compact_all(self._client, settle_s=self._settle_s, replica_lag_s=self._replica_lag_s)
                 self.hours_compacted += done.hours
                 metrics.record_compaction(
                     done.hours, time.monotonic() - started, backlog(self._client, settle_s=self._settle_s)

@@ -271,6 +271,7 @@ class DevStack:
             runtime.rollup_client(),
             interval_s=conf.rollup_interval_s,
             settle_s=conf.rollup_settle_s,
+            replica_lag_s=conf.clickhouse.replica_lag_s,
         )
         compactor_thread = self.compactor.start_thread()
         self._stack.callback(compactor_thread.join, 30)

@@ -264,7 +264,7 @@ def table_writer(settings: Settings) -> Any:
 
 
 def to_table(events: Iterator[dict[str, Any]], writer: Any, *, batch_size: int, progress: Callable[[int], None]) -> int:
-    """Write straight to the events table (their days marked for rollup compaction); return how many were written."""
+    """Write straight to the events table (their hours marked for rollup compaction); return how many were written."""
     from chalicelib.ingest import event_row
 
     written = 0

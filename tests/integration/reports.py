@@ -114,7 +114,9 @@ def gather(client: Client, reader: Any, project: str = "development") -> dict[st
     from chalicelib.rollups import backlog
 
     clean = backlog(reader).clean_hours
-    return orjson.loads(orjson.dumps({"answers": answers, "raw": raw, "final": final, "clean_hours": clean}, default=str))
+    return orjson.loads(
+        orjson.dumps({"answers": answers, "raw": raw, "final": final, "clean_hours": clean}, default=str)
+    )
 
 
 def check(found: dict[str, Any], expected: Counter[str]) -> None:

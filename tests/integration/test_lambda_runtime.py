@@ -292,7 +292,8 @@ def test_every_function_in_the_template_answers_its_trigger_under_the_lambda_run
 
     # compact: EventBridge's scheduled event; the reports read the rollups afterwards and say the same
     compacted = stack("app.compact", scheduled_event())
-    assert compacted["days"] >= 1 and compacted["pending_age_s"] == 0, compacted
+    assert compacted["hours"] >= 1 and compacted["days"] >= 1, compacted
+    assert (compacted["backlog_hours"], compacted["backlog_rows"], compacted["pending_age_s"]) == (0, 0, 0), compacted
     compact_log = stack.functions["app.compact"].log_of(stack.functions["app.compact"].last_request_id)
     after_rest, _ = overview()
     assert after_rest["metrics"] == before_rest["metrics"]
@@ -322,6 +323,8 @@ def test_every_function_in_the_template_answers_its_trigger_under_the_lambda_run
     assert sum(line["trackflow_rows_written_total"] for line in ingest_lines) == 4  # redelivered rows are written
     compact_lines = _emf_lines(stack.functions["app.compact"].log.read_text().splitlines())
     assert compact_lines[-1]["trackflow_compaction_pending_age_seconds"] == 0
+    assert compact_lines[-1]["trackflow_compaction_backlog_rows"] == 0
+    assert compact_lines[-1]["trackflow_compaction_seconds"] > 0
     assert compact_lines[-1]["function"] == "trackflow-prod-Compact"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +80,46 @@ def test_a_statement_without_a_cluster_form_or_a_bad_cluster_name_is_refused() -
         ClusterRenderer("tf; DROP", "db")
 
 
+def test_the_hourly_rollups_render_as_replicated_replacing_tables_sharded_by_project() -> None:
+    from chalicelib.migrations import load_migrations
+    from trackflow.dev import MIGRATIONS_DIR
+
+    renderer = ClusterRenderer("analytics", "tf")
+    rendered = [
+        renderer.render_all(m.statements) for m in load_migrations(MIGRATIONS_DIR, database="tf") if m.version <= 8
+    ][-1]
+    session_hours = next(
+        s for s in rendered if s.startswith("CREATE TABLE IF NOT EXISTS tf.rollup_session_hours_local")
+    )
+    assert (
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/tf/rollup_session_hours_local', "
+        "'{replica}', gen)" in session_hours
+    )
+    assert (
+        "CREATE TABLE IF NOT EXISTS tf.rollup_hour_gens ON CLUSTER analytics AS tf.rollup_hour_gens_local\n"
+        "ENGINE = Distributed(analytics, tf, rollup_hour_gens_local, cityHash64(project_id))"
+    ) in rendered
+    # No statement of the upgrade mutates rows; the old tables go on every node, local and Distributed.
+    assert not any(s.startswith(("DELETE", "ALTER")) for s in rendered)
+    assert "DROP TABLE IF EXISTS tf.rollup_changes_local ON CLUSTER analytics" in rendered
+
+
+def test_on_a_cluster_every_client_inserts_in_the_foreground_and_reads_only_replicas_within_the_lag(
+    tmp_path: Path,
+) -> None:
+    from chalicelib.clickhouse import cluster_settings
+    from chalicelib.errors import ConfigError
+    from chalicelib.settings import load_settings
+
+    env = {"TRACKFLOW_DATA_DIR": str(tmp_path), "CLICKHOUSE_URL": "https://ch-1.example:8443"}
+    single = load_settings(env)
+    assert single.clickhouse.replica_lag_s == 0 and cluster_settings(single.clickhouse) == {}
+    cluster = load_settings(env | {"CLICKHOUSE_CLUSTER": "analytics"})
+    assert cluster.clickhouse.replica_lag_s == 30
+    assert cluster_settings(cluster.clickhouse) == {
+        "insert_distributed_sync": "1",
+        "max_replica_delay_for_distributed_queries": "30",
+        "fallback_to_stale_replicas_for_distributed_queries": "0",
+    }
+    with pytest.raises(ConfigError, match="must exceed CLICKHOUSE_REPLICA_LAG"):
+        load_settings(env | {"CLICKHOUSE_CLUSTER": "analytics", "TRACKFLOW_ROLLUP_SETTLE": "20"})

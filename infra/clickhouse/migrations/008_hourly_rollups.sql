@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_hour_gens
     state       Enum8('pending' = 1, 'done' = 2) COMMENT 'pending: recorded before its rows, with a lease',
     covered_to  DateTime64(3, 'UTC') COMMENT 'done: every change marked up to this time is in the generation',
     lease_until DateTime64(3, 'UTC') COMMENT 'pending: other rounds leave the hour alone until then',
+    visible_at  DateTime64(3, 'UTC') COMMENT 'done: reports use it from then on (on a cluster, once every replica has its rows)',
     recorded_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_day_gens
     state       Enum8('pending' = 1, 'done' = 2),
     covered_to  DateTime64(3, 'UTC') COMMENT 'done: every change of the day marked up to this time is in it',
     lease_until DateTime64(3, 'UTC'),
+    visible_at  DateTime64(3, 'UTC'),
     recorded_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = MergeTree
