@@ -76,7 +76,7 @@ def authorise_read(projects: ProjectStore, project_id: str, token: str | None, *
 def _run(reader: Any, statement: str, sql: Sql) -> list[dict[str, Any]]:
     """Rows as dicts; clickhouse-connect already gives integer columns as Python ints."""
     try:
-        result = reader.query(statement, parameters=sql.params)
+        result = reader.query(statement, parameters=sql.params, settings=stats_sql.QUERY_SETTINGS)
     except Exception as exc:
         logger.exception("stats query failed")
         raise ServiceUnavailableError(f"ClickHouse could not answer the query ({type(exc).__name__})") from exc

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.rollup_sql import (
+    COPY_MARGIN,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
     RAW_SESSION_COLUMNS,
@@ -33,8 +34,9 @@ from chalicelib.stats_params import FILTER_COLUMNS, StatsQuery
 
 START = "fromUnixTimestamp64Milli({start:Int64}, 'UTC')"
 END = "fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
-# Rollup tables and events keep all copies of a key in one monthly partition.
-_FINAL_SETTINGS = " SETTINGS do_not_merge_across_partitions_select_final = 1"
+# Every report runs with these: rollup tables and events keep all copies of a key in one monthly
+# partition, so FINAL need not merge across partitions.
+QUERY_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
 
 # Breakdown name -> (column, source): "sessions" reads per-session rows, "pages" page views.
 DIMENSIONS = {
@@ -177,7 +179,7 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
 
 def sessions_source(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     """One row per session (session id and UTC day) that started in the period, to put after
-    :func:`with_sessions_split`'s ``WITH``."""
+    :func:`_with_sessions_split`'s ``WITH``."""
     inner = _rollup_sessions(sql, query) if rollups else _raw_sessions(sql, query)
     return f"SELECT * FROM ({inner}) WHERE started_at >= {START} AND started_at < {END}{_bots(query)}"
 
@@ -196,7 +198,7 @@ def overview(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
         "SELECT uniq(s.visitor_id) AS visitors, count() AS sessions, sum(s.pageviews) AS pageviews, "
         "countIf(s.pageviews = 1) AS bounces, countIf(s.pageviews > 0) AS sessions_with_pageviews, "
         "sum(dateDiff('millisecond', s.started_at, s.ended_at)) AS total_duration_ms "
-        f"FROM ({sessions_source(sql, query, rollups=rollups)}) AS s{_FINAL_SETTINGS}"
+        f"FROM ({sessions_source(sql, query, rollups=rollups)}) AS s"
     )
 
 
@@ -221,7 +223,7 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
         return (
             f"{_with_period_split(sql, query)}SELECT toUnixTimestamp({bucket.format(t='r.hour')}) AS bucket, "
             "sum(r.pageviews) AS pageviews, sum(r.events) AS events, uniqMerge(r.visitors) AS visitors "
-            f"FROM ({hours}) AS r GROUP BY bucket ORDER BY bucket{_FINAL_SETTINGS}"
+            f"FROM ({hours}) AS r GROUP BY bucket ORDER BY bucket"
         )
     return (
         f"SELECT toUnixTimestamp({bucket.format(t='timestamp')}) AS bucket, countIf(type = 'pageView') AS pageviews, "
@@ -238,14 +240,14 @@ def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> 
             f"{_with_sessions_split(sql, query, rollups)}"
             f"SELECT s.{column} AS value, uniq(s.visitor_id) AS visitors, count() AS sessions, "
             f"sum(s.pageviews) AS pageviews FROM ({sessions_source(sql, query, rollups=rollups)}) AS s "
-            f"GROUP BY value ORDER BY visitors DESC, pageviews DESC, value LIMIT {{limit:UInt32}}{_FINAL_SETTINGS}"
+            f"GROUP BY value ORDER BY visitors DESC, pageviews DESC, value LIMIT {{limit:UInt32}}"
         )
     if rollups:
         # Visitor states merged for every page once (uniqCombined's are small), then ranked.
         return (
             f"{_with_period_split(sql, query)}SELECT r.url_path AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, "
             f"sum(r.pageviews) AS pageviews FROM ({_page_rows(sql, query)}) AS r "
-            f"GROUP BY value ORDER BY pageviews DESC, value LIMIT {{limit:UInt32}}{_FINAL_SETTINGS}"
+            f"GROUP BY value ORDER BY pageviews DESC, value LIMIT {{limit:UInt32}}"
         )
     return (
         "SELECT url_path AS value, uniq(visitor_id) AS visitors, count() AS pageviews FROM events FINAL "
@@ -278,7 +280,10 @@ def _page_rows(sql: Sql, query: StatsQuery) -> str:
 
 
 def _raw_where(sql: Sql, query: StatsQuery) -> str:
+    """The period's events: the ``PREWHERE`` keeps the rows of the period (and the copy margin) before
+    ``FINAL`` merges, so the last five minutes do not merge the whole day; the exact bounds apply after."""
     return (
+        f"PREWHERE timestamp >= {START} - {COPY_MARGIN} AND timestamp < {END} + {COPY_MARGIN} "
         f"WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END}"
         f"{sql.event_filters(query)}"
     )

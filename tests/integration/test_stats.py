@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,12 +21,18 @@ from chalice.test import Client
 
 import app
 from chalicelib import runtime, stats
+from chalicelib.clickhouse import connect
 from chalicelib.ingest import ingest
 from chalicelib.kafka_event import build_event, encode_record
+from chalicelib.migrations import migrate
 from chalicelib.projects import new_project
 from chalicelib.rollups import compact_all
-from chalicelib.settings import Settings
+from chalicelib.settings import Settings, load_settings
 from chalicelib.stats_params import parse_query
+from tests.conftest import make_env
+from trackflow.broker import EmbeddedBroker
+from trackflow.dev import MIGRATIONS_DIR
+from trackflow.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -80,9 +87,14 @@ def _payload(*batches: list[dict[str, Any]], first_offset: int) -> dict[str, Any
     return build_event(records, bootstrap_servers="local")
 
 
-@pytest.fixture(params=["compacted"])
-def known(pipeline: Settings, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    """The events above, stored; ``compacted``: rollups built for every day, ``raw``: none yet."""
+@pytest.fixture(scope="module")
+def known_data(broker: EmbeddedBroker, data_dir: Path) -> Iterator[Settings]:
+    """The events below, stored and compacted once for the module (its tests only read them)."""
+    pipeline = load_settings(make_env(broker, data_dir))
+    ensure_topics(pipeline.bootstrap_servers, {pipeline.events_topic: 2, pipeline.dlq_topic: 1})
+    migrate(connect(pipeline.clickhouse), MIGRATIONS_DIR, database=pipeline.clickhouse.database)
+    runtime.reset()
+    runtime.configure(settings=pipeline)
     a = {"visitor": "A", "country": "DE", "browser": "Firefox", "device_type": "desktop"}
     b = {"visitor": "B", "country": "US", "browser": "Chrome", "device_type": "mobile"}
     s1 = [  # 100 s, 2 page views, from google with a campaign
@@ -147,11 +159,22 @@ def known(pipeline: Settings, request: pytest.FixtureRequest) -> Iterator[dict[s
     assert ingest(first, **handler)["inserted"] == 5  # redelivered: stored again, counted once (FINAL)
     # s2's error twice in one batch is written once; the resent page view of s3 is a row again.
     assert ingest(_payload(s2, bot, before, live, resent, first_offset=2), **handler)["duplicates"] == 1
-    if request.param == "compacted":
-        done = compact_all(runtime.rollup_client(), settle_s=0)
-        # Hours: 09 on the 19th; 10, 11 and 14 on the 20th; the live one. Days: the 19th, the 20th, today.
-        assert (done.hours, done.days) == (5, 3)
+    done = compact_all(runtime.rollup_client(), settle_s=0)
+    # Hours: 09 on the 19th; 10, 11 and 14 on the 20th; the live one. Days: the 19th, the 20th, today.
+    assert (done.hours, done.days) == (5, 3)
+    runtime.sender().close()
+    runtime.reset()
+    yield pipeline
+
+
+@pytest.fixture
+def known(known_data: Settings) -> Iterator[dict[str, Any]]:
+    """The app's runtime on the module's data, for one test."""
+    runtime.reset()
+    runtime.configure(settings=known_data)
     yield {"client": runtime.reader()}
+    runtime.sender().close()
+    runtime.reset()
 
 
 def get(path: str, headers: dict[str, str] | None = None) -> Any:
@@ -294,7 +317,7 @@ def test_rollups_and_raw_events_give_the_same_numbers(known: dict[str, Any]) -> 
 
 
 def test_upgrading_rebuilds_the_rollups_from_events_stored_before(settings: Settings) -> None:
-    from chalicelib.clickhouse import EVENT_COLUMNS, connect
+    from chalicelib.clickhouse import EVENT_COLUMNS
     from chalicelib.ingest import event_row
     from chalicelib.kafka_event import KafkaRecord
     from chalicelib.migrations import load_migrations
