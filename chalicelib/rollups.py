@@ -16,7 +16,7 @@ records a *pending* generation with a lease for them, writes their rows,
 then records the generation *done* with the newest change it covers. A unit
 is *clean* when a done generation covers its newest change; reports read
 clean units from the rollups and every other hour from ``events FINAL``
-(:data:`SPLIT`, evaluated inside each report's statement).
+(:data:`chalicelib.rollup_sql.SPLIT`, evaluated inside each report's statement).
 
 Why it holds whatever the redelivery or the timing:
 

@@ -106,12 +106,12 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
 
 def overview(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[str, Any]:
     """Visitors, sessions, page views, bounce rate and session length, with the period before."""
-    figures = []
-    for period in (query, query.previous()):
-        sql = Sql().bind(period)
-        statement = stats_sql.overview(sql, period, rollups=rollups and stats_sql.uses_rollups(period))
-        figures.append(_summary(_run(reader, statement, sql)[0]))
-    current, previous = figures
+    both = replace(query, start=query.previous().start)  # one statement reads both periods
+    sql = Sql().bind(both)
+    statement = stats_sql.overview(sql, both, query.start, rollups=rollups and stats_sql.uses_rollups(both))
+    row = _run(reader, statement, sql)[0]
+    current = _summary({name: row[name] for name in stats_sql.OVERVIEW_FIGURES})
+    previous = _summary({name: row[f"previous_{name}"] for name in stats_sql.OVERVIEW_FIGURES})
     return {
         "period": _period(query),
         "previous_period": _period(query.previous()),

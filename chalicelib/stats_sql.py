@@ -29,6 +29,7 @@ from chalicelib.rollup_sql import (
     SESSION_NAMES,
     SPLIT_NAMES,
     dirty_prewhere,
+    member,
 )
 from chalicelib.stats_params import FILTER_COLUMNS, StatsQuery
 
@@ -113,12 +114,12 @@ _DAY = "toDate(timestamp)"
 
 def _clean_inside(hour: str) -> str:
     """The hour is clean and wholly inside the period: the hourly rollups answer it."""
-    return f"has(clean_hours, {hour}) AND {hour} >= {START} AND {hour} + INTERVAL 1 HOUR <= {END}"
+    return f"{member(hour, 'clean_hours')} AND {hour} >= {START} AND {hour} + INTERVAL 1 HOUR <= {END}"
 
 
 def _clean_whole_day(day: str) -> str:
     """The day is clean and wholly inside the period: the daily rollups answer it."""
-    return f"has(clean_days, {day}) AND {day} >= {{first_day:Date}} AND {day} < {{end_day:Date}}"
+    return f"{member(day, 'clean_days')} AND {day} >= {{first_day:Date}} AND {day} < {{end_day:Date}}"
 
 
 def _floor_hour(t: datetime) -> datetime:
@@ -131,6 +132,9 @@ def _with_split(sql: Sql, first: datetime, last: datetime) -> str:
     return f"WITH {SPLIT_NAMES} "
 
 
+_DIRTY_OR_EDGE_DAYS = "arrayConcat(dirty_days, arrayMap(h -> toDate(h), {edges:Array(DateTime('UTC'))}))"
+
+
 def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, where: str = "") -> str:
     """Raw events of the period in the hours the rollups don't answer: dirty hours, and the partial
     hours at the ends of a period that doesn't start or end on a whole hour."""
@@ -140,7 +144,7 @@ def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, where: str = "") -> 
     return (
         f"SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(hours)} "
         f"WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END} "
-        f"AND has(arrayConcat(dirty_days, arrayMap(h -> toDate(h), {{edges:Array(DateTime('UTC'))}})), {_DAY}) "
+        f"AND {member(_DAY, _DIRTY_OR_EDGE_DAYS)} "
         f"AND NOT ({_clean_inside(_HOUR)}){where}{_bots(query)}"
     )
 
@@ -164,14 +168,14 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
     hours = f"project_id = {{project:String}} AND hour >= {window} AND hour < {{window_end:DateTime('UTC')}}"
     parts = (
         f"SELECT hour, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
-        f"WHERE {hours} AND has(clean_hours, hour) AND NOT has(clean_days, toDate(hour)) "
+        f"WHERE {hours} AND {member('hour', 'clean_hours')} AND NOT {member('toDate(hour)', 'clean_days')} "
         f"UNION ALL SELECT {_HOUR} AS hour, {HOUR_SESSION_COLUMNS} FROM events FINAL "
         f"PREWHERE {dirty_prewhere('dirty_hours')} WHERE project_id = {{project:String}} "
-        f"AND has(dirty_days, {_DAY}) AND has(dirty_hours, {_HOUR}) AND NOT has(clean_days, {_DAY}) "
+        f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, 'dirty_hours')} AND NOT {member(_DAY, 'clean_days')} "
         "GROUP BY hour, session_key"
     )
     return (
-        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {days} AND has(clean_days, day) "
+        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {days} AND {member('day', 'clean_days')} "
         f"UNION ALL SELECT p.session_id AS session_id, {SESSION_MERGE_COLUMNS} FROM ({parts}) AS p "
         "GROUP BY toDate(p.hour), p.session_id"
     )
@@ -192,12 +196,27 @@ def _with_sessions_split(sql: Sql, query: StatsQuery, rollups: bool) -> str:
     return _with_split(sql, first, last)
 
 
-def overview(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
+# What overview sums over a period's sessions (``s``).
+OVERVIEW_FIGURES = {
+    "visitors": "uniqIf(s.visitor_id, {cond})",
+    "sessions": "countIf({cond})",
+    "pageviews": "sumIf(s.pageviews, {cond})",
+    "bounces": "countIf({cond} AND s.pageviews = 1)",
+    "sessions_with_pageviews": "countIf({cond} AND s.pageviews > 0)",
+    "total_duration_ms": "sumIf(dateDiff('millisecond', s.started_at, s.ended_at), {cond})",
+}
+
+
+def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) -> str:
+    """The overview figures of the sessions started from ``split_at`` to the end of ``query``, and as
+    ``previous_<name>`` those started before ``split_at``: both periods in one read."""
+    sql.params["split_at"] = int(split_at.timestamp() * 1000)
+    current = "s.started_at >= fromUnixTimestamp64Milli({split_at:Int64}, 'UTC')"
+    figures = [f"{f.format(cond=current)} AS {name}" for name, f in OVERVIEW_FIGURES.items()] + [
+        f"{f.format(cond=f'NOT ({current})')} AS previous_{name}" for name, f in OVERVIEW_FIGURES.items()
+    ]
     return (
-        f"{_with_sessions_split(sql, query, rollups)}"
-        "SELECT uniq(s.visitor_id) AS visitors, count() AS sessions, sum(s.pageviews) AS pageviews, "
-        "countIf(s.pageviews = 1) AS bounces, countIf(s.pageviews > 0) AS sessions_with_pageviews, "
-        "sum(dateDiff('millisecond', s.started_at, s.ended_at)) AS total_duration_ms "
+        f"{_with_sessions_split(sql, query, rollups)}SELECT {', '.join(figures)} "
         f"FROM ({sessions_source(sql, query, rollups=rollups)}) AS s"
     )
 
