@@ -48,6 +48,19 @@ SESSION_MERGE_COLUMNS = """
     max(p.referrer_domain) AS referrer_domain, max(p.utm_source) AS utm_source,
     max(p.utm_medium) AS utm_medium, max(p.utm_campaign) AS utm_campaign,
     any(p.browser) AS browser, any(p.os) AS os, any(p.device_type) AS device_type, any(p.country) AS country"""
+
+
+def session_figures(t: str) -> str:
+    """The overview's sums over per-session rows of table alias ``t``, named as rollup_session_starts'
+    columns (qualified: a bare ``pageviews`` would name the ``sum(pageviews)`` beside it)."""
+    return (
+        f"count() AS sessions, sum({t}.pageviews) AS pageviews, countIf({t}.pageviews = 1) AS bounces, "
+        f"countIf({t}.pageviews > 0) AS sessions_with_pageviews, "
+        f"sum(dateDiff('millisecond', {t}.started_at, {t}.ended_at)) AS duration_ms, "
+        f"uniqState({t}.visitor_id) AS visitors"
+    )
+
+
 SESSION_NAMES = (
     "session_id, visitor_id, is_bot, started_at, ended_at, pageviews, events, entry_page, exit_page, "
     "referrer_domain, utm_source, utm_medium, utm_campaign, browser, os, device_type, country"

@@ -9,7 +9,9 @@ after it succeeded (:func:`mark_changed`). :func:`compact` works in two tiers:
   ``rollup_traffic_hours`` and ``rollup_page_hours``;
 - the **day tier** merges the hours of a day whose changed hours are all
   compacted into ``rollup_session_days`` and ``rollup_page_days``, so a month
-  of reports reads one row per session and page per day.
+  of reports reads one row per session and page per day, and sums the
+  day's sessions by the hour they started in (``rollup_session_starts``)
+  for the overview.
 
 A round of either tier takes units (hours, days) in a budget of event rows,
 records a *pending* generation with a lease for them, writes their rows,
@@ -52,6 +54,7 @@ from chalicelib.rollup_sql import (
     HOUR_STATE,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
+    session_figures,
 )
 
 logger = logging.getLogger(__name__)
@@ -75,6 +78,7 @@ ROLLUP_TABLES = (
     "rollup_page_hours",
     "rollup_session_days",
     "rollup_page_days",
+    "rollup_session_starts",
 )
 BOOK_TABLES = ("rollup_hour_changes", "rollup_hour_gens", "rollup_day_gens")
 
@@ -112,6 +116,17 @@ _DAY_STATEMENTS = (
     "SELECT project_id, toDate(hour) AS day, is_bot, url_path, {gen:UInt64}, sum(pageviews), "
     f"uniqCombinedMergeState(14)(visitors) FROM rollup_page_hours FINAL WHERE (project_id, toDate(hour)) IN {_DAYS} "
     "GROUP BY project_id, day, is_bot, url_path",
+    # After the session rows: every (start hour, bot) of each day, zeros included (see migration 008).
+    "INSERT INTO rollup_session_starts (project_id, day, start_hour, is_bot, gen, sessions, pageviews, bounces, "
+    "sessions_with_pageviews, duration_ms, visitors) "
+    "SELECT k.project_id, k.day, k.start_hour, k.is_bot, {gen:UInt64}, a.sessions, a.pageviews, a.bounces, "
+    "a.sessions_with_pageviews, a.duration_ms, a.visitors FROM "
+    f"(SELECT u.1 AS project_id, u.2 AS day, toDateTime(u.2, 'UTC') + toIntervalHour(slot % 24) AS start_hour, "
+    f"toUInt8(intDiv(slot, 24)) AS is_bot FROM (SELECT arrayJoin({_DAYS}) AS u, arrayJoin(range(48)) AS slot)) AS k "
+    "LEFT JOIN (SELECT d.project_id AS project_id, d.day AS day, toStartOfHour(d.started_at) AS start_hour, "
+    f"d.is_bot AS is_bot, {session_figures('d')} FROM rollup_session_days AS d FINAL "
+    f"WHERE (d.project_id, d.day) IN {_DAYS} GROUP BY project_id, day, start_hour, is_bot) AS a "
+    "ON k.project_id = a.project_id AND k.day = a.day AND k.start_hour = a.start_hour AND k.is_bot = a.is_bot",
 )
 # Rollup rows are written once per generation: never drop one as a repeated block.
 _INSERT_SETTINGS = {"insert_deduplicate": 0, "do_not_merge_across_partitions_select_final": 1}

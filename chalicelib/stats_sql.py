@@ -30,6 +30,7 @@ from chalicelib.rollup_sql import (
     SPLIT_NAMES,
     dirty_prewhere,
     member,
+    session_figures,
 )
 from chalicelib.stats_params import FILTER_COLUMNS, StatsQuery
 
@@ -158,9 +159,9 @@ def _raw_sessions(sql: Sql, query: StatsQuery) -> str:
     )
 
 
-def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
-    """Sessions of the UTC days the period touches: clean days whole, other days merged from the
-    hourly parts of clean hours and raw events of dirty ones."""
+def _rollup_sessions(sql: Sql, query: StatsQuery, *, clean_days: str = "") -> str:
+    """Sessions of the UTC days the period touches: clean days whole (those ``clean_days`` further
+    selects), other days merged from the hourly parts of clean hours and raw events of dirty ones."""
     window = "{window_start:DateTime('UTC')}"
     days = (
         f"project_id = {{project:String}} AND day >= toDate({window}) AND day < toDate({{window_end:DateTime('UTC')}})"
@@ -175,16 +176,17 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
         "GROUP BY hour, session_key"
     )
     return (
-        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {days} AND {member('day', 'clean_days')} "
+        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {days} AND {member('day', 'clean_days')}"
+        f"{clean_days} "
         f"UNION ALL SELECT p.session_id AS session_id, {SESSION_MERGE_COLUMNS} FROM ({parts}) AS p "
         "GROUP BY toDate(p.hour), p.session_id"
     )
 
 
-def sessions_source(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
+def sessions_source(sql: Sql, query: StatsQuery, *, rollups: bool, clean_days: str = "") -> str:
     """One row per session (session id and UTC day) that started in the period, to put after
     :func:`_with_sessions_split`'s ``WITH``."""
-    inner = _rollup_sessions(sql, query) if rollups else _raw_sessions(sql, query)
+    inner = _rollup_sessions(sql, query, clean_days=clean_days) if rollups else _raw_sessions(sql, query)
     return f"SELECT * FROM ({inner}) WHERE started_at >= {START} AND started_at < {END}{_bots(query)}"
 
 
@@ -196,29 +198,52 @@ def _with_sessions_split(sql: Sql, query: StatsQuery, rollups: bool) -> str:
     return _with_split(sql, first, last)
 
 
-# What overview sums over a period's sessions (``s``).
+# The overview's figures, each merged from partial rows (``r``) of the columns of rollup_session_starts.
 OVERVIEW_FIGURES = {
-    "visitors": "uniqIf(s.visitor_id, {cond})",
-    "sessions": "countIf({cond})",
-    "pageviews": "sumIf(s.pageviews, {cond})",
-    "bounces": "countIf({cond} AND s.pageviews = 1)",
-    "sessions_with_pageviews": "countIf({cond} AND s.pageviews > 0)",
-    "total_duration_ms": "sumIf(dateDiff('millisecond', s.started_at, s.ended_at), {cond})",
+    "visitors": "uniqMergeIf(r.visitors, {cond})",
+    "sessions": "sumIf(r.sessions, {cond})",
+    "pageviews": "sumIf(r.pageviews, {cond})",
+    "bounces": "sumIf(r.bounces, {cond})",
+    "sessions_with_pageviews": "sumIf(r.sessions_with_pageviews, {cond})",
+    "total_duration_ms": "sumIf(r.duration_ms, {cond})",
 }
+_STARTS_COLUMNS = "sessions, pageviews, bounces, sessions_with_pageviews, duration_ms, visitors"
+_SPLIT_AT = "fromUnixTimestamp64Milli({split_at:Int64}, 'UTC')"
 
 
 def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) -> str:
     """The overview figures of the sessions started from ``split_at`` to the end of ``query``, and as
-    ``previous_<name>`` those started before ``split_at``: both periods in one read."""
+    ``previous_<name>`` those started before ``split_at``: both periods in one read.
+
+    With ``rollups``, the whole hours of clean days come summed from ``rollup_session_starts``; the
+    sessions of other days, and of the hours a period starts, ends or splits inside, one by one.
+    """
     sql.params["split_at"] = int(split_at.timestamp() * 1000)
-    current = "s.started_at >= fromUnixTimestamp64Milli({split_at:Int64}, 'UTC')"
-    figures = [f"{f.format(cond=current)} AS {name}" for name, f in OVERVIEW_FIGURES.items()] + [
-        f"{f.format(cond=f'NOT ({current})')} AS previous_{name}" for name, f in OVERVIEW_FIGURES.items()
+    partial = sorted({_floor_hour(t) for t in (query.start, split_at, query.end) if t != _floor_hour(t)})
+    sql.params.update(partial_hours=partial, partial_days=sorted({h.date() for h in partial}))
+
+    def summed(hour: str, day: str) -> str:  # the sessions rollup_session_starts answers
+        return (
+            f"{member(day, 'clean_days')} AND {hour} >= {START} AND {hour} + INTERVAL 1 HOUR <= {END} "
+            f"AND NOT has({{partial_hours:Array(DateTime('UTC'))}}, {hour})"
+        )
+
+    started = "toStartOfHour(s.started_at)"
+    rest = f"SELECT s.started_at >= {_SPLIT_AT} AS current, {session_figures('s')} "  # sessions one by one
+    if rollups:
+        source = sessions_source(sql, query, rollups=True, clean_days=" AND has({partial_days:Array(Date)}, day)")
+        rows = (
+            f"SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} FROM rollup_session_starts FINAL "
+            f"WHERE project_id = {{project:String}} AND {summed('start_hour', 'day')}{_bots(query)} "
+            f"UNION ALL {rest}FROM ({source}) AS s WHERE NOT ({summed(started, 'toDate(s.started_at)')}) "
+            "GROUP BY current"
+        )
+    else:
+        rows = f"{rest}FROM ({sessions_source(sql, query, rollups=False)}) AS s GROUP BY current"
+    figures = [f"{f.format(cond='r.current')} AS {name}" for name, f in OVERVIEW_FIGURES.items()] + [
+        f"{f.format(cond='NOT r.current')} AS previous_{name}" for name, f in OVERVIEW_FIGURES.items()
     ]
-    return (
-        f"{_with_sessions_split(sql, query, rollups)}SELECT {', '.join(figures)} "
-        f"FROM ({sessions_source(sql, query, rollups=rollups)}) AS s"
-    )
+    return f"{_with_sessions_split(sql, query, rollups)}SELECT {', '.join(figures)} FROM ({rows}) AS r"
 
 
 def _with_period_split(sql: Sql, query: StatsQuery) -> str:

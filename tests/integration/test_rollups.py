@@ -246,3 +246,22 @@ def test_upgrading_from_per_day_rollups_works_through_90_days_of_history_in_boun
     assert after.clean_days == 90
     metrics = _same_as_raw(client, _query("2026-08-03", "2026-10-31"))
     assert metrics["pageviews"] == len(rows)
+
+
+def test_a_late_event_that_moves_a_sessions_start_to_another_hour_leaves_no_stale_overview_row(
+    pipeline: Settings,
+) -> None:
+    client = runtime.rollup_client()
+    at = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
+    runtime.writer().insert_events([event_row(_event(at, n, session="moved"), RECORD) for n in range(2)])
+    rollups.compact_all(client, settle_s=0)
+    assert _same_as_raw(runtime.reader(), _query())["sessions"] == 1
+    early = _event(at - timedelta(minutes=50), 2, session="moved")  # 09:40: the session now starts an hour earlier
+    runtime.writer().insert_events([event_row(early, RECORD)])
+    assert rollups.compact_all(client, settle_s=0).days == 1
+    metrics = _same_as_raw(runtime.reader(), _query())
+    assert (metrics["sessions"], metrics["pageviews"]) == (1, 3)
+    by_hour = client.query(
+        "SELECT toHour(start_hour), sessions FROM rollup_session_starts FINAL WHERE sessions > 0"
+    ).result_rows
+    assert by_hour == [(9, 1)]

@@ -176,6 +176,28 @@ ENGINE = ReplacingMergeTree(gen)
 PARTITION BY toYYYYMM(day)
 ORDER BY (project_id, day, is_bot, url_path);
 
+-- Overview figures of a day's sessions by the hour they started in (and bot or
+-- not): a month of overview merges about 1,500 rows instead of reading every
+-- session. Every (hour, bot) of a compacted day has a row, zeros included, so a
+-- session whose start moved to another hour (a late event) leaves no stale row.
+CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_session_starts
+(
+    project_id              LowCardinality(String),
+    day                     Date,
+    start_hour              DateTime('UTC'),
+    is_bot                  UInt8,
+    gen                     UInt64,
+    sessions                UInt64,
+    pageviews               UInt64,
+    bounces                 UInt64 COMMENT 'sessions with exactly one page view',
+    sessions_with_pageviews UInt64,
+    duration_ms             Int64 COMMENT 'sum of first-to-last-event times',
+    visitors                AggregateFunction(uniq, String)
+)
+ENGINE = ReplacingMergeTree(gen)
+PARTITION BY toYYYYMM(day)
+ORDER BY (project_id, day, start_hour, is_bot);
+
 -- Sessions for people browsing with DBeaver, computed from `events FINAL`:
 -- exact at any moment; filter by project and day, it reads every event.
 CREATE OR REPLACE VIEW ${DATABASE}.sessions
