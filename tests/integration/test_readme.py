@@ -121,7 +121,10 @@ class Terminal:
         assert self.proc is not None
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGINT)
-        code = self.proc.wait(timeout=timeout_s)
+        try:
+            code = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.command!r} still runs {timeout_s} s after Ctrl-C:\n{self.output()}") from None
         deadline = time.monotonic() + 10
         while _group_alive(self.proc.pid):
             assert time.monotonic() < deadline, f"{self.command!r} left processes behind after Ctrl-C"
@@ -326,10 +329,12 @@ def test_apache_kafka_block_make_kafka_then_make_dev_on_it(env: dict[str, str]) 
             assert time.monotonic() < deadline, dev.output() + "\n---- kafka ----\n" + kafka.output()
             time.sleep(0.5)
     finally:
-        codes = [dev.ctrl_c() if dev else 0, kafka.ctrl_c(timeout_s=60)]
-        for terminal in (dev, kafka):
-            if terminal is not None:
-                terminal.kill()
+        try:
+            codes = [dev.ctrl_c() if dev else 0, kafka.ctrl_c(timeout_s=60)]
+        finally:
+            for terminal in (dev, kafka):
+                if terminal is not None:
+                    terminal.kill()
     assert all(code in STOPPED for code in codes), (codes, dev.output() if dev else "", kafka.output())
     assert "Traceback" not in kafka.output() and dev is not None and "stopped;" in dev.output()
     for port in (8000, 9092, 9093):
@@ -364,9 +369,11 @@ def test_the_chalice_way_three_terminals_serve_every_request_and_stop_on_ctrl_c(
             time.sleep(0.5)
         assert not any("Restarting" in line for line in terminals[2].lines), terminals[2].output()
     finally:
-        codes = [terminal.ctrl_c() if terminal.proc else 0 for terminal in reversed(terminals)]
-        for terminal in terminals:
-            terminal.kill()
+        try:
+            codes = [terminal.ctrl_c() if terminal.proc else 0 for terminal in reversed(terminals)]
+        finally:  # a terminal that ignores Ctrl-C must not leave the others running for the tests after
+            for terminal in terminals:
+                terminal.kill()
     chalice, trigger, broker = codes
     assert trigger in STOPPED and broker in STOPPED, (codes, [t.output() for t in terminals])
     # click's way with Ctrl-C, which `chalice local` keeps: "Aborted!" and 1.
