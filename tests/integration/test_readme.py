@@ -95,6 +95,7 @@ class Terminal:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=_as_a_terminal_starts_it,
         )
         Thread(target=self._read, daemon=True).start()
         return self
@@ -137,6 +138,14 @@ class Terminal:
 
     def output(self) -> str:
         return "\n".join(self.lines[-60:])
+
+
+def _as_a_terminal_starts_it() -> None:
+    """Ctrl-C and Ctrl-\\ at their defaults, as in a terminal. A test run started in the background
+    (`make test &`, nohup) ignores both, and every child would inherit that: `chalice local`, which
+    sets no handler of its own, then outlived Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def _group_alive(pgid: int) -> bool:
