@@ -66,20 +66,33 @@ SESSION_NAMES = (
     "referrer_domain, utm_source, utm_medium, utm_campaign, browser, os, device_type, country"
 )
 
-# Per (project, hour): the newest change, the rows written, and what done generations cover: ``written``
-# counts every done generation (compaction need not redo it), ``covered`` only those readers may use yet.
+
+# Per (project, hour): the newest change, the rows written, and what done generations cover.
+def covered_by(gens: str, unit: str, where: str = "") -> str:
+    """Per (project, ``unit``): the newest change the done generations of ``gens`` cover. ``written``
+    counts every done generation (compaction need not redo it), ``covered`` only those readers may use
+    yet (``visible_at``); ``where`` adds ``AND`` conditions."""
+    return (
+        f"SELECT project_id, {unit}, max(covered_to) AS written, maxIf(covered_to, visible_at <= now64(3)) AS covered "
+        f"FROM {gens} WHERE state = 'done'{where} GROUP BY project_id, {unit}"
+    )
+
+
 HOUR_STATE = (
     "SELECT c.project_id AS project_id, c.hour AS hour, c.last_change AS last_change, c.rows AS rows, "
     "g.written AS written, g.covered AS covered FROM "
     "(SELECT project_id, hour, max(changed_at) AS last_change, sum(rows) AS rows FROM rollup_hour_changes "
-    "{where} GROUP BY project_id, hour) AS c "
-    "LEFT JOIN (SELECT project_id, hour, max(covered_to) AS written, "
-    "maxIf(covered_to, visible_at <= now64(3)) AS covered FROM rollup_hour_gens "
-    "WHERE state = 'done'{and_where} GROUP BY project_id, hour) AS g "
+    f"{{where}} GROUP BY project_id, hour) AS c LEFT JOIN ({covered_by('rollup_hour_gens', 'hour', '{and_where}')}) AS g "
     "ON c.project_id = g.project_id AND c.hour = g.hour"
 )
+# Every (project, hour) with a mark, for compaction.
+ALL_HOURS_STATE = HOUR_STATE.format(where="", and_where="")
 _WINDOW = (
     "project_id = {project:String} AND hour >= {window_start:DateTime('UTC')} AND hour < {window_end:DateTime('UTC')}"
+)
+_WINDOW_DAYS = (
+    " AND project_id = {project:String} AND day >= toDate({window_start:DateTime('UTC')})"
+    " AND day <= toDate({window_end:DateTime('UTC')})"
 )
 # (clean days, clean hours, dirty hours, days with a dirty hour) of a report's window.
 SPLIT = (
@@ -89,9 +102,7 @@ SPLIT = (
     "groupArrayIf(h.hour, h.covered >= h.last_change) AS clean, "
     "groupArrayIf(h.hour, h.covered < h.last_change) AS dirty "
     f"FROM ({HOUR_STATE.format(where='WHERE ' + _WINDOW, and_where=' AND ' + _WINDOW)}) AS h "
-    "LEFT JOIN (SELECT day, max(covered_to) AS covered FROM rollup_day_gens WHERE state = 'done' AND visible_at <= now64(3) "
-    "AND project_id = {project:String} AND day >= toDate({window_start:DateTime('UTC')}) "
-    "AND day <= toDate({window_end:DateTime('UTC')}) GROUP BY day) AS d ON toDate(h.hour) = d.day "
+    f"LEFT JOIN ({covered_by('rollup_day_gens', 'day', _WINDOW_DAYS)}) AS d ON toDate(h.hour) = d.day "
     "GROUP BY day))"
 )
 # What a report's ``WITH`` names the parts of the split.
@@ -109,8 +120,12 @@ def member(value: str, array: str) -> str:
     return f"{value} IN (SELECT arrayJoin({array}))"
 
 
-def dirty_prewhere(hours: str, *, column: str = "timestamp") -> str:
+def copy_hours(column: str = "timestamp") -> tuple[str, ...]:
+    """The hour of ``column`` and of the copy margin either side: a row is kept before ``FINAL`` when any
+    of them is wanted, so every copy of a resent event reaches the merge."""
+    return tuple(f"toStartOfHour({t})" for t in (column, f"{column} - {COPY_MARGIN}", f"{column} + {COPY_MARGIN}"))
+
+
+def dirty_prewhere(hours: str) -> str:
     """A ``PREWHERE`` condition keeping the rows of ``hours`` (an array expression) and the margin around them."""
-    return " OR ".join(
-        member(f"toStartOfHour({t})", hours) for t in (column, f"{column} - {COPY_MARGIN}", f"{column} + {COPY_MARGIN}")
-    )
+    return " OR ".join(member(hour, hours) for hour in copy_hours())

@@ -48,12 +48,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from chalicelib.rollup_sql import (
-    COPY_MARGIN,
+    ALL_HOURS_STATE,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
-    HOUR_STATE,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
+    copy_hours,
+    covered_by,
     session_figures,
 )
 
@@ -89,10 +90,7 @@ _ROUND_EVENTS = (
     "FROM events FINAL PREWHERE {prewhere} WHERE has({{days:Array(Date)}}, toDate(timestamp)) "
     "AND (project_id, toStartOfHour(timestamp)) IN {units}"
 ).format(
-    prewhere=" OR ".join(
-        f"(project_id, toStartOfHour({t})) IN {_HOURS}"
-        for t in ("timestamp", f"timestamp - {COPY_MARGIN}", f"timestamp + {COPY_MARGIN}")
-    ),
+    prewhere=" OR ".join(f"(project_id, {hour}) IN {_HOURS}" for hour in copy_hours()),
     units=_HOURS,
 )
 _HOUR_STATEMENTS = (
@@ -136,56 +134,54 @@ _DAY_STATE = (
     "SELECT h.project_id AS project_id, toDate(h.hour) AS day, max(h.last_change) AS last_change, "
     "sum(h.rows) AS rows, min(h.covered >= h.last_change) AS hours_clean, any(d.written) AS written, "
     "any(d.covered) AS covered "
-    f"FROM ({HOUR_STATE.format(where='', and_where='')}) AS h "
-    "LEFT JOIN (SELECT project_id, day, max(covered_to) AS written, "
-    "maxIf(covered_to, visible_at <= now64(3)) AS covered FROM rollup_day_gens "
-    "WHERE state = 'done' GROUP BY project_id, day) AS d ON h.project_id = d.project_id AND toDate(h.hour) = d.day "
+    f"FROM ({ALL_HOURS_STATE}) AS h LEFT JOIN ({covered_by('rollup_day_gens', 'day')}) AS d "
+    "ON h.project_id = d.project_id AND toDate(h.hour) = d.day "
     "GROUP BY project_id, day"
 )
-# Pending generations whose lease still runs and that are not done: the units they hold.
-_LIVE_LEASES = (
-    "SELECT project_id, {unit}, gen FROM {gens} WHERE state = 'pending' AND lease_until > now64(3) "
+# Pending generations never done whose lease still runs (``>``: the units they hold) or ran out
+# (``<=``: rounds that died).
+_UNDONE = (
+    "SELECT project_id, {unit}, gen FROM {gens} WHERE state = 'pending' AND lease_until {lease} now64(3) "
     "AND (project_id, {unit}, gen) NOT IN (SELECT project_id, {unit}, gen FROM {gens} WHERE state = 'done')"
 )
 
 
 @dataclass(frozen=True)
 class Tier:
-    """One level of compaction: the unit it works in, its generations table, what it waits for."""
+    """One level of compaction: the unit it works in, its generations table, when a unit is ready."""
 
-    name: str
     unit: str
     gens: str
     state: str
+    ready: str
     statements: tuple[str, ...]
     units_param: str
 
+    def undone(self, lease: str) -> str:
+        return _UNDONE.format(unit=self.unit, gens=self.gens, lease=lease)
+
     def candidates(self) -> str:
-        ready = "s.last_change <= now64(3) - toIntervalMillisecond({settle:UInt64})"
-        if self.name == "day":
-            ready = "s.hours_clean = 1"  # its hours waited for the settle time already
-        leases = _LIVE_LEASES.format(unit=self.unit, gens=self.gens)
         return (
             f"SELECT s.project_id, s.{self.unit}, s.last_change, s.rows FROM ({self.state}) AS s "
-            f"WHERE s.last_change > s.written AND {ready} "
-            f"AND (s.project_id, s.{self.unit}) NOT IN (SELECT project_id, {self.unit} FROM ({leases})) "
+            f"WHERE s.last_change > s.written AND {self.ready} "
+            f"AND (s.project_id, s.{self.unit}) NOT IN (SELECT project_id, {self.unit} FROM ({self.undone('>')})) "
             f"ORDER BY s.{self.unit} DESC, s.project_id LIMIT {{limit:UInt32}}"
         )
 
 
 HOUR_TIER = Tier(
     "hour",
-    "hour",
     "rollup_hour_gens",
-    HOUR_STATE.format(where="", and_where=""),
+    ALL_HOURS_STATE,
+    "s.last_change <= now64(3) - toIntervalMillisecond({settle:UInt64})",
     _HOUR_STATEMENTS,
     _HOURS,
 )
 DAY_TIER = Tier(
     "day",
-    "day",
     "rollup_day_gens",
     _DAY_STATE,
+    "s.hours_clean = 1",  # its hours waited for the settle time already
     _DAY_STATEMENTS,
     _DAYS,
 )
@@ -236,7 +232,7 @@ def _claim(client: Any, tier: Tier, units: list[tuple[Any, ...]], gen: int, leas
         column_names=_gen_columns(tier),
     )
     holders = client.query(
-        f"SELECT project_id, {tier.unit}, min(gen) FROM ({_LIVE_LEASES.format(unit=tier.unit, gens=tier.gens)}) "
+        f"SELECT project_id, {tier.unit}, min(gen) FROM ({tier.undone('>')}) "
         f"WHERE (project_id, {tier.unit}) IN {tier.units_param} GROUP BY project_id, {tier.unit}",
         parameters={"units": [(u[0], u[1]) for u in units]},
     ).result_rows
@@ -349,10 +345,7 @@ def backlog(client: Any, *, settle_s: float = DEFAULT_SETTLE_S) -> Backlog:
         f"SELECT countIf(last_change > covered AND hours_clean = 1), countIf(last_change <= covered) FROM ({DAY_TIER.state})"
     ).result_rows[0]
     interrupted = client.query(
-        "SELECT (SELECT count() FROM rollup_hour_gens AS p WHERE state = 'pending' AND lease_until <= now64(3) "
-        "AND (project_id, hour, gen) NOT IN (SELECT project_id, hour, gen FROM rollup_hour_gens WHERE state = 'done')) + "
-        "(SELECT count() FROM rollup_day_gens AS p WHERE state = 'pending' AND lease_until <= now64(3) "
-        "AND (project_id, day, gen) NOT IN (SELECT project_id, day, gen FROM rollup_day_gens WHERE state = 'done'))"
+        f"SELECT (SELECT count() FROM ({HOUR_TIER.undone('<=')})) + (SELECT count() FROM ({DAY_TIER.undone('<=')}))"
     ).result_rows[0][0]
     waiting = int(hour[0])
     return Backlog(

@@ -113,9 +113,14 @@ _HOUR = "toStartOfHour(timestamp)"
 _DAY = "toDate(timestamp)"
 
 
+def _inside(hour: str) -> str:
+    """The hour starting at ``hour`` lies wholly inside the period."""
+    return f"{hour} >= {START} AND {hour} + INTERVAL 1 HOUR <= {END}"
+
+
 def _clean_inside(hour: str) -> str:
     """The hour is clean and wholly inside the period: the hourly rollups answer it."""
-    return f"{member(hour, 'clean_hours')} AND {hour} >= {START} AND {hour} + INTERVAL 1 HOUR <= {END}"
+    return f"{member(hour, 'clean_hours')} AND {_inside(hour)}"
 
 
 def _clean_whole_day(day: str) -> str:
@@ -125,6 +130,11 @@ def _clean_whole_day(day: str) -> str:
 
 def _floor_hour(t: datetime) -> datetime:
     return t.replace(minute=0, second=0, microsecond=0)
+
+
+def _partial_hours(*times: datetime) -> list[datetime]:
+    """The hours that ``times`` fall inside of (not on the start of): rollup rows can't be split there."""
+    return sorted({_floor_hour(t) for t in times if t != _floor_hour(t)})
 
 
 def _with_split(sql: Sql, first: datetime, last: datetime) -> str:
@@ -139,7 +149,7 @@ _DIRTY_OR_EDGE_DAYS = "arrayConcat(dirty_days, arrayMap(h -> toDate(h), {edges:A
 def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, where: str = "") -> str:
     """Raw events of the period in the hours the rollups don't answer: dirty hours, and the partial
     hours at the ends of a period that doesn't start or end on a whole hour."""
-    edges = sorted({_floor_hour(t) for t in (query.start, query.end) if t != _floor_hour(t)})
+    edges = _partial_hours(query.start, query.end)
     sql.params["edges"] = edges
     hours = "arrayConcat(dirty_hours, {edges:Array(DateTime('UTC'))})"
     return (
@@ -219,12 +229,12 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
     sessions of other days, and of the hours a period starts, ends or splits inside, one by one.
     """
     sql.params["split_at"] = int(split_at.timestamp() * 1000)
-    partial = sorted({_floor_hour(t) for t in (query.start, split_at, query.end) if t != _floor_hour(t)})
+    partial = _partial_hours(query.start, split_at, query.end)
     sql.params.update(partial_hours=partial, partial_days=sorted({h.date() for h in partial}))
 
     def summed(hour: str, day: str) -> str:  # the sessions rollup_session_starts answers
         return (
-            f"{member(day, 'clean_days')} AND {hour} >= {START} AND {hour} + INTERVAL 1 HOUR <= {END} "
+            f"{member(day, 'clean_days')} AND {_inside(hour)} "
             f"AND NOT has({{partial_hours:Array(DateTime('UTC'))}}, {hour})"
         )
 
