@@ -23,6 +23,7 @@ from chalicelib.errors import (
     UnsupportedMediaTypeError,
 )
 from chalicelib.events import MAX_EVENTS_PER_BATCH, parse_body
+from chalicelib.privacy import keep_set
 from chalicelib.producer import KafkaSender, visitor_messages
 from chalicelib.projects import Project, ProjectStore, resolve_key
 from chalicelib.ratelimit import RateLimiter
@@ -141,9 +142,15 @@ def collect(
     received_at = now_ms()
     enriched = []
     rejected = list(batch.rejected)
+    keep = keep_set(project.keep_params)
     for event in batch.events:
         out = enrich(
-            event, project_id=project_id, sent_at_ms=batch.sent_at_ms, received_at_ms=received_at, client=client
+            event,
+            project_id=project_id,
+            sent_at_ms=batch.sent_at_ms,
+            received_at_ms=received_at,
+            client=client,
+            keep=keep,
         )
         if received_at - cast(int, out["timestamp"]) > MAX_EVENT_AGE_MS:
             rejected.append({"index": event.index, "reason": STALE_REASON})

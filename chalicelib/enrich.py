@@ -6,7 +6,9 @@ visitor hash) come in as ``client``, computed once per request by
 
 Adds the server's ``received_at``, corrects the client's timestamp for clock skew
 (using the batch's ``sent_at``), splits the URL into host/path/query, keeps UTM
-parameters, and reduces the referrer to its domain. The output is a flat dict of
+parameters, and reduces the referrer to its domain. URLs (the page's, the
+referrer's, a click's ``href``) are cleaned of query parameters the project
+does not keep first (:mod:`chalicelib.privacy`). The output is a flat dict of
 JSON scalars (``props`` stays a JSON string) so the ingest side can build a row
 without walking nested objects. ``SCHEMA_VERSION`` is stamped on each message.
 """
@@ -16,7 +18,10 @@ from __future__ import annotations
 from functools import lru_cache
 from urllib.parse import unquote_plus, urlsplit
 
+import orjson
+
 from chalicelib.events import RawEvent
+from chalicelib.privacy import DEFAULT_PARAMS, clean_url, clean_value
 
 # 2: the fields a message's events share are sent once, under "shared" (1 repeated them in every event).
 SCHEMA_VERSION = 2
@@ -94,6 +99,18 @@ def _external(domain: str, page_host: str) -> str:
     return "" if domain == _without_www(page_host) else domain
 
 
+def _clean_href(props_json: str, keep: frozenset[str]) -> str:
+    """A click's properties with the link's query cleaned like the page URL's."""
+    if '"href"' not in props_json:
+        return props_json
+    props = orjson.loads(props_json)
+    href = props.get("href")
+    if not isinstance(href, str) or clean_url(href, keep) == href:
+        return props_json
+    props["href"] = clean_url(href, keep)
+    return orjson.dumps(props).decode()
+
+
 def enrich(
     event: RawEvent,
     *,
@@ -101,13 +118,15 @@ def enrich(
     sent_at_ms: int | None,
     received_at_ms: int,
     client: dict[str, object],
+    keep: frozenset[str] = DEFAULT_PARAMS,
 ) -> dict[str, object]:
-    """The normalised event for Kafka and ClickHouse."""
+    """The normalised event for Kafka and ClickHouse; URLs keep only the query parameters in ``keep``
+    (:mod:`chalicelib.privacy`)."""
     ctx = event.context
-    url = ctx.get("url", "")
+    url = clean_url(ctx.get("url", ""), keep)
     host, path, query, utm_pairs = split_url(url)
     utm = dict(utm_pairs)
-    referrer = ctx.get("referrer", "")
+    referrer = clean_url(ctx.get("referrer", ""), keep)
     out: dict[str, object] = {
         "event_id": event.event_id,
         "type": event.type,
@@ -130,10 +149,10 @@ def enrich(
         "timezone": ctx.get("timezone", ""),
         "environment": ctx.get("environment", ""),
         "sdk_version": ctx.get("sdk_version", ""),
-        "props": event.props_json,
+        "props": _clean_href(event.props_json, keep) if event.type == "click" else event.props_json,
     }
     for key in UTM_KEYS:
         # The page URL's own campaign wins; else the one the tracker kept for the session.
-        out[key] = utm.get(key) or ctx.get(key, "")
+        out[key] = clean_value(utm.get(key) or ctx.get(key, ""))
     out.update(client)
     return out

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import orjson
 
 from chalicelib.errors import PayloadTooLargeError, RequestError
+from chalicelib.privacy import clean_props
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_EVENTS_PER_BATCH = 100
@@ -183,7 +184,7 @@ def validate_event(index: int, raw: object, shared: dict[str, str]) -> RawEvent:
             raise EventError("props must be an object")
         if props:
             _check_props(props, 1, [MAX_PROPS_ITEMS])
-            encoded = orjson.dumps(props)
+            encoded = orjson.dumps(clean_props(props))
             if len(encoded) > MAX_PROPS_BYTES:
                 raise EventError(f"props larger than {MAX_PROPS_BYTES} bytes")
             props_json = encoded.decode()

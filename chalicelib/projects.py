@@ -79,6 +79,7 @@ class Project:
     rate_limit: float = 1000.0  # events per second per function instance; 0 = none
     enabled: bool = True
     created_at: int = 0
+    keep_params: tuple[str, ...] = ()  # query parameters kept besides the defaults (chalicelib.privacy)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -89,6 +90,7 @@ class Project:
         data["api_keys"] = tuple(data["api_keys"])
         data["allowed_origins"] = tuple(data["allowed_origins"])
         data["tracker"] = TrackerSettings(**data["tracker"])
+        data["keep_params"] = tuple(data.get("keep_params", ()))
         return cls(**data)
 
     def allows_origin(self, origin: str | None) -> bool:

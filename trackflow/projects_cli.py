@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from chalicelib.privacy import check_keep_params, keep_set
 from chalicelib.projects import (
     BOT_POLICIES,
     DEV_PROJECT_ID,
@@ -52,6 +53,7 @@ def _show(project: Project) -> None:
         ),
         ("sample rate", f"{tracker.sample_rate:g}"),
         ("environment", tracker.environment),
+        ("query params", ", ".join(("utm_*", *sorted(keep_set(project.keep_params)))) + "; click ids as a flag"),
     ]
     for name, value in rows:
         click.echo(f"{name:>16}  {value}")
@@ -161,6 +163,14 @@ def rotate_read_token(project_id: str) -> None:
     "--honor-gpc/--ignore-gpc", default=None, help="Drop events from browsers sending Sec-GPC: 1 (default on)."
 )
 @click.option("--rate-limit", type=click.FloatRange(0), help="Events per second per function instance (0 = none).")
+@click.option(
+    "--keep-param",
+    "keep_params",
+    multiple=True,
+    help="Keep this query parameter in stored URLs besides utm_*, ref and source (repeat; replaces the list). "
+    "New events only.",
+)
+@click.option("--default-params", is_flag=True, help="Keep only utm_*, ref and source again.")
 @click.option("--autotrack-page-views/--no-autotrack-page-views", default=None)
 @click.option("--autotrack-clicks/--no-autotrack-clicks", default=None)
 @click.option("--autotrack-errors/--no-autotrack-errors", default=None)
@@ -187,6 +197,13 @@ def set_project(project_id: str, **changes: Any) -> None:
         project = replace(project, honor_gpc=changes["honor_gpc"])
     if changes["rate_limit"] is not None:
         project = replace(project, rate_limit=changes["rate_limit"])
+    if changes["default_params"]:
+        project = replace(project, keep_params=())
+    elif changes["keep_params"]:
+        try:
+            project = replace(project, keep_params=check_keep_params(changes["keep_params"]))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--keep-param") from exc
     if changes["any_origin"]:
         project = replace(project, allowed_origins=())
     elif changes["origins"]:

@@ -370,3 +370,59 @@ def test_a_project_over_its_rate_gets_429_with_retry_after(pipeline: Settings) -
     assert second.status_code == 429
     assert second.json_body["error"]["code"] == "rate_limited"
     assert int(second.headers["Retry-After"]) >= 1
+
+
+def test_secrets_in_urls_and_properties_reach_neither_kafka_nor_clickhouse_nor_the_dead_letters(
+    pipeline: Settings, clickhouse: Any
+) -> None:
+    from dataclasses import replace
+
+    from chalicelib import runtime
+    from chalicelib.projects import new_project
+
+    project = replace(new_project("Keeps q"), keep_params=("q",))
+    runtime.projects().put(project)
+    token = "Xk9fQ2pLmN7rT5vW8yZ1"
+    page = new_event("pageView", props={"email": "ana@mail.example", "plan": "pro"})
+    page["context"] = {
+        "url": f"https://shop.example/reset?token={token}&q=hats&utm_source=mail&gclid=Cj0KCQ#access_token={token}",
+        "referrer": f"https://mail.example/open?session={token}&ref=digest",
+        "anonymous_id": "anon-1",
+    }
+    click = new_event("click", props={"tag": "a", "href": f"/verify?code={token}&utm_medium=email"})
+    click["context"] = page["context"]
+    with Client(app.app) as client:
+        response = _post(client, {"api_key": project.api_keys[0], "events": [page, click]})
+    assert response.json_body == {"accepted": 2, "rejected": []}
+
+    consumer = KafkaConsumer(
+        pipeline.events_topic,
+        bootstrap_servers=pipeline.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    values = [m.value for m in consumer]
+    consumer.close()
+    assert values and not any(token.encode() in v or b"ana@mail.example" in v for v in values)
+
+    # A message that ends in the dead-letter table is stored as Kafka holds it: cleaned.
+    producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap_servers)
+    poisoned = orjson.loads(values[0]) | {"v": 99}
+    producer.send(pipeline.events_topic, key=b"p", value=orjson.dumps(poisoned), partition=0).get(10)
+    producer.close()
+    _drain(_runner(pipeline), clickhouse, 2)
+    stored = clickhouse.query(
+        "SELECT type, url, url_query, referrer, props FROM events FINAL WHERE project_id = {p:String} ORDER BY type",
+        parameters={"p": project.project_id},
+    ).result_rows
+    cleaned = (
+        "https://shop.example/reset?q=hats&utm_source=mail&gclid",
+        "q=hats&utm_source=mail&gclid",
+        "https://mail.example/open?ref=digest",
+    )
+    assert [row[:4] for row in stored] == [("click", *cleaned), ("pageView", *cleaned)]
+    assert orjson.loads(stored[0][4])["href"] == "/verify?utm_medium=email"
+    assert orjson.loads(stored[1][4]) == {"email": "redacted", "plan": "pro"}
+    dead = clickhouse.query("SELECT value FROM dead_letters").result_rows
+    assert len(dead) == 1
+    assert token not in dead[0][0] and "utm_source=mail" in dead[0][0]
