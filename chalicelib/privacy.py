@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
@@ -54,12 +55,12 @@ def looks_secret(value: str) -> bool:
         return True
     if len(value) < 16 or not _TOKEN_CHARS.fullmatch(value):
         return False
-    if value.startswith("eyJ") or _HEX_RUN.search(value) and any(c.isdigit() for c in value):
+    if value.startswith("eyJ") or (_HEX_RUN.search(value) and any(c.isdigit() for c in value)):
         return True
     letters = _SEPARATORS.sub("", value)
     if len(letters) < 16:
         return False
-    switches = sum(_switch(a, b) for a, b in zip(letters, letters[1:], strict=False))
+    switches = sum(_switch(a, b) for a, b in pairwise(letters))
     return switches * 3 >= len(letters)
 
 
@@ -91,7 +92,7 @@ def clean_query(query: str, keep: frozenset[str]) -> str:
     for pair in query.split("&"):
         if not pair:
             continue
-        raw_name, eq, raw_value = pair.partition("=")
+        raw_name, _, raw_value = pair.partition("=")
         name = unquote_plus(raw_name).lower()
         if name in CLICK_IDS:
             out.append(raw_name)

@@ -486,9 +486,10 @@ def _pipeline_sender(settings: Settings) -> Any:
 def _register() -> None:
     from trackflow.cli_aws import deploy, package
     from trackflow.cli_kafka import broker, kafka, replay, topics
+    from trackflow.export_cli import export
     from trackflow.projects_cli import projects
 
-    for command in (projects, package, deploy, broker, kafka, topics, replay):
+    for command in (projects, package, deploy, broker, kafka, topics, replay, export):
         main.add_command(command)
 
 

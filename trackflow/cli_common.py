@@ -50,11 +50,14 @@ def describe_policy(policy: Any) -> str:
 
 
 @contextmanager
-def counting(total: int, label: str, *, unit: str = "events", every_s: float = 5.0) -> Iterator[Callable[[int], None]]:
+def counting(
+    total: int, label: str, *, unit: str = "events", every_s: float = 5.0, err: bool = False
+) -> Iterator[Callable[[int], None]]:
     """Progress of long work, with its rate: a bar on a terminal, a line every ``every_s`` in a log.
 
     Yields ``advance(n)``. click's bar draws nothing when the output is not a
     terminal (CI, ``| tee``), so there a counter line is printed instead.
+    ``err`` shows it on standard error (when standard output carries data).
     """
     started = time.monotonic()
     done = [0]
@@ -63,10 +66,15 @@ def counting(total: int, label: str, *, unit: str = "events", every_s: float = 5
         elapsed = time.monotonic() - started
         return f"{done[0] / elapsed:,.0f} {unit}/s" if elapsed > 0 else ""
 
-    if sys.stdout.isatty():
+    stream = sys.stderr if err else sys.stdout
+    if stream.isatty():
         bar: Any
         with click.progressbar(
-            length=total, label=label, show_pos=True, item_show_func=lambda _: rate() if done[0] else None
+            length=total,
+            label=label,
+            show_pos=True,
+            item_show_func=lambda _: rate() if done[0] else None,
+            file=stream,
         ) as bar:
 
             def step(n: int) -> None:
@@ -75,13 +83,13 @@ def counting(total: int, label: str, *, unit: str = "events", every_s: float = 5
 
             yield step
         return
-    click.echo(f"{label}: {total:,} {unit}")
+    click.echo(f"{label}: {total:,} {unit}", err=err)
     shown = [started]
 
     def line(n: int) -> None:
         done[0] += n
         if time.monotonic() - shown[0] >= every_s:
             shown[0] = time.monotonic()
-            click.echo(f"  {done[0]:,} of {total:,} {unit} ({rate()})")
+            click.echo(f"  {done[0]:,} of {total:,} {unit} ({rate()})", err=err)
 
     yield line

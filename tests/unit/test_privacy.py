@@ -127,7 +127,9 @@ def test_enrich_stores_only_cleaned_urls_referrers_click_links_and_campaigns() -
         referrer="https://mail.example/inbox?thread=88&ref=digest",
         utm_source="bo@mail.example",
     )
-    row = enrich(event, project_id="p", sent_at_ms=None, received_at_ms=1_764_000_000_001, client={}, keep=keep_set(("q",)))
+    row = enrich(
+        event, project_id="p", sent_at_ms=None, received_at_ms=1_764_000_000_001, client={}, keep=keep_set(("q",))
+    )
     assert row["url"] == f"https://a.example/login?q=hats&utm_campaign={REDACTED}"
     assert row["url_query"] == f"q=hats&utm_campaign={REDACTED}"
     assert row["referrer"] == "https://mail.example/inbox?ref=digest"
