@@ -171,6 +171,33 @@ def stats_realtime() -> Response:
     return _stats("realtime")
 
 
+@app.route(
+    "/v1/stats/export",
+    methods=["GET"],
+    cors=CORSConfig(allow_origin="*", allow_headers=["Authorization"], expose_headers=["X-Next-Cursor"], max_age=600),
+)
+def stats_export() -> Response:
+    from chalicelib.stats_api import export
+
+    request = app.current_request
+    assert request is not None
+    try:
+        body, media_type, cursor = export(
+            request.query_params,
+            authorization=request.headers.get("authorization"),
+            projects=runtime.projects(),
+            reader=runtime.reader,
+            stage=runtime.settings().stage,
+            now_ms=runtime.now_ms,
+        )
+    except TrackflowError as exc:
+        return _error(exc)
+    headers = {"Content-Type": media_type, "Cache-Control": "no-store"}
+    if cursor is not None:
+        headers["X-Next-Cursor"] = cursor
+    return Response(body=body.decode(), status_code=200, headers=headers)
+
+
 @app.route("/health", methods=["GET"], cors=True)
 def health() -> Response:
     from chalicelib.health import cached_check

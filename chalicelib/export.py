@@ -126,7 +126,7 @@ def parse_cursor(text: str) -> tuple[int, str]:
 def page(client: Any, selection: Selection, fmt: str, *, cursor: str | None) -> tuple[bytes, str | None]:
     """One API page: at most :data:`API_PAGE_ROWS` rows after ``cursor``, and the next page's cursor
     (None after the last)."""
-    after = parse_cursor(cursor) if cursor else None
+    after = parse_cursor(cursor) if cursor is not None else None
     sql, params = statement(selection, after=after, limit=API_PAGE_ROWS)
     body = client.raw_query(sql, parameters=params, fmt=FORMATS[fmt][0])
     last_sql = (

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib import stats
-from chalicelib.errors import EngineLockedError, ServiceUnavailableError, StorageError
+from chalicelib.errors import EngineLockedError, RequestError, ServiceUnavailableError, StorageError
 from chalicelib.projects import DEV_PROJECT_ID, DEV_STAGES, ProjectStore
 from chalicelib.stats_params import parse_query
 
@@ -28,6 +28,49 @@ EXTRA_PARAMS = {
     "clicks": frozenset(),
     "realtime": frozenset(),
 }
+
+
+def export(
+    params: Mapping[str, str] | None,
+    *,
+    authorization: str | None,
+    projects: ProjectStore,
+    reader: Callable[[], Any],
+    stage: str,
+    now_ms: Callable[[], int],
+) -> tuple[bytes, str, str | None]:
+    """The body, media type and next cursor of ``GET /v1/stats/export``: a page of stored events."""
+    from chalicelib.export import API_FORMATS, API_MAX_DAYS, FORMATS, Selection, page
+
+    now = datetime.fromtimestamp(now_ms() / 1000, UTC)
+    default = DEV_PROJECT_ID if stage in DEV_STAGES else None
+    query = parse_query(params, now=now, extra=frozenset({"format", "cursor"}), default_project=default)
+    if query.filters:
+        raise RequestError(f"export takes no filters, got {query.filters[0].name!r}", field=query.filters[0].name)
+    fmt = (params or {}).get("format", "csv")
+    if fmt not in API_FORMATS:
+        raise RequestError(
+            f"format must be one of {', '.join(API_FORMATS)}, got {fmt[:16]!r} (Parquet: trackflow export)",
+            field="format",
+        )
+    if query.end - query.start > timedelta(days=API_MAX_DAYS):
+        raise RequestError(f"an export request covers at most {API_MAX_DAYS} days; ask for each month", field="from")
+    stats.authorise_read(projects, query.project_id, stats.bearer_token(authorization), stage=stage)
+    selection = Selection(query.project_id, query.start, query.end)
+    body, cursor = _engine(lambda: page(reader(), selection, fmt, cursor=(params or {}).get("cursor")))
+    return body, FORMATS[fmt][2], cursor
+
+
+def _engine(call: Callable[[], Any]) -> Any:
+    """``call``'s answer; an engine that is away or refuses is a 503 that says why, never a raw 500."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    try:
+        return call()
+    except (StorageError, EngineLockedError) as exc:
+        raise ServiceUnavailableError(f"ClickHouse is not reachable: {exc.message}") from exc
+    except ClickHouseError as exc:
+        raise ServiceUnavailableError(_engine_problem(exc)) from exc
 
 
 def answer(
@@ -49,14 +92,8 @@ def answer(
     default = DEV_PROJECT_ID if stage in DEV_STAGES else None
     query = parse_query(params, now=now, extra=EXTRA_PARAMS[report], default_project=default)
     stats.authorise_read(projects, query.project_id, token, stage=stage)
-    from clickhouse_connect.driver.exceptions import ClickHouseError
-
-    try:
-        return _report(report, reader(), query, params, dimension, now)
-    except (StorageError, EngineLockedError) as exc:
-        raise ServiceUnavailableError(f"ClickHouse is not reachable: {exc.message}") from exc
-    except ClickHouseError as exc:  # the engine's own errors: never a raw 500 for a reader
-        raise ServiceUnavailableError(_engine_problem(exc)) from exc
+    result: dict[str, Any] = _engine(lambda: _report(report, reader(), query, params, dimension, now))
+    return result
 
 
 # ClickHouse codes for a database or table that is not there: the migrations have not run.

@@ -183,3 +183,76 @@ def test_bad_arguments_are_usage_errors(stored: tuple[Settings, dict[str, str]])
         result = CliRunner().invoke(main, ["export", "--project", "shop", *args], env=env)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, result.output
+
+
+@pytest.fixture
+def api(stored: tuple[Settings, dict[str, str]]) -> Iterator[Any]:
+    """The app on the module's database, with project ``shop`` stored (its read token) and ``blog``."""
+    from chalice.test import Client
+
+    import app
+    from chalicelib import runtime
+    from chalicelib.projects import named_project
+
+    settings, _ = stored
+    runtime.reset()
+    runtime.configure(settings=settings)
+    shop, blog = named_project("shop"), named_project("blog")
+    runtime.projects().put(shop)
+    runtime.projects().put(blog)
+    with Client(app.app) as client:
+        yield client, shop.read_token, blog.read_token
+    runtime.reset()
+
+
+def _get(client: Any, query: str, token: str) -> Any:
+    return client.http.get(f"/v1/stats/export?{query}", headers={"Authorization": f"Bearer {token}"})
+
+
+def test_the_api_pages_through_a_range_with_cursors_and_gives_each_event_once(
+    api: Any, stored: tuple[Settings, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib import export
+
+    client, token, _ = api
+    monkeypatch.setattr(export, "API_PAGE_ROWS", 700)
+    rows: list[tuple[str, int]] = []
+    query = "project=shop&from=2026-11-01&to=2026-11-03&format=jsonl"
+    pages = 0
+    cursor = ""
+    while True:
+        response = _get(client, query + (f"&cursor={cursor}" if cursor else ""), token)
+        assert response.status_code == 200, response.body
+        assert response.headers["Content-Type"] == "application/x-ndjson"
+        rows += _read("jsonl", response.body)
+        pages += 1
+        cursor = response.headers.get("X-Next-Cursor", "")
+        if not cursor:
+            break
+    count, ids, ts_sum = _truth(stored[0])
+    assert pages == count // 700 + 1
+    assert len(rows) == count and {r[0] for r in rows} == ids and sum(r[1] for r in rows) == ts_sum
+    csv_page = _get(client, "project=shop&from=2026-11-01&to=2026-11-03", token)
+    assert csv_page.headers["Content-Type"].startswith("text/csv")
+    assert csv_page.body.decode().startswith('"project_id","timestamp"')
+
+
+def test_the_api_refuses_foreign_tokens_and_hostile_parameters_with_json_errors(api: Any) -> None:
+    client, shop_token, blog_token = api
+    day = "from=2026-11-01&to=2026-11-01"
+    for query, token, status, field in [
+        (f"project=shop&{day}", blog_token, 403, None),  # another project's token
+        (f"project=shop&{day}", "tf_rt_shop.nope", 401, None),
+        (f"project=shop&{day}&format=parquet", shop_token, 400, "format"),
+        (f"project=shop&{day}&cursor={'9' * 10_000}", shop_token, 400, "cursor"),
+        (f"project=shop&{day}&cursor=1_not-a-uuid", shop_token, 400, "cursor"),
+        ("project=shop&from=2026-01-01&to=2026-11-01", shop_token, 400, "from"),
+        (f"project=shop&{day}&page=/x", shop_token, 400, "page"),
+        (f"project={'p' * 10_000}&{day}", shop_token, 400, "project"),
+    ]:
+        response = _get(client, query, token)
+        assert response.status_code == status, (query[:80], response.body[:200])
+        error = orjson.loads(response.body)["error"]
+        assert error["message"], error
+        if field:
+            assert error["field"] == field, error
