@@ -192,7 +192,7 @@ def stats_export() -> Response:
         )
     except TrackflowError as exc:
         return _error(exc)
-    headers = {"Content-Type": media_type, "Cache-Control": "no-store"}
+    headers: dict[str, str | list[str]] = {"Content-Type": media_type, "Cache-Control": "no-store"}
     if cursor is not None:
         headers["X-Next-Cursor"] = cursor
     return Response(body=body.decode(), status_code=200, headers=headers)

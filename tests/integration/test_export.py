@@ -134,8 +134,19 @@ def test_s3_gets_one_object_per_day_each_readable_alone(
     aws = {name: os.environ[name] for name in os.environ if name.startswith("AWS_")}
     result = CliRunner().invoke(
         main,
-        ["export", "--project", "shop", "--from", "2026-11-01", "--to", "2026-11-03"]
-        + ["--format", "parquet", "--out", "s3://exports/trackflow"],
+        [
+            "export",
+            "--project",
+            "shop",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-03",
+            "--format",
+            "parquet",
+            "--out",
+            "s3://exports/trackflow",
+        ],
         env=env | aws,
     )
     assert result.exit_code == 0, result.output
