@@ -263,6 +263,7 @@ def compact(event: Any) -> dict[str, float]:
         )
         waiting = backlog(client, settle_s=conf.rollup_settle_s)
         metrics.record_compaction(done.hours, time.monotonic() - started, waiting)
+        expired = runtime.expire_if_due()  # retention rides on this schedule: a run every few hours
     finally:
         metrics.end_invocation()
     return {
@@ -271,4 +272,5 @@ def compact(event: Any) -> dict[str, float]:
         "backlog_hours": waiting.hours,
         "backlog_rows": waiting.rows,
         "pending_age_s": round(waiting.pending_age_s, 1),
+        "expired_rows": sum(expired.rows.values()) if expired is not None else 0,
     }

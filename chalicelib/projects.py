@@ -80,6 +80,7 @@ class Project:
     enabled: bool = True
     created_at: int = 0
     keep_params: tuple[str, ...] = ()  # query parameters kept besides the defaults (chalicelib.privacy)
+    retention_days: int = 0  # whole UTC days kept; 0: TRACKFLOW_RETENTION_DAYS (chalicelib.retention)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -170,3 +170,24 @@ def daily_salt() -> bytes:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def retention() -> Any:
+    """The process's retention schedule (chalicelib.retention): a run at most every few hours."""
+
+    def build() -> Any:
+        from chalicelib.retention import Schedule
+
+        return Schedule()
+
+    return _cached("retention", build)
+
+
+def expire_if_due() -> Any:
+    """Delete what is past retention, when this process has not done so for a while; what it found, or None."""
+    return retention().run_if_due(
+        rollup_client(),
+        projects(),
+        default_days=settings().retention_days,
+        now=datetime.fromtimestamp(now_ms() / 1000, UTC),
+    )

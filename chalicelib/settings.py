@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from chalicelib import kafka_security
 from chalicelib.errors import ConfigError
 from chalicelib.kafka_security import KafkaSecurity
+from chalicelib.retention import DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS
 
 DEFAULT_EVENTS_TOPIC = "trackflow.events"
 DEFAULT_DLQ_TOPIC = "trackflow.events.dlq"
@@ -111,6 +112,7 @@ class Settings:
     aws_region: str | None = None
     rollup_interval_s: float = DEFAULT_ROLLUP_INTERVAL_S
     rollup_settle_s: float = DEFAULT_ROLLUP_SETTLE_S
+    retention_days: int = DEFAULT_RETENTION_DAYS
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     def resolved_salt_secret(self) -> bytes:
@@ -154,6 +156,18 @@ def _seconds(env: Mapping[str, str], name: str, default: float, *, allow_zero: b
     if too_small or not math.isfinite(value):
         raise ConfigError(f"{name}={raw!r} must be {'0 or more' if allow_zero else 'greater than 0'}")
     return value
+
+
+def _retention_days(env: Mapping[str, str]) -> int:
+    raw = _get(env, "TRACKFLOW_RETENTION_DAYS")
+    if raw is None:
+        return DEFAULT_RETENTION_DAYS
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_RETENTION_DAYS:
+        raise ConfigError(
+            f"TRACKFLOW_RETENTION_DAYS={raw!r} must be a whole number of days from 1 to {MAX_RETENTION_DAYS} "
+            f"(default {DEFAULT_RETENTION_DAYS})"
+        )
+    return int(raw)
 
 
 def _bootstrap(env: Mapping[str, str]) -> str | None:
@@ -274,5 +288,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         aws_region=_region(env),
         rollup_interval_s=_seconds(env, "TRACKFLOW_ROLLUP_INTERVAL", DEFAULT_ROLLUP_INTERVAL_S),
         rollup_settle_s=settle,
+        retention_days=_retention_days(env),
         kafka_security=kafka_security.load(lambda name: _get(env, name), _region(env)),
     )

@@ -185,6 +185,7 @@ def trigger(batch_size: int, batching_window: float, group: str) -> None:
         interval_s=settings.rollup_interval_s,
         settle_s=settings.rollup_settle_s,
         replica_lag_s=settings.clickhouse.replica_lag_s,
+        after_round=runtime.expire_if_due,
     )
     compactor_thread = compactor.start_thread()
     thread = runner.start_thread()
@@ -289,6 +290,42 @@ def rollups_compact(settle: float, seconds: float | None) -> None:
     lag = _settings().clickhouse.replica_lag_s
     done = compact_all(_rollup_client(), settle_s=settle, deadline=deadline, replica_lag_s=lag)
     click.echo(f"compacted {done.hours} hour(s) and {done.days} day(s)")
+
+
+@main.group()
+def retention() -> None:
+    """Retention: each project keeps its last N UTC days (`projects set --retention-days`, TRACKFLOW_RETENTION_DAYS).
+
+    `trackflow dev`, `trackflow trigger` and the deployed `compact` function run
+    it on their own every six hours.
+    """
+
+
+@retention.command("run")
+@click.option("--wait", is_flag=True, help="Return only once ClickHouse has applied the deletes.")
+def retention_run(wait: bool) -> None:
+    """Delete now every event, rollup row, change mark and dead letter past its project's retention."""
+    from datetime import UTC, datetime
+
+    from chalicelib import runtime
+    from chalicelib.retention import expire
+
+    settings = _settings()
+    runtime.configure(settings=settings)
+    done = expire(
+        _rollup_client(),
+        runtime.projects().all(),
+        default_days=settings.retention_days,
+        now=datetime.now(UTC),
+        wait=wait,
+    )
+    click.echo(f"kept from {done.default_first_day} (the default, {settings.retention_days} days)")
+    for project_id, first in sorted(done.first_days.items()):
+        click.echo(f"  {project_id}: kept from {first}")
+    if not done.rows:
+        click.echo("nothing had expired")
+    for table, rows in done.rows.items():
+        click.echo(f"  {table}: {rows:,} rows deleted{'' if wait else ' (ClickHouse applies it in the background)'}")
 
 
 @main.command()

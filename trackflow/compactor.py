@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from chalicelib import metrics
@@ -20,10 +21,20 @@ logger = logging.getLogger(__name__)
 
 
 class Compactor:
-    """Runs compaction on ``client`` every ``interval_s`` until :meth:`stop`."""
+    """Runs compaction on ``client`` every ``interval_s`` until :meth:`stop`, then ``after_round``
+    (retention's schedule: a no-op unless a run is due)."""
 
-    def __init__(self, client: Any, *, interval_s: float, settle_s: float, replica_lag_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        interval_s: float,
+        settle_s: float,
+        replica_lag_s: float = 0.0,
+        after_round: Callable[[], object] | None = None,
+    ) -> None:
         self._client = client
+        self._after_round = after_round
         self._replica_lag_s = replica_lag_s
         self._interval_s = interval_s
         self._settle_s = settle_s
@@ -40,6 +51,8 @@ class Compactor:
                 metrics.record_compaction(
                     done.hours, time.monotonic() - started, backlog(self._client, settle_s=self._settle_s)
                 )
+                if self._after_round is not None:
+                    self._after_round()
                 self.last_error = None
             except Exception as exc:  # ClickHouse busy or down: the next round tries again
                 self.last_error = f"{exc.__class__.__name__}: {exc}"

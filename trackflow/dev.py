@@ -272,6 +272,7 @@ class DevStack:
             interval_s=conf.rollup_interval_s,
             settle_s=conf.rollup_settle_s,
             replica_lag_s=conf.clickhouse.replica_lag_s,
+            after_round=runtime.expire_if_due,
         )
         compactor_thread = self.compactor.start_thread()
         self._stack.callback(compactor_thread.join, 30)

@@ -18,6 +18,7 @@ from chalicelib.projects import (
     new_read_token,
     rotate_key,
 )
+from chalicelib.retention import MAX_RETENTION_DAYS
 
 
 def _store() -> Any:
@@ -53,6 +54,12 @@ def _show(project: Project) -> None:
         ),
         ("sample rate", f"{tracker.sample_rate:g}"),
         ("environment", tracker.environment),
+        (
+            "retention",
+            f"{project.retention_days} days"
+            if project.retention_days
+            else "the default (TRACKFLOW_RETENTION_DAYS, 400 days unless set)",
+        ),
         ("query params", ", ".join(("utm_*", *sorted(keep_set(project.keep_params)))) + "; click ids as a flag"),
     ]
     for name, value in rows:
@@ -171,6 +178,11 @@ def rotate_read_token(project_id: str) -> None:
     "New events only.",
 )
 @click.option("--default-params", is_flag=True, help="Keep only utm_*, ref and source again.")
+@click.option(
+    "--retention-days",
+    type=click.IntRange(0, MAX_RETENTION_DAYS),
+    help="Whole UTC days of events kept (today included); older ones are deleted everywhere. 0: the default.",
+)
 @click.option("--autotrack-page-views/--no-autotrack-page-views", default=None)
 @click.option("--autotrack-clicks/--no-autotrack-clicks", default=None)
 @click.option("--autotrack-errors/--no-autotrack-errors", default=None)
@@ -197,6 +209,8 @@ def set_project(project_id: str, **changes: Any) -> None:
         project = replace(project, honor_gpc=changes["honor_gpc"])
     if changes["rate_limit"] is not None:
         project = replace(project, rate_limit=changes["rate_limit"])
+    if changes["retention_days"] is not None:
+        project = replace(project, retention_days=changes["retention_days"])
     if changes["default_params"]:
         project = replace(project, keep_params=())
     elif changes["keep_params"]:
