@@ -198,6 +198,33 @@ def stats_export() -> Response:
     return Response(body=body.decode(), status_code=200, headers=headers)
 
 
+@app.route(
+    "/v1/projects/{project}/people",
+    methods=["DELETE"],
+    cors=CORSConfig(allow_origin="*", allow_headers=["Authorization"], max_age=600),
+)
+def erase_person(project: str) -> Response:
+    from chalicelib.people_api import erase_request
+    from chalicelib.rollups import rebuild
+
+    request = app.current_request
+    assert request is not None
+    try:
+        receipt = erase_request(
+            project,
+            request.query_params,
+            authorization=request.headers.get("authorization"),
+            projects=runtime.projects(),
+            client=runtime.rollup_client,
+            rebuild=rebuild,
+            stage=runtime.settings().stage,
+            now_ms=runtime.now_ms,
+        )
+    except TrackflowError as exc:
+        return _error(exc)
+    return Response(body=orjson.dumps(receipt).decode(), status_code=200, headers=JSON_HEADERS)
+
+
 @app.route("/health", methods=["GET"], cors=True)
 def health() -> Response:
     from chalicelib.health import cached_check
@@ -236,7 +263,12 @@ def ingest(event: dict[str, Any], context: Any) -> dict[str, int]:
     started = time.perf_counter()
     try:
         result = ingest_batch(
-            event, writer=runtime.writer(), dlq=runtime.sender(), dlq_topic=conf.dlq_topic, now_ms=runtime.now_ms
+            event,
+            writer=runtime.writer(),
+            dlq=runtime.sender(),
+            dlq_topic=conf.dlq_topic,
+            now_ms=runtime.now_ms,
+            erased=runtime.erased_ids(),
         )
         metrics.record_ingest(result, time.perf_counter() - started)
     finally:

@@ -18,11 +18,11 @@ import logging
 import re
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.errors import EngineLockedError, RefusedDataError, StorageError
+from chalicelib.errors import EngineLockedError, RefusedDataError, ServiceUnavailableError, StorageError
 from chalicelib.rollups import INSERT_TIME_LIMIT_S, mark_changed
 from chalicelib.settings import ClickHouseSettings
 
@@ -182,6 +182,29 @@ def connect(
                 raise
             _embedded_clients[f"{path}\0{database}"] = client
         return client
+
+
+# ClickHouse codes for a database or table that is not there: the migrations have not run.
+_NOT_MIGRATED = {"81", "60"}
+
+
+def engine_answer(call: Callable[[], Any]) -> Any:
+    """``call``'s answer for a request; an engine that is away, locked or refusing is a 503 that says
+    why (and what to do), never a raw 500."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    try:
+        return call()
+    except (StorageError, EngineLockedError) as exc:
+        raise ServiceUnavailableError(f"ClickHouse is not reachable: {exc.message}") from exc
+    except ClickHouseError as exc:
+        text = str(exc)
+        code = re.search(r"Code: (\d+)", text)
+        if code and code.group(1) in _NOT_MIGRATED:
+            raise ServiceUnavailableError(
+                f"ClickHouse has no TrackFlow tables yet: run `trackflow migrate` (or start `trackflow dev`). ({text[:200]})"
+            ) from exc
+        raise ServiceUnavailableError(f"ClickHouse could not answer: {text[:300]}") from exc
 
 
 # ClickHouse error codes that mean "this data can't be stored", not "try again":

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from chalicelib.errors import RequestError
-from chalicelib.people import Person, person_condition
+from chalicelib.people import PersonIds
 
 # Name -> (ClickHouse format of the first slice, of the slices after it, media type, file extension).
 FORMATS = {
@@ -36,12 +36,13 @@ _CURSOR = re.compile(r"^([0-9]{1,15})_([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 
 @dataclass(frozen=True)
 class Selection:
-    """Which events: a project, a time range (``end`` excluded), and optionally one person's."""
+    """Which events: a project, a time range (``end`` excluded), and optionally one person's
+    (:func:`chalicelib.people.person_ids`)."""
 
     project_id: str
     start: datetime
     end: datetime
-    person: Person | None = None
+    person: PersonIds | None = None
 
 
 def day_slices(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
@@ -71,7 +72,7 @@ def _where(selection: Selection, params: dict[str, Any]) -> str:
         "project_id = {project:String} AND timestamp >= fromUnixTimestamp64Milli({start:Int64}, 'UTC') "
         "AND timestamp < fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
     )
-    return where if selection.person is None else f"{where} AND {person_condition(selection.person, params)}"
+    return where if selection.person is None else f"{where} AND {selection.person.condition(params)}"
 
 
 def statement(

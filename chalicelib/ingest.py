@@ -22,7 +22,7 @@ half-written or repeated insert is never counted twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Protocol, cast
@@ -52,6 +52,9 @@ _RECEIVED_AT_INDEX = EVENT_FIELDS.index("received_at")
 _VISITOR_HASH_INDEX = _ALL_FIELDS.index("visitor_hash")
 _IS_BOT_INDEX = _ALL_FIELDS.index("is_bot")
 _CLIENT_TS_INDEX = EVENT_FIELDS.index("client_ts")
+_PROJECT_INDEX = EVENT_FIELDS.index("project_id")
+_USER_ID_INDEX = EVENT_FIELDS.index("user_id")
+_ANONYMOUS_ID_INDEX = EVENT_FIELDS.index("anonymous_id")
 _fields = itemgetter(*EVENT_FIELDS)
 _all_fields = itemgetter(*_ALL_FIELDS)
 _is_uuid = UUID_PATTERN.fullmatch
@@ -66,6 +69,10 @@ class Writer(Protocol):
 
 class DeadLetterSender(Protocol):
     def send(self, topic: str, messages: Sequence[Message]) -> None: ...
+
+
+class Erased(Protocol):
+    def matcher(self, project_ids: Iterable[str]) -> Callable[[str, str, str], bool]: ...
 
 
 @dataclass(frozen=True)
@@ -212,8 +219,13 @@ def ingest(
     dlq: DeadLetterSender,
     dlq_topic: str,
     now_ms: Callable[[], int],
+    erased: Erased | None = None,
 ) -> dict[str, int]:
-    """Store one mapping payload. Raises (so the batch is retried) if anything can't be written."""
+    """Store one mapping payload. Raises (so the batch is retried) if anything can't be written.
+
+    ``erased`` (:class:`chalicelib.people.ErasedIds`) drops the events of erased people: a record
+    redelivered after an erasure stores nothing of theirs again.
+    """
     records = decode_records(event)
     rows: list[tuple[Any, ...]] = []
     sources: list[tuple[KafkaRecord, int, Any]] = []  # where each row came from, for dead-lettering
@@ -231,6 +243,7 @@ def ingest(
                 letters.append(DeadLetter(record, f"event {index}: {exc}", index, orjson.dumps(item)))
             else:
                 sources.append((record, index, item))
+    rows, sources, letters, forgotten = _without_erased(rows, sources, letters, erased)
     unique = _first_of_each(rows)
     stored, refused = _store(writer, unique, list(range(len(unique))))
     for position, reason in refused:
@@ -245,7 +258,51 @@ def ingest(
         "inserted": stored,
         "duplicates": len(rows) - len(unique),
         "dead_lettered": len(letters),
+        "erased": forgotten,
     }
+
+
+def _people_in(value: bytes) -> list[tuple[str, str, str]]:
+    """(project, user id, anonymous id) of each event a dead letter's value shows, read as far as it goes."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(doc, dict):
+        return []
+    shared: dict[str, Any] = doc["shared"] if isinstance(doc.get("shared"), dict) else {}
+    events: list[Any] = doc["events"] if isinstance(doc.get("events"), list) else [doc]
+    found = []
+    for event in events:
+        merged = shared | event if isinstance(event, dict) else shared
+        ids = tuple(merged.get(name) for name in ("project_id", "user_id", "anonymous_id"))
+        if isinstance(ids[0], str):
+            found.append((ids[0], ids[1] if isinstance(ids[1], str) else "", ids[2] if isinstance(ids[2], str) else ""))
+    return found
+
+
+def _without_erased(
+    rows: list[tuple[Any, ...]], sources: list[Any], letters: list[DeadLetter], erased: Erased | None
+) -> tuple[list[tuple[Any, ...]], list[Any], list[DeadLetter], int]:
+    """The rows (with their sources) and dead letters that hold no erased person, and how many were dropped:
+    a redelivered record of an erased person, readable or not, is stored nowhere again."""
+    if erased is None or not (rows or letters):
+        return rows, sources, letters, 0
+    shown = [_people_in(letter.value) for letter in letters]
+    matches = erased.matcher({row[_PROJECT_INDEX] for row in rows} | {p[0] for people in shown for p in people})
+    keep = [
+        n
+        for n, row in enumerate(rows)
+        if not matches(row[_PROJECT_INDEX], row[_USER_ID_INDEX], row[_ANONYMOUS_ID_INDEX])
+    ]
+    kept_letters = [
+        letter for letter, people in zip(letters, shown, strict=True) if not any(matches(*p) for p in people)
+    ]
+    dropped = len(rows) - len(keep) + len(letters) - len(kept_letters)
+    if not dropped:
+        return rows, sources, letters, 0
+    logger.info("dropped %d events or records of erased people", dropped)
+    return [rows[n] for n in keep], [sources[n] for n in keep], kept_letters, dropped
 
 
 def _store(

@@ -8,7 +8,7 @@ start at zero when the process does, as Prometheus expects. The names:
 - ``trackflow_produce_seconds`` (collect waiting for Kafka's acknowledgement)
 - ``trackflow_ingest_batch_events``, ``trackflow_ingest_seconds``,
   ``trackflow_rows_written_total``, ``trackflow_dead_letters_total``,
-  ``trackflow_duplicates_dropped_total``
+  ``trackflow_duplicates_dropped_total``, ``trackflow_erased_dropped_total`` (events of erased people)
 - ``trackflow_compaction_seconds``, ``trackflow_compaction_backlog_hours``,
   ``trackflow_compaction_backlog_rows``, ``trackflow_compaction_oldest_hour_age_seconds``,
   ``trackflow_compaction_pending_age_seconds`` (set after each compaction run)
@@ -106,6 +106,11 @@ def _build() -> Any:
             "Events dropped as repeats of one already in the batch or already stored",
             registry=registry,
         ),
+        erased=Counter(
+            "trackflow_erased_dropped",
+            "Events not stored because their person was erased (a redelivery after the erasure)",
+            registry=registry,
+        ),
         compaction_seconds=Histogram(
             "trackflow_compaction_seconds",
             "Time one compaction run took",
@@ -198,6 +203,7 @@ def record_ingest(result: Mapping[str, int], seconds: float) -> None:
     m.rows_written.inc(result.get("inserted", 0))
     m.dead_letters.inc(result.get("dead_lettered", 0))
     m.duplicates.inc(result.get("duplicates", 0))
+    m.erased.inc(result.get("erased", 0))
     if emf := _emf():
         emf.add(
             {
@@ -206,6 +212,7 @@ def record_ingest(result: Mapping[str, int], seconds: float) -> None:
                 "trackflow_rows_written_total": (result.get("inserted", 0), "Count"),
                 "trackflow_dead_letters_total": (result.get("dead_lettered", 0), "Count"),
                 "trackflow_duplicates_dropped_total": (result.get("duplicates", 0), "Count"),
+                "trackflow_erased_dropped_total": (result.get("erased", 0), "Count"),
             }
         )
 

@@ -35,6 +35,7 @@ from chalicelib.errors import ServiceUnavailableError
 DEV_API_KEY = "YOUR_API_KEY"
 DEV_PROJECT_ID = "development"
 READ_TOKEN_PREFIX = "tf_rt_"
+ADMIN_TOKEN_PREFIX = "tf_at_"
 # Longest project id and API key looked up at all: anything longer is unknown
 # (DynamoDB refuses keys past its limits with an error, not an empty answer).
 MAX_PROJECT_ID_LENGTH = 128
@@ -81,6 +82,7 @@ class Project:
     created_at: int = 0
     keep_params: tuple[str, ...] = ()  # query parameters kept besides the defaults (chalicelib.privacy)
     retention_days: int = 0  # whole UTC days kept; 0: TRACKFLOW_RETENTION_DAYS (chalicelib.retention)
+    admin_token: str = ""  # erases people's data (DELETE /v1/projects/{id}/people); never the read token
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -110,6 +112,11 @@ def new_read_token(project_id: str) -> str:
     return f"{READ_TOKEN_PREFIX}{project_id}.{secrets.token_urlsafe(24)}"
 
 
+def new_admin_token(project_id: str) -> str:
+    """An admin token naming its project, like a read token but for changes to stored data."""
+    return f"{ADMIN_TOKEN_PREFIX}{project_id}.{secrets.token_urlsafe(24)}"
+
+
 def project_for_read_token(store: ProjectStore, token: str) -> Project | None:
     """The project this read token opens, or None."""
     project_id, dot, _ = token.removeprefix(READ_TOKEN_PREFIX).partition(".")
@@ -133,6 +140,7 @@ def new_project(name: str, *, allowed_origins: Iterable[str] = (), now: Callable
         name=name,
         api_keys=(new_api_key(),),
         read_token=new_read_token(project_id),
+        admin_token=new_admin_token(project_id),
         allowed_origins=tuple(o.rstrip("/") for o in allowed_origins),
         created_at=int(now()),
     )
@@ -331,6 +339,7 @@ def named_project(project_id: str, *, name: str | None = None) -> Project:
         new_project(name or project_id.replace("-", " ").capitalize()),
         project_id=project_id,
         read_token=new_read_token(project_id),
+        admin_token=new_admin_token(project_id),
     )
 
 

@@ -202,6 +202,53 @@ def mark_changed(client: Any, counts: Mapping[tuple[str, datetime], int], *, dat
         client.insert(table, rows, column_names=("project_id", "hour", "rows"))
 
 
+def live_rounds(client: Any, project_id: str) -> int:
+    """Rounds of either tier holding a live lease on some unit of the project (running, or died recently)."""
+    return int(
+        client.query(
+            f"SELECT (SELECT count() FROM ({HOUR_TIER.undone('>')}) WHERE project_id = {{p:String}}) "
+            f"+ (SELECT count() FROM ({DAY_TIER.undone('>')}) WHERE project_id = {{p:String}})",
+            parameters={"p": project_id},
+        ).result_rows[0][0]
+    )
+
+
+def rebuild(
+    client: Any,
+    project_id: str,
+    hours: Iterable[datetime],
+    *,
+    wait_s: float = LEASE_S + 30,
+    sleep: Any = time.sleep,
+) -> None:
+    """Make compaction rebuild these hours (and their days) from scratch, after rows vanished from
+    ``events`` (an erasure). Rows only ever replace rows with the same key, so a key that no longer
+    exists (a session, a page only that person saw) must be deleted, and no round may write it back:
+
+    1. the hours are marked changed, so reports read them raw from now on;
+    2. rounds holding a live lease of the project are waited for (they may have read the old events);
+    3. every rollup row of the hours and of their days is deleted;
+    4. the hours are marked again: rounds that started before 3 left them dirty, later ones read what
+       remains. Compaction rebuilds them once they have been quiet for its settle time.
+    """
+    hours = sorted(set(hours))
+    if not hours:
+        return
+    mark_changed(client, {(project_id, hour): 0 for hour in hours})
+    deadline = time.monotonic() + wait_s
+    while live_rounds(client, project_id) and time.monotonic() < deadline:
+        sleep(1.0)
+    params = {"p": project_id, "hours": hours, "days": sorted({_day(h) for h in hours})}
+    for table in ROLLUP_TABLES:
+        units = "{hours:Array(DateTime('UTC'))}, hour" if table.endswith("_hours") else "{days:Array(Date)}, day"
+        client.command(
+            f"ALTER TABLE {table} DELETE WHERE project_id = {{p:String}} AND has({units})",
+            parameters=params,
+            settings={"mutations_sync": 2},
+        )
+    mark_changed(client, {(project_id, hour): 0 for hour in hours})
+
+
 def _day(unit: date | datetime) -> date:
     return unit.date() if isinstance(unit, datetime) else unit
 

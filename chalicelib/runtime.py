@@ -99,6 +99,19 @@ def writer() -> Any:
     return _cached("writer", _build_writer)
 
 
+def erased_ids() -> Any:
+    """The erased people's ids, for ingest (chalicelib.people.ErasedIds), on the writer's ClickHouse."""
+
+    def build() -> Any:
+        from chalicelib.clickhouse import connect
+        from chalicelib.people import ErasedIds
+
+        conf = settings()
+        return ErasedIds(connect(conf.clickhouse, database=conf.clickhouse.database))
+
+    return _cached("erased_ids", build)
+
+
 def reader() -> Any:
     """The ClickHouse client the stats API queries with (chDB shares one engine with the writer)."""
 

@@ -8,13 +8,13 @@ an engine that is away, locked by another process or not migrated yet is a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib import stats
-from chalicelib.errors import EngineLockedError, RequestError, ServiceUnavailableError, StorageError
+from chalicelib.clickhouse import engine_answer
+from chalicelib.errors import RequestError
 from chalicelib.projects import DEV_PROJECT_ID, DEV_STAGES, ProjectStore
 from chalicelib.stats_params import parse_query
 
@@ -57,20 +57,8 @@ def export(
         raise RequestError(f"an export request covers at most {API_MAX_DAYS} days; ask for each month", field="from")
     stats.authorise_read(projects, query.project_id, stats.bearer_token(authorization), stage=stage)
     selection = Selection(query.project_id, query.start, query.end)
-    body, cursor = _engine(lambda: page(reader(), selection, fmt, cursor=(params or {}).get("cursor")))
+    body, cursor = engine_answer(lambda: page(reader(), selection, fmt, cursor=(params or {}).get("cursor")))
     return body, FORMATS[fmt][2], cursor
-
-
-def _engine(call: Callable[[], Any]) -> Any:
-    """``call``'s answer; an engine that is away or refuses is a 503 that says why, never a raw 500."""
-    from clickhouse_connect.driver.exceptions import ClickHouseError
-
-    try:
-        return call()
-    except (StorageError, EngineLockedError) as exc:
-        raise ServiceUnavailableError(f"ClickHouse is not reachable: {exc.message}") from exc
-    except ClickHouseError as exc:
-        raise ServiceUnavailableError(_engine_problem(exc)) from exc
 
 
 def answer(
@@ -92,20 +80,8 @@ def answer(
     default = DEV_PROJECT_ID if stage in DEV_STAGES else None
     query = parse_query(params, now=now, extra=EXTRA_PARAMS[report], default_project=default)
     stats.authorise_read(projects, query.project_id, token, stage=stage)
-    result: dict[str, Any] = _engine(lambda: _report(report, reader(), query, params, dimension, now))
+    result: dict[str, Any] = engine_answer(lambda: _report(report, reader(), query, params, dimension, now))
     return result
-
-
-# ClickHouse codes for a database or table that is not there: the migrations have not run.
-_NOT_MIGRATED = {"81", "60"}
-
-
-def _engine_problem(exc: Exception) -> str:
-    text = str(exc)
-    code = re.search(r"Code: (\d+)", text)
-    if code and code.group(1) in _NOT_MIGRATED:
-        return f"ClickHouse has no TrackFlow tables yet: run `trackflow migrate` (or start `trackflow dev`). ({text[:200]})"
-    return f"ClickHouse could not answer: {text[:300]}"
 
 
 def _report(

@@ -523,10 +523,11 @@ def _pipeline_sender(settings: Settings) -> Any:
 def _register() -> None:
     from trackflow.cli_aws import deploy, package
     from trackflow.cli_kafka import broker, kafka, replay, topics
+    from trackflow.erase_cli import erase
     from trackflow.export_cli import export
     from trackflow.projects_cli import projects
 
-    for command in (projects, package, deploy, broker, kafka, topics, replay, export):
+    for command in (projects, package, deploy, broker, kafka, topics, replay, export, erase):
         main.add_command(command)
 
 

@@ -60,7 +60,12 @@ def replay(topic: str | None, s3_url: str | None, group: str, to_topic: bool) ->
 
         def ingest(payload: dict[str, Any]) -> dict[str, int]:
             return ingest_batch(
-                payload, writer=writer, dlq=runtime.sender(), dlq_topic=settings.dlq_topic, now_ms=runtime.now_ms
+                payload,
+                writer=writer,
+                dlq=runtime.sender(),
+                dlq_topic=settings.dlq_topic,
+                now_ms=runtime.now_ms,
+                erased=runtime.erased_ids(),
             )
 
     shown = [0.0]

@@ -125,12 +125,15 @@ def export(
     if out.startswith("s3://"):
         _s3_target(out)
     client = _client()
-    wanted = Selection(project_id, *days_range(first_day, last_day), person)
+    from chalicelib.people import person_ids
+
+    ids = None if person is None else person_ids(client, project_id, person)
+    wanted = Selection(project_id, *days_range(first_day, last_day), ids)
     selection = stored_days(client, wanted)
     started = time.monotonic()
     if selection is None:
         click.echo(f"no events of {project_id} from {first_day} to {last_day}", err=True)
-        selection = Selection(project_id, wanted.start, wanted.start, person)
+        selection = Selection(project_id, wanted.start, wanted.start, ids)
     total = len(day_slices(selection.start, selection.end))
     days = slices(client, selection, fmt, header_each=out.startswith("s3://"))
     rows, size = _write(days, total, fmt, out, project_id)

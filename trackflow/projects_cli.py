@@ -14,6 +14,7 @@ from chalicelib.projects import (
     DEV_PROJECT_ID,
     Project,
     listed_projects,
+    new_admin_token,
     new_project,
     new_read_token,
     rotate_key,
@@ -44,6 +45,7 @@ def _show(project: Project) -> None:
         ("enabled", "yes" if project.enabled else "no"),
         ("api keys", ", ".join(project.api_keys)),
         ("read token", project.read_token),
+        ("admin token", project.admin_token or "none yet: `trackflow projects rotate-admin-token ID`"),
         ("allowed origins", ", ".join(project.allowed_origins) or "any origin"),
         ("bot policy", project.bot_policy),
         ("honour Sec-GPC", "yes" if project.honor_gpc else "no"),
@@ -154,6 +156,17 @@ def rotate_read_token(project_id: str) -> None:
     token = new_read_token(project.project_id)
     store.put(replace(project, read_token=token))
     click.echo(f"new read token: {token} (the old one no longer works; a running API notices within 30 s)")
+
+
+@projects.command("rotate-admin-token")
+@click.argument("project_id")
+def rotate_admin_token(project_id: str) -> None:
+    """Give a project a new admin token (erasing people's data through the API); the old one stops working."""
+    store = _store()
+    project = _get(store, project_id)
+    token = new_admin_token(project.project_id)
+    store.put(replace(project, admin_token=token))
+    click.echo(f"new admin token: {token} (keep it off web pages and dashboards; the old one no longer works)")
 
 
 @projects.command("set")

@@ -1,0 +1,93 @@
+"""``DELETE /v1/projects/{project}/people``: who may erase a person's data, and the request to do it.
+
+Erasure changes stored data, so it takes the project's *admin* token
+(``tf_at_<project>.<secret>``, ``trackflow projects show``), never the read
+token a dashboard holds. The development project is open in the dev and test
+stages, as for reading. Every refusal is a 4xx JSON error; the work itself is
+:func:`chalicelib.people.erase`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from chalicelib import stats
+from chalicelib.clickhouse import engine_answer
+from chalicelib.errors import ForbiddenError, RequestError, UnauthorizedError
+from chalicelib.people import erase, person_from
+from chalicelib.projects import (
+    ADMIN_TOKEN_PREFIX,
+    DEV_PROJECT_ID,
+    DEV_STAGES,
+    MAX_PROJECT_ID_LENGTH,
+    ProjectStore,
+    project_for_read_token,
+    tokens_equal,
+)
+
+
+def _token_project(token: str) -> str:
+    project_id, dot, _ = token.removeprefix(ADMIN_TOKEN_PREFIX).partition(".")
+    return project_id if token.startswith(ADMIN_TOKEN_PREFIX) and dot else ""
+
+
+def authorise_admin(projects: ProjectStore, project_id: str, token: str | None, *, stage: str) -> str:
+    """Who is asking (for the audit row), or 401/403/404 saying what is wrong."""
+    if project_id == DEV_PROJECT_ID and stage in DEV_STAGES:
+        return f"{stage} stage, development project"
+    if len(project_id) > MAX_PROJECT_ID_LENGTH or not project_id.isprintable():
+        raise RequestError(f"project must be at most {MAX_PROJECT_ID_LENGTH} printable characters", field="project")
+    project = projects.get(project_id)
+    if project is None:
+        raise stats.NotFoundError(f"no project {project_id!r}; `trackflow projects list` shows them", field="project")
+    if token is None:
+        raise UnauthorizedError(
+            "send the project's admin token as 'Authorization: Bearer <token>' (trackflow projects show)",
+            code="missing_token",
+        )
+    if project.admin_token and tokens_equal(project.admin_token, token):
+        return f"admin token of {project_id}"
+    if project.read_token and tokens_equal(project.read_token, token):
+        raise ForbiddenError(
+            "a read token cannot erase data: send the project's admin token (trackflow projects show)",
+            code="admin_token_required",
+        )
+    if not project.admin_token:
+        raise ForbiddenError(
+            f"project {project_id!r} has no admin token yet: `trackflow projects rotate-admin-token {project_id}`",
+            code="admin_token_required",
+        )
+    other = _token_project(token)
+    if (other and other != project_id) or project_for_read_token(projects, token) is not None:
+        raise ForbiddenError(f"this token belongs to another project, not {project_id!r}", code="wrong_project")
+    raise UnauthorizedError("the admin token is not valid for this project", code="bad_token")
+
+
+def erase_request(
+    project_id: str,
+    params: Mapping[str, str] | None,
+    *,
+    authorization: str | None,
+    projects: ProjectStore,
+    client: Callable[[], Any],
+    rebuild: Any,
+    stage: str,
+    now_ms: Callable[[], int],
+) -> dict[str, Any]:
+    """The receipt of one erasure, as JSON."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - {"user_id", "anonymous_id"})
+    if unknown:
+        raise RequestError(
+            f"unknown parameter {unknown[0][:64]!r}; give user_id or anonymous_id", field=unknown[0][:64]
+        )
+    person = person_from({"user_id": params.get("user_id"), "anonymous_id": params.get("anonymous_id")})
+    actor = authorise_admin(projects, project_id, stats.bearer_token(authorization), stage=stage)
+    now = datetime.fromtimestamp(now_ms() / 1000, UTC)
+    receipt = engine_answer(
+        lambda: erase(client(), project_id, person, actor=f"api: {actor}", now=now, rebuild=rebuild)
+    )
+    body: dict[str, Any] = receipt.to_public()
+    return body
