@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,19 @@ def _chalice_server(host: str, port: int) -> Any:
                 self._page(DASHBOARD_ICON, "image/svg+xml")
             else:
                 self._generic_handle()
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """What http.server refuses itself (a request line over 64 KB: 414) as the app's JSON error."""
+            text = message or explain or HTTPStatus(code).phrase
+            body = json.dumps({"error": {"code": f"http_{code}", "message": text}}).encode()
+            self.close_connection = True
+            self.send_response(code, message)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
             if not (self.command == "GET" and is_polling(self.path)):

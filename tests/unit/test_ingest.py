@@ -120,7 +120,7 @@ def test_inserts_every_event_of_every_record_in_one_insert_with_provenance() -> 
         bootstrap_servers="b",
     )
     result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 0)
-    assert result == {"records": 2, "inserted": 3, "duplicates": 0, "dead_lettered": 0}
+    assert result == {"records": 2, "inserted": 3, "duplicates": 0, "dead_lettered": 0, "erased": 0}
     assert len(writer.events) == 1
     rows = writer.events[0]
     assert all(len(row) == len(EVENT_COLUMNS) for row in rows)
@@ -199,3 +199,33 @@ def test_messages_from_before_client_fields_existed_get_defaults() -> None:
     (row,) = writer.events[0]
     named = dict(zip(EVENT_COLUMNS, row, strict=True))
     assert (named["browser"], named["os"], named["is_bot"], named["visitor_hash"]) == ("", "", 0, 0)
+
+
+class ErasedUser:
+    """The erased list holding user u-42 and, linked to her, browser b-1 (its events without a user id)."""
+
+    def matcher(self, project_ids: Any) -> Any:
+        return lambda project, user, browser: project == "p" and (user == "u-42" or (browser == "b-1" and not user))
+
+
+def test_events_and_unreadable_records_of_an_erased_person_are_stored_nowhere_and_counted() -> None:
+    writer, dlq = FakeWriter(), FakeDlq()
+    hers = [_normalised() | {"user_id": "u-42"}, _normalised() | {"anonymous_id": "b-1"}]
+    someone_on_her_browser = _normalised() | {"anonymous_id": "b-1", "user_id": "u-7"}
+    unreadable_of_hers = orjson.dumps({"v": 99, "shared": {"project_id": "p", "user_id": "u-42"}, "events": [{}]})
+    unreadable = orjson.dumps({"v": 99, "shared": {"project_id": "p", "user_id": "u-7"}, "events": [{}]})
+    payload = build_event(
+        [
+            _record(1, _envelope(*hers, someone_on_her_browser, _normalised())),
+            _record(2, unreadable_of_hers),
+            _record(3, unreadable),
+        ],
+        bootstrap_servers="b",
+    )
+    result = ingest(payload, writer=writer, dlq=dlq, dlq_topic="dlq", now_ms=lambda: 0, erased=ErasedUser())
+    assert result == {"records": 3, "inserted": 2, "duplicates": 0, "dead_lettered": 1, "erased": 3}
+    stored = [
+        (row[EVENT_COLUMNS.index("user_id")], row[EVENT_COLUMNS.index("anonymous_id")]) for row in writer.events[0]
+    ]
+    assert ("u-7", "b-1") in stored
+    assert [m[1] for _, m in dlq.sent] == [unreadable]
