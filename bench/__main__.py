@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
-    from bench import collect, enrichment, freshness, ingest, overview
+    from bench import collect, enrichment, export, freshness, ingest, overview
     from bench.common import machine
     from chalicelib.clickhouse import connect
     from chalicelib.migrations import migrate
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     events = 1_000_000 if args.quick else 10_000_000
     _step(f"dashboard reads over {events:,} events (generated once into .trackflow/, then reused)")
     results |= overview.run(events)
+    _step(f"export of the same {events:,} events, each format (to /dev/null)")
+    results |= export.run(events)
     _step(f"freshness (trackflow dev, 1,000 events/s for {args.seconds:g} s)")
     results |= freshness.run(events_per_s=1000, seconds=args.seconds if not args.quick else 5)
 
