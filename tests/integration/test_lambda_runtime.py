@@ -256,7 +256,7 @@ def test_every_function_in_the_template_answers_its_trigger_under_the_lambda_run
     records = read_records(settings.bootstrap_servers, settings.events_topic, 2, partitions=(0, 1))
     assert len(records) == 2
     result = stack("app.ingest", mapping_payload(records, bootstrap_servers=settings.bootstrap_servers))
-    assert result == {"records": 2, "inserted": 2, "duplicates": 0, "dead_lettered": 0}, result
+    assert result == {"records": 2, "inserted": 2, "duplicates": 0, "dead_lettered": 0, "erased": 0}, result
     ingest_log = stack.functions["app.ingest"].log_of(stack.functions["app.ingest"].last_request_id)
     for record in records:  # a redelivery with other boundaries, as after a timeout
         stack("app.ingest", mapping_payload([record], bootstrap_servers=settings.bootstrap_servers))
