@@ -219,6 +219,7 @@ def erase_person(project: str) -> Response:
             rebuild=rebuild,
             stage=runtime.settings().stage,
             now_ms=runtime.now_ms,
+            cluster=runtime.settings().clickhouse.cluster,
         )
     except TrackflowError as exc:
         return _error(exc)

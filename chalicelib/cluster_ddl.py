@@ -33,6 +33,12 @@ _SHAPE = re.compile(
 _ENGINE = re.compile(r"\bENGINE\s*=\s*(?P<engine>\w+)(?:\((?P<args>[^)]*)\))?", re.IGNORECASE)
 
 
+def alter(table: str, cluster: str | None) -> str:
+    """``ALTER TABLE`` of a table's rows (a ``DELETE``): on a cluster its local tables on every node,
+    since the Distributed table holds none. It waits for every replica, so a node that is down stalls it."""
+    return f"ALTER TABLE {table}_local ON CLUSTER {cluster}" if cluster else f"ALTER TABLE {table}"
+
+
 def replicated_engine(engine: str, args: str | None, *, database: str, table: str) -> str:
     """``ReplacingMergeTree(ver)`` -> ``ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/t', '{replica}', ver)``."""
     path = f"'/clickhouse/tables/{{shard}}/{database}/{table}', '{{replica}}'"

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from chalicelib.cluster_ddl import alter
 from chalicelib.errors import RequestError
 from chalicelib.events import MAX_ID_LENGTH
 
@@ -125,11 +126,20 @@ _LETTERS_OF = (
 )
 
 
-def erase(client: Any, project_id: str, person: Person, *, actor: str, now: datetime, rebuild: Any) -> Receipt:
+def erase(
+    client: Any,
+    project_id: str,
+    person: Person,
+    *,
+    actor: str,
+    now: datetime,
+    rebuild: Any,
+    cluster: str | None = None,
+) -> Receipt:
     """Erase a person's events, dead letters and their share of the rollups; record it; return the receipt.
 
     The ids go on the erased list first, so ingest stops storing them before anything is deleted;
-    ``rebuild(client, project_id, hours)`` (:func:`chalicelib.rollups.rebuild`) then makes the
+    ``rebuild(client, project_id, hours, cluster=)`` (:func:`chalicelib.rollups.rebuild`) then makes the
     rollups of every hour that held them forget them. A second call finds nothing and deletes nothing.
     """
     ids = person_ids(client, project_id, person)
@@ -155,10 +165,11 @@ def erase(client: Any, project_id: str, person: Person, *, actor: str, now: date
     letters = client.query(f"SELECT count() FROM dead_letters WHERE {_LETTERS_OF}", parameters=params).result_rows[0][0]
     wait = {"mutations_sync": 2}
     if hours:
-        client.command(f"ALTER TABLE events DELETE WHERE {events_of}", parameters=params, settings=wait)
-        rebuild(client, project_id, hours)
+        client.command(f"{alter('events', cluster)} DELETE WHERE {events_of}", parameters=params, settings=wait)
+        rebuild(client, project_id, hours, cluster=cluster)
     if letters:
-        client.command(f"ALTER TABLE dead_letters DELETE WHERE {_LETTERS_OF}", parameters=params, settings=wait)
+        command = f"{alter('dead_letters', cluster)} DELETE WHERE {_LETTERS_OF}"
+        client.command(command, parameters=params, settings=wait)
     receipt = Receipt(
         receipt_id,
         now,

@@ -75,6 +75,7 @@ def erase_request(
     rebuild: Any,
     stage: str,
     now_ms: Callable[[], int],
+    cluster: str | None = None,
 ) -> dict[str, Any]:
     """The receipt of one erasure, as JSON."""
     params = dict(params or {})
@@ -87,7 +88,7 @@ def erase_request(
     actor = authorise_admin(projects, project_id, stats.bearer_token(authorization), stage=stage)
     now = datetime.fromtimestamp(now_ms() / 1000, UTC)
     receipt = engine_answer(
-        lambda: erase(client(), project_id, person, actor=f"api: {actor}", now=now, rebuild=rebuild)
+        lambda: erase(client(), project_id, person, actor=f"api: {actor}", now=now, rebuild=rebuild, cluster=cluster)
     )
     body: dict[str, Any] = receipt.to_public()
     return body

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from chalicelib.cluster_ddl import alter
+
 DEFAULT_RETENTION_DAYS = 400
 MAX_RETENTION_DAYS = 3650
 RUN_EVERY_S = 6 * 3600
@@ -71,8 +73,17 @@ def _expired_condition(day: str, project: str) -> str:
     )
 
 
-def expire(client: Any, projects: Iterable[Any], *, default_days: int, now: datetime, wait: bool = False) -> Expired:
-    """Delete every expired row; ``wait`` returns only once ClickHouse has applied the deletes."""
+def expire(
+    client: Any,
+    projects: Iterable[Any],
+    *,
+    default_days: int,
+    now: datetime,
+    wait: bool = False,
+    cluster: str | None = None,
+) -> Expired:
+    """Delete every expired row; ``wait`` returns only once ClickHouse has applied the deletes;
+    ``cluster`` deletes from the local tables of every node (CLICKHOUSE_CLUSTER)."""
     firsts, default_first = cutoffs(projects, default_days=default_days, today=now.astimezone(UTC).date())
     params = {"projects": list(firsts), "firsts": list(firsts.values()), "default_first": default_first}
     found: dict[str, int] = {}
@@ -85,7 +96,7 @@ def expire(client: Any, projects: Iterable[Any], *, default_days: int, now: date
             parameters=params | {"newest_first": newest_first},
         ).result_rows[0][0]
         if rows:
-            client.command(f"ALTER TABLE {table} DELETE WHERE {condition}", parameters=params, settings=settings)
+            client.command(f"{alter(table, cluster)} DELETE WHERE {condition}", parameters=params, settings=settings)
             found[table] = int(rows)
     return Expired(found, default_first, firsts)
 
@@ -98,8 +109,10 @@ class Schedule:
         self._clock = clock
         self._last: float | None = None
 
-    def run_if_due(self, client: Any, projects: Any, *, default_days: int, now: datetime) -> Expired | None:
+    def run_if_due(
+        self, client: Any, projects: Any, *, default_days: int, now: datetime, cluster: str | None = None
+    ) -> Expired | None:
         if self._last is not None and self._clock() - self._last < self._every:
             return None
         self._last = self._clock()
-        return expire(client, projects.all(), default_days=default_days, now=now)
+        return expire(client, projects.all(), default_days=default_days, now=now, cluster=cluster)

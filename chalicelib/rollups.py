@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from chalicelib.cluster_ddl import alter
 from chalicelib.rollup_sql import (
     ALL_HOURS_STATE,
     HOUR_SESSION_COLUMNS,
@@ -220,6 +221,7 @@ def rebuild(
     *,
     wait_s: float = LEASE_S + 30,
     sleep: Any = time.sleep,
+    cluster: str | None = None,
 ) -> None:
     """Make compaction rebuild these hours (and their days) from scratch, after rows vanished from
     ``events`` (an erasure). Rows only ever replace rows with the same key, so a key that no longer
@@ -242,7 +244,7 @@ def rebuild(
     for table in ROLLUP_TABLES:
         units = "{hours:Array(DateTime('UTC'))}, hour" if table.endswith("_hours") else "{days:Array(Date)}, day"
         client.command(
-            f"ALTER TABLE {table} DELETE WHERE project_id = {{p:String}} AND has({units})",
+            f"{alter(table, cluster)} DELETE WHERE project_id = {{p:String}} AND has({units})",
             parameters=params,
             settings={"mutations_sync": 2},
         )

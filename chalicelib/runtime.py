@@ -203,4 +203,5 @@ def expire_if_due() -> Any:
         projects(),
         default_days=settings().retention_days,
         now=datetime.fromtimestamp(now_ms() / 1000, UTC),
+        cluster=settings().clickhouse.cluster,
     )

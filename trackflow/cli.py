@@ -318,6 +318,7 @@ def retention_run(wait: bool) -> None:
         default_days=settings.retention_days,
         now=datetime.now(UTC),
         wait=wait,
+        cluster=settings.clickhouse.cluster,
     )
     click.echo(f"kept from {done.default_first_day} (the default, {settings.retention_days} days)")
     for project_id, first in sorted(done.first_days.items()):

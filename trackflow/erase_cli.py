@@ -40,11 +40,18 @@ def erase(project_id: str, user_id: str | None, anonymous_id: str | None, yes: b
         raise click.UsageError(exc.message) from None
     if not yes:
         click.confirm(f"erase everything stored of {person.kind} {person.value!r} in project {project_id}?", abort=True)
-    runtime.configure(settings=current_settings())
+    settings = current_settings()
+    runtime.configure(settings=settings)
     actor = f"cli: {getpass.getuser()}@{socket.gethostname()}"
     try:
         receipt = erase_person(
-            runtime.rollup_client(), project_id, person, actor=actor, now=datetime.now(UTC), rebuild=rebuild
+            runtime.rollup_client(),
+            project_id,
+            person,
+            actor=actor,
+            now=datetime.now(UTC),
+            rebuild=rebuild,
+            cluster=settings.clickhouse.cluster,
         )
     except TrackflowError as exc:
         raise click.ClickException(exc.message) from None

@@ -165,7 +165,11 @@ def test_the_same_batch_delivered_twice_is_stored_and_counts_once(pipeline: Sett
     with Client(app.app) as client:
         first = client.lambda_.invoke("ingest", payload)
         second = client.lambda_.invoke("ingest", payload)
-    assert first.payload == second.payload == {"records": 1, "inserted": 5, "duplicates": 0, "dead_lettered": 0, "erased": 0}
+    assert (
+        first.payload
+        == second.payload
+        == {"records": 1, "inserted": 5, "duplicates": 0, "dead_lettered": 0, "erased": 0}
+    )
     # Both inserts were written; FINAL (and every report) counts the events once.
     assert clickhouse.query("SELECT count() FROM events FINAL").result_rows[0][0] == 5
     # The same events inside a different batch, at other offsets, still count once.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +124,61 @@ def test_on_a_cluster_every_client_inserts_in_the_foreground_and_reads_only_repl
     }
     with pytest.raises(ConfigError, match="must exceed CLICKHOUSE_REPLICA_LAG"):
         load_settings(env | {"CLICKHOUSE_CLUSTER": "analytics", "TRACKFLOW_ROLLUP_SETTLE": "20"})
+
+
+class _Recorder:
+    """A client that answers every count with 1 (so every delete happens) and records the statements."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def query(self, sql: str, parameters: Any = None, **_: Any) -> Any:
+        from datetime import UTC, datetime
+
+        if "DISTINCT anonymous_id" in sql:
+            rows: list[tuple[Any, ...]] = [("browser-1",)]
+        elif "DISTINCT toStartOfHour" in sql:
+            rows = [(datetime(2026, 11, 1, 9, tzinfo=UTC),)]
+        elif "undone" in sql or "lease_until" in sql:
+            rows = [(0,)]
+        else:
+            rows = [(1,)]
+        return type("Result", (), {"result_rows": rows})()
+
+    def command(self, sql: str, **_: Any) -> None:
+        self.commands.append(sql)
+
+    def insert(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def test_on_a_cluster_retention_and_erasure_delete_from_every_nodes_local_tables() -> None:
+    from datetime import UTC, datetime
+
+    from chalicelib.people import Person, erase
+    from chalicelib.retention import TABLE_DAYS, expire
+    from chalicelib.rollups import ROLLUP_TABLES, rebuild
+
+    client = _Recorder()
+    expire(client, [], default_days=30, now=datetime(2026, 11, 10, tzinfo=UTC), cluster="tf")
+    assert [c.split(" DELETE")[0] for c in client.commands] == [
+        f"ALTER TABLE {table}_local ON CLUSTER tf" for table in TABLE_DAYS
+    ]
+    client = _Recorder()
+    erase(
+        client,
+        "shop",
+        Person("user_id", "u-1"),
+        actor="t",
+        now=datetime(2026, 11, 10, tzinfo=UTC),
+        rebuild=rebuild,
+        cluster="tf",
+    )
+    assert [c.split(" DELETE")[0] for c in client.commands] == [
+        "ALTER TABLE events_local ON CLUSTER tf",
+        *(f"ALTER TABLE {table}_local ON CLUSTER tf" for table in ROLLUP_TABLES),
+        "ALTER TABLE dead_letters_local ON CLUSTER tf",
+    ]
+    client = _Recorder()
+    expire(client, [], default_days=30, now=datetime(2026, 11, 10, tzinfo=UTC))
+    assert client.commands[0].startswith("ALTER TABLE events DELETE WHERE")  # one server: the table itself
