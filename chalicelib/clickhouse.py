@@ -85,6 +85,21 @@ DEAD_LETTER_COLUMNS = (
     "value",
 )
 
+# A dead letter's value is a whole message ({"v", "shared", "events"}) or one event of it (ingest's
+# event-level letters), or bytes nobody can read. These read its events and their fields either way
+# ("" where it holds none).
+LETTER_EVENTS = "if(JSONHas(value, 'events'), JSONExtractArrayRaw(value, 'events'), [value])"
+
+
+def letter_field(name: str, event: str = "e") -> str:
+    """Field ``name`` of ``event`` (one of :data:`LETTER_EVENTS`, or ``value`` itself), else the message's
+    shared one."""
+    return (
+        f"if(JSONHas({event}, '{name}'), JSONExtractString({event}, '{name}'), "
+        f"JSONExtractString(value, 'shared', '{name}'))"
+    )
+
+
 _embedded_lock = threading.Lock()
 _embedded_clients: dict[str, Any] = {}
 

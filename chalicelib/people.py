@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from chalicelib.clickhouse import LETTER_EVENTS, letter_field
 from chalicelib.cluster_ddl import alter
 from chalicelib.errors import RequestError
 from chalicelib.events import MAX_ID_LENGTH
@@ -55,13 +56,15 @@ class PersonIds:
     browsers: tuple[str, ...]
     whole_browsers: bool
 
-    def condition(self, params: dict[str, Any]) -> str:
-        """An SQL condition on ``events`` for the person's rows; adds the ids to ``params``."""
+    def condition(self, params: dict[str, Any], *, user: str = "user_id", browser: str = "anonymous_id") -> str:
+        """An SQL condition for the person's rows, on ``events`` or on the ``user``/``browser`` expressions
+        given (a dead letter's); adds the ids to ``params``."""
         params.update(person_users=list(self.users), person_browsers=list(self.browsers))
-        browsers = "has({person_browsers:Array(String)}, anonymous_id)"
+        users = f"has({{person_users:Array(String)}}, {user})"
+        browsers = f"has({{person_browsers:Array(String)}}, {browser})"
         if self.whole_browsers:
-            return f"({browsers} OR has({{person_users:Array(String)}}, user_id))"
-        return f"(has({{person_users:Array(String)}}, user_id) OR (user_id = '' AND {browsers}))"
+            return f"({browsers} OR {users})"
+        return f"({users} OR ({user} = '' AND {browsers}))"
 
 
 def person_ids(client: Any, project_id: str, person: Person) -> PersonIds:
@@ -116,14 +119,10 @@ KAFKA_NOTE = (
 )
 
 
-# Dead letters holding one of the person's ids, read from the message (chalicelib.producer's format).
-_LETTERS_OF = (
-    "JSONExtractString(value, 'shared', 'project_id') = {project:String} AND ("
-    "has({ids:Array(String)}, JSONExtractString(value, 'shared', 'anonymous_id')) "
-    "OR has({ids:Array(String)}, JSONExtractString(value, 'shared', 'user_id')) "
-    "OR arrayExists(e -> has({ids:Array(String)}, JSONExtractString(e, 'anonymous_id')) "
-    "OR has({ids:Array(String)}, JSONExtractString(e, 'user_id')), JSONExtractArrayRaw(value, 'events')))"
-)
+def _letters_of(ids: PersonIds, params: dict[str, Any]) -> str:
+    """Dead letters holding an event of the person, by the same rule as their stored events."""
+    person = ids.condition(params, user=letter_field("user_id"), browser=letter_field("anonymous_id"))
+    return f"arrayExists(e -> {letter_field('project_id')} = {{project:String}} AND {person}, {LETTER_EVENTS})"
 
 
 def erase(
@@ -144,8 +143,9 @@ def erase(
     """
     ids = person_ids(client, project_id, person)
     receipt_id = str(uuid.uuid4())
-    params: dict[str, Any] = {"project": project_id, "ids": [*ids.users, *ids.browsers]}
+    params: dict[str, Any] = {"project": project_id}
     events_of = f"project_id = {{project:String}} AND {ids.condition(params)}"
+    letters_of = _letters_of(ids, params)
     client.insert(
         "erased_ids",
         [[project_id, "user_id", id_hash(project_id, v), 0, now, receipt_id] for v in ids.users]
@@ -162,13 +162,13 @@ def erase(
         ).result_rows
     ]
     events = client.query(f"SELECT count() FROM events FINAL WHERE {events_of}", parameters=params).result_rows[0][0]
-    letters = client.query(f"SELECT count() FROM dead_letters WHERE {_LETTERS_OF}", parameters=params).result_rows[0][0]
+    letters = client.query(f"SELECT count() FROM dead_letters WHERE {letters_of}", parameters=params).result_rows[0][0]
     wait = {"mutations_sync": 2}
     if hours:
         client.command(f"{alter('events', cluster)} DELETE WHERE {events_of}", parameters=params, settings=wait)
         rebuild(client, project_id, hours, cluster=cluster)
     if letters:
-        command = f"{alter('dead_letters', cluster)} DELETE WHERE {_LETTERS_OF}"
+        command = f"{alter('dead_letters', cluster)} DELETE WHERE {letters_of}"
         client.command(command, parameters=params, settings=wait)
     receipt = Receipt(
         receipt_id,

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from chalicelib.clickhouse import letter_field
 from chalicelib.cluster_ddl import alter
 
-DEFAULT_RETENTION_DAYS = 400
-MAX_RETENTION_DAYS = 3650
 RUN_EVERY_S = 6 * 3600
 # Table -> the expression giving a row's UTC day and its project.
 TABLE_DAYS = {
@@ -41,7 +40,7 @@ TABLE_DAYS = {
     "rollup_hour_gens": ("toDate(hour)", "project_id"),
     "rollup_day_gens": ("day", "project_id"),
     # A record's project is in its message (chalicelib.producer); an unreadable one has none: the default.
-    "dead_letters": ("toDate(failed_at)", "JSONExtractString(value, 'shared', 'project_id')"),
+    "dead_letters": ("toDate(failed_at)", letter_field("project_id", "value")),
 }
 
 

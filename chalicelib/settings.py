@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 from chalicelib import kafka_security
 from chalicelib.errors import ConfigError
 from chalicelib.kafka_security import KafkaSecurity
-from chalicelib.retention import DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS
 
 DEFAULT_EVENTS_TOPIC = "trackflow.events"
 DEFAULT_DLQ_TOPIC = "trackflow.events.dlq"
@@ -44,6 +43,9 @@ DEFAULT_KAFKA_CLIENT = "confluent"
 # and how long a day must be quiet before it is compacted (above any insert's duration).
 DEFAULT_ROLLUP_INTERVAL_S = 15.0
 DEFAULT_ROLLUP_SETTLE_S = 60.0
+# Whole UTC days a project keeps (TRACKFLOW_RETENTION_DAYS, chalicelib.retention), and the most it may.
+DEFAULT_RETENTION_DAYS = 400
+MAX_RETENTION_DAYS = 3650
 # On a cluster: how far behind a replica may be and still be read (CLICKHOUSE_REPLICA_LAG); below the settle time.
 DEFAULT_CLUSTER_REPLICA_LAG_S = 30.0
 # Development only: prod refuses to start without TRACKFLOW_SALT_SECRET(_ARN).

@@ -19,7 +19,7 @@ from chalicelib.projects import (
     new_read_token,
     rotate_key,
 )
-from chalicelib.retention import MAX_RETENTION_DAYS
+from chalicelib.settings import MAX_RETENTION_DAYS
 
 
 def _store() -> Any:

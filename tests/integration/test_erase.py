@@ -124,21 +124,26 @@ def shop(pipeline: Settings, clickhouse: Any) -> Iterator[Any]:
         _send(client, project.api_keys[0], "anon-b", "u-42", 1, at + 120_000)
         _send(client, project.api_keys[0], "anon-a", "u-7", 2, at + 180_000)
         _send(client, project.api_keys[0], "anon-c", "", 4, at + 240_000)
-    # One of u-42's records as the dead letters hold it: her message, unreadable to ingest (schema 99).
+    # Dead letters: a message of u-42 and one of u-7 that ingest cannot read (schema 99), stored whole,
+    # and an event of u-42 it refuses (a bad event id), stored as that one event.
     consumer = KafkaConsumer(
         pipeline.events_topic,
         bootstrap_servers=pipeline.bootstrap_servers,
         auto_offset_reset="earliest",
         consumer_timeout_ms=5000,
     )
-    theirs = next(m.value for m in consumer if b'"u-42"' in m.value)
+    messages = [orjson.loads(m.value) for m in consumer]
     consumer.close()
+    hers = next(m for m in messages if m["shared"].get("user_id") == "u-42")
+    u7 = next(m for m in messages if m["shared"].get("user_id") == "u-7")
+    bad_event = hers | {"events": [hers["events"][0] | {"event_id": "nope"}]}
     producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap_servers)
-    producer.send(pipeline.events_topic, key=b"x", value=orjson.dumps(orjson.loads(theirs) | {"v": 99})).get(10)
+    for value in (hers | {"v": 99}, u7 | {"v": 99}, bad_event):
+        producer.send(pipeline.events_topic, key=b"x", value=orjson.dumps(value)).get(10)
     producer.close()
     _ingest_all(pipeline, clickhouse, 12).close()
     compact_all(clickhouse, settle_s=0)
-    assert clickhouse.query("SELECT count() FROM dead_letters").result_rows[0][0] == 1
+    assert clickhouse.query("SELECT count() FROM dead_letters").result_rows[0][0] == 3
     yield project
 
 
@@ -163,13 +168,14 @@ def test_an_erased_person_is_in_no_table_and_no_report_and_others_are_untouched(
         response = _erase(client, shop.project_id, "user_id=u-42", shop.admin_token)
     assert response.status_code == 200, response.body
     receipt = response.json_body
-    assert (receipt["events"], receipt["dead_letters"], receipt["linked_ids"]) == (6, 1, 3)
+    assert (receipt["events"], receipt["dead_letters"], receipt["linked_ids"]) == (6, 2, 3)
     assert receipt["kind"] == "user_id" and "u-42" not in orjson.dumps(receipt).decode()
     assert "retention" in receipt["still_in_kafka"]
 
     after = _people(clickhouse, shop.project_id)
     assert after == {("anon-a", "u-7"): 2, ("anon-c", ""): 4}  # u-7 signed in on anon-a: hers stay
     assert _holding(clickhouse, pipeline.clickhouse.database, "u-42") == {}
+    assert _holding(clickhouse, pipeline.clickhouse.database, "u-7") == {"events": 2, "dead_letters": 1}
     audit = clickhouse.query("SELECT actor, person_hash, events FROM erasures").result_rows
     assert audit == [(f"api: admin token of {shop.project_id}", receipt["person_hash"], 6)]
 
@@ -195,9 +201,9 @@ def test_an_erased_person_is_in_no_table_and_no_report_and_others_are_untouched(
         group_id=f"g-{uuid.uuid4().hex[:8]}",
         batching_window_s=0.05,
     )
-    wait_for(lambda: runner.run_once() >= 0 and sum(r["records"] for r in results) >= 6, timeout=40, interval=0)
+    wait_for(lambda: runner.run_once() >= 0 and sum(r["records"] for r in results) >= 8, timeout=40, interval=0)
     runner.close()
-    assert sum(r["erased"] for r in results) == 6 + 1  # her six events and her unreadable record
+    assert sum(r["erased"] for r in results) == 6 + 2  # her six events, her unreadable record, her bad event
     assert sum(r["inserted"] for r in results) == 6  # everyone else's, again (deduplicated by FINAL)
     assert _people(clickhouse, shop.project_id) == after
     assert _holding(clickhouse, pipeline.clickhouse.database, "u-42") == {}
