@@ -166,6 +166,16 @@ def stats_clicks() -> Response:
     return _stats("clicks")
 
 
+@app.route("/v1/stats/goals", methods=["GET"], cors=_STATS_CORS)
+def stats_goals() -> Response:
+    return _stats("goals")
+
+
+@app.route("/v1/stats/funnel", methods=["GET"], cors=_STATS_CORS)
+def stats_funnel() -> Response:
+    return _stats("funnel")
+
+
 @app.route("/v1/stats/realtime", methods=["GET"], cors=_STATS_CORS)
 def stats_realtime() -> Response:
     return _stats("realtime")

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chalicelib.errors import ServiceUnavailableError
+from chalicelib.goals import Funnel, Goal
+from chalicelib.goals import from_json as goals_from_json
 
 DEV_API_KEY = "YOUR_API_KEY"
 DEV_PROJECT_ID = "development"
@@ -83,6 +85,8 @@ class Project:
     keep_params: tuple[str, ...] = ()  # query parameters kept besides the defaults (chalicelib.privacy)
     retention_days: int = 0  # whole UTC days kept; 0: TRACKFLOW_RETENTION_DAYS (chalicelib.retention)
     admin_token: str = ""  # erases people's data (DELETE /v1/projects/{id}/people); never the read token
+    goals: tuple[Goal, ...] = ()  # conversions (chalicelib.goals)
+    funnels: tuple[Funnel, ...] = ()  # saved funnels
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -94,6 +98,7 @@ class Project:
         data["allowed_origins"] = tuple(data["allowed_origins"])
         data["tracker"] = TrackerSettings(**data["tracker"])
         data["keep_params"] = tuple(data.get("keep_params", ()))
+        data["goals"], data["funnels"] = goals_from_json(data.get("goals", []), data.get("funnels", []))
         return cls(**data)
 
     def allows_origin(self, origin: str | None) -> bool:

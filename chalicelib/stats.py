@@ -22,9 +22,11 @@ from zoneinfo import ZoneInfo
 
 from chalicelib import stats_sql
 from chalicelib.errors import ForbiddenError, RequestError, ServiceUnavailableError, UnauthorizedError
+from chalicelib.goals import Goal, Step
 from chalicelib.projects import (
     DEV_PROJECT_ID,
     DEV_STAGES,
+    Project,
     ProjectStore,
     listed_projects,
     project_for_read_token,
@@ -153,15 +155,90 @@ def timeseries(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[
     return {"period": _period(query), "interval": query.interval, "points": points}
 
 
-def breakdown(reader: Any, query: StatsQuery, dimension: str, *, rollups: bool = True) -> dict[str, Any]:
-    """Top values of one dimension (pages, referrers, countries, ...) by visitors or page views."""
+def _check_dimension(dimension: str) -> None:
     if dimension not in stats_sql.DIMENSIONS:
         raise RequestError(
-            f"unknown breakdown {dimension!r}; one of {', '.join(stats_sql.DIMENSIONS)}", field="dimension"
+            f"unknown breakdown {dimension[:64]!r}; one of {', '.join(stats_sql.DIMENSIONS)}", field="dimension"
         )
+
+
+def breakdown(reader: Any, query: StatsQuery, dimension: str, *, rollups: bool = True) -> dict[str, Any]:
+    """Top values of one dimension (pages, referrers, countries, ...) by visitors or page views."""
+    _check_dimension(dimension)
     sql = Sql().bind(query)
     statement = stats_sql.breakdown(sql, query, dimension, rollups=rollups and stats_sql.uses_rollups(query))
     return {"period": _period(query), "dimension": dimension, "rows": _run(reader, statement, sql)}
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(100 * part / whole, 1) if whole else 0.0
+
+
+def goals(reader: Any, query: StatsQuery, project: Project) -> dict[str, Any]:
+    """Per goal: visitors who converted, conversions (events) and the rate against all visitors, with
+    the period before; and the project's saved funnels (for the dashboard's list)."""
+    both = replace(query, start=query.previous().start)
+    rows: dict[bool, dict[str, Any]] = {}
+    if project.goals:
+        sql = Sql().bind(both)
+        rows = {
+            bool(r["current"]): r for r in _run(reader, stats_sql.goals(sql, both, project.goals, query.start), sql)
+        }
+
+    def figures(row: dict[str, Any], number: int) -> dict[str, Any]:
+        visitors, converted = int(row.get("visitors", 0)), int(row.get(f"g{number}_visitors", 0))
+        return {
+            "visitors": converted,
+            "conversions": int(row.get(f"g{number}_events", 0)),
+            "conversion_rate": _rate(converted, visitors),
+        }
+
+    current, previous = rows.get(True, {}), rows.get(False, {})
+    return {
+        "period": _period(query),
+        "previous_period": _period(query.previous()),
+        "visitors": {"value": int(current.get("visitors", 0)), "previous": int(previous.get("visitors", 0))},
+        "goals": [
+            goal.to_public() | figures(current, n) | {"previous": figures(previous, n)}
+            for n, goal in enumerate(project.goals)
+        ],
+        "funnels": [f.to_public() for f in project.funnels],
+    }
+
+
+def goal_breakdown(reader: Any, query: StatsQuery, dimension: str, goal: Goal) -> dict[str, Any]:
+    """A breakdown as a conversion table: visitors, the visitors who converted, and the rate, per value."""
+    _check_dimension(dimension)
+    sql = Sql().bind(query)
+    rows = _run(reader, stats_sql.goal_breakdown(sql, query, dimension, goal), sql)
+    for row in rows:
+        row["conversion_rate"] = _rate(int(row["converted_visitors"]), int(row["visitors"]))
+    return {"period": _period(query), "dimension": dimension, "goal": goal.to_public(), "rows": rows}
+
+
+def funnel(reader: Any, query: StatsQuery, steps: list[Step], window_s: int) -> dict[str, Any]:
+    """Visitors reaching each step in order within the window, conversion from the step before and from
+    the first, drop-off, and the median time from the step before."""
+    sql = Sql().bind(query)
+    row = _run(reader, stats_sql.funnel(sql, query, [s.goal for s in steps], window_s), sql)[0]
+    first = int(row["reached_1"])
+    out = []
+    for number, step in enumerate(steps, 1):
+        reached = int(row[f"reached_{number}"])
+        before = int(row[f"reached_{number - 1}"]) if number > 1 else reached
+        median = row.get(f"median_ms_{number}") or 0
+        out.append(
+            {
+                "step": number,
+                "label": step.label,
+                "visitors": reached,
+                "conversion_from_previous": _rate(reached, before),
+                "conversion_from_first": _rate(reached, first),
+                "dropped": before - reached,
+                "median_s_from_previous": round(float(median) / 1000, 1) if number > 1 and reached else None,
+            }
+        )
+    return {"period": _period(query), "window_s": window_s, "steps": out}
 
 
 def errors(reader: Any, query: StatsQuery) -> dict[str, Any]:

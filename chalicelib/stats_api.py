@@ -15,18 +15,21 @@ from typing import Any
 from chalicelib import stats
 from chalicelib.clickhouse import engine_answer
 from chalicelib.errors import RequestError
-from chalicelib.projects import DEV_PROJECT_ID, DEV_STAGES, ProjectStore
+from chalicelib.goals import DEFAULT_WINDOW, Goal, parse_window, resolve_steps
+from chalicelib.projects import DEV_PROJECT_ID, DEV_STAGES, Project, ProjectStore, dev_project
 from chalicelib.stats_params import parse_query
 
 # Report -> parameters it reads besides the common ones and the filters.
 EXTRA_PARAMS = {
     "overview": frozenset(),
     "timeseries": frozenset(),
-    "breakdown": frozenset(),
+    "breakdown": frozenset({"goal"}),
     "errors": frozenset(),
     "events": frozenset({"name", "property"}),
     "clicks": frozenset(),
     "realtime": frozenset(),
+    "goals": frozenset(),
+    "funnel": frozenset({"steps", "funnel", "window"}),
 }
 
 
@@ -80,24 +83,68 @@ def answer(
     default = DEV_PROJECT_ID if stage in DEV_STAGES else None
     query = parse_query(params, now=now, extra=EXTRA_PARAMS[report], default_project=default)
     stats.authorise_read(projects, query.project_id, token, stage=stage)
-    result: dict[str, Any] = engine_answer(lambda: _report(report, reader(), query, params, dimension, now))
+    project = projects.get(query.project_id) or dev_project()  # reading it is allowed: only dev's is built in
+    result: dict[str, Any] = engine_answer(
+        lambda: _report(report, reader(), query, params or {}, dimension, now, project)
+    )
     return result
 
 
+def _goal(project: Project, goal_id: str) -> Goal:
+    for goal in project.goals:
+        if goal.goal_id == goal_id:
+            return goal
+    known = ", ".join(g.goal_id for g in project.goals) or "none yet: `trackflow goals add`"
+    raise RequestError(f"unknown goal {goal_id[:40]!r}; this project's goals: {known}", field="goal")
+
+
+def _funnel(client: Any, query: Any, params: Mapping[str, str], project: Project) -> dict[str, Any]:
+    """``steps=a,b,c`` (goal ids or paths) or ``funnel=<saved id>``, with ``window`` (default 1d, or the saved one)."""
+    saved = params.get("funnel")
+    if (saved is None) == (params.get("steps") is None):
+        raise RequestError(
+            "give steps (goal ids or paths, comma-separated) or funnel (a saved funnel's id)", field="steps"
+        )
+    window_s = None
+    if saved is not None:
+        found = [f for f in project.funnels if f.funnel_id == saved]
+        if not found:
+            known = ", ".join(f.funnel_id for f in project.funnels) or "none yet: `trackflow funnels add`"
+            raise RequestError(f"unknown funnel {saved[:40]!r}; saved: {known}", field="funnel")
+        specs, window_s = list(found[0].steps), found[0].window_s
+    else:
+        specs = params["steps"].split(",")
+    steps = resolve_steps(specs, project.goals)
+    if "window" in params:
+        window_s = parse_window(params["window"])
+    return stats.funnel(client, query, steps, window_s or int(DEFAULT_WINDOW.total_seconds()))
+
+
 def _report(
-    report: str, client: Any, query: Any, params: Mapping[str, str] | None, dimension: str | None, now: datetime
+    report: str,
+    client: Any,
+    query: Any,
+    params: Mapping[str, str],
+    dimension: str | None,
+    now: datetime,
+    project: Project,
 ) -> dict[str, Any]:
     if report == "overview":
         return stats.overview(client, query)
     if report == "timeseries":
         return stats.timeseries(client, query)
+    if report == "breakdown" and "goal" in params:
+        return stats.goal_breakdown(client, query, dimension or "", _goal(project, params["goal"]))
     if report == "breakdown":
         return stats.breakdown(client, query, dimension or "")
+    if report == "goals":
+        return stats.goals(client, query, project)
+    if report == "funnel":
+        return _funnel(client, query, params, project)
     if report == "errors":
         return stats.errors(client, query)
     if report == "events":
-        extra = params or {}
-        return stats.custom_events(client, query, name=extra.get("name"), prop=extra.get("property"))
+        return stats.custom_events(client, query, name=params.get("name"), prop=params.get("property"))
     if report == "clicks":
         return stats.clicks(client, query)
     return stats.realtime(client, query, now=now)

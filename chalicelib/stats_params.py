@@ -35,7 +35,16 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 MAX_FILTER_LENGTH = 2048
 # Endpoint-specific parameters (a custom event's name and property), as docs/openapi.yaml bounds them.
-EXTRA_PARAM_LENGTH = {"name": 200, "property": 200, "format": 16, "cursor": 64}
+EXTRA_PARAM_LENGTH = {
+    "name": 200,
+    "property": 200,
+    "format": 16,
+    "cursor": 64,
+    "goal": 32,
+    "funnel": 32,
+    "window": 8,
+    "steps": 8 * 513,  # chalicelib.goals: 8 steps of up to 512 characters and their commas
+}
 
 # Filter name -> the events column it compares with (equality).
 FILTER_COLUMNS = {

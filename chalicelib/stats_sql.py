@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from chalicelib.goals import Goal, like_pattern
 from chalicelib.rollup_sql import (
     COPY_MARGIN,
     HOUR_SESSION_COLUMNS,
@@ -98,6 +99,20 @@ def property_value(name_placeholder: str, table: str = "") -> str:
     )
 
 
+def goal_condition(goal: Goal, params: dict[str, Any], name: str, *, table: str = "") -> str:
+    """True for an event (of ``table``, e.g. ``e.``) that reaches ``goal``; its values go into ``params``
+    under names starting with ``name``."""
+    if goal.page:
+        params[f"{name}_page"] = like_pattern(goal.page)
+        return f"({table}type = 'pageView' AND {table}url_path LIKE {{{name}_page:String}})"
+    params[f"{name}_event"] = goal.event
+    parts = [f"{table}type = {{{name}_event:String}}"]
+    for number, (key, value) in enumerate(goal.props):
+        params[f"{name}_k{number}"], params[f"{name}_v{number}"] = key, value
+        parts.append(f"{property_value(f'{{{name}_k{number}:String}}', table)} = {{{name}_v{number}:String}}")
+    return f"({' AND '.join(parts)})"
+
+
 def _bots(query: StatsQuery) -> str:
     return "" if query.include_bots else " AND is_bot = 0"
 
@@ -160,9 +175,10 @@ def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, where: str = "") -> 
     )
 
 
-def _raw_sessions(sql: Sql, query: StatsQuery) -> str:
+def _raw_sessions(sql: Sql, query: StatsQuery, *, extra: str = "") -> str:
+    """Sessions of the UTC days the period touches, from raw events; ``extra`` adds columns."""
     return (
-        f"SELECT {RAW_SESSION_COLUMNS} FROM events AS e FINAL "
+        f"SELECT {RAW_SESSION_COLUMNS}{extra} FROM events AS e FINAL "
         f"WHERE e.project_id = {{project:String}} AND e.timestamp >= toStartOfDay({START}) "
         f"AND e.timestamp < toStartOfDay({END}) + INTERVAL 1 DAY{sql.event_filters(query, table='e.')} "
         "GROUP BY toDate(timestamp), session_key"
@@ -193,10 +209,10 @@ def _rollup_sessions(sql: Sql, query: StatsQuery, *, clean_days: str = "") -> st
     )
 
 
-def sessions_source(sql: Sql, query: StatsQuery, *, rollups: bool, clean_days: str = "") -> str:
+def sessions_source(sql: Sql, query: StatsQuery, *, rollups: bool, clean_days: str = "", extra: str = "") -> str:
     """One row per session (session id and UTC day) that started in the period, to put after
-    :func:`_with_sessions_split`'s ``WITH``."""
-    inner = _rollup_sessions(sql, query, clean_days=clean_days) if rollups else _raw_sessions(sql, query)
+    :func:`_with_sessions_split`'s ``WITH``; ``extra`` adds columns (raw events only)."""
+    inner = _rollup_sessions(sql, query, clean_days=clean_days) if rollups else _raw_sessions(sql, query, extra=extra)
     return f"SELECT * FROM ({inner}) WHERE started_at >= {START} AND started_at < {END}{_bots(query)}"
 
 
@@ -333,13 +349,14 @@ def _page_rows(sql: Sql, query: StatsQuery) -> str:
     )
 
 
-def _raw_where(sql: Sql, query: StatsQuery) -> str:
+def _raw_where(sql: Sql, query: StatsQuery, *, table: str = "") -> str:
     """The period's events: the ``PREWHERE`` keeps the rows of the period (and the copy margin) before
-    ``FINAL`` merges, so the last five minutes do not merge the whole day; the exact bounds apply after."""
+    ``FINAL`` merges, so the last five minutes do not merge the whole day; the exact bounds apply after.
+    ``table`` qualifies the columns (``e.``) where the query's own aliases share their names."""
     return (
         f"PREWHERE timestamp >= {START} - {COPY_MARGIN} AND timestamp < {END} + {COPY_MARGIN} "
-        f"WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END}"
-        f"{sql.event_filters(query)}"
+        f"WHERE {table}project_id = {{project:String}} AND {table}timestamp >= {START} AND {table}timestamp < {END}"
+        f"{sql.event_filters(query, table=table)}"
     )
 
 
@@ -394,4 +411,71 @@ def latest_events(sql: Sql, query: StatsQuery) -> str:
         "SELECT toUnixTimestamp64Milli(timestamp) AS at_ms, type, url_path, title, country, browser, "
         "device_type, visitor_id "
         f"FROM events FINAL {_raw_where(sql, query)} ORDER BY at_ms DESC, event_id LIMIT {{limit:UInt32}}"
+    )
+
+
+# Goals: what converted, per goal and per breakdown row; funnels. All from `events FINAL` (each event once).
+_SPLIT_TIME = "fromUnixTimestamp64Milli({split_at:Int64}, 'UTC')"
+
+
+def goals(sql: Sql, query: StatsQuery, goals: tuple[Goal, ...], split_at: datetime) -> str:
+    """Per goal, visitors who converted and conversions, and all visitors, for the events from
+    ``split_at`` on (``current``) and before it: both periods in one read."""
+    sql.params["split_at"] = int(split_at.timestamp() * 1000)
+    figures = ["uniq(visitor_id) AS visitors"]
+    for number, goal in enumerate(goals):
+        matched = goal_condition(goal, sql.params, f"g{number}")
+        figures += [f"uniqIf(visitor_id, {matched}) AS g{number}_visitors", f"countIf({matched}) AS g{number}_events"]
+    return (
+        f"SELECT timestamp >= {_SPLIT_TIME} AS current, {', '.join(figures)} "
+        f"FROM events FINAL {_raw_where(sql, query)} GROUP BY current"
+    )
+
+
+def goal_breakdown(sql: Sql, query: StatsQuery, dimension: str, goal: Goal) -> str:
+    """Visitors and the visitors who converted (a session that reached ``goal``) per value of ``dimension``:
+    session dimensions by the sessions started in the period, pages by the sessions that viewed them."""
+    column, source = DIMENSIONS[dimension]
+    converted = goal_condition(goal, sql.params, "goal", table="e.")
+    order = "ORDER BY converted_visitors DESC, visitors DESC, value LIMIT {limit:UInt32}"
+    if source == "sessions":
+        sessions = sessions_source(sql, query, rollups=False, extra=f", max({converted}) AS converted")
+        return (
+            f"SELECT s.{column} AS value, uniq(s.visitor_id) AS visitors, "
+            f"uniqIf(s.visitor_id, s.converted) AS converted_visitors, count() AS sessions, "
+            f"countIf(s.converted) AS converted_sessions FROM ({sessions}) AS s GROUP BY value {order}"
+        )
+    return (
+        "SELECT page AS value, uniq(s.visitor_id) AS visitors, uniqIf(s.visitor_id, s.converted) AS converted_visitors, "
+        "count() AS sessions, countIf(s.converted) AS converted_sessions FROM ("
+        f"SELECT any(e.visitor_id) AS visitor_id, max({converted}) AS converted, "
+        "groupUniqArrayIf(e.url_path, e.type = 'pageView') AS pages "
+        f"FROM events AS e FINAL {_raw_where(sql, query, table='e.')} GROUP BY e.session_key"
+        f") AS s ARRAY JOIN s.pages AS page GROUP BY value {order}"
+    )
+
+
+def funnel(sql: Sql, query: StatsQuery, steps: list[Goal], window_s: int) -> str:
+    """Per visitor who reached the first step in the period: the furthest step reached in order within
+    the window (``windowFunnel``), and when each step was first reached after the one before, from
+    their first first-step event (``t1``..``tN``, 0 when not reached, epoch ms); summed per step."""
+    sql.params["window_ms"] = window_s * 1000
+    conditions = [goal_condition(step, sql.params, f"s{n}") for n, step in enumerate(steps, 1)]
+    at = "toUInt64(toUnixTimestamp64Milli(timestamp))"
+    per_visitor = [
+        f"windowFunnel({{window_ms:UInt64}})({at}, {', '.join(conditions)}) AS level",
+        *(f"arraySort(groupArrayIf({at}, {c})) AS a{n}" for n, c in enumerate(conditions, 1)),
+    ]
+    chain = ["a1[1] AS t1"] + [
+        f"arrayFirst(x -> x > t{n - 1} AND x <= t1 + {{window_ms:UInt64}}, a{n}) AS t{n}"
+        for n in range(2, len(steps) + 1)
+    ]
+    figures = [f"countIf(level >= {n}) AS reached_{n}" for n in range(1, len(steps) + 1)] + [
+        f"quantileExactInclusiveIf(0.5)(t{n} - t{n - 1}, level >= {n} AND t{n} > 0) AS median_ms_{n}"
+        for n in range(2, len(steps) + 1)
+    ]
+    return (
+        f"SELECT {', '.join(figures)} FROM (SELECT level, {', '.join(chain)} FROM ("
+        f"SELECT visitor_id, {', '.join(per_visitor)} FROM events FINAL {_raw_where(sql, query)} "
+        f"AND ({' OR '.join(conditions)}) GROUP BY visitor_id) WHERE level >= 1)"
     )
