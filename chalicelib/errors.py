@@ -65,6 +65,13 @@ class ForbiddenError(RequestError):
     status = 403
 
 
+class NotFoundError(RequestError):
+    """What the request names does not exist (a project, a goal, a funnel)."""
+
+    code = "not_found"
+    status = 404
+
+
 class PayloadTooLargeError(RequestError):
     code = "too_large"
     status = 413

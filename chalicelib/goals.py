@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from chalicelib.errors import RequestError
+from chalicelib.errors import NotFoundError, RequestError
 
 MAX_GOALS = 50
 MAX_FUNNELS = 20
@@ -38,6 +38,7 @@ DEFAULT_WINDOW = timedelta(days=1)
 MAX_WINDOW = timedelta(days=30)
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _PROP_NAME = re.compile(r"^[A-Za-z0-9_$.\-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _WINDOW = re.compile(r"^([0-9]{1,5})([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -102,7 +103,7 @@ def check_pattern(pattern: str, field_name: str = "page") -> str:
         raise RequestError("a page pattern must not be empty", field=field_name)
     if len(pattern) > MAX_PATTERN:
         raise RequestError(f"a page pattern is at most {MAX_PATTERN} characters, got {len(pattern)}", field=field_name)
-    if not pattern.startswith("/") or not pattern.isprintable():
+    if not pattern.startswith("/") or _CONTROL.search(pattern):
         raise RequestError(f"a page pattern is a path starting with / (got {pattern[:40]!r})", field=field_name)
     return pattern
 
@@ -157,9 +158,10 @@ def resolve_steps(specs: list[str], goals: tuple[Goal, ...]) -> list[Step]:
             steps.append(Step(by_id[spec].name, by_id[spec]))
         else:
             known = ", ".join(sorted(by_id)) or "none yet: `trackflow goals add`"
-            raise RequestError(
+            raise NotFoundError(
                 f"step {number}: {spec[:40]!r} is neither a path (starting with /) nor a goal id ({known})",
                 field="steps",
+                code="unknown_goal",
             )
     return steps
 

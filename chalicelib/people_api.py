@@ -15,7 +15,7 @@ from typing import Any
 
 from chalicelib import stats
 from chalicelib.clickhouse import engine_answer
-from chalicelib.errors import ForbiddenError, RequestError, UnauthorizedError
+from chalicelib.errors import ForbiddenError, NotFoundError, RequestError, UnauthorizedError
 from chalicelib.people import erase, person_from
 from chalicelib.projects import (
     ADMIN_TOKEN_PREFIX,
@@ -41,7 +41,9 @@ def authorise_admin(projects: ProjectStore, project_id: str, token: str | None, 
         raise RequestError(f"project must be at most {MAX_PROJECT_ID_LENGTH} printable characters", field="project")
     project = projects.get(project_id)
     if project is None:
-        raise stats.NotFoundError(f"no project {project_id!r}; `trackflow projects list` shows them", field="project")
+        raise NotFoundError(
+            f"no project {project_id!r}; `trackflow projects list` shows them", field="project", code="unknown_project"
+        )
     if token is None:
         raise UnauthorizedError(
             "send the project's admin token as 'Authorization: Bearer <token>' (trackflow projects show)",

@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from chalicelib import stats_sql
-from chalicelib.errors import ForbiddenError, RequestError, ServiceUnavailableError, UnauthorizedError
+from chalicelib.errors import ForbiddenError, NotFoundError, RequestError, ServiceUnavailableError, UnauthorizedError
 from chalicelib.goals import Goal, Step
 from chalicelib.projects import (
     DEV_PROJECT_ID,
@@ -38,11 +38,6 @@ from chalicelib.stats_sql import Sql
 logger = logging.getLogger(__name__)
 
 REALTIME_WINDOW = timedelta(minutes=5)
-
-
-class NotFoundError(RequestError):
-    code = "unknown_project"
-    status = 404
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -62,7 +57,9 @@ def authorise_read(projects: ProjectStore, project_id: str, token: str | None, *
         return
     project = projects.get(project_id)
     if project is None:
-        raise NotFoundError(f"no project {project_id!r}; `trackflow projects list` shows them", field="project")
+        raise NotFoundError(
+            f"no project {project_id!r}; `trackflow projects list` shows them", field="project", code="unknown_project"
+        )
     if token is None:
         raise UnauthorizedError(
             "send the project's read token as 'Authorization: Bearer <token>' (trackflow projects show)",

@@ -14,7 +14,7 @@ from typing import Any
 
 from chalicelib import stats
 from chalicelib.clickhouse import engine_answer
-from chalicelib.errors import RequestError
+from chalicelib.errors import NotFoundError, RequestError
 from chalicelib.goals import DEFAULT_WINDOW, Goal, parse_window, resolve_steps
 from chalicelib.projects import DEV_PROJECT_ID, DEV_STAGES, Project, ProjectStore, dev_project
 from chalicelib.stats_params import parse_query
@@ -95,25 +95,29 @@ def _goal(project: Project, goal_id: str) -> Goal:
         if goal.goal_id == goal_id:
             return goal
     known = ", ".join(g.goal_id for g in project.goals) or "none yet: `trackflow goals add`"
-    raise RequestError(f"unknown goal {goal_id[:40]!r}; this project's goals: {known}", field="goal")
+    raise NotFoundError(
+        f"unknown goal {goal_id[:40]!r}; this project's goals: {known}", field="goal", code="unknown_goal"
+    )
 
 
 def _funnel(client: Any, query: Any, params: Mapping[str, str], project: Project) -> dict[str, Any]:
-    """``steps=a,b,c`` (goal ids or paths) or ``funnel=<saved id>``, with ``window`` (default 1d, or the saved one)."""
+    """``steps=a,b,c`` (goal ids or paths) or ``funnel=<saved id>`` (default: the first saved), with ``window``
+    (default: the saved funnel's, else 1d)."""
     saved = params.get("funnel")
-    if (saved is None) == (params.get("steps") is None):
+    if saved is not None and "steps" in params:
         raise RequestError(
-            "give steps (goal ids or paths, comma-separated) or funnel (a saved funnel's id)", field="steps"
+            "give steps (goal ids or paths, comma-separated) or funnel (a saved funnel's id), not both", field="steps"
         )
     window_s = None
-    if saved is not None:
-        found = [f for f in project.funnels if f.funnel_id == saved]
+    if "steps" in params:
+        specs = params["steps"].split(",")
+    else:  # a saved funnel: the one named, or the project's first
+        found = [f for f in project.funnels if saved is None or f.funnel_id == saved][:1]
         if not found:
             known = ", ".join(f.funnel_id for f in project.funnels) or "none yet: `trackflow funnels add`"
-            raise RequestError(f"unknown funnel {saved[:40]!r}; saved: {known}", field="funnel")
+            what = f"unknown funnel {saved[:40]!r}" if saved is not None else "no steps given and no saved funnel"
+            raise NotFoundError(f"{what}; saved: {known}", field="funnel", code="unknown_funnel")
         specs, window_s = list(found[0].steps), found[0].window_s
-    else:
-        specs = params["steps"].split(",")
     steps = resolve_steps(specs, project.goals)
     if "window" in params:
         window_s = parse_window(params["window"])

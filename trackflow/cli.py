@@ -526,9 +526,10 @@ def _register() -> None:
     from trackflow.cli_kafka import broker, kafka, replay, topics
     from trackflow.erase_cli import erase
     from trackflow.export_cli import export
+    from trackflow.goals_cli import funnels, goals
     from trackflow.projects_cli import projects
 
-    for command in (projects, package, deploy, broker, kafka, topics, replay, export, erase):
+    for command in (projects, goals, funnels, package, deploy, broker, kafka, topics, replay, export, erase):
         main.add_command(command)
 
 

@@ -22,7 +22,7 @@ from chalicelib.projects import (
 from chalicelib.settings import MAX_RETENTION_DAYS
 
 
-def _store() -> Any:
+def project_store() -> Any:
     from chalicelib import runtime
     from trackflow.cli import _settings
 
@@ -30,7 +30,7 @@ def _store() -> Any:
     return runtime.projects()
 
 
-def _get(store: Any, project_id: str) -> Project:
+def stored_project(store: Any, project_id: str) -> Project:
     project = store.get(project_id)
     if project is None:
         raise click.ClickException(f"no project {project_id!r}; `trackflow projects list` shows them")
@@ -95,7 +95,7 @@ def init_table() -> None:
 )
 def create(name: str, origins: tuple[str, ...]) -> None:
     """Create a project called NAME and print its API key and snippet."""
-    store = _store()
+    store = project_store()
     project = new_project(name, allowed_origins=origins)
     store.put(project)
     _show(project)
@@ -112,7 +112,7 @@ def list_projects(as_json: bool) -> None:
     """List every project (in development, the built-in one behind YOUR_API_KEY first)."""
     from trackflow.cli import _settings
 
-    store = _store()
+    store = project_store()
     found = listed_projects(store, stage=_settings().stage)
     if as_json:
         click.echo(json.dumps([json.loads(p.to_json()) for p in found], indent=2))
@@ -133,7 +133,7 @@ def list_projects(as_json: bool) -> None:
 @click.argument("project_id")
 def show(project_id: str) -> None:
     """Show one project."""
-    _show(_get(_store(), project_id))
+    _show(stored_project(project_store(), project_id))
 
 
 @projects.command("rotate-key")
@@ -141,8 +141,8 @@ def show(project_id: str) -> None:
 @click.option("--keep-old", is_flag=True, help="Keep accepting the old keys too (while pages are updated).")
 def rotate(project_id: str, keep_old: bool) -> None:
     """Give a project a new API key."""
-    store = _store()
-    project, key = rotate_key(_get(store, project_id), keep_old=keep_old)
+    store = project_store()
+    project, key = rotate_key(stored_project(store, project_id), keep_old=keep_old)
     store.put(project)
     click.echo(f"new API key: {key}" + ("" if keep_old else " (the old keys no longer work)"))
 
@@ -151,8 +151,8 @@ def rotate(project_id: str, keep_old: bool) -> None:
 @click.argument("project_id")
 def rotate_read_token(project_id: str) -> None:
     """Give a project a new read token for the stats API; the old one stops working."""
-    store = _store()
-    project = _get(store, project_id)
+    store = project_store()
+    project = stored_project(store, project_id)
     token = new_read_token(project.project_id)
     store.put(replace(project, read_token=token))
     click.echo(f"new read token: {token} (the old one no longer works; a running API notices within 30 s)")
@@ -162,8 +162,8 @@ def rotate_read_token(project_id: str) -> None:
 @click.argument("project_id")
 def rotate_admin_token(project_id: str) -> None:
     """Give a project a new admin token (erasing people's data through the API); the old one stops working."""
-    store = _store()
-    project = _get(store, project_id)
+    store = project_store()
+    project = stored_project(store, project_id)
     token = new_admin_token(project.project_id)
     store.put(replace(project, admin_token=token))
     click.echo(f"new admin token: {token} (keep it off web pages and dashboards; the old one no longer works)")
@@ -201,8 +201,8 @@ def rotate_admin_token(project_id: str) -> None:
 @click.option("--autotrack-errors/--no-autotrack-errors", default=None)
 def set_project(project_id: str, **changes: Any) -> None:
     """Change a project's settings."""
-    store = _store()
-    project = _get(store, project_id)
+    store = project_store()
+    project = stored_project(store, project_id)
     tracker = project.tracker
     for option, attr in [
         ("sample_rate", "sample_rate"),
@@ -244,6 +244,6 @@ def set_project(project_id: str, **changes: Any) -> None:
 @click.option("--enable", is_flag=True, help="Enable it again instead.")
 def disable(project_id: str, enable: bool) -> None:
     """Stop accepting events for a project (its config answers 404)."""
-    store = _store()
-    store.put(replace(_get(store, project_id), enabled=enable))
+    store = project_store()
+    store.put(replace(stored_project(store, project_id), enabled=enable))
     click.echo(f"project {project_id} {'enabled' if enable else 'disabled'}")

@@ -72,7 +72,7 @@ ZONES = sorted(zoneinfo.available_timezones())
 
 # The stats parameters have rules across parameters that OpenAPI cannot state (the
 # spec says them in words): period or from/to, not both; from and to together,
-# an event's property only with the event's name;
+# an event's property only with the event's name; a funnel's steps or a saved one, not both;
 # from not after to, at most 400 days apart, within 2000-2099; hourly series up to
 # 31 days; tz an IANA zone. The hooks keep generated queries inside those rules
 # *without* touching what makes a negative case invalid (a non-date, a limit out of
@@ -86,6 +86,7 @@ def _one_way_to_give_the_period(ctx: Any, query: dict[str, Any] | None) -> bool:
         not ("period" in query and ("from" in query or "to" in query))
         and ("from" in query) == ("to" in query)
         and not ("property" in query and "name" not in query)  # /v1/stats/events: a property is of an event
+        and not ("steps" in query and "funnel" in query)  # /v1/stats/funnel: steps or a saved funnel, not both
         and not (query.get("interval") == "hour" and query.get("period") in ("30d", "90d"))  # hourly: 31 days at most
     )
 
