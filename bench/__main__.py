@@ -33,6 +33,7 @@ TARGETS: dict[str, tuple[float, str]] = {
     "overview_today_busy_ms": (300, "max"),
     "busy_vs_compacted": (1.5, "max"),
     "kolkata_vs_utc": (1.5, "max"),
+    "funnel_4_steps_10m_ms": (500, "max"),
 }
 
 
