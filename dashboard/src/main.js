@@ -16,6 +16,9 @@ let chart;
 let empty = true; // the figures show nothing yet: the first event refreshes them at once, not in 15 s
 // `bots` as the viewer chose it (the URL or the checkbox); unset, the API's default for the project.
 let bots = params.get('bots');
+// The goal the breakdowns convert for ('' none) and the saved funnel shown, as the viewer chose them.
+let goal = params.get('goal') || '';
+let funnelId = params.get('funnel') || '';
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -141,6 +144,62 @@ const BREAKDOWNS = [
   ['countries', 'Country', '(unknown)'],
 ];
 
+// The project's goals: converted visitors, conversions and the rate, against the period before.
+function goalsTable(body) {
+  table(
+    'goals',
+    [
+      ['Goal', (g) => g.name],
+      ['Visitors', (g) => g.visitors, true],
+      ['Conversions', (g) => g.conversions, true],
+      ['Rate', (g) => `${g.conversion_rate}%`, true],
+      ['Before', (g) => `${g.previous.conversion_rate}%`, true],
+    ],
+    body.goals,
+    'No goals yet: trackflow goals add PROJECT "Signup" --event signup',
+  );
+  const select = $('goal');
+  select.replaceChildren(el('option', 'All visitors'));
+  select.options[0].value = '';
+  for (const g of body.goals) {
+    const option = el('option', g.name);
+    option.value = g.id;
+    select.append(option);
+  }
+  if (!body.goals.some((g) => g.id === goal)) goal = '';
+  select.value = goal;
+  const saved = $('funnel');
+  saved.replaceChildren(...body.funnels.map((f) => Object.assign(el('option', f.name), { value: f.id })));
+  if (!body.funnels.some((f) => f.id === funnelId)) funnelId = body.funnels.length ? body.funnels[0].id : '';
+  saved.value = funnelId;
+  saved.hidden = !body.funnels.length;
+}
+
+// One bar per step, as wide as its share of the first step, with who dropped and how long it took.
+function funnelChart(body) {
+  const box = $('funnel-chart');
+  if (!body) {
+    box.replaceChildren(el('p', 'No saved funnel yet: trackflow funnels add PROJECT "Signup" --step / --step signup', 'empty'));
+    return;
+  }
+  const first = body.steps[0].visitors || 1;
+  box.replaceChildren(
+    ...body.steps.map((s) => {
+      const row = el('div', undefined, 'step');
+      const head = el('div', undefined, 'head');
+      const took = s.median_s_from_previous === null ? '' : ` · median ${s.median_s_from_previous}s`;
+      head.append(el('span', `${s.step}. ${s.label}`), el('span', `${fmt(s.visitors)} · ${s.conversion_from_first}%${took}`));
+      const bar = el('div', undefined, 'bar');
+      const fill = el('div', undefined, 'fill');
+      fill.style.width = `${(100 * s.visitors) / first}%`;
+      bar.append(fill);
+      row.append(head, bar);
+      if (s.step > 1 && s.dropped) row.append(el('div', `−${fmt(s.dropped)} (${(100 - s.conversion_from_previous).toFixed(1)}% dropped)`, 'drop'));
+      return row;
+    }),
+  );
+}
+
 function clickedElement(row) {
   const what = `${row.tag.toLowerCase()}${row.element_id ? `#${row.element_id}` : ''}`;
   return row.text ? `${what} “${row.text}”` : row.href || what;
@@ -154,10 +213,12 @@ function choice() {
 // What the viewer looks at goes in the address, so a reload or a shared link shows the same.
 function remember() {
   const state = new URLSearchParams(location.search);
-  for (const name of ['project', 'period', 'from', 'to', 'bots']) state.delete(name);
+  for (const name of ['project', 'period', 'from', 'to', 'bots', 'goal', 'funnel']) state.delete(name);
   state.set('project', current().project_id);
   for (const [name, value] of Object.entries(choice())) state.set(name, value);
   if (bots) state.set('bots', bots);
+  if (goal) state.set('goal', goal);
+  if (funnelId) state.set('funnel', funnelId);
   history.replaceState(null, '', `?${state}`);
 }
 
@@ -165,21 +226,27 @@ async function refresh() {
   const period = choice();
   remember();
   try {
-    const [overview, series, errors, custom, clicks, ...breakdowns] = await Promise.all([
+    const goals = await get('/v1/stats/goals', period);
+    goalsTable(goals);
+    const converting = goal ? { goal } : {};
+    const [overview, series, errors, custom, clicks, funnel, ...breakdowns] = await Promise.all([
       get('/v1/stats/overview', period),
       get('/v1/stats/timeseries', period),
       get('/v1/stats/errors', period),
       get('/v1/stats/events', period),
       get('/v1/stats/clicks', period),
-      ...BREAKDOWNS.map(([name]) => get(`/v1/stats/breakdown/${name}`, period)),
+      funnelId ? get('/v1/stats/funnel', { ...period, funnel: funnelId }) : null,
+      ...BREAKDOWNS.map(([name]) => get(`/v1/stats/breakdown/${name}`, { ...period, ...converting })),
     ]);
+    funnelChart(funnel);
     $('bots').checked = overview.period.bots === 'include';
     empty = !overview.metrics.pageviews.value && !overview.metrics.sessions.value;
     cards(overview.metrics);
     draw(series);
-    BREAKDOWNS.forEach(([name, title, blank], i) =>
-      table(name, [[title, (r) => r.value || blank], ['Visitors', (r) => r.visitors, true], ['Views', (r) => r.pageviews, true]], breakdowns[i].rows),
-    );
+    const figures = goal
+      ? [['Visitors', (r) => r.visitors, true], ['Converted', (r) => r.converted_visitors, true], ['Rate', (r) => `${r.conversion_rate}%`, true]]
+      : [['Visitors', (r) => r.visitors, true], ['Views', (r) => r.pageviews, true]];
+    BREAKDOWNS.forEach(([name, title, blank], i) => table(name, [[title, (r) => r.value || blank], ...figures], breakdowns[i].rows));
     table('events', [['Event', (r) => r.name], ['Count', (r) => r.count, true], ['Visitors', (r) => r.visitors, true]], custom.rows);
     table('clicks', [['Element', clickedElement], ['Clicks', (r) => r.count, true], ['Visitors', (r) => r.visitors, true]], clicks.rows);
     table(
@@ -248,9 +315,19 @@ async function start() {
   showToken();
   $('project').addEventListener('change', () => {
     bots = null; // each project has its own default
+    goal = '';
+    funnelId = '';
     showToken();
     refresh();
     live();
+  });
+  $('goal').addEventListener('change', () => {
+    goal = $('goal').value;
+    refresh();
+  });
+  $('funnel').addEventListener('change', () => {
+    funnelId = $('funnel').value;
+    refresh();
   });
   $('bots').addEventListener('change', () => {
     bots = $('bots').checked ? 'include' : 'exclude';

@@ -195,3 +195,77 @@ def test_dashboard_keeps_its_view_in_the_address_and_shows_clicks_exit_pages_os_
         assert icon.status == 200 and icon.headers["Content-Type"] == "image/svg+xml"
         assert icon.read().startswith(b"<svg")
     context.close()
+
+
+def _collect(api_url: str, key: str, visitor: str, steps: list[tuple[str, str]]) -> None:
+    """One request of a visitor's session: (page view path | custom event type, plan) in order, a second apart."""
+    now = int(__import__("time").time() * 1000) - 60_000
+    events = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "type": "pageView" if what.startswith("/") else what,
+            "ts": now + n * 1000,
+            "props": {"plan": plan} if plan else {},
+            "context": {
+                "url": f"https://shop.example{what if what.startswith('/') else '/signup'}",
+                "anonymous_id": visitor,
+                "session_id": f"s-{visitor}",
+            },
+        }
+        for n, (what, plan) in enumerate(steps)
+    ]
+    request = urllib.request.Request(
+        f"{api_url}/v1/collect",
+        data=json.dumps({"api_key": key, "events": events}).encode(),
+        headers={"Content-Type": "text/plain", "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+
+
+def test_dashboard_shows_goals_a_funnel_and_conversion_tables_readable_on_a_phone(
+    browser: Any, stack: DevStack
+) -> None:
+    from dataclasses import replace
+
+    from chalicelib import runtime
+    from chalicelib.goals import Funnel, new_goal
+    from chalicelib.projects import named_project
+
+    project = replace(
+        named_project(f"goals-{uuid.uuid4().hex[:6]}"),
+        goals=(new_goal("Signup", event="signup"), new_goal("Pricing", page="/pricing")),
+        funnels=(Funnel("buy", "Home to signup", ("/", "pricing", "signup"), 3600),),
+    )
+    runtime.projects().put(project)
+    key = project.api_keys[0]
+    _collect(stack.api_url, key, "v1", [("/", ""), ("/pricing", ""), ("signup", "pro")])
+    _collect(stack.api_url, key, "v2", [("/", ""), ("/pricing", "")])
+    _collect(stack.api_url, key, "v3", [("/", "")])
+
+    context = browser.new_context(viewport={"width": 390, "height": 1600}, device_scale_factor=1)
+    context.add_init_script(f"localStorage.setItem('trackflow.token.{project.project_id}', '{project.read_token}')")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{stack.api_url}/?project={project.project_id}&period=today")
+    goals = text_until(page, "#goals", lambda t: "33.3%" in t)  # 1 of 3 visitors signed up
+    assert "Signup" in goals and "Pricing" in goals and "66.7%" in goals
+    funnel = text_until(page, "[data-testid=funnel]", lambda t: "3. Signup" in t)
+    assert (
+        "1. /" in funnel
+        and "2. Pricing" in funnel
+        and "\u22121 (33.3% dropped)" in funnel
+        and "\u22121 (50.0% dropped)" in funnel
+    )
+    assert page.locator("#funnel-chart .step").count() == 3
+
+    page.select_option("#goal", "signup")
+    pages = text_until(page, "#pages", lambda t: "Converted" in t)
+    assert "Rate" in pages and "/pricing" in pages and "50%" in pages  # 1 of the 2 visitors of /pricing
+    assert "goal=signup" in page.url
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-goals-phone.png"), full_page=True)
+    assert errors == []
+    context.close()
