@@ -150,8 +150,7 @@ function goalsTable(body) {
     'goals',
     [
       ['Goal', (g) => g.name],
-      ['Visitors', (g) => g.visitors, true],
-      ['Conversions', (g) => g.conversions, true],
+      ['Converted', (g) => g.visitors, true],
       ['Rate', (g) => `${g.conversion_rate}%`, true],
       ['Before', (g) => `${g.previous.conversion_rate}%`, true],
     ],
@@ -222,28 +221,33 @@ function remember() {
   history.replaceState(null, '', `?${state}`);
 }
 
+let refreshes = 0; // only the newest refresh draws: an older one still running answers for an old choice
+
 async function refresh() {
   const period = choice();
+  const mine = ++refreshes;
+  const converting = goal ? { goal } : {};
   remember();
   try {
-    const goals = await get('/v1/stats/goals', period);
-    goalsTable(goals);
-    const converting = goal ? { goal } : {};
-    const [overview, series, errors, custom, clicks, funnel, ...breakdowns] = await Promise.all([
+    const [goals, overview, series, errors, custom, clicks, funnel, ...breakdowns] = await Promise.all([
+      get('/v1/stats/goals', period),
       get('/v1/stats/overview', period),
       get('/v1/stats/timeseries', period),
       get('/v1/stats/errors', period),
       get('/v1/stats/events', period),
       get('/v1/stats/clicks', period),
-      funnelId ? get('/v1/stats/funnel', { ...period, funnel: funnelId }) : null,
+      // The chosen saved funnel, or the project's first; none saved is a 404: no chart.
+      get('/v1/stats/funnel', { ...period, ...(funnelId ? { funnel: funnelId } : {}) }).catch(() => null),
       ...BREAKDOWNS.map(([name]) => get(`/v1/stats/breakdown/${name}`, { ...period, ...converting })),
     ]);
+    if (mine !== refreshes) return;
+    goalsTable(goals);
     funnelChart(funnel);
     $('bots').checked = overview.period.bots === 'include';
     empty = !overview.metrics.pageviews.value && !overview.metrics.sessions.value;
     cards(overview.metrics);
     draw(series);
-    const figures = goal
+    const figures = converting.goal
       ? [['Visitors', (r) => r.visitors, true], ['Converted', (r) => r.converted_visitors, true], ['Rate', (r) => `${r.conversion_rate}%`, true]]
       : [['Visitors', (r) => r.visitors, true], ['Views', (r) => r.pageviews, true]];
     BREAKDOWNS.forEach(([name, title, blank], i) => table(name, [[title, (r) => r.value || blank], ...figures], breakdowns[i].rows));

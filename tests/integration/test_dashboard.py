@@ -267,5 +267,6 @@ def test_dashboard_shows_goals_a_funnel_and_conversion_tables_readable_on_a_phon
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-goals-phone.png"), full_page=True)
+    page.locator("main > .grid").first.screenshot(path=str(ARTIFACTS / "dashboard-goals-panels-phone.png"))
     assert errors == []
     context.close()
