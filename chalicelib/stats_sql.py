@@ -489,8 +489,8 @@ def funnel(sql: Sql, query: StatsQuery, steps: list[Goal], window_s: int) -> str
         f"minIf({at}, {conditions[0]}) AS t1",
         *(f"groupArrayIf({at}, {c}) AS a{n}" for n, c in enumerate(conditions[1:], 2)),
     ]
-    chain = ["t1"] + [
-        f"arrayMin(arrayFilter(x -> x > t{n - 1} AND x <= t1 + {{window_ms:UInt64}}, a{n})) AS t{n}"
+    chain = ["t1"] + [  # 0 once a step is not reached: the later ones are not either
+        f"if(t{n - 1} = 0, 0, arrayMin(arrayFilter(x -> x > t{n - 1} AND x <= t1 + {{window_ms:UInt64}}, a{n}))) AS t{n}"
         for n in range(2, len(steps) + 1)
     ]
     any_step = f"({' OR '.join(conditions)})"

@@ -235,3 +235,32 @@ def test_funnel_and_goal_parameters_that_cannot_work_are_400_naming_the_problem(
             f"/v1/stats/funnel?{UTC_DAY}&funnel=buy", headers={"Authorization": f"Bearer {other.read_token}"}
         )
         assert foreign.status_code == 403
+
+
+def test_a_visitor_whose_first_attempt_stalls_counts_at_the_later_attempt_and_leaves_the_medians_alone(
+    shop: Any,
+) -> None:
+    """H tries at 08:00 (a signup at 08:30 without the pricing page), then at 10:00 goes home, pricing,
+    signup: windowFunnel counts her at step 3 from 10:00. The medians follow each visitor's chain from
+    their first home page, which for H stops at step 2, so only the other visitors' times are in them."""
+    edge = replace(named_project("edge"), goals=shop.goals)
+    runtime.projects().put(edge)
+    events = _visit(
+        "H",
+        ("08:00:00", "/", ""),
+        ("08:30:00", "signup", "free"),
+        ("10:00:00", "/", ""),
+        ("10:05:00", "/pricing", ""),
+        ("10:10:00", "signup", "free"),
+    ) + _visit("I", ("11:00:00", "/", ""), ("11:20:00", "/pricing", ""), ("11:50:00", "signup", "pro"))
+    conf = runtime.settings()
+    ingest(
+        _payload([e | {"project_id": "edge"} for e in events], first_offset=500),
+        writer=runtime.writer(),
+        dlq=runtime.sender(),
+        dlq_topic=conf.dlq_topic,
+        now_ms=runtime.now_ms,
+    )
+    body = _get("/v1/stats/funnel", "project=edge&from=2026-11-20&to=2026-11-20&steps=/,pricing,signup&window=1h", edge)
+    assert [s["visitors"] for s in body["steps"]] == [2, 2, 2]
+    assert [s["median_s_from_previous"] for s in body["steps"]] == [None, 1200.0, 1800.0]  # I's alone
