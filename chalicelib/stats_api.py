@@ -83,7 +83,11 @@ def answer(
     default = DEV_PROJECT_ID if stage in DEV_STAGES else None
     query = parse_query(params, now=now, extra=EXTRA_PARAMS[report], default_project=default)
     stats.authorise_read(projects, query.project_id, token, stage=stage)
-    project = projects.get(query.project_id) or dev_project()  # reading it is allowed: only dev's is built in
+
+    # The project's goals and funnels, looked up only by the reports that use them (the store may be DynamoDB).
+    def project() -> Project:
+        return projects.get(query.project_id) or dev_project()  # only the development project is built in
+
     result: dict[str, Any] = engine_answer(
         lambda: _report(report, reader(), query, params or {}, dimension, now, project)
     )
@@ -131,20 +135,20 @@ def _report(
     params: Mapping[str, str],
     dimension: str | None,
     now: datetime,
-    project: Project,
+    project: Callable[[], Project],
 ) -> dict[str, Any]:
     if report == "overview":
         return stats.overview(client, query)
     if report == "timeseries":
         return stats.timeseries(client, query)
     if report == "breakdown" and "goal" in params:
-        return stats.goal_breakdown(client, query, dimension or "", _goal(project, params["goal"]))
+        return stats.goal_breakdown(client, query, dimension or "", _goal(project(), params["goal"]))
     if report == "breakdown":
         return stats.breakdown(client, query, dimension or "")
     if report == "goals":
-        return stats.goals(client, query, project)
+        return stats.goals(client, query, project())
     if report == "funnel":
-        return _funnel(client, query, params, project)
+        return _funnel(client, query, params, project())
     if report == "errors":
         return stats.errors(client, query)
     if report == "events":
