@@ -127,7 +127,7 @@ def _stats(report: str, dimension: str | None = None) -> Response:
     except TrackflowError as exc:
         return _error(exc)
     return Response(
-        body=orjson.dumps(body).decode(), status_code=200, headers=JSON_HEADERS | {"Cache-Control": "no-store"}
+        body=orjson.dumps(body).decode(), status_code=200, headers={**JSON_HEADERS, "Cache-Control": "no-store"}
     )
 
 
@@ -233,7 +233,7 @@ def erase_person(project: str) -> Response:
         )
     except TrackflowError as exc:
         return _error(exc)
-    return Response(body=orjson.dumps(receipt).decode(), status_code=200, headers=JSON_HEADERS)
+    return Response(body=orjson.dumps(receipt).decode(), status_code=200, headers=dict(JSON_HEADERS))
 
 
 @app.route("/health", methods=["GET"], cors=True)

@@ -6,12 +6,16 @@
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 
 from chalicelib.errors import TrackflowError
 
 Headers = dict[str, str | list[str]]
 
-JSON_HEADERS: Headers = {"Content-Type": "application/json"}
+# Read-only: Chalice adds a route's CORS headers into the dict a Response is given, so a shared dict
+# passed as is would carry one route's `Access-Control-Allow-Origin: *` into every later answer.
+# Answers take a copy (`dict(JSON_HEADERS)`, `JSON_HEADERS | {...}`).
+JSON_HEADERS: MappingProxyType[str, str] = MappingProxyType({"Content-Type": "application/json"})
 
 
 def error_parts(exc: TrackflowError) -> tuple[dict[str, object], int, Headers]:

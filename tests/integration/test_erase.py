@@ -211,7 +211,25 @@ def test_an_erased_person_is_in_no_table_and_no_report_and_others_are_untouched(
     # A second call is harmless: it finds nothing.
     with Client(app.app) as client:
         again = _erase(client, shop.project_id, "user_id=u-42", shop.admin_token)
+        # The erasure answer's CORS headers stay its own: collect still refuses a foreign origin unreadably.
+        strict = new_project("Strict", allowed_origins=["https://shop.example"])
+        runtime.projects().put(strict)
+        refused = client.http.post(
+            "/v1/collect",
+            headers={"Content-Type": "text/plain", "Origin": "https://elsewhere.example"},
+            body=orjson.dumps(
+                {
+                    "api_key": strict.api_keys[0],
+                    "events": [{"event_id": str(uuid.uuid4()), "type": "x", "ts": int(time.time() * 1000)}],
+                }
+            ),
+        )
     assert again.status_code == 200 and again.json_body["events"] == 0
+    assert refused.status_code == 403
+    assert not {name.lower() for name in refused.headers} & {
+        "access-control-allow-origin",
+        "access-control-allow-headers",
+    }
     assert _people(clickhouse, shop.project_id) == after
 
 
