@@ -15,7 +15,7 @@ from typing import Any
 
 from chalicelib import stats
 from chalicelib.clickhouse import engine_answer
-from chalicelib.errors import ForbiddenError, NotFoundError, RequestError, UnauthorizedError
+from chalicelib.errors import ForbiddenError, RequestError, UnauthorizedError
 from chalicelib.people import erase, person_from
 from chalicelib.projects import (
     ADMIN_TOKEN_PREFIX,
@@ -24,13 +24,9 @@ from chalicelib.projects import (
     MAX_PROJECT_ID_LENGTH,
     ProjectStore,
     project_for_read_token,
+    token_project_id,
     tokens_equal,
 )
-
-
-def _token_project(token: str) -> str:
-    project_id, dot, _ = token.removeprefix(ADMIN_TOKEN_PREFIX).partition(".")
-    return project_id if token.startswith(ADMIN_TOKEN_PREFIX) and dot else ""
 
 
 def authorise_admin(projects: ProjectStore, project_id: str, token: str | None, *, stage: str) -> str:
@@ -39,11 +35,7 @@ def authorise_admin(projects: ProjectStore, project_id: str, token: str | None, 
         return f"{stage} stage, development project"
     if len(project_id) > MAX_PROJECT_ID_LENGTH or not project_id.isprintable():
         raise RequestError(f"project must be at most {MAX_PROJECT_ID_LENGTH} printable characters", field="project")
-    project = projects.get(project_id)
-    if project is None:
-        raise NotFoundError(
-            f"no project {project_id!r}; `trackflow projects list` shows them", field="project", code="unknown_project"
-        )
+    project = stats.stored_project(projects, project_id)
     if token is None:
         raise UnauthorizedError(
             "send the project's admin token as 'Authorization: Bearer <token>' (trackflow projects show)",
@@ -61,7 +53,7 @@ def authorise_admin(projects: ProjectStore, project_id: str, token: str | None, 
             f"project {project_id!r} has no admin token yet: `trackflow projects rotate-admin-token {project_id}`",
             code="admin_token_required",
         )
-    other = _token_project(token)
+    other = token_project_id(token, ADMIN_TOKEN_PREFIX)
     if (other and other != project_id) or project_for_read_token(projects, token) is not None:
         raise ForbiddenError(f"this token belongs to another project, not {project_id!r}", code="wrong_project")
     raise UnauthorizedError("the admin token is not valid for this project", code="bad_token")

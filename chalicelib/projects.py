@@ -122,10 +122,16 @@ def new_admin_token(project_id: str) -> str:
     return f"{ADMIN_TOKEN_PREFIX}{project_id}.{secrets.token_urlsafe(24)}"
 
 
+def token_project_id(token: str, prefix: str) -> str:
+    """The project a ``<prefix><project>.<secret>`` token names (not checked), or "" for any other text."""
+    project_id, dot, _ = token.removeprefix(prefix).partition(".")
+    return project_id if token.startswith(prefix) and dot else ""
+
+
 def project_for_read_token(store: ProjectStore, token: str) -> Project | None:
     """The project this read token opens, or None."""
-    project_id, dot, _ = token.removeprefix(READ_TOKEN_PREFIX).partition(".")
-    if not token.startswith(READ_TOKEN_PREFIX) or not dot or len(project_id) > MAX_PROJECT_ID_LENGTH:
+    project_id = token_project_id(token, READ_TOKEN_PREFIX)
+    if not project_id or len(project_id) > MAX_PROJECT_ID_LENGTH:
         return None
     project = store.get(project_id)
     if project is None or not project.read_token or not tokens_equal(project.read_token, token):

@@ -47,6 +47,16 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def stored_project(projects: ProjectStore, project_id: str) -> Project:
+    """The project with this id, or 404 saying where the ids are."""
+    project = projects.get(project_id)
+    if project is None:
+        raise NotFoundError(
+            f"no project {project_id!r}; `trackflow projects list` shows them", field="project", code="unknown_project"
+        )
+    return project
+
+
 def authorise_read(projects: ProjectStore, project_id: str, token: str | None, *, stage: str) -> None:
     """Allow reading ``project_id`` with this read token, or raise 401/403/404.
 
@@ -55,11 +65,7 @@ def authorise_read(projects: ProjectStore, project_id: str, token: str | None, *
     """
     if project_id == DEV_PROJECT_ID and stage in DEV_STAGES:
         return
-    project = projects.get(project_id)
-    if project is None:
-        raise NotFoundError(
-            f"no project {project_id!r}; `trackflow projects list` shows them", field="project", code="unknown_project"
-        )
+    project = stored_project(projects, project_id)
     if token is None:
         raise UnauthorizedError(
             "send the project's read token as 'Authorization: Bearer <token>' (trackflow projects show)",

@@ -17,7 +17,7 @@ from chalicelib.clickhouse import engine_answer
 from chalicelib.errors import NotFoundError, RequestError
 from chalicelib.goals import DEFAULT_WINDOW, Goal, parse_window, resolve_steps
 from chalicelib.projects import DEV_PROJECT_ID, DEV_STAGES, Project, ProjectStore, dev_project
-from chalicelib.stats_params import parse_query
+from chalicelib.stats_params import StatsQuery, parse_query
 
 # Report -> parameters it reads besides the common ones and the filters.
 EXTRA_PARAMS = {
@@ -33,6 +33,15 @@ EXTRA_PARAMS = {
 }
 
 
+def _query(
+    params: Mapping[str, str] | None, extra: frozenset[str], *, stage: str, now_ms: Callable[[], int]
+) -> tuple[StatsQuery, datetime]:
+    """The request's query (the development project by default in the dev stages) and the time it is for."""
+    now = datetime.fromtimestamp(now_ms() / 1000, UTC)
+    default = DEV_PROJECT_ID if stage in DEV_STAGES else None
+    return parse_query(params, now=now, extra=extra, default_project=default), now
+
+
 def export(
     params: Mapping[str, str] | None,
     *,
@@ -45,9 +54,7 @@ def export(
     """The body, media type and next cursor of ``GET /v1/stats/export``: a page of stored events."""
     from chalicelib.export import API_FORMATS, API_MAX_DAYS, FORMATS, Selection, page
 
-    now = datetime.fromtimestamp(now_ms() / 1000, UTC)
-    default = DEV_PROJECT_ID if stage in DEV_STAGES else None
-    query = parse_query(params, now=now, extra=frozenset({"format", "cursor"}), default_project=default)
+    query, _ = _query(params, frozenset({"format", "cursor"}), stage=stage, now_ms=now_ms)
     if query.filters:
         raise RequestError(f"export takes no filters, got {query.filters[0].name!r}", field=query.filters[0].name)
     fmt = (params or {}).get("format", "csv")
@@ -79,9 +86,7 @@ def answer(
     token = stats.bearer_token(authorization)
     if report == "projects":
         return stats.list_projects(projects, token, stage=stage)
-    now = datetime.fromtimestamp(now_ms() / 1000, UTC)
-    default = DEV_PROJECT_ID if stage in DEV_STAGES else None
-    query = parse_query(params, now=now, extra=EXTRA_PARAMS[report], default_project=default)
+    query, now = _query(params, EXTRA_PARAMS[report], stage=stage, now_ms=now_ms)
     stats.authorise_read(projects, query.project_id, token, stage=stage)
 
     # The project's goals and funnels, looked up only by the reports that use them (the store may be DynamoDB).
