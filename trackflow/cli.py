@@ -17,7 +17,14 @@ import click
 
 from chalicelib.errors import TrackflowError
 from chalicelib.settings import Settings
-from trackflow.cli_common import counting, current_settings, describe_policy, mapping_policy, wait_for_signal
+from trackflow.cli_common import (
+    configure_logging,
+    counting,
+    current_settings,
+    describe_policy,
+    mapping_policy,
+    wait_for_signal,
+)
 from trackflow.runner import DEFAULT_BATCH_SIZE
 
 logger = logging.getLogger("trackflow")
@@ -36,13 +43,7 @@ def main(verbose: bool) -> None:
     Settings come from the environment (KAFKA_BOOTSTRAP_SERVERS, CLICKHOUSE_URL,
     TRACKFLOW_DATA_DIR, ...); with none set everything runs embedded.
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in ("kafka", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
+    configure_logging(verbose)
 
 
 @main.command()

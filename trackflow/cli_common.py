@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -14,6 +15,36 @@ import click
 
 from chalicelib.errors import TrackflowError
 from chalicelib.settings import Settings, load_settings
+
+
+class ReadAfterClose(logging.Filter):
+    """Drops kafka-python's traceback for a socket read that lost a race with our own close.
+
+    kafka-python 3.0.12 (the newest release) awaits a readable socket, and does not look again
+    whether the transport was closed meanwhile: when a client is closed on shutdown just as a
+    fetch answer arrives, ``_sock_recv`` calls ``None.recv`` and logs the AttributeError as an
+    ERROR with its traceback. Nothing is lost (the transport was closed on purpose, by us), so
+    only that record is dropped; every other error of the library is still shown.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, AttributeError) and "'NoneType' object has no attribute 'recv'" in str(error))
+
+
+_READ_AFTER_CLOSE = ReadAfterClose()
+
+
+def configure_logging(verbose: bool) -> None:
+    """One line per record; the Kafka client and urllib3 only say errors unless ``verbose``."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("kafka", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
+    logging.getLogger("kafka.net.transport").addFilter(_READ_AFTER_CLOSE)  # once, however often called
 
 
 def current_settings() -> Settings:
