@@ -15,8 +15,14 @@ becomes a pair:
 Everything else keeps its name, so the app's queries and inserts go through
 the Distributed tables unchanged. Views get ``ON CLUSTER``; materialized
 views read and write the local tables (they fire on the shard the insert
-lands on); ``ALTER ... MODIFY SETTING`` only concerns the local tables;
+lands on); ``ALTER ... MODIFY SETTING`` and ``ADD INDEX`` only concern the local tables;
 ``INSERT ... SELECT`` backfills run once, through the Distributed tables.
+
+A table rebuilt with another sorting key (``RENAME TABLE old TO kept, new TO old``
+after creating ``new``) renames the local tables on every node: the Distributed
+table keeps its name and now reaches the new local one. The kept local tables
+have no Distributed table of their own, so an ``INSERT ... SELECT`` from them
+reads them through the ``cluster()`` table function (one replica of each shard).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Iterable
 _SHAPE = re.compile(
     r"^(?P<verb>CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS|CREATE\s+(?:OR\s+REPLACE\s+)?VIEW(?:\s+IF\s+NOT\s+EXISTS)?"
     r"|CREATE\s+MATERIALIZED\s+VIEW\s+IF\s+NOT\s+EXISTS|ALTER\s+TABLE|DROP\s+(?:VIEW|TABLE)\s+IF\s+EXISTS"
-    r"|INSERT\s+INTO)\s+(?P<name>[\w.]+)(?P<rest>.*)$",
+    r"|INSERT\s+INTO|RENAME\s+TABLE)\s+(?P<name>[\w.]+)(?P<rest>.*)$",
     re.IGNORECASE | re.DOTALL,
 )
 _ENGINE = re.compile(r"\bENGINE\s*=\s*(?P<engine>\w+)(?:\((?P<args>[^)]*)\))?", re.IGNORECASE)
@@ -55,6 +61,8 @@ class ClusterRenderer:
         self.cluster = cluster
         self.database = database
         self.tables: set[str] = set()
+        self.keys: dict[str, str] = {}  # each table's sharding key
+        self.local_only: set[str] = set()  # renamed away: only their local tables exist
 
     def _on(self, name: str) -> str:
         return f"{name} ON CLUSTER {self.cluster}"
@@ -82,12 +90,35 @@ class ClusterRenderer:
             return [f"{verb} {self._on(name)}{rest}"]
         if verb == "ALTER TABLE":
             local = f"{verb} {self._on(self._local(name))}{rest}"
-            if re.match(r"\s*MODIFY\s+SETTING", rest, re.IGNORECASE):
+            if re.match(r"\s*(MODIFY\s+SETTING|ADD\s+INDEX)", rest, re.IGNORECASE):
                 return [local]
             return [local, f"{verb} {self._on(name)}{rest}"]
         if verb == "DROP TABLE IF EXISTS":
             return [f"{verb} {self._on(name)}{rest}", f"{verb} {self._on(self._local(name))}{rest}"]
-        return [statement.strip()]  # INSERT ... SELECT: once, through the Distributed tables
+        if verb == "RENAME TABLE":
+            return [self._rename(f"{name}{rest}")]
+        return [self._from_kept(statement.strip())]  # INSERT ... SELECT: once, through the Distributed tables
+
+    def _rename(self, pairs: str) -> str:
+        """``a TO b, c TO d`` -> the same renames of the local tables, on every node."""
+        renames, kept = [], []
+        for pair in pairs.split(","):
+            old, to, new = pair.split()
+            if to.upper() != "TO" or old not in self.tables:
+                raise ValueError(f"no cluster form for renaming {pair.strip()!r}: only tables created here")
+            renames.append(f"{self._local(old)} TO {self._local(new)}")
+            if new not in self.tables:  # no Distributed table of that name
+                kept.append(new)
+        self.local_only.update(kept)
+        return f"RENAME TABLE {', '.join(renames)} ON CLUSTER {self.cluster}"
+
+    def _from_kept(self, sql: str) -> str:
+        """A table renamed away is read on every shard through ``cluster()``."""
+        for name in self.local_only:
+            database, _, table = name.rpartition(".")
+            source = f"cluster('{self.cluster}', '{database or self.database}', '{self._local(table)}')"
+            sql = re.sub(rf"\b{re.escape(name)}\b(?!_)", source, sql)
+        return sql
 
     def _table(self, name: str, rest: str) -> list[str]:
         engine = _ENGINE.search(rest)
@@ -97,9 +128,14 @@ class ClusterRenderer:
         replicated = replicated_engine(
             engine.group("engine"), engine.group("args"), database=self.database, table=f"{table}_local"
         )
-        local_rest = rest[: engine.start()] + replicated + rest[engine.end() :]
-        key = "cityHash64(project_id)" if re.search(r"^\s*project_id\s", rest, re.MULTILINE) else "rand()"
+        local_rest = self._locals_in(rest[: engine.start()]) + replicated + rest[engine.end() :]
+        like = re.match(r"\s*AS\s+([\w.]+)", rest, re.IGNORECASE)  # CREATE TABLE new AS old: old's columns
+        if like:
+            key = self.keys[like.group(1)]
+        else:
+            key = "cityHash64(project_id)" if re.search(r"^\s*project_id\s", rest, re.MULTILINE) else "rand()"
         self.tables.add(name)
+        self.keys[name] = key
         return [
             f"CREATE TABLE IF NOT EXISTS {self._on(self._local(name))}{local_rest}",
             f"CREATE TABLE IF NOT EXISTS {self._on(name)} AS {self._local(name)}\n"

@@ -273,20 +273,34 @@ def _pick(rows: Iterable[tuple[Any, ...]], budget: int) -> list[tuple[Any, ...]]
 
 
 def _claim(client: Any, tier: Tier, units: list[tuple[Any, ...]], gen: int, lease_s: float) -> list[tuple[Any, ...]]:
-    """Record a pending generation with a lease on ``units``; keep those no earlier live lease holds."""
+    """Record a pending generation with a lease on ``units``; keep those no other live lease holds.
+
+    A unit is kept only when this claim is the only live one on it. Of two runs claiming a unit at once,
+    the one whose claim was recorded later sees the other's, so at most one keeps it, whatever their
+    generation numbers (generations come from each machine's clock, not from the order of the claims).
+    When both see each other, both let go; the units they let go are recorded done with nothing covered,
+    so their leases hold nothing up, and the next run takes them.
+    """
     until = datetime.fromtimestamp(time.time() + lease_s, UTC)
     client.insert(
         tier.gens,
         [[project, unit, gen, "pending", _EPOCH, until, _EPOCH] for project, unit, *_ in units],
         column_names=_gen_columns(tier),
     )
-    holders = client.query(
-        f"SELECT project_id, {tier.unit}, min(gen) FROM ({tier.undone('>')}) "
+    claims = client.query(
+        f"SELECT project_id, {tier.unit}, count() FROM ({tier.undone('>')}) "
         f"WHERE (project_id, {tier.unit}) IN {tier.units_param} GROUP BY project_id, {tier.unit}",
         parameters={"units": [(u[0], u[1]) for u in units]},
     ).result_rows
-    first = {(r[0], r[1]): int(r[2]) for r in holders}
-    return [u for u in units if first.get((u[0], u[1]), gen) == gen]
+    sole = {(r[0], r[1]) for r in claims if int(r[2]) == 1}
+    lost = [u for u in units if (u[0], u[1]) not in sole]
+    if lost:
+        client.insert(
+            tier.gens,
+            [[project, unit, gen, "done", _EPOCH, _EPOCH, _EPOCH] for project, unit, *_ in lost],
+            column_names=_gen_columns(tier),
+        )
+    return [u for u in units if (u[0], u[1]) in sole]
 
 
 def _gen_columns(tier: Tier) -> tuple[str, ...]:
@@ -308,7 +322,12 @@ def _round(
     if not units:
         return 0, None
     gen = _new_generation()
-    units = _claim(client, tier, units, gen, lease_s)
+    claimed = _claim(client, tier, units, gen, lease_s)
+    if len(claimed) < len(units):
+        logger.info(
+            "%d %s(s) claimed by another run at the same time: left to it", len(units) - len(claimed), tier.unit
+        )
+    units = claimed
     if not units:
         return 0, None
     params = {"gen": gen, "units": [(u[0], u[1]) for u in units], "days": sorted({_day(u[1]) for u in units})}

@@ -100,11 +100,28 @@ def test_overlapping_runs_split_the_hours_between_them_and_leave_the_numbers_exa
         thread.start()
     for thread in threads:
         thread.join(60)
-    # Each hour compacted by one run only: either both took four, or one took four and the other found none.
-    assert sum(r.hours for r in results) in (4, 8)
+    # Each hour compacted by one run only: both took four, or one took four (or none: both claimed the same
+    # four at once and let go of them) and the other found none.
+    assert sum(r.hours for r in results) in (0, 4, 8)
     assert rollups.compact_all(clients[0], settle_s=0).hours == 8 - sum(r.hours for r in results)
     assert rollups.backlog(clients[0]).clean_hours == 8
     assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 40
+
+
+def test_of_two_claims_on_an_hour_the_one_recorded_later_lets_go_whatever_its_generation(
+    pipeline: Settings,
+) -> None:
+    client = runtime.rollup_client()
+    _store(runtime.writer(), 4)
+    units = client.query(rollups.HOUR_TIER.candidates(), parameters={"settle": 0, "limit": 10}).result_rows
+    # Run A found the hour, claimed it and saw no other claim: it compacts. Run B found the hour before A's
+    # claim was recorded, took a lower generation (another machine's clock) and records its claim after A.
+    first, second = rollups._new_generation(), rollups._new_generation() - 1_000_000
+    assert rollups._claim(client, rollups.HOUR_TIER, list(units), first, 60.0) == list(units)
+    assert rollups._claim(client, rollups.HOUR_TIER, list(units), second, 60.0) == []
+    # B let go: its claim holds nothing up, A's live lease still keeps a third run off.
+    assert rollups.backlog(client).interrupted == 0
+    assert rollups.compact(client, settle_s=0).hours == 0
 
 
 def test_a_live_lease_keeps_other_runs_off_and_an_expired_one_is_taken_over(pipeline: Settings) -> None:

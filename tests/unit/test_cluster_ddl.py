@@ -182,3 +182,25 @@ def test_on_a_cluster_retention_and_erasure_delete_from_every_nodes_local_tables
     client = _Recorder()
     expire(client, [], default_days=30, now=datetime(2026, 11, 10, tzinfo=UTC))
     assert client.commands[0].startswith("ALTER TABLE events DELETE WHERE")  # one server: the table itself
+
+
+def test_a_table_rebuilt_with_another_key_renames_its_local_tables_and_is_copied_shard_by_shard() -> None:
+    renderer = ClusterRenderer("tf", "db")
+    renderer.render(TABLE)
+    new, distributed = renderer.render(
+        "CREATE TABLE IF NOT EXISTS db.events_v2 AS db.events ENGINE = ReplacingMergeTree ORDER BY (project_id, x)"
+    )
+    assert new.startswith("CREATE TABLE IF NOT EXISTS db.events_v2_local ON CLUSTER tf AS db.events_local ENGINE = ")
+    assert distributed.endswith("cityHash64(project_id))")  # the key of the table it copies
+    assert renderer.render("ALTER TABLE db.events_v2 ADD INDEX i x TYPE minmax GRANULARITY 1") == [
+        "ALTER TABLE db.events_v2_local ON CLUSTER tf ADD INDEX i x TYPE minmax GRANULARITY 1"
+    ]
+    assert renderer.render("RENAME TABLE db.events TO db.events_v1, db.events_v2 TO db.events") == [
+        "RENAME TABLE db.events_local TO db.events_v1_local, db.events_v2_local TO db.events_local ON CLUSTER tf"
+    ]
+    # The Distributed db.events now reaches the new local tables; the old ones are read on every shard.
+    assert renderer.render("INSERT INTO db.events SELECT * FROM db.events_v1") == [
+        "INSERT INTO db.events SELECT * FROM cluster('tf', 'db', 'events_v1_local')"
+    ]
+    with pytest.raises(ValueError, match="only tables created here"):
+        renderer.render("RENAME TABLE db.elsewhere TO db.other")
