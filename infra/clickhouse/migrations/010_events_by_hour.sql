@@ -7,9 +7,15 @@
 -- cost a scan of the whole day (176 ms without FINAL for 5 minutes of a
 -- 10M-event day).
 --
--- Now the key has the hour of `client_ts` after the day, and a minmax index on
--- `timestamp` lets a read skip the granules of other hours. Why the client's
--- hour and not the server's: the key is also what FINAL collapses copies on.
+-- Now the key has the hour of `client_ts` after the type, and a minmax index
+-- on `timestamp` lets a read skip the granules of other hours: within a day,
+-- each type's rows are in hour order. The type stays before the hour so that a
+-- month of one rare type (errors, a custom event) stays one range a day; with
+-- the hour before it, those reads got five times slower (errors over 30 days
+-- of 10M events: 140 -> 720 ms), while a dirty hour reads as fast either way
+-- (sessions of the last hour of a 5.7M-event day: 150 -> 40 ms).
+--
+-- Why the client's hour and not the server's: the key is also what FINAL collapses copies on.
 -- A resent event keeps its `client_ts` (and its id), but its corrected
 -- `timestamp` moves by the difference in network delay between the sends, so
 -- an hour of `timestamp` in the key would keep both copies of an event resent
@@ -27,7 +33,7 @@
 CREATE TABLE IF NOT EXISTS ${DATABASE}.events_by_hour AS ${DATABASE}.events
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(timestamp)
-ORDER BY (project_id, toDate(timestamp), toStartOfHour(client_ts), type, event_id)
+ORDER BY (project_id, toDate(timestamp), type, toStartOfHour(client_ts), event_id)
 SETTINGS non_replicated_deduplication_window = 0;
 
 ALTER TABLE ${DATABASE}.events_by_hour ADD INDEX IF NOT EXISTS timestamp_minmax timestamp TYPE minmax GRANULARITY 1;
