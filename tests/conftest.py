@@ -26,6 +26,17 @@ from trackflow.kafka_cluster import KafkaCluster
 from trackflow.topics import ensure_topics
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``pytest -n`` (make test), resolve Apache Kafka's jars once before the workers start, so two
+    workers starting a broker at the same moment don't both fill the empty Maven repository of a new machine."""
+    workers = getattr(config.option, "numprocesses", None)
+    if workers and not hasattr(config, "workerinput") and not missing_tools():
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as home:
+            ApacheKafka(Path(home)).jars()
+
+
 @pytest.fixture(scope="session")
 def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     log = tmp_path_factory.mktemp("broker") / "broker.log"

@@ -30,7 +30,14 @@ def test_project_migrations_load_in_order_with_the_database_filled_in() -> None:
         or s.startswith("INSERT INTO tf.rollup_changes")
         or s.startswith("INSERT INTO tf.rollup_hour_changes")
         for s in statements
+        if not any(m.version == 10 and s in m.statements for m in migrations)
     ), [s for s in statements if "IF" not in s][:3]
+    # The one exception: 010 rebuilds the events table under a new sorting key with a RENAME, which a
+    # re-run would refuse (the old table's new name is taken); its header says what to run by hand.
+    rebuild = next(m for m in migrations if m.version == 10).statements
+    assert [s.split()[0] for s in rebuild if "IF" not in s] == ["RENAME", "INSERT", "INSERT"]
+    header = (MIGRATIONS_DIR / "010_events_by_hour.sql").read_text()
+    assert "run the last four\n-- statements by hand" in header
 
 
 def test_splits_statements_and_drops_comment_lines(tmp_path: Path) -> None:
