@@ -287,12 +287,12 @@ def _claim(client: Any, tier: Tier, units: list[tuple[Any, ...]], gen: int, leas
         [[project, unit, gen, "pending", _EPOCH, until, _EPOCH] for project, unit, *_ in units],
         column_names=_gen_columns(tier),
     )
-    claims = client.query(
-        f"SELECT project_id, {tier.unit}, count() FROM ({tier.undone('>')}) "
+    claims = client.query(  # per unit: the live claims, and whether this one is among them
+        f"SELECT project_id, {tier.unit}, count(), max(gen = {{gen:UInt64}}) FROM ({tier.undone('>')}) "
         f"WHERE (project_id, {tier.unit}) IN {tier.units_param} GROUP BY project_id, {tier.unit}",
-        parameters={"units": [(u[0], u[1]) for u in units]},
+        parameters={"units": [(u[0], u[1]) for u in units], "gen": gen},
     ).result_rows
-    sole = {(r[0], r[1]) for r in claims if int(r[2]) == 1}
+    sole = {(r[0], r[1]) for r in claims if int(r[2]) == 1 and r[3]}
     lost = [u for u in units if (u[0], u[1]) not in sole]
     if lost:
         client.insert(
