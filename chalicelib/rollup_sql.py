@@ -105,10 +105,12 @@ SPLIT = (
     f"LEFT JOIN ({covered_by('rollup_day_gens', 'day', _WINDOW_DAYS)}) AS d ON toDate(h.hour) = d.day "
     "GROUP BY day))"
 )
-# What a report's ``WITH`` names the parts of the split.
+# What a report's ``WITH`` names the parts of the split. ``open_day_hours``: the clean hours of days
+# that are not clean (a constant, so a read of hourly rows for them prunes to nothing when every day is).
 SPLIT_NAMES = (
     f"{SPLIT} AS split, tupleElement(split, 1) AS clean_days, tupleElement(split, 2) AS clean_hours, "
-    "tupleElement(split, 3) AS dirty_hours, tupleElement(split, 4) AS dirty_days"
+    "tupleElement(split, 3) AS dirty_hours, tupleElement(split, 4) AS dirty_days, "
+    "arrayFilter(h -> NOT has(clean_days, toDate(h)), clean_hours) AS open_day_hours"
 )
 # Resent copies of an event are stamped within this of each other (see the module docstring).
 COPY_MARGIN = "toIntervalMinute(5)"

@@ -208,7 +208,7 @@ def _rollup_sessions(sql: Sql, query: StatsQuery, *, clean_days: str = "") -> st
     hours = f"project_id = {{project:String}} AND hour >= {window} AND hour < {{window_end:DateTime('UTC')}}"
     parts = (
         f"SELECT hour, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
-        f"WHERE {hours} AND {member('hour', 'clean_hours')} AND NOT {member('toDate(hour)', 'clean_days')} "
+        f"WHERE {hours} AND {member('hour', 'open_day_hours')} "
         f"UNION ALL SELECT {_HOUR} AS hour, {HOUR_SESSION_COLUMNS} FROM events FINAL "
         f"PREWHERE {dirty_prewhere('dirty_hours')} WHERE project_id = {{project:String}} "
         f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, 'dirty_hours')} AND NOT {member(_DAY, 'clean_days')} "
@@ -347,7 +347,12 @@ def _page_rows(sql: Sql, query: StatsQuery) -> str:
     end_day = query.end.date()  # days before it are whole
     sql.params.update(first_day=first_day, end_day=end_day)
     project = f"project_id = {{project:String}}{_bots(query)}"
-    hours = f"{_clean_inside('hour')} AND NOT ({_clean_whole_day('toDate(hour)')})"
+    # Clean hours the daily rollup doesn't answer, as a constant: the hourly read prunes to them.
+    hours_left = (
+        "arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND toDate(h) >= {first_day:Date} "
+        "AND toDate(h) < {end_day:Date}), clean_hours)"
+    )
+    hours = f"{member('hour', hours_left)} AND {_inside('hour')}"
     return (
         f"SELECT url_path, pageviews, visitors FROM rollup_page_days FINAL WHERE {project} AND {_clean_whole_day('day')} "
         f"UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_hours FINAL WHERE {project} AND {hours} "
