@@ -151,9 +151,14 @@ def _clean_inside(hour: str) -> str:
     return f"{member(hour, 'clean_hours')} AND {_inside(hour)}"
 
 
+def _whole_day(day: str) -> str:
+    """The UTC day lies wholly inside the period (``first_day`` and ``end_day`` of :func:`_page_rows`)."""
+    return f"{day} >= {{first_day:Date}} AND {day} < {{end_day:Date}}"
+
+
 def _clean_whole_day(day: str) -> str:
     """The day is clean and wholly inside the period: the daily rollups answer it."""
-    return f"{member(day, 'clean_days')} AND {day} >= {{first_day:Date}} AND {day} < {{end_day:Date}}"
+    return f"{member(day, 'clean_days')} AND {_whole_day(day)}"
 
 
 def _floor_hour(t: datetime) -> datetime:
@@ -348,10 +353,7 @@ def _page_rows(sql: Sql, query: StatsQuery) -> str:
     sql.params.update(first_day=first_day, end_day=end_day)
     project = f"project_id = {{project:String}}{_bots(query)}"
     # Clean hours the daily rollup doesn't answer, as a constant: the hourly read prunes to them.
-    hours_left = (
-        "arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND toDate(h) >= {first_day:Date} "
-        "AND toDate(h) < {end_day:Date}), clean_hours)"
-    )
+    hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {_whole_day('toDate(h)')}), clean_hours)"
     hours = f"{member('hour', hours_left)} AND {_inside('hour')}"
     return (
         f"SELECT url_path, pageviews, visitors FROM rollup_page_days FINAL WHERE {project} AND {_clean_whole_day('day')} "
