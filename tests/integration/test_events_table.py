@@ -13,7 +13,7 @@ from chalicelib import rollups, stats
 from chalicelib.clickhouse import EVENT_COLUMNS, connect
 from chalicelib.ingest import event_row
 from chalicelib.settings import Settings
-from tests.integration.test_rollups import RECORD, _event, _query, _same_as_raw
+from tests.integration.test_rollups import RECORD, _event, _query, _same_as_raw, upgrade
 
 pytestmark = pytest.mark.integration
 
@@ -27,25 +27,21 @@ def _rows(events: list[dict[str, Any]]) -> list[Any]:
 def test_upgrading_keeps_every_event_and_its_copies_collapse_and_compaction_redoes_every_hour(
     settings: Settings,
 ) -> None:
-    from chalicelib.migrations import load_migrations
-    from trackflow.dev import MIGRATIONS_DIR
-
-    database = settings.clickhouse.database
-    server = connect(settings.clickhouse)
-    server.command(f"CREATE DATABASE {database}")
     events = [_event(AT + timedelta(minutes=7 * n), n) for n in range(30)]  # 10:00 to 13:23
     resent = events[:5]  # the same events again, in another insert
-    for migration in load_migrations(MIGRATIONS_DIR, database=database):
-        if migration.version == 10:  # stored and compacted under 009
-            server.insert(f"{database}.events", _rows(events), column_names=EVENT_COLUMNS)
-            server.insert(f"{database}.events", _rows(resent), column_names=EVENT_COLUMNS)
-            client = connect(settings.clickhouse, database=database)
-            rollups.mark_changed(client, {("development", AT + timedelta(hours=h)): 0 for h in range(4)})
-            rollups.compact_all(client, settle_s=0)
-            before = _same_as_raw(client, _query())
-            assert before["pageviews"] == 30
-        for statement in migration.statements:
-            server.command(statement)
+    before: dict[str, Any] = {}
+
+    def store_and_compact(client: Any) -> None:  # under 009
+        client.insert("events", _rows(events), column_names=EVENT_COLUMNS)
+        client.insert("events", _rows(resent), column_names=EVENT_COLUMNS)
+        rollups.mark_changed(client, {("development", AT + timedelta(hours=h)): 0 for h in range(4)})
+        rollups.compact_all(client, settle_s=0)
+        before.update(_same_as_raw(client, _query()))
+        assert before["pageviews"] == 30
+
+    client = upgrade(settings, store_and_compact, before=10)
+    database = settings.clickhouse.database
+    server = connect(settings.clickhouse)
 
     ddl = server.query(f"SHOW CREATE TABLE {database}.events").result_rows[0][0]
     assert "ORDER BY (project_id, toDate(timestamp), type, toStartOfHour(client_ts), event_id)" in ddl

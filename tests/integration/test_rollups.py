@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -229,28 +229,34 @@ def test_rounds_are_sized_by_rows_not_by_hours(pipeline: Settings) -> None:
     assert rollups.backlog(client).hours == 0
 
 
-def test_upgrading_from_per_day_rollups_works_through_90_days_of_history_in_bounded_rounds(
-    settings: Settings,
-) -> None:
+def upgrade(settings: Settings, store: Callable[[Any], None], *, before: int) -> Any:
+    """A database migrated version by version, with ``store(client)`` run before migration ``before``
+    (the data as an install older than it holds); a client on the database, fully migrated."""
     from chalicelib.migrations import load_migrations
     from trackflow.dev import MIGRATIONS_DIR
 
     database = settings.clickhouse.database
     server = connect(settings.clickhouse)
     server.command(f"CREATE DATABASE {database}")
-    steps = load_migrations(MIGRATIONS_DIR, database=database)
+    client = connect(settings.clickhouse, database=database)
+    for migration in load_migrations(MIGRATIONS_DIR, database=database):
+        if migration.version == before:
+            store(client)
+        for statement in migration.statements:
+            server.command(statement)
+    return client
+
+
+def test_upgrading_from_per_day_rollups_works_through_90_days_of_history_in_bounded_rounds(
+    settings: Settings,
+) -> None:
     end = datetime(2026, 11, 1, tzinfo=UTC)
     rows = [  # three page views in each of the 2,160 hours before the 1st
         event_row(_event(end - timedelta(hours=hour + 1) + timedelta(minutes=5 + n * 7), n), RECORD)
         for hour in range(90 * 24)
         for n in range(3)
     ]
-    for migration in steps:
-        if migration.version == 8:
-            server.insert(f"{database}.events", rows, column_names=EVENT_COLUMNS)  # stored under 007
-        for statement in migration.statements:
-            server.command(statement)
-    client = connect(settings.clickhouse, database=database)
+    client = upgrade(settings, lambda c: c.insert("events", rows, column_names=EVENT_COLUMNS), before=8)  # under 007
     assert rollups.backlog(client).hours == 90 * 24
     rounds = 0
     while rollups.compact(client, settle_s=0, budget_rows=600).hours:  # 200 hours a round
