@@ -112,6 +112,31 @@ SPLIT_NAMES = (
     "tupleElement(split, 3) AS dirty_hours, tupleElement(split, 4) AS dirty_days, "
     "arrayFilter(h -> NOT has(clean_days, toDate(h)), clean_hours) AS open_day_hours"
 )
+_WINDOW_PREFIXES = (
+    " AND project_id = {project:String} AND through > {window_start:DateTime('UTC')}"
+    " AND through < {window_end:DateTime('UTC')}"
+)
+# The overview's day prefixes (rollup_prefix_starts, chalicelib.rollups' prefix tier) it may use: per day of
+# the window, the longest whose generation covers the newest change of every hour before it, all clean.
+PREFIXES = (
+    "(SELECT groupArray(t) FROM (SELECT max(through) AS t FROM (SELECT g.through AS through FROM "
+    f"({covered_by('rollup_prefix_gens', 'through', _WINDOW_PREFIXES)}) AS g INNER JOIN "
+    f"({HOUR_STATE.format(where='WHERE ' + _WINDOW, and_where=' AND ' + _WINDOW)}) AS h "
+    "ON h.project_id = g.project_id AND toDate(h.hour) = toDate(g.through) WHERE h.hour < g.through "
+    "GROUP BY g.through, g.covered HAVING min(h.covered >= h.last_change) = 1 AND g.covered >= max(h.last_change)) "
+    "GROUP BY toDate(through)))"
+)
+# What the overview's ``WITH`` adds to :data:`SPLIT_NAMES`: the prefixes it uses (none on a day a period
+# starts, ends or splits inside: ``partial_days``), the clean hours they answer, the other clean hours of
+# open days, and the hours after a prefix (clean or dirty): constants, so reads of them prune.
+PREFIX_NAMES = (
+    f"{PREFIXES} AS all_prefixes, "
+    "arrayFilter(t -> NOT has({partial_days:Array(Date)}, toDate(t)), all_prefixes) AS prefixes, "
+    "arrayFilter(h -> h < arrayFirst(t -> toDate(t) = toDate(h), prefixes), open_day_hours) AS prefix_hours, "
+    "arrayFilter(h -> NOT has(prefix_hours, h), open_day_hours) AS later_hours, "
+    "arrayFilter(h -> has(arrayMap(t -> toDate(t), prefixes), toDate(h)), later_hours) AS after_prefix_hours, "
+    "arrayFilter(h -> has(arrayMap(t -> toDate(t), prefixes), toDate(h)), dirty_hours) AS dirty_prefix_hours"
+)
 # Resent copies of an event are stamped within this of each other (see the module docstring).
 COPY_MARGIN = "toIntervalMinute(5)"
 

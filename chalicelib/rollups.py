@@ -11,9 +11,13 @@ after it succeeded (:func:`mark_changed`). :func:`compact` works in two tiers:
   compacted into ``rollup_session_days`` and ``rollup_page_days``, so a month
   of reports reads one row per session and page per day, and sums the
   day's sessions by the hour they started in (``rollup_session_starts``)
-  for the overview.
+  for the overview;
+- the **prefix tier** does the last for the day still going: the sessions of
+  each project's newest day, in the clean hours before its first dirty one
+  (``rollup_prefix_starts``, migration ``011``), so the overview of today under
+  steady traffic adds only the sessions that run on past them one by one.
 
-A round of either tier takes units (hours, days) in a budget of event rows,
+A round of any tier takes units (hours, days, prefixes) in a budget of event rows,
 records a *pending* generation with a lease for them, writes their rows,
 then records the generation *done* with the newest change it covers. A unit
 is *clean* when a done generation covers its newest change; reports read
@@ -81,8 +85,14 @@ ROLLUP_TABLES = (
     "rollup_session_days",
     "rollup_page_days",
     "rollup_session_starts",
+    "rollup_prefix_starts",
 )
-BOOK_TABLES = ("rollup_hour_changes", "rollup_hour_gens", "rollup_day_gens")
+# Per rollup table: the ``has()`` arguments selecting the rows of some hours and of their days.
+_REBUILT_ROWS = {
+    table: "{hours:Array(DateTime('UTC'))}, hour" if table.endswith("_hours") else "{days:Array(Date)}, day"
+    for table in ROLLUP_TABLES
+} | {"rollup_prefix_starts": "{days:Array(Date)}, toDate(through)"}
+BOOK_TABLES = ("rollup_hour_changes", "rollup_hour_gens", "rollup_day_gens", "rollup_prefix_gens")
 
 _HOURS = "{units:Array(Tuple(String, DateTime('UTC')))}"
 _DAYS = "{units:Array(Tuple(String, Date))}"
@@ -139,6 +149,45 @@ _DAY_STATE = (
     "ON h.project_id = d.project_id AND toDate(h.hour) = d.day "
     "GROUP BY project_id, day"
 )
+# Per project, the prefix of the day of its newest dirty hour (the current hour, under traffic): it ends
+# at the day's first dirty hour, at least one hour in; with the newest change and the rows before it.
+_PREFIX_END = (
+    "SELECT h.project_id AS project_id, minIf(h.hour, h.covered < h.last_change) AS through "
+    f"FROM ({ALL_HOURS_STATE}) AS h INNER JOIN (SELECT project_id, toDate(max(hour)) AS day FROM ({ALL_HOURS_STATE}) "
+    "WHERE covered < last_change GROUP BY project_id) AS n ON h.project_id = n.project_id AND toDate(h.hour) = n.day "
+    "GROUP BY project_id HAVING through > toStartOfDay(through)"
+)
+_PREFIX_STATE = (
+    "SELECT p.project_id AS project_id, p.through AS through, p.last_change AS last_change, p.rows AS rows, "
+    "g.written AS written, g.covered AS covered FROM "
+    "(SELECT t.project_id AS project_id, t.through AS through, max(h.last_change) AS last_change, sum(h.rows) AS rows "
+    f"FROM ({_PREFIX_END}) AS t INNER JOIN ({ALL_HOURS_STATE}) AS h "
+    "ON h.project_id = t.project_id AND toDate(h.hour) = toDate(t.through) WHERE h.hour < t.through "
+    "GROUP BY project_id, through) AS p "
+    f"LEFT JOIN ({covered_by('rollup_prefix_gens', 'through')}) AS g ON p.project_id = g.project_id AND p.through = g.through"
+)
+_PREFIXES = "{units:Array(Tuple(String, DateTime('UTC')))}"
+# The sessions of each prefix's hours merged, summed by (start hour, bot): every slot of the day, zeros included.
+_PREFIX_STATEMENTS = (
+    "INSERT INTO rollup_prefix_starts (project_id, through, start_hour, is_bot, gen, sessions, pageviews, bounces, "
+    "sessions_with_pageviews, duration_ms, visitors) "
+    "SELECT k.project_id, k.through, k.start_hour, k.is_bot, {gen:UInt64}, a.sessions, a.pageviews, a.bounces, "
+    "a.sessions_with_pageviews, a.duration_ms, a.visitors FROM "
+    "(SELECT u.1 AS project_id, u.2 AS through, toStartOfDay(u.2) + toIntervalHour(slot % 24) AS start_hour, "
+    f"toUInt8(intDiv(slot, 24)) AS is_bot FROM (SELECT arrayJoin({_PREFIXES}) AS u, arrayJoin(range(48)) AS slot)) AS k "
+    "LEFT JOIN (SELECT d.project_id AS project_id, d.through AS through, toStartOfHour(d.started_at) AS start_hour, "
+    f"d.is_bot AS is_bot, {session_figures('d')} FROM "
+    "(SELECT p.project_id AS project_id, w.through AS through, p.session_id AS session_id, "
+    "max(p.is_bot) AS is_bot, any(p.visitor_id) AS visitor_id, min(p.started_at) AS started_at, "
+    "max(p.ended_at) AS ended_at, sum(p.pageviews) AS pageviews "
+    "FROM rollup_session_hours AS p FINAL INNER JOIN (SELECT u.1 AS project_id, u.2 AS through "
+    f"FROM (SELECT arrayJoin({_PREFIXES}) AS u)) AS w ON p.project_id = w.project_id "
+    "AND toDate(p.hour) = toDate(w.through) "
+    "WHERE (p.project_id, toDate(p.hour)) IN (SELECT u.1, toDate(u.2) FROM (SELECT arrayJoin({units:Array(Tuple(String, DateTime('UTC')))}) AS u)) "
+    "AND p.hour < w.through GROUP BY project_id, through, session_id) AS d "
+    "GROUP BY project_id, through, start_hour, is_bot) AS a "
+    "ON k.project_id = a.project_id AND k.through = a.through AND k.start_hour = a.start_hour AND k.is_bot = a.is_bot",
+)
 # Pending generations never done whose lease still runs (``>``: the units they hold) or ran out
 # (``<=``: rounds that died).
 _UNDONE = (
@@ -186,6 +235,8 @@ DAY_TIER = Tier(
     _DAY_STATEMENTS,
     _DAYS,
 )
+# Prefixes wait for nothing but their hours, which are clean already.
+PREFIX_TIER = Tier("through", "rollup_prefix_gens", _PREFIX_STATE, "1", _PREFIX_STATEMENTS, _PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -193,6 +244,7 @@ class CompactResult:
     hours: int
     days: int
     generation: int | None
+    prefixes: int = 0
 
 
 def mark_changed(client: Any, counts: Mapping[tuple[str, datetime], int], *, database: str | None = None) -> None:
@@ -208,7 +260,8 @@ def live_rounds(client: Any, project_id: str) -> int:
     return int(
         client.query(
             f"SELECT (SELECT count() FROM ({HOUR_TIER.undone('>')}) WHERE project_id = {{p:String}}) "
-            f"+ (SELECT count() FROM ({DAY_TIER.undone('>')}) WHERE project_id = {{p:String}})",
+            f"+ (SELECT count() FROM ({DAY_TIER.undone('>')}) WHERE project_id = {{p:String}}) "
+            f"+ (SELECT count() FROM ({PREFIX_TIER.undone('>')}) WHERE project_id = {{p:String}})",
             parameters={"p": project_id},
         ).result_rows[0][0]
     )
@@ -241,10 +294,9 @@ def rebuild(
     while live_rounds(client, project_id) and time.monotonic() < deadline:
         sleep(1.0)
     params = {"p": project_id, "hours": hours, "days": sorted({_day(h) for h in hours})}
-    for table in ROLLUP_TABLES:
-        units = "{hours:Array(DateTime('UTC'))}, hour" if table.endswith("_hours") else "{days:Array(Date)}, day"
+    for table, rows in _REBUILT_ROWS.items():
         client.command(
-            f"{alter(table, cluster)} DELETE WHERE project_id = {{p:String}} AND has({units})",
+            f"{alter(table, cluster)} DELETE WHERE project_id = {{p:String}} AND has({rows})",
             parameters=params,
             settings={"mutations_sync": 2},
         )
@@ -351,7 +403,7 @@ def compact(
     replica_lag_s: float = 0.0,
 ) -> CompactResult:
     """One round of each tier: changed hours quiet for ``settle_s`` (newest first, up to ``budget_rows``
-    event rows), then days whose hours are all compacted.
+    event rows), then days whose hours are all compacted, then prefixes of the days still going.
 
     ``client`` must have the TrackFlow database as its default and may write.
     Safe to run anywhere at any time, also several at once.
@@ -360,9 +412,16 @@ def compact(
     common: dict[str, Any] = {"settle_s": settle_s, "lease_s": lease_s, "replica_lag_s": replica_lag_s}
     hours, generation = _round(client, HOUR_TIER, budget=budget_rows, **common)
     days, day_gen = _round(client, DAY_TIER, budget=budget_rows * DAY_BUDGET_FACTOR, **common)
-    if hours or days:  # one line per round that did something
-        logger.info("compacted %d hour(s) and %d day(s) in %.1f s", hours, days, time.monotonic() - started)
-    return CompactResult(hours, days, generation if generation is not None else day_gen)
+    prefixes, _ = _round(client, PREFIX_TIER, budget=budget_rows * DAY_BUDGET_FACTOR, **common)
+    if hours or days or prefixes:  # one line per round that did something
+        logger.info(
+            "compacted %d hour(s), %d day(s) and %d day prefix(es) in %.1f s",
+            hours,
+            days,
+            prefixes,
+            time.monotonic() - started,
+        )
+    return CompactResult(hours, days, generation if generation is not None else day_gen, prefixes)
 
 
 def compact_all(
@@ -374,17 +433,17 @@ def compact_all(
     replica_lag_s: float = 0.0,
 ) -> CompactResult:
     """Compact round after round until nothing waits or ``deadline`` (monotonic) passed; the totals."""
-    hours = days = 0
+    hours = days = prefixes = 0
     generation = None
     for _ in range(MAX_ROUNDS):  # hours keep changing under traffic: never loop for ever
         if deadline is not None and time.monotonic() >= deadline:
             break
         done = compact(client, settle_s=settle_s, budget_rows=budget_rows, replica_lag_s=replica_lag_s)
-        hours, days = hours + done.hours, days + done.days
+        hours, days, prefixes = hours + done.hours, days + done.days, prefixes + done.prefixes
         generation = done.generation or generation
-        if done.hours == 0 and done.days == 0:
+        if done.hours == 0 and done.days == 0 and done.prefixes == 0:
             break
-    return CompactResult(hours, days, generation)
+    return CompactResult(hours, days, generation, prefixes)
 
 
 @dataclass(frozen=True)

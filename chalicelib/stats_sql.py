@@ -25,6 +25,7 @@ from chalicelib.rollup_sql import (
     COPY_MARGIN,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
+    PREFIX_NAMES,
     RAW_SESSION_COLUMNS,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
@@ -203,9 +204,9 @@ def _raw_sessions(sql: Sql, query: StatsQuery, *, extra: str = "") -> str:
     )
 
 
-def _rollup_sessions(sql: Sql, query: StatsQuery, *, clean_days: str = "") -> str:
-    """Sessions of the UTC days the period touches: clean days whole (those ``clean_days`` further
-    selects), other days merged from the hourly parts of clean hours and raw events of dirty ones."""
+def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
+    """Sessions of the UTC days the period touches: clean days whole, other days merged from the hourly
+    parts of clean hours and raw events of dirty ones."""
     window = "{window_start:DateTime('UTC')}"
     days = (
         f"project_id = {{project:String}} AND day >= toDate({window}) AND day < toDate({{window_end:DateTime('UTC')}})"
@@ -220,17 +221,16 @@ def _rollup_sessions(sql: Sql, query: StatsQuery, *, clean_days: str = "") -> st
         "GROUP BY hour, session_key"
     )
     return (
-        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {days} AND {member('day', 'clean_days')}"
-        f"{clean_days} "
+        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {days} AND {member('day', 'clean_days')} "
         f"UNION ALL SELECT p.session_id AS session_id, {SESSION_MERGE_COLUMNS} FROM ({parts}) AS p "
         "GROUP BY toDate(p.hour), p.session_id"
     )
 
 
-def sessions_source(sql: Sql, query: StatsQuery, *, rollups: bool, clean_days: str = "", extra: str = "") -> str:
+def sessions_source(sql: Sql, query: StatsQuery, *, rollups: bool, extra: str = "") -> str:
     """One row per session (session id and UTC day) that started in the period, to put after
     :func:`_with_sessions_split`'s ``WITH``; ``extra`` adds columns (raw events only)."""
-    inner = _rollup_sessions(sql, query, clean_days=clean_days) if rollups else _raw_sessions(sql, query, extra=extra)
+    inner = _rollup_sessions(sql, query) if rollups else _raw_sessions(sql, query, extra=extra)
     return f"SELECT * FROM ({inner}) WHERE started_at >= {START} AND started_at < {END}{_bots(query)}"
 
 
@@ -251,16 +251,82 @@ OVERVIEW_FIGURES = {
     "sessions_with_pageviews": "sumIf(r.sessions_with_pageviews, {cond})",
     "total_duration_ms": "sumIf(r.duration_ms, {cond})",
 }
-_STARTS_COLUMNS = "sessions, pageviews, bounces, sessions_with_pageviews, duration_ms, visitors"
+# rollup_session_starts' and rollup_prefix_starts' figures, signed as :func:`_signed_figures`' are.
+_STARTS_COLUMNS = (
+    "toInt64(sessions) AS sessions, toInt64(pageviews) AS pageviews, toInt64(bounces) AS bounces, "
+    "toInt64(sessions_with_pageviews) AS sessions_with_pageviews, duration_ms, visitors"
+)
 _SPLIT_AT = "fromUnixTimestamp64Milli({split_at:Int64}, 'UTC')"
+
+
+def _signed_figures(t: str) -> str:
+    """The overview's sums over signed per-session rows of table alias ``t`` (``sign`` -1 takes a row
+    back); a visitor is only ever added (a visitor of part of a session is one of the whole)."""
+    return (
+        f"sum({t}.sign) AS sessions, sum({t}.sign * toInt64({t}.pageviews)) AS pageviews, "
+        f"sumIf({t}.sign, {t}.pageviews = 1) AS bounces, sumIf({t}.sign, {t}.pageviews > 0) AS sessions_with_pageviews, "
+        f"sum({t}.sign * dateDiff('millisecond', {t}.started_at, {t}.ended_at)) AS duration_ms, "
+        f"uniqStateIf({t}.visitor_id, {t}.sign > 0) AS visitors"
+    )
+
+
+def _overview_sessions(sql: Sql, query: StatsQuery) -> str:
+    """Signed per-session rows of the days of the window the overview does not sum whole: the
+    partial clean days from the daily rollup; other days merged from the hourly parts of clean hours
+    and raw events of dirty ones.
+
+    On a day with a prefix (``prefixes``: its clean hours before ``through`` summed by compaction,
+    ``rollup_prefix_starts``), only sessions with a part from ``through`` on are merged: each counts
+    whole (``sign`` 1), and what the prefix counted of it, its parts before ``through``, is taken back
+    (``sign`` -1). Sessions wholly inside the prefix are the prefix's.
+    """
+    sql.params.setdefault("partial_days", [])
+    window = "{window_start:DateTime('UTC')}"
+    days = (
+        f"project_id = {{project:String}} AND day >= toDate({window}) AND day < toDate({{window_end:DateTime('UTC')}})"
+    )
+    hours = f"project_id = {{project:String}} AND hour >= {window} AND hour < {{window_end:DateTime('UTC')}}"
+    dirty = (  # raw events of dirty hours (``{hours}``: an array of them)
+        f"PREWHERE {dirty_prewhere('{hours}')} WHERE project_id = {{{{project:String}}}} "
+        f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, '{hours}')} AND NOT {member(_DAY, 'clean_days')}"
+    )
+    # Sessions of prefix days with a part from ``through`` on. Ids only: no FINAL, and a few more do no harm.
+    running_on = (
+        f"SELECT session_id FROM rollup_session_hours WHERE {hours} AND {member('hour', 'after_prefix_hours')} "
+        f"UNION ALL SELECT session_key FROM events WHERE project_id = {{project:String}} "
+        f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, 'dirty_prefix_hours')}"
+    )
+    parts = (
+        f"SELECT hour, 0 AS early, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
+        f"WHERE {hours} AND {member('hour', 'later_hours')} "
+        f"UNION ALL SELECT hour, 1 AS early, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
+        f"PREWHERE session_id IN ({running_on}) WHERE {hours} AND {member('hour', 'prefix_hours')} "
+        f"UNION ALL SELECT {_HOUR} AS hour, 0 AS early, {HOUR_SESSION_COLUMNS} FROM events FINAL "
+        f"{dirty.format(hours='dirty_hours')} GROUP BY hour, session_key"
+    )
+    merged = (
+        "SELECT any(p.visitor_id) AS visitor_id, max(p.is_bot) AS bot_all, maxIf(p.is_bot, p.early = 1) AS bot_early, "
+        "min(p.started_at) AS started_at, max(p.ended_at) AS ended_all, maxIf(p.ended_at, p.early = 1) AS ended_early, "
+        "sum(p.pageviews) AS pageviews_all, sumIf(p.pageviews, p.early = 1) AS pageviews_early, "
+        f"countIf(p.early = 1) > 0 AS cut FROM ({parts}) AS p GROUP BY toDate(p.hour), p.session_id"
+    )
+    return (
+        "SELECT toInt8(1) AS sign, visitor_id, is_bot, started_at, ended_at, pageviews FROM rollup_session_days FINAL "
+        f"WHERE {days} AND {member('day', 'clean_days')} AND has({{partial_days:Array(Date)}}, day) "
+        "UNION ALL SELECT toInt8(arrayJoin(if(m.cut, [1, -1], [1]))) AS sign, m.visitor_id AS visitor_id, "
+        "if(sign = 1, m.bot_all, m.bot_early) AS is_bot, m.started_at AS started_at, "
+        "if(sign = 1, m.ended_all, m.ended_early) AS ended_at, if(sign = 1, m.pageviews_all, m.pageviews_early) AS pageviews "
+        f"FROM ({merged}) AS m"
+    )
 
 
 def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) -> str:
     """The overview figures of the sessions started from ``split_at`` to the end of ``query``, and as
     ``previous_<name>`` those started before ``split_at``: both periods in one read.
 
-    With ``rollups``, the whole hours of clean days come summed from ``rollup_session_starts``; the
-    sessions of other days, and of the hours a period starts, ends or splits inside, one by one.
+    With ``rollups``, the whole hours of clean days come summed from ``rollup_session_starts``, and
+    those of a day still going from its prefix (:func:`_overview_sessions`); the sessions of other days,
+    and of the hours a period starts, ends or splits inside, one by one.
     """
     sql.params["split_at"] = int(split_at.timestamp() * 1000)
     partial = _partial_hours(query.start, split_at, query.end)
@@ -273,21 +339,29 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
         )
 
     started = "toStartOfHour(s.started_at)"
-    rest = f"SELECT s.started_at >= {_SPLIT_AT} AS current, {session_figures('s')} "  # sessions one by one
     if rollups:
-        source = sessions_source(sql, query, rollups=True, clean_days=" AND has({partial_days:Array(Date)}, day)")
+        period = f"s.started_at >= {START} AND s.started_at < {END}{_bots(query).replace('is_bot', 's.is_bot')}"
         rows = (
             f"SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} FROM rollup_session_starts FINAL "
             f"WHERE project_id = {{project:String}} AND {summed('start_hour', 'day')}{_bots(query)} "
-            f"UNION ALL {rest}FROM ({source}) AS s WHERE NOT ({summed(started, 'toDate(s.started_at)')}) "
-            "GROUP BY current"
+            f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} FROM rollup_prefix_starts FINAL "
+            f"WHERE project_id = {{project:String}} AND {member('through', 'prefixes')} AND {_inside('start_hour')}"
+            f"{_bots(query)} "
+            f"UNION ALL SELECT s.started_at >= {_SPLIT_AT} AS current, {_signed_figures('s')} "
+            f"FROM ({_overview_sessions(sql, query)}) AS s WHERE {period} "
+            f"AND NOT ({summed(started, 'toDate(s.started_at)')}) GROUP BY current"
         )
+        with_ = f"{_with_sessions_split(sql, query, rollups)}, {PREFIX_NAMES} "
     else:
-        rows = f"{rest}FROM ({sessions_source(sql, query, rollups=False)}) AS s GROUP BY current"
+        rows = (
+            f"SELECT s.started_at >= {_SPLIT_AT} AS current, {session_figures('s')} "
+            f"FROM ({sessions_source(sql, query, rollups=False)}) AS s GROUP BY current"
+        )
+        with_ = ""
     figures = [f"{f.format(cond='r.current')} AS {name}" for name, f in OVERVIEW_FIGURES.items()] + [
         f"{f.format(cond='NOT r.current')} AS previous_{name}" for name, f in OVERVIEW_FIGURES.items()
     ]
-    return f"{_with_sessions_split(sql, query, rollups)}SELECT {', '.join(figures)} FROM ({rows}) AS r"
+    return f"{with_}SELECT {', '.join(figures)} FROM ({rows}) AS r"
 
 
 def _with_period_split(sql: Sql, query: StatsQuery) -> str:

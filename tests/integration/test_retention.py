@@ -54,6 +54,16 @@ def stored(data_dir: Path) -> Any:
     writer.insert_dead_letters(letters)
     client = connect(settings.clickhouse, database=settings.clickhouse.database)
     compact_all(client, settle_s=0)
+    # Compaction keeps a prefix of the newest day only; retention must find them on any day.
+    for table in ("rollup_prefix_gens", "rollup_prefix_starts"):
+        columns = "gen, state" if table.endswith("gens") else "start_hour, is_bot, gen"
+        values = "1, 'done'" if table.endswith("gens") else "toStartOfDay(through), 0, 1"
+        client.command(
+            f"INSERT INTO {table} (project_id, through, {columns}) SELECT p, through, {values} FROM "
+            "(SELECT arrayJoin(['shop', 'blog']) AS p, toDateTime({today:Date}, 'UTC') - toIntervalDay(arrayJoin(range(10))) "
+            "+ toIntervalHour(5) AS through)",
+            parameters={"today": TODAY},
+        )
     return client
 
 

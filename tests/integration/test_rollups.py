@@ -288,3 +288,39 @@ def test_a_late_event_that_moves_a_sessions_start_to_another_hour_leaves_no_stal
         "SELECT toHour(start_hour), sessions FROM rollup_session_starts FINAL WHERE sessions > 0"
     ).result_rows
     assert by_hour == [(9, 1)]
+
+
+def test_a_day_still_going_sums_its_clean_hours_once_and_counts_sessions_running_past_them_once(
+    pipeline: Settings,
+) -> None:
+    client, writer = runtime.rollup_client(), runtime.writer()
+    for hour in (8, 9, 10):
+        _store(writer, 12, hour=hour)  # sessions s0..s3 in every hour
+    early = [_event(datetime(2026, 11, 20, 8, 30, tzinfo=UTC), n, session="early") for n in range(2)]
+    writer.insert_events([event_row(e, RECORD) for e in early])  # a session wholly inside the prefix
+    rollups.compact_all(client, settle_s=0)
+    current = _store(writer, 6, hour=11)  # s0..s3 run on into the hour traffic is in now
+    writer.insert_events([event_row(_event(datetime(2026, 11, 20, 11, 40, tzinfo=UTC), 1, session="new"), RECORD)])
+    done = rollups.compact(client, settle_s=60)  # the current hour is too fresh for the hour tier
+    assert (done.hours, done.days, done.prefixes) == (0, 0, 1)
+    summed = client.query(
+        "SELECT through, sum(sessions), sum(pageviews) FROM rollup_prefix_starts FINAL GROUP BY through"
+    ).result_rows
+    assert summed == [(datetime(2026, 11, 20, 11, 0), 5, 38)]  # s0..s3 and early, as hours 8-10 show them
+    assert rollups.compact(client, settle_s=60).prefixes == 0  # nothing changed before 11:00: done
+    metrics = _same_as_raw(runtime.reader(), _query())
+    assert (metrics["sessions"], metrics["pageviews"]) == (6, 45)
+    for query in (
+        _query(tz="Asia/Kolkata"),  # half-hour edges: the day's prefix isn't used where a period cuts an hour
+        parse_query({"period": "24h"}, now=datetime(2026, 11, 20, 11, 50, tzinfo=UTC), default_project="development"),
+        parse_query({"period": "today"}, now=datetime(2026, 11, 20, 11, 50, tzinfo=UTC), default_project="development"),
+    ):
+        _same_as_raw(runtime.reader(), query)
+    writer.insert_events([event_row(e, RECORD) for e in current])  # redelivered
+    assert _same_as_raw(runtime.reader(), _query()) == metrics
+    late = _event(datetime(2026, 11, 20, 9, 15, tzinfo=UTC), 5, session="early")  # the prefix no longer holds
+    writer.insert_events([event_row(late, RECORD)])
+    late_metrics = _same_as_raw(runtime.reader(), _query())
+    assert (late_metrics["sessions"], late_metrics["pageviews"]) == (6, 46)
+    assert rollups.compact_all(client, settle_s=0).hours == 2  # 09 and 11; the day is clean again
+    assert _same_as_raw(runtime.reader(), _query()) == late_metrics
