@@ -39,6 +39,8 @@ TABLE_DAYS = {
     "rollup_hour_changes": ("toDate(hour)", "project_id"),
     "rollup_hour_gens": ("toDate(hour)", "project_id"),
     "rollup_day_gens": ("day", "project_id"),
+    "rollup_session_day_visitors": ("day", "project_id"),
+    "rollup_traffic_days": ("day", "project_id"),
     "rollup_prefix_starts": ("toDate(through)", "project_id"),
     "rollup_prefix_gens": ("toDate(through)", "project_id"),
     # A record's project is in its message (chalicelib.producer); an unreadable one has none: the default.

@@ -2,7 +2,7 @@
 
 The tables are those of migration ``008``. Ingest marks the (project, UTC
 hour) pairs it writes in ``rollup_hour_changes`` before the insert and again
-after it succeeded (:func:`mark_changed`). :func:`compact` works in two tiers:
+after it succeeded (:func:`mark_changed`). :func:`compact` works in three tiers:
 
 - the **hour tier** recomputes changed hours from ``events FINAL`` into
   ``rollup_session_hours`` (a session's part within the hour),
@@ -11,7 +11,7 @@ after it succeeded (:func:`mark_changed`). :func:`compact` works in two tiers:
   compacted into ``rollup_session_days`` and ``rollup_page_days``, so a month
   of reports reads one row per session and page per day, and sums the
   day's sessions by the hour they started in (``rollup_session_starts``)
-  for the overview;
+  for the overview, with the day's visitors and traffic in one row each;
 - the **prefix tier** does the last for the day still going: the sessions of
   each project's newest day, in the clean hours before its first dirty one
   (``rollup_prefix_starts``, migration ``011``), so the overview of today under
@@ -86,6 +86,8 @@ ROLLUP_TABLES = (
     "rollup_page_days",
     "rollup_session_starts",
     "rollup_prefix_starts",
+    "rollup_session_day_visitors",
+    "rollup_traffic_days",
 )
 # Per rollup table: the ``has()`` arguments selecting the rows of some hours and of their days.
 _REBUILT_ROWS = {
@@ -116,6 +118,8 @@ _HOUR_STATEMENTS = (
     f"uniqCombinedState(14)(visitor_id) {_ROUND_EVENTS} AND type = 'pageView' "
     "GROUP BY project_id, hour, is_bot, url_path",
 )
+# (project, day, bot) for each unit of a day round and both bot values.
+_DAY_SLOTS = f"(SELECT u.1 AS project_id, u.2 AS day, toUInt8(arrayJoin([0, 1])) AS is_bot FROM (SELECT arrayJoin({_DAYS}) AS u)) AS k"
 _DAY_STATEMENTS = (
     f"INSERT INTO rollup_session_days (project_id, day, {SESSION_NAMES}, gen) "
     f"SELECT p.project_id AS project_id, toDate(p.hour) AS day, p.session_id AS session_id, {SESSION_MERGE_COLUMNS}, "
@@ -136,6 +140,18 @@ _DAY_STATEMENTS = (
     f"d.is_bot AS is_bot, {session_figures('d')} FROM rollup_session_days AS d FINAL "
     f"WHERE (d.project_id, d.day) IN {_DAYS} GROUP BY project_id, day, start_hour, is_bot) AS a "
     "ON k.project_id = a.project_id AND k.day = a.day AND k.start_hour = a.start_hour AND k.is_bot = a.is_bot",
+    # Whole days in one row (both bot slots, empty states included): the day's session visitors, its traffic.
+    "INSERT INTO rollup_session_day_visitors (project_id, day, is_bot, gen, visitors) "
+    f"SELECT k.project_id, k.day, k.is_bot, {{gen:UInt64}}, a.visitors FROM {_DAY_SLOTS} "
+    "LEFT JOIN (SELECT project_id, day, is_bot, uniqState(visitor_id) AS visitors FROM rollup_session_days FINAL "
+    f"WHERE (project_id, day) IN {_DAYS} GROUP BY project_id, day, is_bot) AS a "
+    "ON k.project_id = a.project_id AND k.day = a.day AND k.is_bot = a.is_bot",
+    "INSERT INTO rollup_traffic_days (project_id, day, is_bot, gen, pageviews, events, visitors) "
+    f"SELECT k.project_id, k.day, k.is_bot, {{gen:UInt64}}, a.pageviews, a.events, a.visitors FROM {_DAY_SLOTS} "
+    "LEFT JOIN (SELECT project_id, toDate(hour) AS day, is_bot, sum(pageviews) AS pageviews, sum(events) AS events, "
+    "uniqMergeState(visitors) AS visitors FROM rollup_traffic_hours FINAL "
+    f"WHERE (project_id, toDate(hour)) IN {_DAYS} GROUP BY project_id, day, is_bot) AS a "
+    "ON k.project_id = a.project_id AND k.day = a.day AND k.is_bot = a.is_bot",
 )
 # Rollup rows are written once per generation: never drop one as a repeated block.
 _INSERT_SETTINGS = {"insert_deduplicate": 0, "do_not_merge_across_partitions_select_final": 1}
@@ -256,7 +272,7 @@ def mark_changed(client: Any, counts: Mapping[tuple[str, datetime], int], *, dat
 
 
 def live_rounds(client: Any, project_id: str) -> int:
-    """Rounds of either tier holding a live lease on some unit of the project (running, or died recently)."""
+    """Rounds of any tier holding a live lease on some unit of the project (running, or died recently)."""
     return int(
         client.query(
             f"SELECT (SELECT count() FROM ({HOUR_TIER.undone('>')}) WHERE project_id = {{p:String}}) "
@@ -472,7 +488,8 @@ def backlog(client: Any, *, settle_s: float = DEFAULT_SETTLE_S) -> Backlog:
         f"SELECT countIf(last_change > covered AND hours_clean = 1), countIf(last_change <= covered) FROM ({DAY_TIER.state})"
     ).result_rows[0]
     interrupted = client.query(
-        f"SELECT (SELECT count() FROM ({HOUR_TIER.undone('<=')})) + (SELECT count() FROM ({DAY_TIER.undone('<=')}))"
+        f"SELECT (SELECT count() FROM ({HOUR_TIER.undone('<=')})) + (SELECT count() FROM ({DAY_TIER.undone('<=')})) "
+        f"+ (SELECT count() FROM ({PREFIX_TIER.undone('<=')}))"
     ).result_rows[0][0]
     waiting = int(hour[0])
     return Backlog(

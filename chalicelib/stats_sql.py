@@ -17,8 +17,9 @@ from a request is ever pasted into the statement.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from chalicelib.goals import Goal, like_pattern
 from chalicelib.rollup_sql import (
@@ -171,6 +172,16 @@ def _partial_hours(*times: datetime) -> list[datetime]:
     return sorted({_floor_hour(t) for t in times if t != _floor_hour(t)})
 
 
+def _whole_utc_days(start: datetime, end: datetime) -> list[date]:
+    """The UTC days lying wholly inside ``start`` to ``end``."""
+    first = (start + timedelta(days=1) - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=n) for n in range(max(0, (end.date() - first).days))]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
 def _with_split(sql: Sql, first: datetime, last: datetime) -> str:
     """``WITH`` the split of the hours from ``first``'s to ``last``'s (inclusive) into clean and dirty."""
     sql.params.update(window_start=_floor_hour(first), window_end=_floor_hour(last) + timedelta(hours=1))
@@ -252,10 +263,13 @@ OVERVIEW_FIGURES = {
     "total_duration_ms": "sumIf(r.duration_ms, {cond})",
 }
 # rollup_session_starts' and rollup_prefix_starts' figures, signed as :func:`_signed_figures`' are.
-_STARTS_COLUMNS = (
+_STARTS_SUMS = (
     "toInt64(sessions) AS sessions, toInt64(pageviews) AS pageviews, toInt64(bounces) AS bounces, "
-    "toInt64(sessions_with_pageviews) AS sessions_with_pageviews, duration_ms, visitors"
+    "toInt64(sessions_with_pageviews) AS sessions_with_pageviews, duration_ms"
 )
+_STARTS_COLUMNS = f"{_STARTS_SUMS}, visitors"
+_NO_SUMS = "toInt64(0), toInt64(0), toInt64(0), toInt64(0), toInt64(0)"
+_NO_VISITORS = "arrayReduce('uniqState', emptyArrayString())"
 _SPLIT_AT = "fromUnixTimestamp64Milli({split_at:Int64}, 'UTC')"
 
 
@@ -341,9 +355,23 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
     started = "toStartOfHour(s.started_at)"
     if rollups:
         period = f"s.started_at >= {START} AND s.started_at < {END}{_bots(query).replace('is_bot', 's.is_bot')}"
+        # Days the current or the previous period holds whole: their visitors in one state per day.
+        sql.params["whole_days"] = [
+            d
+            for d in _whole_utc_days(query.start, query.end)
+            if not _midnight(d) < split_at < _midnight(d) + timedelta(days=1)
+        ]
+        whole = "has({whole_days:Array(Date)}, day)"
+        starts = (
+            f"FROM rollup_session_starts FINAL WHERE project_id = {{project:String}} AND {summed('start_hour', 'day')}"
+        )
         rows = (
-            f"SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} FROM rollup_session_starts FINAL "
-            f"WHERE project_id = {{project:String}} AND {summed('start_hour', 'day')}{_bots(query)} "
+            f"SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} {starts} AND NOT {whole}{_bots(query)} "
+            f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_SUMS}, {_NO_VISITORS} AS visitors "
+            f"{starts} AND {whole}{_bots(query)} "
+            f"UNION ALL SELECT toDateTime(day, 'UTC') >= {_SPLIT_AT} AS current, {_NO_SUMS}, visitors "
+            f"FROM rollup_session_day_visitors FINAL WHERE project_id = {{project:String}} "
+            f"AND {member('day', 'clean_days')} AND {whole}{_bots(query)} "
             f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} FROM rollup_prefix_starts FINAL "
             f"WHERE project_id = {{project:String}} AND {member('through', 'prefixes')} AND {_inside('start_hour')}"
             f"{_bots(query)} "
@@ -371,9 +399,25 @@ def _with_period_split(sql: Sql, query: StatsQuery) -> str:
 def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     bucket = "toStartOfHour({t})" if query.interval == "hour" else "toStartOfDay({t}, {{tz:String}})"
     if rollups:
+        # Day buckets a UTC day lies wholly inside (every day in UTC): that day's traffic in one row.
+        zone = ZoneInfo(query.tz)
+        sql.params["day_rows"] = [
+            d
+            for d in _whole_utc_days(query.start, query.end)
+            if query.interval == "day"
+            and _midnight(d).astimezone(zone).date() == (_midnight(d) + timedelta(hours=23)).astimezone(zone).date()
+        ]
+
+        def by_day(day: str) -> str:
+            return f"has({{day_rows:Array(Date)}}, {day})"
+
+        hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {by_day('toDate(h)')}), clean_hours)"
         hours = (
-            "SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours FINAL "
-            f"WHERE project_id = {{project:String}} AND {_clean_inside('hour')}{_bots(query)} UNION ALL "
+            "SELECT toDateTime(day, 'UTC') AS hour, pageviews, events, visitors FROM rollup_traffic_days FINAL "
+            f"WHERE project_id = {{project:String}} AND {member('day', 'clean_days')} AND {by_day('day')}"
+            f"{_bots(query)} UNION ALL SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours FINAL "
+            f"WHERE project_id = {{project:String}} AND {member('hour', hours_left)} AND {_inside('hour')}"
+            f"{_bots(query)} UNION ALL "
             + _raw_hours(
                 sql,
                 query,

@@ -31,15 +31,15 @@ def test_upgrading_keeps_every_event_and_its_copies_collapse_and_compaction_redo
     resent = events[:5]  # the same events again, in another insert
     before: dict[str, Any] = {}
 
-    def store_and_compact(client: Any) -> None:  # under 009
+    def store(client: Any) -> None:  # under 009 (today's compaction needs later tables: raw reports only)
         client.insert("events", _rows(events), column_names=EVENT_COLUMNS)
         client.insert("events", _rows(resent), column_names=EVENT_COLUMNS)
         rollups.mark_changed(client, {("development", AT + timedelta(hours=h)): 0 for h in range(4)})
-        rollups.compact_all(client, settle_s=0)
-        before.update(_same_as_raw(client, _query()))
+        metrics = stats.overview(client, _query(), rollups=False)["metrics"]
+        before.update({name: value["value"] for name, value in metrics.items()})
         assert before["pageviews"] == 30
 
-    client = upgrade(settings, store_and_compact, before=10)
+    client = upgrade(settings, store, before=10)
     database = settings.clickhouse.database
     server = connect(settings.clickhouse)
 

@@ -296,7 +296,7 @@ def test_a_day_still_going_sums_its_clean_hours_once_and_counts_sessions_running
     client, writer = runtime.rollup_client(), runtime.writer()
     for hour in (8, 9, 10):
         _store(writer, 12, hour=hour)  # sessions s0..s3 in every hour
-    early = [_event(datetime(2026, 11, 20, 8, 30, tzinfo=UTC), n, session="early") for n in range(2)]
+    early = [_event(datetime(2026, 11, 20, 8, 30, tzinfo=UTC), n, session="early") for n in (0, 4)]  # visitor v0
     writer.insert_events([event_row(e, RECORD) for e in early])  # a session wholly inside the prefix
     rollups.compact_all(client, settle_s=0)
     current = _store(writer, 6, hour=11)  # s0..s3 run on into the hour traffic is in now
@@ -318,7 +318,7 @@ def test_a_day_still_going_sums_its_clean_hours_once_and_counts_sessions_running
         _same_as_raw(runtime.reader(), query)
     writer.insert_events([event_row(e, RECORD) for e in current])  # redelivered
     assert _same_as_raw(runtime.reader(), _query()) == metrics
-    late = _event(datetime(2026, 11, 20, 9, 15, tzinfo=UTC), 5, session="early")  # the prefix no longer holds
+    late = _event(datetime(2026, 11, 20, 9, 15, tzinfo=UTC), 8, session="early")  # the prefix no longer holds
     writer.insert_events([event_row(late, RECORD)])
     late_metrics = _same_as_raw(runtime.reader(), _query())
     assert (late_metrics["sessions"], late_metrics["pageviews"]) == (6, 46)
