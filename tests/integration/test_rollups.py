@@ -311,6 +311,8 @@ def test_a_day_still_going_sums_its_clean_hours_once_and_counts_sessions_running
     metrics = _same_as_raw(runtime.reader(), _query())
     assert (metrics["sessions"], metrics["pageviews"]) == (6, 45)
     for query in (
+        _query("2026-11-19", "2026-11-21", interval="day"),  # whole clean days (none here) and the day going on
+        _query("2026-11-19", "2026-11-21", interval="day", tz="America/New_York"),
         _query(tz="Asia/Kolkata"),  # half-hour edges: the day's prefix isn't used where a period cuts an hour
         parse_query({"period": "24h"}, now=datetime(2026, 11, 20, 11, 50, tzinfo=UTC), default_project="development"),
         parse_query({"period": "today"}, now=datetime(2026, 11, 20, 11, 50, tzinfo=UTC), default_project="development"),
@@ -324,3 +326,38 @@ def test_a_day_still_going_sums_its_clean_hours_once_and_counts_sessions_running
     assert (late_metrics["sessions"], late_metrics["pageviews"]) == (6, 46)
     assert rollups.compact_all(client, settle_s=0).hours == 2  # 09 and 11; the day is clean again
     assert _same_as_raw(runtime.reader(), _query()) == late_metrics
+    for query in (  # the day read whole: one row for its traffic, one for its visitors
+        _query("2026-11-19", "2026-11-21", interval="day"),
+        _query("2026-11-19", "2026-11-21", interval="day", tz="Europe/London"),  # no offset in November
+        _query("2026-11-19", "2026-11-21", interval="day", tz="America/New_York"),  # hourly rows: days straddle
+    ):
+        _same_as_raw(runtime.reader(), query)
+    days = client.query("SELECT count() FROM rollup_traffic_days FINAL WHERE pageviews > 0").result_rows
+    assert days == [(1,)]
+
+
+def test_days_compacted_before_their_whole_day_rows_existed_read_exact_until_compaction_writes_them(
+    pipeline: Settings,
+) -> None:
+    from chalicelib.migrations import load_migrations
+    from trackflow.dev import MIGRATIONS_DIR
+
+    client = runtime.rollup_client()
+    for day in ("2026-11-19", "2026-11-20"):
+        for hour in (9, 10):
+            _store(runtime.writer(), 4, hour=hour, day=day)
+    rollups.compact_all(client, settle_s=0)
+    query = _query("2026-11-19", "2026-11-20", interval="day")
+    metrics = _same_as_raw(runtime.reader(), query)
+    for table in ("rollup_session_day_visitors", "rollup_traffic_days"):  # as an install compacted under 011 has them
+        client.command(f"TRUNCATE TABLE {table}")
+    (upgrade_012,) = [
+        m for m in load_migrations(MIGRATIONS_DIR, database=pipeline.clickhouse.database) if m.version == 12
+    ]
+    client.command(upgrade_012.statements[-1])  # its marks
+    assert rollups.backlog(client).hours == 2  # one hour of each day
+    assert _same_as_raw(runtime.reader(), query) == metrics
+    done = rollups.compact_all(client, settle_s=0)
+    assert (done.hours, done.days) == (2, 2)
+    assert client.query("SELECT count() FROM rollup_traffic_days FINAL WHERE pageviews > 0").result_rows == [(2,)]
+    assert _same_as_raw(runtime.reader(), query) == metrics

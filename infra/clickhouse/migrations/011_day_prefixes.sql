@@ -1,5 +1,4 @@
--- The overview of a day that is still going: its clean first hours summed once;
--- and whole days in one row where reports merged an hourly visitor state each.
+-- The overview of a day that is still going: its clean first hours summed once.
 --
 -- Under steady traffic the current hour is always dirty, so today is never a
 -- clean day and its overview merged every session part of its clean hours one
@@ -48,38 +47,3 @@ CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_prefix_starts
 ENGINE = ReplacingMergeTree(gen)
 PARTITION BY toYYYYMM(through)
 ORDER BY (project_id, through, start_hour, is_bot);
-
--- Whole days in one row where the hourly rows made every report merge 24
--- visitor states a day (a state holds up to 65,536 hashes: a month of
--- overview merged 720 of them). Written by the day tier, both bot slots
--- always, so no stale row survives a newer generation:
--- * `rollup_session_day_visitors`: the visitors of the day's sessions, for
---   the overview of days a period holds whole;
--- * `rollup_traffic_days`: page views, events and visitors of the day, for
---   timeseries day buckets a UTC day lies wholly inside (UTC, and zones with
---   no offset on that day).
-CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_session_day_visitors
-(
-    project_id LowCardinality(String),
-    day        Date,
-    is_bot     UInt8,
-    gen        UInt64,
-    visitors   AggregateFunction(uniq, String)
-)
-ENGINE = ReplacingMergeTree(gen)
-PARTITION BY toYYYYMM(day)
-ORDER BY (project_id, day, is_bot);
-
-CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_traffic_days
-(
-    project_id LowCardinality(String),
-    day        Date,
-    is_bot     UInt8,
-    gen        UInt64,
-    pageviews  UInt64,
-    events     UInt64,
-    visitors   AggregateFunction(uniq, String)
-)
-ENGINE = ReplacingMergeTree(gen)
-PARTITION BY toYYYYMM(day)
-ORDER BY (project_id, day, is_bot);
