@@ -188,14 +188,14 @@ def _with_split(sql: Sql, first: datetime, last: datetime) -> str:
     return f"WITH {SPLIT_NAMES} "
 
 
-_DIRTY_OR_EDGE_DAYS = "arrayConcat(dirty_days, arrayMap(h -> toDate(h), {edges:Array(DateTime('UTC'))}))"
+_DIRTY_OR_EDGE_DAYS = "arrayConcat(dirty_days, {edge_days:Array(Date)})"
 
 
 def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, where: str = "") -> str:
     """Raw events of the period in the hours the rollups don't answer: dirty hours, and the partial
     hours at the ends of a period that doesn't start or end on a whole hour."""
     edges = _partial_hours(query.start, query.end)
-    sql.params["edges"] = edges
+    sql.params.update(edges=edges, edge_days=sorted({h.date() for h in edges}))
     hours = "arrayConcat(dirty_hours, {edges:Array(DateTime('UTC'))})"
     return (
         f"SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(hours)} "
@@ -306,15 +306,15 @@ def _overview_sessions(sql: Sql, query: StatsQuery) -> str:
     )
     # Sessions of prefix days with a part from ``through`` on. Ids only: no FINAL, and a few more do no harm.
     running_on = (
-        f"SELECT session_id FROM rollup_session_hours WHERE {hours} AND {member('hour', 'after_prefix_hours')} "
+        f"SELECT session_id FROM rollup_session_hours WHERE {hours} AND {member('hour', 'after_prefix_hours', derived=True)} "
         f"UNION ALL SELECT session_key FROM events WHERE project_id = {{project:String}} "
-        f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, 'dirty_prefix_hours')}"
+        f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, 'dirty_prefix_hours', derived=True)}"
     )
     parts = (
         f"SELECT hour, 0 AS early, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
-        f"WHERE {hours} AND {member('hour', 'later_hours')} "
+        f"WHERE {hours} AND {member('hour', 'later_hours', derived=True)} "
         f"UNION ALL SELECT hour, 1 AS early, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
-        f"PREWHERE session_id IN ({running_on}) WHERE {hours} AND {member('hour', 'prefix_hours')} "
+        f"PREWHERE session_id IN ({running_on}) WHERE {hours} AND {member('hour', 'prefix_hours', derived=True)} "
         f"UNION ALL SELECT {_HOUR} AS hour, 0 AS early, {HOUR_SESSION_COLUMNS} FROM events FINAL "
         f"{dirty.format(hours='dirty_hours')} GROUP BY hour, session_key"
     )
@@ -326,7 +326,7 @@ def _overview_sessions(sql: Sql, query: StatsQuery) -> str:
     )
     return (
         "SELECT toInt8(1) AS sign, visitor_id, is_bot, started_at, ended_at, pageviews FROM rollup_session_days FINAL "
-        f"WHERE {days} AND {member('day', 'clean_days')} AND has({{partial_days:Array(Date)}}, day) "
+        f"WHERE {days} AND {member('day', 'arrayIntersect(clean_days, {partial_days:Array(Date)})')} "
         "UNION ALL SELECT toInt8(arrayJoin(if(m.cut, [1, -1], [1]))) AS sign, m.visitor_id AS visitor_id, "
         "if(sign = 1, m.bot_all, m.bot_early) AS is_bot, m.started_at AS started_at, "
         "if(sign = 1, m.ended_all, m.ended_early) AS ended_at, if(sign = 1, m.pageviews_all, m.pageviews_early) AS pageviews "
@@ -373,7 +373,7 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
             f"FROM rollup_session_day_visitors FINAL WHERE project_id = {{project:String}} "
             f"AND {member('day', 'clean_days')} AND {whole}{_bots(query)} "
             f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} FROM rollup_prefix_starts FINAL "
-            f"WHERE project_id = {{project:String}} AND {member('through', 'prefixes')} AND {_inside('start_hour')}"
+            f"WHERE project_id = {{project:String}} AND {member('through', 'prefixes', derived=True)} AND {_inside('start_hour')}"
             f"{_bots(query)} "
             f"UNION ALL SELECT s.started_at >= {_SPLIT_AT} AS current, {_signed_figures('s')} "
             f"FROM ({_overview_sessions(sql, query)}) AS s WHERE {period} "
@@ -416,7 +416,7 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
             "SELECT toDateTime(day, 'UTC') AS hour, pageviews, events, visitors FROM rollup_traffic_days FINAL "
             f"WHERE project_id = {{project:String}} AND {member('day', 'clean_days')} AND {by_day('day')}"
             f"{_bots(query)} UNION ALL SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours FINAL "
-            f"WHERE project_id = {{project:String}} AND {member('hour', hours_left)} AND {_inside('hour')}"
+            f"WHERE project_id = {{project:String}} AND {member('hour', hours_left, derived=True)} AND {_inside('hour')}"
             f"{_bots(query)} UNION ALL "
             + _raw_hours(
                 sql,
@@ -472,7 +472,7 @@ def _page_rows(sql: Sql, query: StatsQuery) -> str:
     project = f"project_id = {{project:String}}{_bots(query)}"
     # Clean hours the daily rollup doesn't answer, as a constant: the hourly read prunes to them.
     hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {_whole_day('toDate(h)')}), clean_hours)"
-    hours = f"{member('hour', hours_left)} AND {_inside('hour')}"
+    hours = f"{member('hour', hours_left, derived=True)} AND {_inside('hour')}"
     return (
         f"SELECT url_path, pageviews, visitors FROM rollup_page_days FINAL WHERE {project} AND {_clean_whole_day('day')} "
         f"UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_hours FINAL WHERE {project} AND {hours} "
