@@ -20,22 +20,22 @@ _SESSION_ATTRIBUTES = """
     max(referrer_domain) AS referrer_domain, max(utm_source) AS utm_source,
     max(utm_medium) AS utm_medium, max(utm_campaign) AS utm_campaign,
     any(browser) AS browser, any(os) AS os, any(device_type) AS device_type, any(country) AS country"""
-RAW_SESSION_COLUMNS = f"""
+# What the overview needs of a session (or a part of one), from raw events; and the names of the columns.
+SESSION_CORE_COLUMNS = """
     session_key AS session_id, any(visitor_id) AS visitor_id, max(is_bot) AS is_bot,
     min(timestamp) AS started_at, max(timestamp) AS ended_at,
-    countIf(type = 'pageView') AS pageviews, count() AS events,
+    countIf(type = 'pageView') AS pageviews"""
+SESSION_CORE_NAMES = "session_id, visitor_id, is_bot, started_at, ended_at, pageviews"
+RAW_SESSION_COLUMNS = f"""{SESSION_CORE_COLUMNS}, count() AS events,
     argMinIf(url_path, timestamp, type = 'pageView') AS entry_page,
     argMaxIf(url_path, timestamp, type = 'pageView') AS exit_page,{_SESSION_ATTRIBUTES}"""
 # The same within one hour, with the times of the first and last page view for merging parts.
-HOUR_SESSION_COLUMNS = f"""
-    session_key AS session_id, any(visitor_id) AS visitor_id, max(is_bot) AS is_bot,
-    min(timestamp) AS started_at, max(timestamp) AS ended_at,
-    countIf(type = 'pageView') AS pageviews, count() AS events,
+HOUR_SESSION_COLUMNS = f"""{SESSION_CORE_COLUMNS}, count() AS events,
     minIf(timestamp, type = 'pageView') AS entry_at, argMinIf(url_path, timestamp, type = 'pageView') AS entry_page,
     maxIf(timestamp, type = 'pageView') AS exit_at, argMaxIf(url_path, timestamp, type = 'pageView') AS exit_page,
     {_SESSION_ATTRIBUTES}"""
 HOUR_SESSION_NAMES = (
-    "session_id, visitor_id, is_bot, started_at, ended_at, pageviews, events, entry_at, entry_page, exit_at, "
+    f"{SESSION_CORE_NAMES}, events, entry_at, entry_page, exit_at, "
     "exit_page, referrer_domain, utm_source, utm_medium, utm_campaign, browser, os, device_type, country"
 )
 # Hourly parts (``p``) of one session merged: grouped by day and session id.

@@ -28,6 +28,8 @@ from chalicelib.rollup_sql import (
     HOUR_SESSION_NAMES,
     PREFIX_NAMES,
     RAW_SESSION_COLUMNS,
+    SESSION_CORE_COLUMNS,
+    SESSION_CORE_NAMES,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
     SPLIT_NAMES,
@@ -311,11 +313,11 @@ def _overview_sessions(sql: Sql, query: StatsQuery) -> str:
         f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, 'dirty_prefix_hours', derived=True)}"
     )
     parts = (
-        f"SELECT hour, 0 AS early, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
+        f"SELECT hour, 0 AS early, {SESSION_CORE_NAMES} FROM rollup_session_hours FINAL "
         f"WHERE {hours} AND {member('hour', 'later_hours', derived=True)} "
-        f"UNION ALL SELECT hour, 1 AS early, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
+        f"UNION ALL SELECT hour, 1 AS early, {SESSION_CORE_NAMES} FROM rollup_session_hours FINAL "
         f"PREWHERE session_id IN ({running_on}) WHERE {hours} AND {member('hour', 'prefix_hours', derived=True)} "
-        f"UNION ALL SELECT {_HOUR} AS hour, 0 AS early, {HOUR_SESSION_COLUMNS} FROM events FINAL "
+        f"UNION ALL SELECT {_HOUR} AS hour, 0 AS early, {SESSION_CORE_COLUMNS} FROM events FINAL "
         f"{dirty.format(hours='dirty_hours')} GROUP BY hour, session_key"
     )
     merged = (
