@@ -312,6 +312,7 @@ def compact(event: Any) -> dict[str, float]:
     return {
         "hours": done.hours,
         "days": done.days,
+        "day_prefixes": done.prefixes,
         "backlog_hours": waiting.hours,
         "backlog_rows": waiting.rows,
         "pending_age_s": round(waiting.pending_age_s, 1),

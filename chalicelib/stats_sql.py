@@ -174,10 +174,15 @@ def _partial_hours(*times: datetime) -> list[datetime]:
     return sorted({_floor_hour(t) for t in times if t != _floor_hour(t)})
 
 
+def _whole_day_bounds(start: datetime, end: datetime) -> tuple[date, date]:
+    """The first UTC day lying wholly inside ``start`` to ``end``, and the day after the last."""
+    return (start + timedelta(days=1) - timedelta(microseconds=1)).date(), end.date()
+
+
 def _whole_utc_days(start: datetime, end: datetime) -> list[date]:
     """The UTC days lying wholly inside ``start`` to ``end``."""
-    first = (start + timedelta(days=1) - timedelta(microseconds=1)).date()
-    return [first + timedelta(days=n) for n in range(max(0, (end.date() - first).days))]
+    first, after = _whole_day_bounds(start, end)
+    return [first + timedelta(days=n) for n in range(max(0, (after - first).days))]
 
 
 def _midnight(day: date) -> datetime:
@@ -468,8 +473,7 @@ def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> 
 def _page_rows(sql: Sql, query: StatsQuery) -> str:
     """Per-page rows covering the period: clean whole UTC days from the daily rollup, other clean
     whole hours from the hourly one, everything else from raw events."""
-    first_day = (query.start + timedelta(days=1) - timedelta(microseconds=1)).date()  # first whole day
-    end_day = query.end.date()  # days before it are whole
+    first_day, end_day = _whole_day_bounds(query.start, query.end)
     sql.params.update(first_day=first_day, end_day=end_day)
     project = f"project_id = {{project:String}}{_bots(query)}"
     # Clean hours the daily rollup doesn't answer, as a constant: the hourly read prunes to them.

@@ -155,6 +155,12 @@ def topics_create(
             verify=True,
         )
         states = describe_topics(settings.bootstrap_servers, list(wanted), security=settings.kafka_security)
+        # A broker that answers the description may not know topics created a moment ago (the
+        # controller's news reaches each broker in turn): ask again for a while.
+        deadline = time.monotonic() + 15
+        while set(wanted) - set(states) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            states = describe_topics(settings.bootstrap_servers, list(wanted), security=settings.kafka_security)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     for name in wanted:

@@ -274,7 +274,7 @@ def test_every_function_in_the_template_answers_its_trigger_under_the_lambda_run
 
     # stats: a Unicode filter, decoded by API Gateway in one, raw in the function URL's query string
     auth = {"Authorization": f"Bearer {project.read_token}"}
-    query = {"project": project.project_id, "period": "today", "page": "/café"}
+    query = {"project": project.project_id, "period": "24h", "page": "/café"}
 
     def overview() -> tuple[Any, Any]:
         by_rest = stack(
