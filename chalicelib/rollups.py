@@ -12,8 +12,9 @@ after it succeeded (:func:`mark_changed`). :func:`compact` works in three tiers:
   of reports reads one row per session and page per day, and sums the
   day's sessions by the hour they started in (``rollup_session_starts``)
   for the overview, with the day's visitors and traffic in one row each;
-- the **prefix tier** does the last for the day still going: the sessions of
-  each project's newest day, in the clean hours before its first dirty one
+- the **prefix tier** does the last for the day still going: for each project,
+  the day of its newest dirty hour (the current one, under traffic), it sums
+  the sessions of the clean hours before that day's first dirty hour
   (``rollup_prefix_starts``, migration ``011``), so the overview of today under
   steady traffic adds only the sessions that run on past them one by one.
 
@@ -199,7 +200,7 @@ _PREFIX_STATEMENTS = (
     "FROM rollup_session_hours AS p FINAL INNER JOIN (SELECT u.1 AS project_id, u.2 AS through "
     f"FROM (SELECT arrayJoin({_PREFIXES}) AS u)) AS w ON p.project_id = w.project_id "
     "AND toDate(p.hour) = toDate(w.through) "
-    "WHERE (p.project_id, toDate(p.hour)) IN (SELECT u.1, toDate(u.2) FROM (SELECT arrayJoin({units:Array(Tuple(String, DateTime('UTC')))}) AS u)) "
+    f"WHERE (p.project_id, toDate(p.hour)) IN (SELECT u.1, toDate(u.2) FROM (SELECT arrayJoin({_PREFIXES}) AS u)) "
     "AND p.hour < w.through GROUP BY project_id, through, session_id) AS d "
     "GROUP BY project_id, through, start_hour, is_bot) AS a "
     "ON k.project_id = a.project_id AND k.through = a.through AND k.start_hour = a.start_hour AND k.is_bot = a.is_bot",
