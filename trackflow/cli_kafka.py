@@ -140,7 +140,7 @@ def topics_create(
     topics that lose events with the broker that holds them. The events
     topic's partitions bound how many ingest invocations run at once.
     """
-    from trackflow.topics import describe_topics, ensure_topics, topic_plan
+    from trackflow.topics import describe_created, ensure_topics, topic_plan
 
     settings = current_settings()
     wanted = topic_plan(settings, partitions=partitions, failure_topic=failure_topic or None)
@@ -154,13 +154,7 @@ def topics_create(
             security=settings.kafka_security,
             verify=True,
         )
-        states = describe_topics(settings.bootstrap_servers, list(wanted), security=settings.kafka_security)
-        # A broker that answers the description may not know topics created a moment ago (the
-        # controller's news reaches each broker in turn): ask again for a while.
-        deadline = time.monotonic() + 15
-        while set(wanted) - set(states) and time.monotonic() < deadline:
-            time.sleep(0.5)
-            states = describe_topics(settings.bootstrap_servers, list(wanted), security=settings.kafka_security)
+        states = describe_created(settings.bootstrap_servers, list(wanted), security=settings.kafka_security)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     for name in wanted:

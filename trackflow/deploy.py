@@ -326,7 +326,7 @@ def create_topics(settings: Settings, *, partitions: int, failure_topic: str | N
     one-copy topics the moment collect produces; and the mapping's failure topic
     must exist before the mapping hands it a record.
     """
-    from trackflow.topics import DEFAULT_RETENTION_MS, describe_topics, ensure_topics, topic_plan
+    from trackflow.topics import DEFAULT_RETENTION_MS, describe_created, ensure_topics, topic_plan
 
     if settings.kafka_bootstrap_servers is None:
         raise DeployError("KAFKA_BOOTSTRAP_SERVERS is not set: the topics are created from this machine")
@@ -339,7 +339,7 @@ def create_topics(settings: Settings, *, partitions: int, failure_topic: str | N
             security=settings.kafka_security,
             verify=True,
         )
-        states = describe_topics(settings.kafka_bootstrap_servers, list(topics), security=settings.kafka_security)
+        states = describe_created(settings.kafka_bootstrap_servers, list(topics), security=settings.kafka_security)
     except RuntimeError as exc:
         raise DeployError(
             f"{exc}\nThe topics must exist before the stack: create them from a host that reaches Kafka "

@@ -224,6 +224,20 @@ def describe_topics(
     return states
 
 
+def describe_created(
+    bootstrap_servers: str, names: list[str], *, security: KafkaSecurity | None = None, wait_s: float = 15.0
+) -> dict[str, TopicState]:
+    """:func:`describe_topics` right after the topics were made: the broker that answers may not know a
+    topic the controller created a moment ago (the news reaches each broker in turn), so it asks again
+    for up to ``wait_s`` until every one is described. What is still missing then is left out."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        states = describe_topics(bootstrap_servers, names, security=security)
+        if set(names) <= set(states) or time.monotonic() >= deadline:
+            return states
+        time.sleep(0.5)
+
+
 def _config_int(config: dict[str, Any], name: str) -> int | None:
     """A numeric topic setting of a describe_configs answer, or None."""
     value = config.get(name)
