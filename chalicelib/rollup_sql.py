@@ -87,9 +87,11 @@ HOUR_STATE = (
 )
 # Every (project, hour) with a mark, for compaction.
 ALL_HOURS_STATE = HOUR_STATE.format(where="", and_where="")
-_WINDOW = (
+# A report's window of (project, hour) rows; the per-hour state of its marked hours.
+WINDOW_HOURS = (
     "project_id = {project:String} AND hour >= {window_start:DateTime('UTC')} AND hour < {window_end:DateTime('UTC')}"
 )
+_WINDOW_HOURS_STATE = HOUR_STATE.format(where="WHERE " + WINDOW_HOURS, and_where=" AND " + WINDOW_HOURS)
 _WINDOW_DAYS = (
     " AND project_id = {project:String} AND day >= toDate({window_start:DateTime('UTC')})"
     " AND day <= toDate({window_end:DateTime('UTC')})"
@@ -102,7 +104,7 @@ SPLIT = (
     "(SELECT toDate(h.hour) AS day, min(d.covered >= h.last_change) AS day_clean, "
     "groupArrayIf(h.hour, h.covered >= h.last_change) AS clean, "
     "groupArrayIf(h.hour, h.covered < h.last_change) AS dirty "
-    f"FROM ({HOUR_STATE.format(where='WHERE ' + _WINDOW, and_where=' AND ' + _WINDOW)}) AS h "
+    f"FROM ({_WINDOW_HOURS_STATE}) AS h "
     f"LEFT JOIN ({covered_by('rollup_day_gens', 'day', _WINDOW_DAYS)}) AS d ON toDate(h.hour) = d.day "
     "GROUP BY day))"
 )
@@ -122,7 +124,7 @@ _WINDOW_PREFIXES = (
 PREFIXES = (
     "(SELECT groupArray(t) FROM (SELECT max(through) AS t FROM (SELECT g.through AS through FROM "
     f"({covered_by('rollup_prefix_gens', 'through', _WINDOW_PREFIXES)}) AS g INNER JOIN "
-    f"({HOUR_STATE.format(where='WHERE ' + _WINDOW, and_where=' AND ' + _WINDOW)}) AS h "
+    f"({_WINDOW_HOURS_STATE}) AS h "
     "ON h.project_id = g.project_id AND toDate(h.hour) = toDate(g.through) WHERE h.hour < g.through "
     "GROUP BY g.through, g.covered HAVING min(h.covered >= h.last_change) = 1 AND g.covered >= max(h.last_change)) "
     "GROUP BY toDate(through)))"

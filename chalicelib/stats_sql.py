@@ -33,6 +33,7 @@ from chalicelib.rollup_sql import (
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
     SPLIT_NAMES,
+    WINDOW_HOURS,
     dirty_prewhere,
     member,
     session_figures,
@@ -130,8 +131,9 @@ def goal_condition(goal: Goal, params: dict[str, Any], name: str, *, table: str 
     return f"({' AND '.join(parts)})"
 
 
-def _bots(query: StatsQuery) -> str:
-    return "" if query.include_bots else " AND is_bot = 0"
+def _bots(query: StatsQuery, table: str = "") -> str:
+    """``AND`` the bot choice; ``table`` qualifies the column (``s.``)."""
+    return "" if query.include_bots else f" AND {table}is_bot = 0"
 
 
 def uses_rollups(query: StatsQuery, report: str = "") -> bool:
@@ -222,24 +224,28 @@ def _raw_sessions(sql: Sql, query: StatsQuery, *, extra: str = "") -> str:
     )
 
 
+# The UTC days of a report's window (``WINDOW_HOURS`` gives its hours).
+_WINDOW_DAYS = (
+    "project_id = {project:String} AND day >= toDate({window_start:DateTime('UTC')}) "
+    "AND day < toDate({window_end:DateTime('UTC')})"
+)
+# ``events FINAL`` in the dirty hours of the window's days not clean, for their sessions' hourly parts.
+_DIRTY_HOUR_EVENTS = (
+    f"FROM events FINAL PREWHERE {dirty_prewhere('dirty_hours')} WHERE project_id = {{project:String}} "
+    f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, 'dirty_hours')} AND NOT {member(_DAY, 'clean_days')}"
+)
+
+
 def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
     """Sessions of the UTC days the period touches: clean days whole, other days merged from the hourly
     parts of clean hours and raw events of dirty ones."""
-    window = "{window_start:DateTime('UTC')}"
-    days = (
-        f"project_id = {{project:String}} AND day >= toDate({window}) AND day < toDate({{window_end:DateTime('UTC')}})"
-    )
-    hours = f"project_id = {{project:String}} AND hour >= {window} AND hour < {{window_end:DateTime('UTC')}}"
     parts = (
         f"SELECT hour, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
-        f"WHERE {hours} AND {member('hour', 'open_day_hours')} "
-        f"UNION ALL SELECT {_HOUR} AS hour, {HOUR_SESSION_COLUMNS} FROM events FINAL "
-        f"PREWHERE {dirty_prewhere('dirty_hours')} WHERE project_id = {{project:String}} "
-        f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, 'dirty_hours')} AND NOT {member(_DAY, 'clean_days')} "
-        "GROUP BY hour, session_key"
+        f"WHERE {WINDOW_HOURS} AND {member('hour', 'open_day_hours')} "
+        f"UNION ALL SELECT {_HOUR} AS hour, {HOUR_SESSION_COLUMNS} {_DIRTY_HOUR_EVENTS} GROUP BY hour, session_key"
     )
     return (
-        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {days} AND {member('day', 'clean_days')} "
+        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {_WINDOW_DAYS} AND {member('day', 'clean_days')} "
         f"UNION ALL SELECT p.session_id AS session_id, {SESSION_MERGE_COLUMNS} FROM ({parts}) AS p "
         "GROUP BY toDate(p.hour), p.session_id"
     )
@@ -291,7 +297,7 @@ def _signed_figures(t: str) -> str:
     )
 
 
-def _overview_sessions(sql: Sql, query: StatsQuery) -> str:
+def _overview_sessions() -> str:
     """Signed per-session rows of the days of the window the overview does not sum whole: the
     partial clean days from the daily rollup; other days merged from the hourly parts of clean hours
     and raw events of dirty ones.
@@ -301,29 +307,19 @@ def _overview_sessions(sql: Sql, query: StatsQuery) -> str:
     whole (``sign`` 1), and what the prefix counted of it, its parts before ``through``, is taken back
     (``sign`` -1). Sessions wholly inside the prefix are the prefix's.
     """
-    sql.params.setdefault("partial_days", [])
-    window = "{window_start:DateTime('UTC')}"
-    days = (
-        f"project_id = {{project:String}} AND day >= toDate({window}) AND day < toDate({{window_end:DateTime('UTC')}})"
-    )
-    hours = f"project_id = {{project:String}} AND hour >= {window} AND hour < {{window_end:DateTime('UTC')}}"
-    dirty = (  # raw events of dirty hours (``{hours}``: an array of them)
-        f"PREWHERE {dirty_prewhere('{hours}')} WHERE project_id = {{{{project:String}}}} "
-        f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, '{hours}')} AND NOT {member(_DAY, 'clean_days')}"
-    )
     # Sessions of prefix days with a part from ``through`` on. Ids only: no FINAL, and a few more do no harm.
     running_on = (
-        f"SELECT session_id FROM rollup_session_hours WHERE {hours} AND {member('hour', 'after_prefix_hours', derived=True)} "
+        f"SELECT session_id FROM rollup_session_hours WHERE {WINDOW_HOURS} AND {member('hour', 'after_prefix_hours', derived=True)} "
         f"UNION ALL SELECT session_key FROM events WHERE project_id = {{project:String}} "
         f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, 'dirty_prefix_hours', derived=True)}"
     )
     parts = (
         f"SELECT hour, 0 AS early, {SESSION_CORE_NAMES} FROM rollup_session_hours FINAL "
-        f"WHERE {hours} AND {member('hour', 'later_hours', derived=True)} "
+        f"WHERE {WINDOW_HOURS} AND {member('hour', 'later_hours', derived=True)} "
         f"UNION ALL SELECT hour, 1 AS early, {SESSION_CORE_NAMES} FROM rollup_session_hours FINAL "
-        f"PREWHERE session_id IN ({running_on}) WHERE {hours} AND {member('hour', 'prefix_hours', derived=True)} "
-        f"UNION ALL SELECT {_HOUR} AS hour, 0 AS early, {SESSION_CORE_COLUMNS} FROM events FINAL "
-        f"{dirty.format(hours='dirty_hours')} GROUP BY hour, session_key"
+        f"PREWHERE session_id IN ({running_on}) WHERE {WINDOW_HOURS} AND {member('hour', 'prefix_hours', derived=True)} "
+        f"UNION ALL SELECT {_HOUR} AS hour, 0 AS early, {SESSION_CORE_COLUMNS} {_DIRTY_HOUR_EVENTS} "
+        "GROUP BY hour, session_key"
     )
     merged = (
         "SELECT any(p.visitor_id) AS visitor_id, max(p.is_bot) AS bot_all, maxIf(p.is_bot, p.early = 1) AS bot_early, "
@@ -333,7 +329,7 @@ def _overview_sessions(sql: Sql, query: StatsQuery) -> str:
     )
     return (
         "SELECT toInt8(1) AS sign, visitor_id, is_bot, started_at, ended_at, pageviews FROM rollup_session_days FINAL "
-        f"WHERE {days} AND {member('day', 'arrayIntersect(clean_days, {partial_days:Array(Date)})')} "
+        f"WHERE {_WINDOW_DAYS} AND {member('day', 'arrayIntersect(clean_days, {partial_days:Array(Date)})')} "
         "UNION ALL SELECT toInt8(arrayJoin(if(m.cut, [1, -1], [1]))) AS sign, m.visitor_id AS visitor_id, "
         "if(sign = 1, m.bot_all, m.bot_early) AS is_bot, m.started_at AS started_at, "
         "if(sign = 1, m.ended_all, m.ended_early) AS ended_at, if(sign = 1, m.pageviews_all, m.pageviews_early) AS pageviews "
@@ -361,7 +357,7 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
 
     started = "toStartOfHour(s.started_at)"
     if rollups:
-        period = f"s.started_at >= {START} AND s.started_at < {END}{_bots(query).replace('is_bot', 's.is_bot')}"
+        period = f"s.started_at >= {START} AND s.started_at < {END}{_bots(query, 's.')}"
         # Days the current or the previous period holds whole: their visitors in one state per day.
         sql.params["whole_days"] = [
             d
@@ -383,7 +379,7 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
             f"WHERE project_id = {{project:String}} AND {member('through', 'prefixes', derived=True)} AND {_inside('start_hour')}"
             f"{_bots(query)} "
             f"UNION ALL SELECT s.started_at >= {_SPLIT_AT} AS current, {_signed_figures('s')} "
-            f"FROM ({_overview_sessions(sql, query)}) AS s WHERE {period} "
+            f"FROM ({_overview_sessions()}) AS s WHERE {period} "
             f"AND NOT ({summed(started, 'toDate(s.started_at)')}) GROUP BY current"
         )
         with_ = f"{_with_sessions_split(sql, query, rollups)}, {PREFIX_NAMES} "
