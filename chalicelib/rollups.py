@@ -263,6 +263,10 @@ class CompactResult:
     generation: int | None
     prefixes: int = 0
 
+    def summary(self) -> str:
+        """What was compacted, for people."""
+        return f"{self.hours} hour(s), {self.days} day(s) and {self.prefixes} day prefix(es)"
+
 
 def mark_changed(client: Any, counts: Mapping[tuple[str, datetime], int], *, database: str | None = None) -> None:
     """Mark (project, UTC hour) pairs changed, with the rows written (0 for the mark before an insert)."""
@@ -430,15 +434,10 @@ def compact(
     hours, generation = _round(client, HOUR_TIER, budget=budget_rows, **common)
     days, day_gen = _round(client, DAY_TIER, budget=budget_rows * DAY_BUDGET_FACTOR, **common)
     prefixes, _ = _round(client, PREFIX_TIER, budget=budget_rows * DAY_BUDGET_FACTOR, **common)
+    done = CompactResult(hours, days, generation if generation is not None else day_gen, prefixes)
     if hours or days or prefixes:  # one line per round that did something
-        logger.info(
-            "compacted %d hour(s), %d day(s) and %d day prefix(es) in %.1f s",
-            hours,
-            days,
-            prefixes,
-            time.monotonic() - started,
-        )
-    return CompactResult(hours, days, generation if generation is not None else day_gen, prefixes)
+        logger.info("compacted %s in %.1f s", done.summary(), time.monotonic() - started)
+    return done
 
 
 def compact_all(

@@ -290,7 +290,7 @@ def rollups_compact(settle: float, seconds: float | None) -> None:
     deadline = time.monotonic() + seconds if seconds is not None else None
     lag = _settings().clickhouse.replica_lag_s
     done = compact_all(_rollup_client(), settle_s=settle, deadline=deadline, replica_lag_s=lag)
-    click.echo(f"compacted {done.hours} hour(s), {done.days} day(s) and {done.prefixes} day prefix(es)")
+    click.echo(f"compacted {done.summary()}")
 
 
 @main.group()
@@ -476,7 +476,7 @@ def load(
                 written = to_table(events, writer, batch_size=batch_size, progress=progress)
                 click.echo("compacting the rollups of the hours written (so reports read them)...")
                 done = compact_all(_rollup_client(), settle_s=0)  # nothing else writes: they can catch up now
-                click.echo(f"compacted {done.hours} hour(s), {done.days} day(s) and {done.prefixes} day prefix(es)")
+                click.echo(f"compacted {done.summary()}")
                 return written
         else:
             sender = _pipeline_sender(settings)
