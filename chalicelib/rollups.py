@@ -167,20 +167,18 @@ _DAY_STATE = (
     "GROUP BY project_id, day"
 )
 # Per project, the prefix of the day of its newest dirty hour (the current hour, under traffic): it ends
-# at the day's first dirty hour, at least one hour in; with the newest change and the rows before it.
-_PREFIX_END = (
-    "SELECT h.project_id AS project_id, minIf(h.hour, h.covered < h.last_change) AS through "
-    f"FROM ({ALL_HOURS_STATE}) AS h INNER JOIN (SELECT project_id, toDate(max(hour)) AS day FROM ({ALL_HOURS_STATE}) "
-    "WHERE covered < last_change GROUP BY project_id) AS n ON h.project_id = n.project_id AND toDate(h.hour) = n.day "
-    "GROUP BY project_id HAVING through > toStartOfDay(through)"
-)
+# at that day's first dirty hour (``through``) and holds at least one marked hour; with the newest change
+# and the rows of the hours before it. The marks are read once, grouped by day.
 _PREFIX_STATE = (
     "SELECT p.project_id AS project_id, p.through AS through, p.last_change AS last_change, p.rows AS rows, "
     "g.written AS written, g.covered AS covered FROM "
-    "(SELECT t.project_id AS project_id, t.through AS through, max(h.last_change) AS last_change, sum(h.rows) AS rows "
-    f"FROM ({_PREFIX_END}) AS t INNER JOIN ({ALL_HOURS_STATE}) AS h "
-    "ON h.project_id = t.project_id AND toDate(h.hour) = toDate(t.through) WHERE h.hour < t.through "
-    "GROUP BY project_id, through) AS p "
+    "(SELECT project_id, through, arrayMax(arrayMap(x -> x.2, before)) AS last_change, "
+    "arraySum(arrayMap(x -> x.3, before)) AS rows FROM "
+    "(SELECT project_id, through, arrayFilter(x -> x.1 < through, hours) AS before FROM "
+    "(SELECT h.project_id AS project_id, toDate(h.hour) AS day, minIf(h.hour, h.covered < h.last_change) AS through, "
+    "groupArray((h.hour, h.last_change, h.rows)) AS hours "
+    f"FROM ({ALL_HOURS_STATE}) AS h GROUP BY project_id, day HAVING countIf(h.covered < h.last_change) > 0 "
+    "ORDER BY day DESC LIMIT 1 BY project_id)) WHERE notEmpty(before)) AS p "
     f"LEFT JOIN ({covered_by('rollup_prefix_gens', 'through')}) AS g ON p.project_id = g.project_id AND p.through = g.through"
 )
 _PREFIXES = "{units:Array(Tuple(String, DateTime('UTC')))}"
