@@ -130,12 +130,14 @@ PREFIXES = (
     "GROUP BY toDate(through)))"
 )
 # What the overview's ``WITH`` adds to :data:`SPLIT_NAMES`: the prefixes it uses (none on a day a period
-# starts, ends or splits inside: ``partial_days``), the clean hours they answer, the other clean hours of
+# starts, ends or splits inside: ``partial_days``; none on a clean day, whose sessions are summed whole,
+# though its last prefix stays valid), the clean hours they answer, the other clean hours of
 # open days, and the hours after a prefix (clean or dirty). Derived with lambdas: read them with
 # ``member(..., derived=True)``.
 PREFIX_NAMES = (
     f"{PREFIXES} AS all_prefixes, "
-    "arrayFilter(t -> NOT has({partial_days:Array(Date)}, toDate(t)), all_prefixes) AS prefixes, "
+    "arrayFilter(t -> NOT has({partial_days:Array(Date)}, toDate(t)) AND NOT has(clean_days, toDate(t)), all_prefixes) "
+    "AS prefixes, "
     "arrayFilter(h -> h < arrayFirst(t -> toDate(t) = toDate(h), prefixes), open_day_hours) AS prefix_hours, "
     "arrayFilter(h -> NOT has(prefix_hours, h), open_day_hours) AS later_hours, "
     "arrayFilter(h -> has(arrayMap(t -> toDate(t), prefixes), toDate(h)), later_hours) AS after_prefix_hours, "

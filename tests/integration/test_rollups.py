@@ -336,6 +336,38 @@ def test_a_day_still_going_sums_its_clean_hours_once_and_counts_sessions_running
     assert days == [(1,)]
 
 
+def test_a_redelivered_batch_spanning_a_prefix_hour_and_the_current_one_counts_once_while_prefixes_change(
+    pipeline: Settings,
+) -> None:
+    """What an event source mapping does after a timeout: records already written come again, cut into
+    batches with other boundaries, here one reaching back into the day's prefix."""
+    client, writer = runtime.rollup_client(), runtime.writer()
+    earlier = {hour: _store(writer, 8, hour=hour) for hour in (8, 9, 10)}  # sessions s0..s3 in every hour
+    rollups.compact_all(client, settle_s=0)
+    current = [_event(datetime(2026, 11, 20, 11, 5, tzinfo=UTC) + timedelta(seconds=n), n) for n in range(8)]
+    for batch in (current[:5], current[5:]):  # as first delivered
+        writer.insert_events([event_row(e, RECORD) for e in batch])
+    assert rollups.compact(client, settle_s=60).prefixes == 1  # hours 08-10, through 11:00
+    queries = (
+        _query(),
+        _query(tz="Asia/Kolkata"),
+        parse_query({"period": "24h"}, now=datetime(2026, 11, 20, 11, 50, tzinfo=UTC), default_project="development"),
+    )
+    expected = [_same_as_raw(runtime.reader(), query) for query in queries]
+    assert (expected[0]["sessions"], expected[0]["pageviews"]) == (4, 32)
+    # Redelivered with other boundaries: half of hour 09's events with the two halves' edges of hour 11.
+    writer.insert_events([event_row(e, RECORD) for e in earlier[9][4:] + current[3:7]])
+    assert [_same_as_raw(runtime.reader(), query) for query in queries] == expected  # 09 is dirty: no prefix past it
+    assert rollups.compact(client, settle_s=60).prefixes == 1  # 09 too fresh: a prefix of hour 08 only
+    throughs = client.query("SELECT DISTINCT through FROM rollup_prefix_starts FINAL ORDER BY through").result_rows
+    assert throughs == [(datetime(2026, 11, 20, 9, 0),), (datetime(2026, 11, 20, 11, 0),)]
+    assert [_same_as_raw(runtime.reader(), query) for query in queries] == expected
+    writer.insert_events([event_row(e, RECORD) for e in current])  # and the whole current hour once more
+    assert [_same_as_raw(runtime.reader(), query) for query in queries] == expected
+    assert rollups.compact_all(client, settle_s=0).hours == 2  # 09 and 11: the day is clean
+    assert [_same_as_raw(runtime.reader(), query) for query in queries] == expected
+
+
 def test_days_compacted_before_their_whole_day_rows_existed_read_exact_until_compaction_writes_them(
     pipeline: Settings,
 ) -> None:
