@@ -293,6 +293,7 @@ def test_every_function_in_the_template_answers_its_trigger_under_the_lambda_run
     # compact: EventBridge's scheduled event; the reports read the rollups afterwards and say the same
     compacted = stack("app.compact", scheduled_event())
     assert compacted["hours"] >= 1 and compacted["days"] >= 1, compacted
+    assert compacted["day_prefixes"] == 0, compacted  # settle 0 leaves no hour dirty: no day still going
     assert (compacted["backlog_hours"], compacted["backlog_rows"], compacted["pending_age_s"]) == (0, 0, 0), compacted
     assert compacted["expired_rows"] == 0, compacted  # retention ran (projects from DynamoDB): nothing is that old
     compact_log = stack.functions["app.compact"].log_of(stack.functions["app.compact"].last_request_id)
