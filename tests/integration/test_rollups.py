@@ -3,6 +3,7 @@ sessions across hours, and the upgrade from per-day rollups with 90 days of hist
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
@@ -366,6 +367,67 @@ def test_a_redelivered_batch_spanning_a_prefix_hour_and_the_current_one_counts_o
     assert [_same_as_raw(runtime.reader(), query) for query in queries] == expected
     assert rollups.compact_all(client, settle_s=0).hours == 2  # 09 and 11: the day is clean
     assert [_same_as_raw(runtime.reader(), query) for query in queries] == expected
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_traffic_redelivery_late_events_and_compaction_rounds_never_change_a_report(
+    pipeline: Settings, seed: int
+) -> None:
+    """A day as it happens, drawn at random (fixed seeds): traffic moving from hour to hour with sessions
+    running on, redelivered batches cut anywhere, late events into hours already compacted, and every
+    kind of compaction round in between (the minute's round, which makes day prefixes, and a full one).
+    After every step each report equals its raw-events form for the day, in a half-hour zone, over three
+    days by day, and for a rolling 24 hours."""
+    draw = random.Random(seed)
+    client, writer = runtime.rollup_client(), runtime.writer()
+    sessions = [(f"r{seed}-{n}", f"v{n % 5}", int(n >= 10)) for n in range(12)]  # the last two are bots
+
+    def event(hour: int, n: int) -> dict[str, Any]:
+        session, visitor, bot = draw.choice(sessions)
+        at = datetime(2026, 11, 20, hour, tzinfo=UTC) + timedelta(seconds=draw.randrange(3600))
+        kind = draw.choice(["pageView", "pageView", "click"])
+        return _event(at, n, session=session, kind=kind) | {"anonymous_id": visitor, "is_bot": bot}
+
+    def store(events: list[dict[str, Any]]) -> None:
+        writer.insert_events([event_row(e, RECORD) for e in events])
+
+    queries = (
+        _query(),
+        _query(tz="Asia/Kolkata"),
+        _query("2026-11-19", "2026-11-21", interval="day"),
+        parse_query({"period": "24h"}, now=datetime(2026, 11, 20, 12, 30, tzinfo=UTC), default_project="development"),
+    )
+    sent = [event(hour, n) for hour in (6, 7) for n in range(8)]
+    store(sent)
+    hour, prefixes = 7, 0
+    for _ in range(8):
+        choice = draw.choice(["traffic", "traffic", "redeliver", "late", "minute", "full"])
+        if choice == "traffic" or not sent:
+            hour = min(hour + draw.randrange(2), 12)
+            batch = [event(hour, len(sent) + n) for n in range(draw.randrange(5, 15))]
+            sent += batch
+            store(batch)
+        elif choice == "redeliver":
+            start = draw.randrange(len(sent))
+            store(sent[start : start + draw.randrange(1, 12)])
+        elif choice == "late":
+            late = [event(draw.randrange(6, hour + 1), len(sent) + n) for n in range(draw.randrange(1, 4))]
+            sent += late
+            store(late)
+        elif choice == "minute":
+            prefixes += rollups.compact(client, settle_s=60).prefixes
+        else:
+            rollups.compact_all(client, settle_s=0)
+        if draw.random() < 0.5:  # the next round sees this hour settled, the ones after it fresh
+            rollups.compact_all(client, settle_s=0)
+            store([event(hour, len(sent))] if draw.random() < 0.7 else [])
+            prefixes += rollups.compact(client, settle_s=60).prefixes
+        for query in queries:
+            _same_as_raw(runtime.reader(), query)
+    rollups.compact_all(client, settle_s=0)
+    for query in queries:
+        _same_as_raw(runtime.reader(), query)
+    assert prefixes >= 1, "no day prefix was made: the draw did not exercise the prefix tier"
 
 
 def test_days_compacted_before_their_whole_day_rows_existed_read_exact_until_compaction_writes_them(
