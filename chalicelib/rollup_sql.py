@@ -4,7 +4,9 @@
   day) and merged from hourly parts, so a session running over several hours
   counts once with its first and last page.
 - :data:`SPLIT`: which hours and days of a report's window the rollups answer,
-  as one scalar subquery the report's own statement evaluates once.
+  as one scalar subquery: read before a report, or inside it
+  (:mod:`chalicelib.rollup_split`), and :data:`SPLIT_HOLDS`, the report's
+  check that a split read before it still holds.
 - :func:`dirty_prewhere`: reading only some hours of ``events FINAL``. The
   table is sorted by day, so ``FINAL`` over a filtered hour would still merge
   the whole day; the ``PREWHERE`` keeps the rows of those hours (and a margin
@@ -96,24 +98,50 @@ _WINDOW_DAYS = (
     " AND project_id = {project:String} AND day >= toDate({window_start:DateTime('UTC')})"
     " AND day <= toDate({window_end:DateTime('UTC')})"
 )
-# (clean days, clean hours, dirty hours, days with a dirty hour, clean hours of days not clean) of a
-# report's window.
+# (clean days, clean hours, dirty hours, days with a dirty hour, clean hours of days not clean, every marked
+# hour, and the newest mark of each that a report on this split relies on) of a report's window. Hours are
+# Unix seconds and marks epoch milliseconds where a report passes them back as parameters
+# (chalicelib.rollup_split): a mark on a clean hour or on any hour of a clean day is relied on; the dirty
+# hours of other days are read raw whatever comes, so theirs is the largest Int64.
 SPLIT = (
     "(SELECT tuple(groupArrayIf(day, day_clean = 1), arrayFlatten(groupArray(clean)), arrayFlatten(groupArray(dirty)), "
-    "groupArrayIf(day, notEmpty(dirty)), arrayFlatten(groupArrayIf(clean, day_clean = 0))) FROM "
+    "groupArrayIf(day, notEmpty(dirty)), arrayFlatten(groupArrayIf(clean, day_clean = 0)), arrayFlatten(groupArray(hours)), "
+    "arrayFlatten(groupArray(arrayMap((c, k) -> if(day_clean = 1 OR k, c, 9223372036854775807), changes, cleans)))) FROM "
     "(SELECT toDate(h.hour) AS day, min(d.covered >= h.last_change) AS day_clean, "
     "groupArrayIf(h.hour, h.covered >= h.last_change) AS clean, "
-    "groupArrayIf(h.hour, h.covered < h.last_change) AS dirty "
+    "groupArrayIf(h.hour, h.covered < h.last_change) AS dirty, groupArray(toUnixTimestamp(h.hour)) AS hours, "
+    "groupArray(toUnixTimestamp64Milli(h.last_change)) AS changes, groupArray(h.covered >= h.last_change) AS cleans "
     f"FROM ({_WINDOW_HOURS_STATE}) AS h "
     f"LEFT JOIN ({covered_by('rollup_day_gens', 'day', _WINDOW_DAYS)}) AS d ON toDate(h.hour) = d.day "
     "GROUP BY day))"
 )
-# What a report's ``WITH`` names the parts of the split. ``open_day_hours``: the clean hours of days
-# that are not clean (a constant, so a read of hourly rows for them prunes to nothing when every day is).
+# What a report's ``WITH`` names the parts of the split, read in the statement itself. ``open_day_hours``:
+# the clean hours of days that are not clean (a constant, so a read of hourly rows for them prunes to
+# nothing when every day is).
 SPLIT_NAMES = (
     f"{SPLIT} AS split, tupleElement(split, 1) AS clean_days, tupleElement(split, 2) AS clean_hours, "
     "tupleElement(split, 3) AS dirty_hours, tupleElement(split, 4) AS dirty_days, "
     "tupleElement(split, 5) AS open_day_hours"
+)
+_HOURS_PARAMETER = "CAST({{{name}:Array(UInt32)}} AS Array(DateTime('UTC')))"
+# The same names for a split read before the statement and passed in as parameters (chalicelib.rollup_split).
+SPLIT_PARAMETERS = (
+    "{clean_days:Array(Date)} AS clean_days, "
+    + ", ".join(
+        f"{_HOURS_PARAMETER.format(name=name)} AS {name}" for name in ("clean_hours", "dirty_hours", "open_day_hours")
+    )
+    + ", {dirty_days:Array(Date)} AS dirty_days"
+)
+# The parameters of SPLIT_PARAMETERS, in the order of the split's parts; the hours as Unix seconds.
+SPLIT_PARTS = ("clean_days", "clean_hours", "dirty_hours", "dirty_days", "open_day_hours", "watch_hours", "watch_marks")
+# True while no hour a split relies on has a newer mark than it read (``watch_hours``/``watch_marks``, its
+# last two parts): in the statement that uses a split read before it, a string that doesn't parse as a
+# number when the split no longer holds, so the statement fails at analysis with ``stale split`` in its
+# message, before it reads anything. An hour with no mark when the split was read relies on every mark.
+SPLIT_HOLDS = (
+    "toUInt8(if((SELECT countIf(toUnixTimestamp64Milli(changed_at) > arrayElement({watch_marks:Array(Int64)}, "
+    "indexOf({watch_hours:Array(UInt32)}, toUnixTimestamp(hour)))) FROM rollup_hour_changes "
+    "WHERE " + WINDOW_HOURS + ") = 0, '0', 'stale split')) = 0"
 )
 _WINDOW_PREFIXES = (
     " AND project_id = {project:String} AND through > {window_start:DateTime('UTC')}"
@@ -129,13 +157,12 @@ PREFIXES = (
     "GROUP BY g.through, g.covered HAVING min(h.covered >= h.last_change) = 1 AND g.covered >= max(h.last_change)) "
     "GROUP BY toDate(through)))"
 )
-# What the overview's ``WITH`` adds to :data:`SPLIT_NAMES`: the prefixes it uses (none on a day a period
+# What the overview's ``WITH`` adds to the split's names: the prefixes it uses (none on a day a period
 # starts, ends or splits inside: ``partial_days``; none on a clean day, whose sessions are summed whole,
 # though its last prefix stays valid), the clean hours they answer, the other clean hours of
 # open days, and the hours after a prefix (clean or dirty). Derived with lambdas: read them with
 # ``member(..., derived=True)``.
-PREFIX_NAMES = (
-    f"{PREFIXES} AS all_prefixes, "
+_PREFIX_DERIVED = (
     "arrayFilter(t -> NOT has({partial_days:Array(Date)}, toDate(t)) AND NOT has(clean_days, toDate(t)), all_prefixes) "
     "AS prefixes, "
     "arrayFilter(h -> h < arrayFirst(t -> toDate(t) = toDate(h), prefixes), open_day_hours) AS prefix_hours, "
@@ -143,6 +170,9 @@ PREFIX_NAMES = (
     "arrayFilter(h -> has(arrayMap(t -> toDate(t), prefixes), toDate(h)), later_hours) AS after_prefix_hours, "
     "arrayFilter(h -> has(arrayMap(t -> toDate(t), prefixes), toDate(h)), dirty_hours) AS dirty_prefix_hours"
 )
+PREFIX_NAMES = f"{PREFIXES} AS all_prefixes, {_PREFIX_DERIVED}"
+# The same with the prefixes read before the statement (Unix seconds, ``all_prefixes``).
+PREFIX_PARAMETERS = f"{_HOURS_PARAMETER.format(name='all_prefixes')} AS all_prefixes, {_PREFIX_DERIVED}"
 # Resent copies of an event are stamped within this of each other (see the module docstring).
 COPY_MARGIN = "toIntervalMinute(5)"
 

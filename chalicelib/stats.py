@@ -4,7 +4,8 @@ Every function takes a clickhouse-connect client (``reader``) and a
 :class:`~chalicelib.stats_params.StatsQuery`; SQL comes from
 ``chalicelib.stats_sql``. Unfiltered queries read the rollups for the hours
 and days compaction has made clean and raw events for the rest, in one
-statement; filtered queries read raw events only.
+statement checking the split it was given (``chalicelib.rollup_split``);
+filtered queries read raw events only.
 ``rollups=False`` forces raw events (the tests compare both).
 
 Numbers: ``visitors`` uses ClickHouse's ``uniq`` (exact for small sets, within
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from chalicelib import stats_sql
+from chalicelib import rollup_split, stats_sql
 from chalicelib.errors import ForbiddenError, NotFoundError, RequestError, ServiceUnavailableError, UnauthorizedError
 from chalicelib.goals import Goal, Step
 from chalicelib.projects import (
@@ -81,7 +82,10 @@ def authorise_read(projects: ProjectStore, project_id: str, token: str | None, *
 def _run(reader: Any, statement: str, sql: Sql) -> list[dict[str, Any]]:
     """Rows as dicts; clickhouse-connect already gives integer columns as Python ints."""
     try:
-        result = reader.query(statement, parameters=sql.params, settings=stats_sql.QUERY_SETTINGS)
+        if rollup_split.uses_split(statement):
+            result = rollup_split.query(reader, statement, sql.params, settings=stats_sql.QUERY_SETTINGS)
+        else:
+            result = reader.query(statement, parameters=sql.params, settings=stats_sql.QUERY_SETTINGS)
     except Exception as exc:
         logger.exception("stats query failed")
         raise ServiceUnavailableError(f"ClickHouse could not answer the query ({type(exc).__name__})") from exc

@@ -2,7 +2,8 @@
 
 Each report has a rollup form and a raw form (reading ``events FINAL``). The
 rollup form starts with ``WITH`` the split of its window
-(:data:`chalicelib.rollup_sql.SPLIT`) and reads, in the same statement, clean
+(:data:`chalicelib.rollup_sql.SPLIT`, where :data:`~chalicelib.rollup_split.SPLIT_MARK`
+stands; :mod:`chalicelib.rollup_split` runs it) and reads clean
 days and hours from the rollup tables (migration ``008``, filled by
 compaction from deduplicated events) and everything else (dirty hours, and
 the partial hours at the ends of a period in a half-hour zone) from
@@ -22,17 +23,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from chalicelib.goals import Goal, like_pattern
+from chalicelib.rollup_split import PREFIXES_MARK, SPLIT_MARK
 from chalicelib.rollup_sql import (
     COPY_MARGIN,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
-    PREFIX_NAMES,
     RAW_SESSION_COLUMNS,
     SESSION_CORE_COLUMNS,
     SESSION_CORE_NAMES,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
-    SPLIT_NAMES,
     WINDOW_HOURS,
     dirty_prewhere,
     member,
@@ -194,7 +194,7 @@ def _midnight(day: date) -> datetime:
 def _with_split(sql: Sql, first: datetime, last: datetime) -> str:
     """``WITH`` the split of the hours from ``first``'s to ``last``'s (inclusive) into clean and dirty."""
     sql.params.update(window_start=_floor_hour(first), window_end=_floor_hour(last) + timedelta(hours=1))
-    return f"WITH {SPLIT_NAMES} "
+    return f"WITH {SPLIT_MARK} "
 
 
 _DIRTY_OR_EDGE_DAYS = "arrayConcat(dirty_days, {edge_days:Array(Date)})"
@@ -382,7 +382,7 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
             f"FROM ({_overview_sessions()}) AS s WHERE {period} "
             f"AND NOT ({summed(started, 'toDate(s.started_at)')}) GROUP BY current"
         )
-        with_ = f"{_with_sessions_split(sql, query, rollups)}, {PREFIX_NAMES} "
+        with_ = f"{_with_sessions_split(sql, query, rollups)}, {PREFIXES_MARK} "
     else:
         rows = (
             f"SELECT s.started_at >= {_SPLIT_AT} AS current, {session_figures('s')} "

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import rollups, runtime, stats
+from chalicelib import rollup_split, rollups, runtime, stats
 from chalicelib.clickhouse import EVENT_COLUMNS, EventWriter, connect
 from chalicelib.ingest import event_row
 from chalicelib.kafka_event import KafkaRecord
@@ -428,6 +428,61 @@ def test_random_traffic_redelivery_late_events_and_compaction_rounds_never_chang
     for query in queries:
         _same_as_raw(runtime.reader(), query)
     assert prefixes >= 1, "no day prefix was made: the draw did not exercise the prefix tier"
+
+
+def _sessions(query: Any) -> int:
+    return int(stats.overview(runtime.reader(), query)["metrics"]["sessions"]["value"])
+
+
+def test_a_reused_split_that_a_late_event_made_stale_is_read_again_and_the_late_event_counts(
+    pipeline: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, writer = runtime.rollup_client(), runtime.writer()
+    for hour in (9, 10):
+        _store(writer, 6, hour=hour)
+    rollups.compact_all(client, settle_s=0)
+    query = _query()
+    assert _sessions(query) == 4  # the split (both hours clean) is read and kept for the next reports
+    late = _event(datetime(2026, 11, 20, 9, 30, tzinfo=UTC), 1, session="late")
+    writer.insert_events([event_row(late, RECORD)])  # hour 09 is dirty now; the kept split says clean
+    with monkeypatch.context() as unchecked:
+        unchecked.setattr(rollup_split, "SPLIT_HOLDS", "1")
+        assert _sessions(query) == 4, "without the check the kept split reads 09 from its old rollup"
+    assert _same_as_raw(runtime.reader(), query)["sessions"] == 5
+    rollups.compact_all(client, settle_s=0)
+    assert _same_as_raw(runtime.reader(), query)["sessions"] == 5
+
+
+def test_a_reused_split_counts_an_hour_that_began_after_it_was_read(
+    pipeline: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, writer = runtime.rollup_client(), runtime.writer()
+    _store(writer, 6, hour=9)
+    rollups.compact_all(client, settle_s=0)
+    query = _query()
+    assert _sessions(query) == 4
+    writer.insert_events([event_row(_event(datetime(2026, 11, 20, 11, 5, tzinfo=UTC), 1, session="new"), RECORD)])
+    with monkeypatch.context() as unchecked:
+        unchecked.setattr(rollup_split, "SPLIT_HOLDS", "1")
+        assert _sessions(query) == 4, "without the check the kept split doesn't know hour 11"
+    assert _same_as_raw(runtime.reader(), query)["sessions"] == 5
+
+
+def test_a_split_too_large_for_parameters_is_read_in_the_statement_with_the_same_numbers(
+    pipeline: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, writer = runtime.rollup_client(), runtime.writer()
+    for hour in (9, 10):
+        _store(writer, 6, hour=hour)
+    rollups.compact(client, settle_s=0)
+    _store(writer, 3, hour=11)  # a dirty hour beside clean ones
+    inline: list[str] = []
+    in_statement = rollup_split.inline
+    monkeypatch.setattr(rollup_split, "MAX_PARAMETER_HOURS", 0)
+    monkeypatch.setattr(rollup_split, "inline", lambda statement: inline.append(statement) or in_statement(statement))
+    metrics = _same_as_raw(runtime.reader(), _query())
+    assert (metrics["sessions"], metrics["pageviews"]) == (4, 15)
+    assert inline, "the reports did not read their split in the statement"
 
 
 def test_days_compacted_before_their_whole_day_rows_existed_read_exact_until_compaction_writes_them(

@@ -1,0 +1,141 @@
+"""A report's split (which hours and days of its window the rollups answer) read once, reused while it
+holds, and checked by the statement that reads the data.
+
+A report written with :data:`SPLIT_MARK` (and the overview with :data:`PREFIXES_MARK`) can take its split
+two ways:
+
+- **Read in the statement** (:data:`chalicelib.rollup_sql.SPLIT_NAMES`): one statement, but ClickHouse's
+  analyzer resolves the split's subquery again in every part of the statement that names one of its
+  parts, about 2 ms each, besides evaluating it (17 ms; 45 ms with the overview's day prefixes).
+- **Read before** (:func:`query`): the split is read in a statement of its own, or taken from a split of
+  the same window read less than :data:`REUSE_S` ago, and passed in as parameters. The statement that
+  reads the data also checks, at the same moment, that the split still holds
+  (:data:`chalicelib.rollup_sql.SPLIT_HOLDS`): no hour it relies on (a clean hour, any hour of a clean
+  day, an hour it didn't know) has a newer mark than it read. If one has, the statement fails before it
+  reads anything and the split is read again. A split can only be behind the other way: an hour
+  compacted since it was read is still read raw, which is exact, until the split is read again.
+
+Both give the same numbers (the tests compare every report with raw events). A split whose parameters
+would be large (a long window with many hours) is read in the statement: parameters travel in the URL
+of an HTTP request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from typing import Any
+
+from chalicelib.rollup_sql import (
+    PREFIX_NAMES,
+    PREFIX_PARAMETERS,
+    PREFIXES,
+    SPLIT,
+    SPLIT_HOLDS,
+    SPLIT_NAMES,
+    SPLIT_PARAMETERS,
+    SPLIT_PARTS,
+)
+
+# Where a report's ``WITH`` takes the split's names, and the overview's day prefixes.
+SPLIT_MARK = "/* split */"
+PREFIXES_MARK = "/* prefixes */"
+# How long a split read before a statement is reused for others on the same window (the dashboard's first
+# calls, its refreshes). Only its clean hours matter for exactness, and every statement checks those.
+REUSE_S = 30.0
+# Above this many hours in its parameters a split is read in the statement.
+MAX_PARAMETER_HOURS = 4000
+_TRIES = 3
+
+_SECONDS = "arrayMap(h -> toUnixTimestamp(h), {})"
+_HOUR_PARTS = ("clean_hours", "dirty_hours", "open_day_hours")
+
+
+def _part(number: int, name: str) -> str:
+    element = f"tupleElement(s, {number})"
+    return f"{_SECONDS.format(element) if name in _HOUR_PARTS else element} AS {name}"
+
+
+_SPLIT_READ = f"WITH {SPLIT} AS s SELECT " + ", ".join(_part(n, name) for n, name in enumerate(SPLIT_PARTS, 1))
+_PREFIXES_READ = f", {_SECONDS.format(PREFIXES)} AS all_prefixes"
+
+
+def inline(statement: str) -> str:
+    """The statement reading its split itself."""
+    return statement.replace(SPLIT_MARK, SPLIT_NAMES).replace(PREFIXES_MARK, PREFIX_NAMES)
+
+
+def uses_split(statement: str) -> bool:
+    return SPLIT_MARK in statement
+
+
+class SplitCache:
+    """Splits read for a window, per client (a client is one database), for :data:`REUSE_S`."""
+
+    def __init__(self, reuse_s: float = REUSE_S, *, clock: Any = time.monotonic, size: int = 256) -> None:
+        self.reuse_s, self.clock, self.size = reuse_s, clock, size
+        self._splits: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[float, dict[str, Any]]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, client: Any, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._splits.get(client, {}).get(key)
+        if found is None or self.clock() - found[0] > self.reuse_s:
+            return None
+        return found[1]
+
+    def put(self, client: Any, key: tuple[Any, ...], values: dict[str, Any]) -> None:
+        with self._lock:
+            splits = self._splits.setdefault(client, {})
+            if len(splits) >= self.size:
+                splits.pop(next(iter(splits)))
+            splits[key] = (self.clock(), values)
+
+    def drop(self, client: Any, key: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._splits.get(client, {}).pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._splits.clear()
+
+
+CACHE = SplitCache()
+
+
+def _read(client: Any, params: dict[str, Any], *, prefixes: bool) -> dict[str, Any]:
+    statement = _SPLIT_READ + (_PREFIXES_READ if prefixes else "")
+    result = client.query(statement, parameters=params)
+    return {name: list(value) for name, value in zip(result.column_names, result.result_rows[0], strict=True)}
+
+
+def _too_large(split: dict[str, Any]) -> bool:
+    return sum(len(split[part]) for part in (*_HOUR_PARTS, "watch_hours")) > MAX_PARAMETER_HOURS
+
+
+def query(
+    client: Any, statement: str, params: dict[str, Any], *, settings: dict[str, Any], cache: SplitCache = CACHE
+) -> Any:
+    """Run a report ``statement`` written with :data:`SPLIT_MARK`: its split read before it (or reused)
+    and checked in it, or read in it when that can't be done."""
+    prefixes = PREFIXES_MARK in statement
+    key = (params["project"], params["window_start"], params["window_end"], prefixes)
+    with_parameters = statement.replace(SPLIT_MARK, SPLIT_PARAMETERS).replace(PREFIXES_MARK, PREFIX_PARAMETERS)
+    checked = f"SELECT * FROM ({with_parameters}) WHERE {SPLIT_HOLDS}"
+    for _ in range(_TRIES):
+        split = cache.get(client, key)
+        if split is None:
+            split = _read(client, params, prefixes=prefixes)
+            if _too_large(split):
+                break
+            cache.put(client, key, split)
+        try:
+            return client.query(checked, parameters=params | split, settings=settings)
+        except Exception as exc:
+            if "stale split" not in str(exc):
+                raise
+            cache.drop(client, key)
+    return client.query(inline(statement), parameters=params, settings=settings)

@@ -1,0 +1,110 @@
+"""The split cache and the retries of a report whose split went stale (a stand-in client; the real engine
+is in tests/integration/test_rollups.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from chalicelib import rollup_split
+from chalicelib.rollup_split import PREFIXES_MARK, SPLIT_MARK, SplitCache
+
+PARAMS = {"project": "p", "window_start": datetime(2026, 11, 20), "window_end": datetime(2026, 11, 21)}
+SPLIT = {
+    "clean_days": [],
+    "clean_hours": [1_795_000_000],
+    "dirty_hours": [],
+    "dirty_days": [],
+    "open_day_hours": [1_795_000_000],
+    "watch_hours": [1_795_000_000],
+    "watch_marks": [1_795_000_000_000],
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _reads_split(statement: str) -> bool:
+    return statement.startswith("WITH (SELECT tuple(") and "AS watch_marks" in statement
+
+
+class Reader:
+    """A client, as far as the cache sees one."""
+
+
+class Client(Reader):
+    """Answers the split read with SPLIT, and a report as ``report`` says: rows, or a stale split."""
+
+    def __init__(self, report: Any) -> None:
+        self.report, self.statements = report, []
+
+    def query(self, statement: str, *, parameters: dict[str, Any], settings: Any = None) -> Any:
+        self.statements.append(statement)
+        if _reads_split(statement):
+            return Result(list(SPLIT), [tuple(SPLIT.values())])
+        return self.report(statement)
+
+
+@dataclass
+class Result:
+    column_names: list[str]
+    result_rows: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def _stale(statement: str) -> Result:
+    if "stale split" in statement and SPLIT_MARK not in statement:
+        raise RuntimeError("Code: 6. DB::Exception: Cannot parse string 'stale split' as UInt8")
+    return Result(["n"], [(1,)])
+
+
+def test_a_split_is_reused_for_its_window_until_it_is_older_than_the_reuse_time() -> None:
+    clock, client, other = Clock(), Reader(), Reader()
+    cache = SplitCache(30.0, clock=clock)
+    cache.put(client, ("p", 1), {"a": 1})
+    clock.now = 30.0
+    assert cache.get(client, ("p", 1)) == {"a": 1}
+    assert cache.get(client, ("p", 2)) is None  # another window
+    assert cache.get(other, ("p", 1)) is None  # another client: another database
+    clock.now = 30.5
+    assert cache.get(client, ("p", 1)) is None
+
+
+def test_the_cache_keeps_at_most_its_size_per_client_dropping_the_oldest() -> None:
+    cache, client = SplitCache(size=2), Reader()
+    for window in (1, 2, 3):
+        cache.put(client, ("p", window), {"w": window})
+    assert [cache.get(client, ("p", w)) for w in (1, 2, 3)] == [None, {"w": 2}, {"w": 3}]
+
+
+def test_a_report_whose_split_stays_stale_is_read_again_then_reads_its_split_itself() -> None:
+    client = Client(_stale)
+    result = rollup_split.query(client, f"WITH {SPLIT_MARK} SELECT 1", PARAMS, settings={}, cache=SplitCache())
+    assert result.result_rows == [(1,)]
+    reads = [s for s in client.statements if _reads_split(s)]
+    checked = [s for s in client.statements if s.startswith("SELECT * FROM (")]
+    assert (len(reads), len(checked)) == (3, 3)  # each stale answer drops the split and reads it again
+    assert "AS split, tupleElement(split, 1) AS clean_days" in client.statements[-1]  # then in the statement
+
+
+def test_a_report_reuses_the_split_read_for_the_one_before_on_the_same_window() -> None:
+    client, cache = Client(lambda statement: Result(["n"], [(1,)])), SplitCache()
+    for _ in range(3):
+        rollup_split.query(client, f"WITH {SPLIT_MARK}, {PREFIXES_MARK} SELECT 1", PARAMS, settings={}, cache=cache)
+    assert sum(map(_reads_split, client.statements)) == 1
+    assert all("AS all_prefixes" in s for s in client.statements if s.startswith("SELECT * FROM ("))
+
+
+def test_any_other_error_of_a_report_is_raised_as_it_is() -> None:
+    def broken(statement: str) -> Result:
+        raise RuntimeError("Code: 241. DB::Exception: Memory limit exceeded")
+
+    with pytest.raises(RuntimeError, match="Memory limit"):
+        rollup_split.query(Client(broken), f"WITH {SPLIT_MARK} SELECT 1", PARAMS, settings={}, cache=SplitCache())
