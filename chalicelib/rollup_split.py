@@ -13,7 +13,8 @@ two ways:
   (:data:`chalicelib.rollup_sql.SPLIT_HOLDS`): no hour it relies on (a clean hour, any hour of a clean
   day, an hour it didn't know) has a newer mark than it read. If one has, the statement fails before it
   reads anything and the split is read again. A split can only be behind the other way: an hour
-  compacted since it was read is still read raw, which is exact, until the split is read again.
+  compacted since it was read is still read raw, which is exact, until the split is read again (a
+  compaction round in this process forgets the kept splits at once).
 
 Both give the same numbers (the tests compare every report with raw events). A split whose parameters
 would be large (a long window with many hours) is read in the statement: parameters travel in the URL
@@ -97,6 +98,11 @@ class SplitCache:
     def drop(self, client: Any, key: tuple[Any, ...]) -> None:
         with self._lock:
             self._splits.get(client, {}).pop(key, None)
+
+    def kept(self, client: Any) -> int:
+        """How many splits are kept for ``client``."""
+        with self._lock:
+            return len(self._splits.get(client, {}))
 
     def clear(self) -> None:
         with self._lock:
