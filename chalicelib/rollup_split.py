@@ -34,6 +34,7 @@ from chalicelib.rollup_sql import (
     PREFIXES,
     SPLIT,
     SPLIT_HOLDS,
+    SPLIT_HOUR_PARTS,
     SPLIT_NAMES,
     SPLIT_PARAMETERS,
     SPLIT_PARTS,
@@ -50,12 +51,11 @@ MAX_PARAMETER_HOURS = 4000
 _TRIES = 3
 
 _SECONDS = "arrayMap(h -> toUnixTimestamp(h), {})"
-_HOUR_PARTS = ("clean_hours", "dirty_hours", "open_day_hours")
 
 
 def _part(number: int, name: str) -> str:
     element = f"tupleElement(s, {number})"
-    return f"{_SECONDS.format(element) if name in _HOUR_PARTS else element} AS {name}"
+    return f"{_SECONDS.format(element) if name in SPLIT_HOUR_PARTS else element} AS {name}"
 
 
 _SPLIT_READ = f"WITH {SPLIT} AS s SELECT " + ", ".join(_part(n, name) for n, name in enumerate(SPLIT_PARTS, 1))
@@ -119,7 +119,7 @@ def _read(client: Any, params: dict[str, Any], *, prefixes: bool) -> dict[str, A
 
 
 def _too_large(split: dict[str, Any]) -> bool:
-    return sum(len(split[part]) for part in (*_HOUR_PARTS, "watch_hours")) > MAX_PARAMETER_HOURS
+    return sum(len(split[part]) for part in (*SPLIT_HOUR_PARTS, "watch_hours")) > MAX_PARAMETER_HOURS
 
 
 def query(

@@ -124,12 +124,12 @@ SPLIT_NAMES = (
     "tupleElement(split, 5) AS open_day_hours"
 )
 _HOURS_PARAMETER = "CAST({{{name}:Array(UInt32)}} AS Array(DateTime('UTC')))"
+# The split's parts that are hours: passed back as Unix seconds.
+SPLIT_HOUR_PARTS = ("clean_hours", "dirty_hours", "open_day_hours")
 # The same names for a split read before the statement and passed in as parameters (chalicelib.rollup_split).
 SPLIT_PARAMETERS = (
     "{clean_days:Array(Date)} AS clean_days, "
-    + ", ".join(
-        f"{_HOURS_PARAMETER.format(name=name)} AS {name}" for name in ("clean_hours", "dirty_hours", "open_day_hours")
-    )
+    + ", ".join(f"{_HOURS_PARAMETER.format(name=name)} AS {name}" for name in SPLIT_HOUR_PARTS)
     + ", {dirty_days:Array(Date)} AS dirty_days"
 )
 # The parameters of SPLIT_PARAMETERS, in the order of the split's parts; the hours as Unix seconds.
