@@ -434,6 +434,18 @@ def _sessions(query: Any) -> int:
     return int(stats.overview(runtime.reader(), query)["metrics"]["sessions"]["value"])
 
 
+def _counted_only_with_the_check(monkeypatch: pytest.MonkeyPatch, event: dict[str, Any], why: str) -> None:
+    """A split of the day is kept (4 sessions); ``event``, a new session, arrives: with the check replaced by
+    ``1`` the kept split misses it (``why``), with the check the report is read again and counts it."""
+    query = _query()
+    assert _sessions(query) == 4  # the split is read and kept for the next reports
+    runtime.writer().insert_events([event_row(event, RECORD)])
+    with monkeypatch.context() as unchecked:
+        unchecked.setattr(rollup_split, "SPLIT_HOLDS", "1")
+        assert _sessions(query) == 4, why
+    assert _same_as_raw(runtime.reader(), query)["sessions"] == 5
+
+
 def test_a_reused_split_that_a_late_event_made_stale_is_read_again_and_the_late_event_counts(
     pipeline: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -441,33 +453,21 @@ def test_a_reused_split_that_a_late_event_made_stale_is_read_again_and_the_late_
     for hour in (9, 10):
         _store(writer, 6, hour=hour)
     rollups.compact_all(client, settle_s=0)
-    query = _query()
-    assert _sessions(query) == 4  # the split (both hours clean) is read and kept for the next reports
-    late = _event(datetime(2026, 11, 20, 9, 30, tzinfo=UTC), 1, session="late")
-    writer.insert_events([event_row(late, RECORD)])  # hour 09 is dirty now; the kept split says clean
-    with monkeypatch.context() as unchecked:
-        unchecked.setattr(rollup_split, "SPLIT_HOLDS", "1")
-        assert _sessions(query) == 4, "without the check the kept split reads 09 from its old rollup"
-    assert _same_as_raw(runtime.reader(), query)["sessions"] == 5
+    late = _event(datetime(2026, 11, 20, 9, 30, tzinfo=UTC), 1, session="late")  # 09 dirty; the kept split: clean
+    _counted_only_with_the_check(monkeypatch, late, "without the check the kept split reads 09 from its old rollup")
     assert rollup_split.CACHE.kept(runtime.reader()) > 0
     rollups.compact_all(client, settle_s=0)  # forgets the splits kept here: the next reports read 09 compacted
     assert rollup_split.CACHE.kept(runtime.reader()) == 0
-    assert _same_as_raw(runtime.reader(), query)["sessions"] == 5
+    assert _same_as_raw(runtime.reader(), _query())["sessions"] == 5
 
 
 def test_a_reused_split_counts_an_hour_that_began_after_it_was_read(
     pipeline: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client, writer = runtime.rollup_client(), runtime.writer()
-    _store(writer, 6, hour=9)
-    rollups.compact_all(client, settle_s=0)
-    query = _query()
-    assert _sessions(query) == 4
-    writer.insert_events([event_row(_event(datetime(2026, 11, 20, 11, 5, tzinfo=UTC), 1, session="new"), RECORD)])
-    with monkeypatch.context() as unchecked:
-        unchecked.setattr(rollup_split, "SPLIT_HOLDS", "1")
-        assert _sessions(query) == 4, "without the check the kept split doesn't know hour 11"
-    assert _same_as_raw(runtime.reader(), query)["sessions"] == 5
+    _store(runtime.writer(), 6, hour=9)
+    rollups.compact_all(runtime.rollup_client(), settle_s=0)
+    new = _event(datetime(2026, 11, 20, 11, 5, tzinfo=UTC), 1, session="new")
+    _counted_only_with_the_check(monkeypatch, new, "without the check the kept split doesn't know hour 11")
 
 
 def test_a_split_too_large_for_parameters_is_read_in_the_statement_with_the_same_numbers(
