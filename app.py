@@ -39,7 +39,7 @@ def _error(exc: TrackflowError, extra: dict[str, Any] | None = None) -> Response
 
 
 def _collect() -> Response:
-    from chalicelib.collect import RequestMeta, collect
+    from chalicelib.collect.service import RequestMeta, collect
 
     request = app.current_request
     assert request is not None  # Chalice sets it before calling a route
@@ -109,7 +109,7 @@ _STATS_CORS = CORSConfig(allow_origin="*", allow_headers=["Authorization"], max_
 
 
 def _stats(report: str, dimension: str | None = None) -> Response:
-    from chalicelib.stats_api import answer
+    from chalicelib.stats.api import answer
 
     request = app.current_request
     assert request is not None
@@ -187,7 +187,7 @@ def stats_realtime() -> Response:
     cors=CORSConfig(allow_origin="*", allow_headers=["Authorization"], expose_headers=["X-Next-Cursor"], max_age=600),
 )
 def stats_export() -> Response:
-    from chalicelib.stats_api import export
+    from chalicelib.ownership.api import export
 
     request = app.current_request
     assert request is not None
@@ -214,8 +214,8 @@ def stats_export() -> Response:
     cors=CORSConfig(allow_origin="*", allow_headers=["Authorization"], max_age=600),
 )
 def erase_person(project: str) -> Response:
-    from chalicelib.people_api import erase_request
-    from chalicelib.rollups import rebuild
+    from chalicelib.ownership.api import erase_request
+    from chalicelib.rollups.compaction import rebuild
 
     request = app.current_request
     assert request is not None
@@ -290,7 +290,7 @@ def ingest(event: dict[str, Any], context: Any) -> dict[str, int]:
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="compact")
 def compact(event: Any) -> dict[str, float]:
     """Chalice calls a scheduled handler with one argument, its event object; ``event.context`` is Lambda's."""
-    from chalicelib.rollups import backlog, compact_all
+    from chalicelib.rollups.compaction import backlog, compact_all
 
     context = getattr(event, "context", None)
     seconds_left = context.get_remaining_time_in_millis() / 1000 if context is not None else 60.0

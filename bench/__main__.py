@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import collect, enrichment, export, freshness, ingest, overview
     from bench.common import machine
-    from chalicelib.clickhouse import connect
-    from chalicelib.migrations import migrate
     from chalicelib.settings import load_settings
+    from chalicelib.storage.clickhouse import connect
+    from chalicelib.storage.migrations import migrate
     from trackflow import runner
     from trackflow.broker import EmbeddedBroker, free_port
     from trackflow.dev import MIGRATIONS_DIR

@@ -16,10 +16,10 @@ from typing import Any
 
 from bench.common import CpuTimer, tracker_bodies
 from chalicelib import runtime
-from chalicelib.collect import RequestMeta, _client_fields
-from chalicelib.enrich import SCHEMA_VERSION, enrich
-from chalicelib.events import parse_body
-from chalicelib.producer import Message, visitor_messages
+from chalicelib.collect.enrich import SCHEMA_VERSION, enrich
+from chalicelib.collect.events import parse_body
+from chalicelib.collect.service import RequestMeta, _client_fields
+from chalicelib.kafka.producer import Message, visitor_messages
 from chalicelib.projects import dev_project
 from chalicelib.settings import Settings
 
@@ -58,7 +58,7 @@ def _messages(body: bytes) -> list[Message]:
 def _kafka_python(bootstrap: str) -> Any:
     from kafka import KafkaProducer
 
-    # The same settings as chalicelib.producer.KafkaPythonBackend.
+    # The same settings as chalicelib.kafka.producer.KafkaPythonBackend.
     return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
 
 

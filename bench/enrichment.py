@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import tracker_bodies
-from chalicelib.client_info import client_ip, country, daily_salt, parse_agent, visitor_hash
-from chalicelib.collect import RequestMeta, _client_fields
-from chalicelib.enrich import enrich
-from chalicelib.events import parse_body
+from chalicelib.collect.client_info import client_ip, country, daily_salt, parse_agent, visitor_hash
+from chalicelib.collect.enrich import enrich
+from chalicelib.collect.events import parse_body
+from chalicelib.collect.service import RequestMeta, _client_fields
 from chalicelib.projects import CachedProjectStore, SqliteProjectStore, new_project, resolve_key
 
 AGENTS = [

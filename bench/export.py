@@ -40,7 +40,7 @@ def run(events: int) -> dict[str, Any]:
 
 def _bare(client: Any, fmt: str, first: str, last: str) -> int:
     """The command's statements, day by day, on the same client; the bytes are dropped. Returns bytes."""
-    from chalicelib.export import Selection, days_range, slices
+    from chalicelib.ownership.export import Selection, days_range, slices
 
     size = 0
     for project in PROJECTS:

@@ -64,9 +64,9 @@ def runner_main(data_dir: str, bootstrap: str, *, insert_faults: float, status_f
     """Consume and ingest until SIGTERM. SIGUSR1 detaches the events table for 30 s (ClickHouse unavailable)."""
     import app
     from chalicelib import runtime
-    from chalicelib.clickhouse import connect
     from chalicelib.errors import StorageError
-    from chalicelib.migrations import migrate
+    from chalicelib.storage.clickhouse import connect
+    from chalicelib.storage.migrations import migrate
     from trackflow.dev import MIGRATIONS_DIR
     from trackflow.mapping import MappingPolicy, destination_for
     from trackflow.runner import TriggerRunner
@@ -153,10 +153,10 @@ def report_main(data_dir: str, bootstrap: str) -> None:
     """Compact, then print what is stored, dead-lettered and counted by the stats API, as JSON."""
     from datetime import UTC, datetime, timedelta
 
-    from chalicelib import stats
-    from chalicelib.clickhouse import connect
-    from chalicelib.rollups import compact_all
-    from chalicelib.stats_params import parse_query
+    from chalicelib.rollups.compaction import compact_all
+    from chalicelib.stats import reports as stats
+    from chalicelib.stats.params import parse_query
+    from chalicelib.storage.clickhouse import connect
 
     settings = _child_settings(data_dir, bootstrap)
     client = connect(settings.clickhouse, database=settings.clickhouse.database)
@@ -497,7 +497,7 @@ def poison(quick: bool) -> dict[str, Any]:
 
 
 def _normalised_event() -> dict[str, Any]:
-    from chalicelib.clickhouse import CLIENT_DEFAULTS, EVENT_FIELDS
+    from chalicelib.storage.clickhouse import CLIENT_DEFAULTS, EVENT_FIELDS
 
     now = int(time.time() * 1000)
     event: dict[str, Any] = {name: "" for name in EVENT_FIELDS} | dict(CLIENT_DEFAULTS)

@@ -26,10 +26,10 @@ from typing import Any
 
 from bench.common import CpuTimer, tracker_bodies
 from chalicelib import runtime
-from chalicelib.clickhouse import EVENT_COLUMNS, connect
 from chalicelib.ingest import event_row, message_events
-from chalicelib.kafka_event import decode_records
+from chalicelib.kafka.records import decode_records
 from chalicelib.settings import Settings
+from chalicelib.storage.clickhouse import EVENT_COLUMNS, connect
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,8 @@ def run(
 
 def _engine_floor(settings: Settings, batches: list[list[Any]]) -> float:
     """CPU seconds ClickHouse alone needs for these inserts: INSERT ... SELECT from Memory tables."""
-    from chalicelib.clickhouse import INSERT_SETTINGS
-    from chalicelib.migrations import migrate
+    from chalicelib.storage.clickhouse import INSERT_SETTINGS
+    from chalicelib.storage.migrations import migrate
     from trackflow.dev import MIGRATIONS_DIR
 
     twin = f"{settings.clickhouse.database}_floor"
@@ -151,9 +151,9 @@ def _engine_floor(settings: Settings, batches: list[list[Any]]) -> float:
 
 def _handler_alone(settings: Settings, payloads: list[dict[str, Any]], events: int) -> float:
     """Calling-thread CPU µs per event of the ingest use-case with inserts into Null-engine tables."""
-    from chalicelib.clickhouse import EventWriter
     from chalicelib.ingest import ingest
-    from chalicelib.migrations import migrate
+    from chalicelib.storage.clickhouse import EventWriter
+    from chalicelib.storage.migrations import migrate
     from trackflow.dev import MIGRATIONS_DIR
 
     twin = f"{settings.clickhouse.database}_null"
@@ -173,9 +173,9 @@ def _handler_alone(settings: Settings, payloads: list[dict[str, Any]], events: i
 
 def _decode_only(settings: Settings, rows: list[Any]) -> float:
     """CPU µs per event for payload decode + row checks alone (no Kafka, no insert), for the note."""
-    from chalicelib.enrich import SCHEMA_VERSION
-    from chalicelib.kafka_event import build_event, encode_record
-    from chalicelib.producer import visitor_messages
+    from chalicelib.collect.enrich import SCHEMA_VERSION
+    from chalicelib.kafka.producer import visitor_messages
+    from chalicelib.kafka.records import build_event, encode_record
 
     by_record: dict[tuple[int, int], list[Any]] = {}
     for row in rows[:20000]:

@@ -70,8 +70,8 @@ def run(events: int) -> dict[str, Any]:
 def _prepare(events: int, *, name: str, days: int) -> Any:
     """A client on ``events`` generated events over ``days`` days before ``END``, generated once and reused;
     migrated on every run (an upgrade marks every stored hour for compaction)."""
-    from chalicelib.clickhouse import connect
     from chalicelib.settings import load_settings
+    from chalicelib.storage.clickhouse import connect
     from trackflow.load import Traffic, sites, table_writer, to_table
 
     data_dir = ROOT / ".trackflow" / f"bench-{name}-{events}"
@@ -104,7 +104,7 @@ def _prepare(events: int, *, name: str, days: int) -> Any:
 
 def _rebuild(client: Any) -> float:
     """Forget every rollup and mark every stored hour changed, as an upgrade does; seconds to compact it all."""
-    from chalicelib.rollups import BOOK_TABLES, ROLLUP_TABLES, compact_all
+    from chalicelib.rollups.compaction import BOOK_TABLES, ROLLUP_TABLES, compact_all
 
     for table in (*BOOK_TABLES, *ROLLUP_TABLES):
         client.command(f"TRUNCATE TABLE {table}")
@@ -121,7 +121,7 @@ def _rebuild(client: Any) -> float:
 
 def _dashboard(client: Any, query: Any, *, rollups: bool = True, full: bool = False) -> None:
     """The calls the dashboard makes first (overview, timeseries, top pages), or on every refresh (``full``)."""
-    from chalicelib import stats
+    from chalicelib.stats import reports as stats
 
     stats.overview(client, query, rollups=rollups)
     stats.timeseries(client, query, rollups=rollups)
@@ -136,9 +136,9 @@ def _dashboard(client: Any, query: Any, *, rollups: bool = True, full: bool = Fa
 
 
 def _first_load(client: Any, query: Any) -> None:
-    """The dashboard's first calls with no split kept from calls before (chalicelib.rollup_split): its
+    """The dashboard's first calls with no split kept from calls before (chalicelib.rollups.split): its
     first load, where a refresh within the reuse time finds the splits of the last one."""
-    from chalicelib.rollup_split import CACHE
+    from chalicelib.rollups.split import CACHE
 
     CACHE.clear()
     _dashboard(client, query)
@@ -157,7 +157,7 @@ def _median_ms(call: Any, runs: int = RUNS, *, cpu: bool = False) -> float:
 
 def _month(events: int) -> dict[str, Any]:
     """30 days of traffic: the dashboard's first calls, in UTC, in Asia/Kolkata, and forced raw."""
-    from chalicelib.stats_params import parse_query
+    from chalicelib.stats.params import parse_query
 
     client = _prepare(events, name="overview", days=30)
     compaction_s = _rebuild(client)
@@ -194,8 +194,8 @@ def _funnel(client: Any, query: Any) -> tuple[float, float]:
     """A 4-step funnel (home, pricing, the signup page, the signup event) over the 30 days, one-day
     window; and, as its baseline, the bare read it cannot do without: counting the same project's
     events with FINAL."""
-    from chalicelib import stats
     from chalicelib.goals import Goal, Step
+    from chalicelib.stats import reports as stats
 
     pages = [Step(path, Goal(f"s{n}", path, page=path)) for n, path in enumerate(["/", "/pricing", "/signup"], 1)]
     steps = [*pages, Step("signup", Goal("s4", "signup", event="signup"))]
@@ -207,8 +207,8 @@ def _funnel(client: Any, query: Any) -> tuple[float, float]:
 
 def _busy_day(events: int) -> dict[str, Any]:
     """All events in the last 24 hours, as ingest leaves them (no OPTIMIZE), with the current hour dirty."""
-    from chalicelib.rollups import DEFAULT_SETTLE_S, compact_all, mark_changed
-    from chalicelib.stats_params import parse_query
+    from chalicelib.rollups.compaction import DEFAULT_SETTLE_S, compact_all, mark_changed
+    from chalicelib.stats.params import parse_query
 
     client = _prepare(events, name="busy", days=1)
     _rebuild(client)

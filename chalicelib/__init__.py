@@ -1,9 +1,16 @@
 """TrackFlow's deployed logic: everything the Lambda functions import.
 
-Layers, each importing only those below it:
+Packages by concern, each module with a docstring of its own:
 
-- use-cases: ``collect``, ``ingest``, ``migrations``, ``runtime`` (cached wiring);
-- services: ``events`` (model + validation), ``enrich``, ``producer`` (Kafka),
-  ``clickhouse`` (client + writer);
-- base: ``settings``, ``errors``, ``kafka_event`` (the AWS mapping payload), ``jsonutil``.
+- ``collect``: the collect function's path, request to Kafka;
+- ``kafka``: the mapping payload, the producer, security and diagnosis;
+- ``storage``: the ClickHouse client and writer, migrations, retention;
+- ``rollups``: compaction and the split each report reads;
+- ``stats``: the stats API, its reports and their SQL;
+- ``ownership``: a person's data, erasure and export.
+
+At the top: the use-cases wired by ``app.py`` (``ingest``, ``config_api``,
+``health``, ``runtime``: lazily built, cached clients) and what every package
+uses (``settings``, ``secrets``, ``errors``, ``responses``, ``metrics``,
+``emf``, ``projects``, ``goals``, ``cluster_ddl``, ``function_url``).
 """

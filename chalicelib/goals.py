@@ -13,7 +13,7 @@ within it). Both are stored with the project (``Project.goals``,
 ``Project.funnels``), so every backend of the project store keeps them.
 
 No pattern or name is ever put into SQL text:
-:func:`chalicelib.stats_sql.goal_condition` puts ``{name:Type}`` placeholders
+:func:`chalicelib.stats.sql.goal_condition` puts ``{name:Type}`` placeholders
 there and the values in parameters; a pattern reaches ClickHouse as a
 ``LIKE`` parameter (:func:`like_pattern`) with ``%``, ``_`` and ``\\`` escaped.
 """

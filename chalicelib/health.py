@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.kafka_security import KafkaSecurity
+from chalicelib.kafka.security import KafkaSecurity
 from chalicelib.settings import Settings
 
 TIMEOUT_S = 1.5
@@ -51,7 +51,7 @@ def broker_authenticated(bootstrap: str, security: KafkaSecurity) -> dict[str, A
     """Whether the cluster answers a metadata request made with the configured security, and if not, why."""
     from confluent_kafka import Producer
 
-    from chalicelib.kafka_diagnosis import ClientErrors
+    from chalicelib.kafka.diagnosis import ClientErrors
 
     errors = ClientErrors(security)
     client = None

@@ -15,7 +15,7 @@ batch without committing.
 
 Redelivery (the same records again, in any batches) is harmless: the events
 table is a ReplacingMergeTree on the event id read with ``FINAL``, and the
-rollups are rebuilt from ``events FINAL`` (:mod:`chalicelib.rollups`), so a
+rollups are rebuilt from ``events FINAL`` (:mod:`chalicelib.rollups.compaction`), so a
 half-written or repeated insert is never counted twice.
 """
 
@@ -29,12 +29,12 @@ from typing import Any, Protocol, cast
 
 import orjson
 
-from chalicelib.clickhouse import CLIENT_DEFAULTS, EVENT_FIELDS
-from chalicelib.enrich import MAX_EVENT_AGE_MS, SCHEMA_VERSION
+from chalicelib.collect.enrich import MAX_EVENT_AGE_MS, SCHEMA_VERSION
+from chalicelib.collect.events import UUID_PATTERN
 from chalicelib.errors import RefusedDataError
-from chalicelib.events import UUID_PATTERN
-from chalicelib.kafka_event import KafkaRecord, decode_records
-from chalicelib.producer import Message
+from chalicelib.kafka.producer import Message
+from chalicelib.kafka.records import KafkaRecord, decode_records
+from chalicelib.storage.clickhouse import CLIENT_DEFAULTS, EVENT_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ def ingest(
 ) -> dict[str, int]:
     """Store one mapping payload. Raises (so the batch is retried) if anything can't be written.
 
-    ``erased`` (:class:`chalicelib.people.ErasedIds`) drops the events of erased people: a record
+    ``erased`` (:class:`chalicelib.ownership.people.ErasedIds`) drops the events of erased people: a record
     redelivered after an erasure stores nothing of theirs again.
     """
     records = decode_records(event)

@@ -231,7 +231,7 @@ def produce_timer() -> Iterator[None]:
 
 
 def record_compaction(hours: int, seconds: float, backlog: Any) -> None:
-    """What one compaction run did and what still waits (a :class:`chalicelib.rollups.Backlog`)."""
+    """What one compaction run did and what still waits (a :class:`chalicelib.rollups.compaction.Backlog`)."""
     found = _collectors()
     found.compaction_seconds.observe(seconds)
     found.compaction_backlog_hours.set(backlog.hours)

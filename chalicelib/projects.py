@@ -82,8 +82,8 @@ class Project:
     rate_limit: float = 1000.0  # events per second per function instance; 0 = none
     enabled: bool = True
     created_at: int = 0
-    keep_params: tuple[str, ...] = ()  # query parameters kept besides the defaults (chalicelib.privacy)
-    retention_days: int = 0  # whole UTC days kept; 0: TRACKFLOW_RETENTION_DAYS (chalicelib.retention)
+    keep_params: tuple[str, ...] = ()  # query parameters kept besides the defaults (chalicelib.collect.privacy)
+    retention_days: int = 0  # whole UTC days kept; 0: TRACKFLOW_RETENTION_DAYS (chalicelib.storage.retention)
     admin_token: str = ""  # erases people's data (DELETE /v1/projects/{id}/people); never the read token
     goals: tuple[Goal, ...] = ()  # conversions (chalicelib.goals)
     funnels: tuple[Funnel, ...] = ()  # saved funnels

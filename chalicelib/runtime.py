@@ -70,7 +70,7 @@ def settings() -> Settings:
 
 
 def _build_sender() -> Any:
-    from chalicelib.producer import KafkaSender, backend_factory
+    from chalicelib.kafka.producer import KafkaSender, backend_factory
 
     conf = settings()
     factory = backend_factory(
@@ -89,7 +89,7 @@ def sender() -> Any:
 
 
 def _build_writer() -> Any:
-    from chalicelib.clickhouse import EventWriter, connect
+    from chalicelib.storage.clickhouse import EventWriter, connect
 
     conf = settings()
     return EventWriter(connect(conf.clickhouse, database=conf.clickhouse.database), database=conf.clickhouse.database)
@@ -100,11 +100,11 @@ def writer() -> Any:
 
 
 def erased_ids() -> Any:
-    """The erased people's ids, for ingest (chalicelib.people.ErasedIds), on the writer's ClickHouse."""
+    """The erased people's ids, for ingest (chalicelib.ownership.people.ErasedIds), on the writer's ClickHouse."""
 
     def build() -> Any:
-        from chalicelib.clickhouse import connect
-        from chalicelib.people import ErasedIds
+        from chalicelib.ownership.people import ErasedIds
+        from chalicelib.storage.clickhouse import connect
 
         conf = settings()
         return ErasedIds(connect(conf.clickhouse, database=conf.clickhouse.database))
@@ -116,7 +116,7 @@ def reader() -> Any:
     """The ClickHouse client the stats API queries with (chDB shares one engine with the writer)."""
 
     def build() -> Any:
-        from chalicelib.clickhouse import connect
+        from chalicelib.storage.clickhouse import connect
 
         conf = settings()
         return connect(conf.clickhouse, database=conf.clickhouse.database, read_only=True)
@@ -128,7 +128,7 @@ def rollup_client() -> Any:
     """A writable ClickHouse client of its own for rollup compaction (never queues behind ingest's inserts)."""
 
     def build() -> Any:
-        from chalicelib.clickhouse import connect
+        from chalicelib.storage.clickhouse import connect
 
         conf = settings()
         return connect(conf.clickhouse, database=conf.clickhouse.database, private=True)
@@ -158,7 +158,7 @@ def projects() -> Any:
 
 
 def _build_limiter() -> Any:
-    from chalicelib.ratelimit import RateLimiter
+    from chalicelib.collect.ratelimit import RateLimiter
 
     return RateLimiter()
 
@@ -169,7 +169,7 @@ def limiter() -> Any:
 
 def daily_salt() -> bytes:
     """Today's salt for visitor hashes, recomputed when the UTC day changes."""
-    from chalicelib.client_info import daily_salt as make
+    from chalicelib.collect.client_info import daily_salt as make
 
     now = datetime.now(UTC)
     day = now.date()
@@ -186,10 +186,10 @@ def now_ms() -> int:
 
 
 def retention() -> Any:
-    """The process's retention schedule (chalicelib.retention): a run at most every few hours."""
+    """The process's retention schedule (chalicelib.storage.retention): a run at most every few hours."""
 
     def build() -> Any:
-        from chalicelib.retention import Schedule
+        from chalicelib.storage.retention import Schedule
 
         return Schedule()
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from chalicelib import kafka_security
 from chalicelib.errors import ConfigError
-from chalicelib.kafka_security import KafkaSecurity
+from chalicelib.kafka import security as kafka_security
+from chalicelib.kafka.security import KafkaSecurity
 
 DEFAULT_EVENTS_TOPIC = "trackflow.events"
 DEFAULT_DLQ_TOPIC = "trackflow.events.dlq"
@@ -39,11 +39,11 @@ DEFAULT_STAGE = "dev"
 DEFAULT_PRODUCE_TIMEOUT_S = 5.0
 DEFAULT_RETRY_AFTER_S = 5
 DEFAULT_KAFKA_CLIENT = "confluent"
-# Rollup compaction (chalicelib.rollups): how often the local tooling runs it,
+# Rollup compaction (chalicelib.rollups.compaction): how often the local tooling runs it,
 # and how long a day must be quiet before it is compacted (above any insert's duration).
 DEFAULT_ROLLUP_INTERVAL_S = 15.0
 DEFAULT_ROLLUP_SETTLE_S = 60.0
-# Whole UTC days a project keeps (TRACKFLOW_RETENTION_DAYS, chalicelib.retention), and the most it may.
+# Whole UTC days a project keeps (TRACKFLOW_RETENTION_DAYS, chalicelib.storage.retention), and the most it may.
 DEFAULT_RETENTION_DAYS = 400
 MAX_RETENTION_DAYS = 3650
 # On a cluster: how far behind a replica may be and still be read (CLICKHOUSE_REPLICA_LAG); below the settle time.

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from chalicelib import runtime
-from chalicelib.clickhouse import connect
-from chalicelib.migrations import migrate
 from chalicelib.settings import Settings, load_settings
+from chalicelib.storage.clickhouse import connect
+from chalicelib.storage.migrations import migrate
 from trackflow.broker import EmbeddedBroker, free_port
 from trackflow.dev import MIGRATIONS_DIR
 from trackflow.kafka import ApacheKafka, missing_tools

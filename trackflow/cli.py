@@ -239,7 +239,7 @@ def rollups() -> None:
 
 
 def _rollup_client() -> Any:
-    from chalicelib.clickhouse import connect
+    from chalicelib.storage.clickhouse import connect
 
     settings = _settings()
     try:
@@ -253,7 +253,7 @@ def rollups_status() -> None:
     """What waits for compaction: hours and their rows, the oldest, days waiting for the day tier."""
     from dataclasses import asdict
 
-    from chalicelib.rollups import backlog
+    from chalicelib.rollups.compaction import backlog
 
     for name, value in asdict(backlog(_rollup_client(), settle_s=_settings().rollup_settle_s)).items():
         shown = f"{value:.1f}" if isinstance(value, float) else f"{value:,}"
@@ -285,7 +285,7 @@ def rollups_compact(settle: float, seconds: float | None) -> None:
     """
     import time
 
-    from chalicelib.rollups import compact_all
+    from chalicelib.rollups.compaction import compact_all
 
     deadline = time.monotonic() + seconds if seconds is not None else None
     lag = _settings().clickhouse.replica_lag_s
@@ -309,7 +309,7 @@ def retention_run(wait: bool) -> None:
     from datetime import UTC, datetime
 
     from chalicelib import runtime
-    from chalicelib.retention import expire
+    from chalicelib.storage.retention import expire
 
     settings = _settings()
     runtime.configure(settings=settings)
@@ -339,7 +339,7 @@ def retention_run(wait: bool) -> None:
 @click.option("--print", "print_only", is_flag=True, help="Print the statements instead of running them.")
 def migrate(cluster: str | None, print_only: bool) -> None:
     """Apply the ClickHouse migrations in infra/clickhouse/migrations (idempotent)."""
-    from chalicelib.migrations import bookkeeping, planned_statements
+    from chalicelib.storage.migrations import bookkeeping, planned_statements
     from trackflow.dev import MIGRATIONS_DIR, migrate_clickhouse
 
     settings = _settings()
@@ -388,7 +388,7 @@ def sql(query: str, fmt: str) -> None:
 
         trackflow sql "SELECT type, count() FROM events FINAL GROUP BY type"
     """
-    from chalicelib.clickhouse import connect
+    from chalicelib.storage.clickhouse import connect
     from trackflow.sqlgate import query_running_dev, run_query
 
     settings = _settings()
@@ -471,7 +471,7 @@ def load(
             writer = table_writer(settings)
 
             def sink(progress: Any) -> int:
-                from chalicelib.rollups import compact_all
+                from chalicelib.rollups.compaction import compact_all
 
                 written = to_table(events, writer, batch_size=batch_size, progress=progress)
                 click.echo("compacting the rollups of the hours written (so reports read them)...")
@@ -507,7 +507,7 @@ def _project_store(settings: Settings) -> Any:
 
 def _pipeline_sender(settings: Settings) -> Any:
     from chalicelib.health import broker_reachable
-    from chalicelib.producer import KafkaSender, backend_factory
+    from chalicelib.kafka.producer import KafkaSender, backend_factory
 
     bootstrap = settings.bootstrap_servers
     reachable = broker_reachable(bootstrap)

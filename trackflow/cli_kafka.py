@@ -45,7 +45,7 @@ def replay(topic: str | None, s3_url: str | None, group: str, to_topic: bool) ->
         sender = runtime.sender()
 
         def ingest(payload: dict[str, Any]) -> dict[str, int]:
-            from chalicelib.kafka_event import decode_records
+            from chalicelib.kafka.records import decode_records
 
             records = decode_records(payload)
             messages = [(r.key, r.value or b"", list(r.headers.items())) for r in records]

@@ -1,4 +1,4 @@
-"""The rollup compactor of the local tooling: :func:`chalicelib.rollups.compact` every few seconds.
+"""The rollup compactor of the local tooling: :func:`chalicelib.rollups.compaction.compact` every few seconds.
 
 In AWS the scheduled ``compact`` Lambda does this; locally `trackflow dev` and
 `trackflow trigger` run it in a thread beside the trigger runner. Reports are
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib import metrics
-from chalicelib.rollups import backlog, compact_all
+from chalicelib.rollups.compaction import backlog, compact_all
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import runtime
-from chalicelib.clickhouse import connect
-from chalicelib.migrations import migrate
 from chalicelib.settings import Settings
+from chalicelib.storage.clickhouse import connect
+from chalicelib.storage.migrations import migrate
 from trackflow.broker import EmbeddedBroker
 from trackflow.compactor import Compactor
 from trackflow.kafka import ApacheKafka

@@ -75,7 +75,7 @@ def _kafka(settings: Settings) -> Iterator[Check]:
 
 def _reader(settings: Settings) -> tuple[Callable[[str], list[tuple[Any, ...]]], str]:
     """A way to run a read-only query, and where it goes: a running dev server's, or a connection."""
-    from chalicelib.clickhouse import connect
+    from chalicelib.storage.clickhouse import connect
     from trackflow.sqlgate import query_running_dev
 
     if settings.clickhouse.embedded:
@@ -92,7 +92,7 @@ def _reader(settings: Settings) -> tuple[Callable[[str], list[tuple[Any, ...]]],
 
 
 def _clickhouse(settings: Settings) -> Iterator[Check]:
-    from chalicelib.migrations import load_migrations
+    from chalicelib.storage.migrations import load_migrations
     from trackflow.dev import MIGRATIONS_DIR
 
     where = settings.clickhouse.location

@@ -30,9 +30,9 @@ def erase(project_id: str, user_id: str | None, anonymous_id: str | None, yes: b
     """
     from chalicelib import runtime
     from chalicelib.errors import RequestError, TrackflowError
-    from chalicelib.people import erase as erase_person
-    from chalicelib.people import person_from
-    from chalicelib.rollups import rebuild
+    from chalicelib.ownership.people import erase as erase_person
+    from chalicelib.ownership.people import person_from
+    from chalicelib.rollups.compaction import rebuild
 
     try:
         person = person_from({"user_id": user_id, "anonymous_id": anonymous_id})

@@ -2,7 +2,7 @@
 
 To a file, to standard output, or to S3 (one object per UTC day, written with
 boto3, which honours ``AWS_ENDPOINT_URL`` for an emulator). The rows and the
-day-by-day reading are :mod:`chalicelib.export`'s, shared with the API.
+day-by-day reading are :mod:`chalicelib.ownership.export`'s, shared with the API.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from typing import Any, BinaryIO
 
 import click
 
-from chalicelib.export import FORMATS, Selection, day_slices, days_range, slices, stored_days
-from chalicelib.people import Person
+from chalicelib.ownership.export import FORMATS, Selection, day_slices, days_range, slices, stored_days
+from chalicelib.ownership.people import Person
 from trackflow.cli_common import counting, current_settings
 
 DEFAULT_DAYS = 30
 
 
 def _client() -> Any:
-    from chalicelib.clickhouse import connect
     from chalicelib.errors import TrackflowError
+    from chalicelib.storage.clickhouse import connect
 
     settings = current_settings()
     try:
@@ -106,7 +106,7 @@ def export(
     seen unless --from/--to narrow it.
     """
     from chalicelib.errors import RequestError
-    from chalicelib.people import person_from
+    from chalicelib.ownership.people import person_from
 
     person: Person | None = None
     if user_id is not None or anonymous_id is not None:
@@ -125,7 +125,7 @@ def export(
     if out.startswith("s3://"):
         _s3_target(out)
     client = _client()
-    from chalicelib.people import person_ids
+    from chalicelib.ownership.people import person_ids
 
     ids = None if person is None else person_ids(client, project_id, person)
     wanted = Selection(project_id, *days_range(first_day, last_day), ids)

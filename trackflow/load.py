@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from chalicelib.enrich import SCHEMA_VERSION
-from chalicelib.kafka_event import KafkaRecord
+from chalicelib.collect.enrich import SCHEMA_VERSION
+from chalicelib.kafka.records import KafkaRecord
 from chalicelib.projects import DEV_PROJECT_ID, DEV_STAGES, Project, ProjectStore, named_project
 from chalicelib.settings import Settings
 
@@ -254,8 +254,8 @@ def ensure_projects(store: ProjectStore, project_ids: Sequence[str], *, stage: s
 
 def table_writer(settings: Settings) -> Any:
     """An EventWriter on the configured ClickHouse, migrated first."""
-    from chalicelib.clickhouse import EventWriter, connect
-    from chalicelib.migrations import migrate
+    from chalicelib.storage.clickhouse import EventWriter, connect
+    from chalicelib.storage.migrations import migrate
     from trackflow.dev import MIGRATIONS_DIR
 
     database = settings.clickhouse.database
@@ -280,7 +280,7 @@ def to_pipeline(
     events: Iterator[dict[str, Any]], sender: Any, topic: str, *, batch_size: int, progress: Callable[[int], None]
 ) -> int:
     """Produce to the events topic as collect does (one message per visitor and batch)."""
-    from chalicelib.producer import visitor_messages
+    from chalicelib.kafka.producer import visitor_messages
 
     sent = 0
     for batch in batches(events, batch_size):

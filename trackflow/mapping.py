@@ -12,7 +12,7 @@ As AWS does: without a destination a batch is retried until it succeeds;
 with one, at most ``MaximumRetryAttempts`` times (an infinite setting becomes
 10), and records older than ``MaximumRecordAgeInSeconds`` go straight there.
 The destinations (:func:`destination_for`) write AWS's invocation record
-(:func:`chalicelib.kafka_event.failure_record`): ``kafka://TOPIC`` produces one
+(:func:`chalicelib.kafka.records.failure_record`): ``kafka://TOPIC`` produces one
 message per failed record to that topic; an S3 bucket ARN puts one object per
 failed batch under ``aws/lambda/<mapping>/<topic>-<partition>/YYYY/MM/DD/``.
 """
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from chalicelib.kafka_event import failure_record
-from chalicelib.kafka_security import KafkaSecurity
+from chalicelib.kafka.records import failure_record
+from chalicelib.kafka.security import KafkaSecurity
 from trackflow.stack.parameters import (
     DEFAULT_BISECT,
     DEFAULT_FAILURE_DESTINATION,
@@ -129,7 +129,7 @@ class KafkaDestination:
     """``kafka://TOPIC``: one message per failed record (its key, AWS's invocation record as the value)."""
 
     def __init__(self, topic: str, *, bootstrap_servers: str, security: KafkaSecurity | None = None) -> None:
-        from chalicelib.producer import KafkaSender, backend_factory
+        from chalicelib.kafka.producer import KafkaSender, backend_factory
 
         self.topic = topic
         self._bootstrap = bootstrap_servers
@@ -145,7 +145,7 @@ class KafkaDestination:
         )
 
     def send(self, records: Sequence[dict[str, object]], *, condition: str, invocations: int, error: str) -> None:
-        from chalicelib.producer import Message
+        from chalicelib.kafka.producer import Message
 
         request_id = str(uuid.uuid4())
         messages: list[Message] = []

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from chalicelib.privacy import check_keep_params, keep_set
+from chalicelib.collect.privacy import check_keep_params, keep_set
 from chalicelib.projects import (
     BOT_POLICIES,
     DEV_PROJECT_ID,

@@ -3,7 +3,7 @@
 After an outage longer than the mapping's retries (ClickHouse down, say), the
 failed batches sit on the failure topic (``kafka://trackflow.events.failed``)
 or in an S3 bucket, as AWS's invocation records. Replay reads them, takes the
-records out (:func:`chalicelib.kafka_event.records_of_failure`; a message that
+records out (:func:`chalicelib.kafka.records.records_of_failure`; a message that
 is an original record is taken as it is) and gives them to the same ingest
 use-case the function runs, a batch at a time. Events stored already, by an
 earlier replay or before the failure, count once (the events table collapses
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.errors import RequestError
-from chalicelib.kafka_event import build_event, decode_records, encode_record, records_of_failure
-from chalicelib.kafka_security import KafkaSecurity
+from chalicelib.kafka.records import build_event, decode_records, encode_record, records_of_failure
+from chalicelib.kafka.security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
 

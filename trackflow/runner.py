@@ -39,7 +39,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
-from chalicelib.kafka_event import (
+from chalicelib.kafka.records import (
     LAMBDA_PAYLOAD_LIMIT,
     RECORD_AGE_EXCEEDED,
     RETRIES_EXHAUSTED,
@@ -47,7 +47,7 @@ from chalicelib.kafka_event import (
     encode_record,
     split_by_size,
 )
-from chalicelib.kafka_security import KafkaSecurity
+from chalicelib.kafka.security import KafkaSecurity
 from chalicelib.metrics import set_lag
 from trackflow.mapping import FailureDestination, MappingPolicy
 

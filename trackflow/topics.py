@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.kafka_security import KafkaSecurity
+from chalicelib.kafka.security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def describe_topics(
     """
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    from chalicelib.kafka_diagnosis import ClientErrors
+    from chalicelib.kafka.diagnosis import ClientErrors
 
     security = security or KafkaSecurity()
     # librdkafka's complaints go here, not to stderr: refused credentials and TLS

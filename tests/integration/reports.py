@@ -83,8 +83,8 @@ RAW_REPORTS = ("events?{days}", "clicks?{days}", "errors?{days}", "realtime")
 
 def gather(client: Client, reader: Any, project: str = "development") -> dict[str, Any]:
     """Every report through the app, the rollup-capable ones also on raw events, and `events FINAL` counts."""
-    from chalicelib import stats
-    from chalicelib.stats_params import parse_query
+    from chalicelib.stats import reports as stats
+    from chalicelib.stats.params import parse_query
 
     days = _days()
     answers = {}
@@ -111,7 +111,7 @@ def gather(client: Client, reader: Any, project: str = "development") -> dict[st
             parameters={"p": project},
         ).result_rows
     )
-    from chalicelib.rollups import backlog
+    from chalicelib.rollups.compaction import backlog
 
     clean = backlog(reader).clean_hours
     return orjson.loads(

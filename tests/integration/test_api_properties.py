@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import app
 from chalicelib.settings import Settings
-from chalicelib.stats_params import COMMON_PARAMS, FILTER_COLUMNS
+from chalicelib.stats.params import COMMON_PARAMS, FILTER_COLUMNS
 
 pytestmark = pytest.mark.integration
 

@@ -84,8 +84,8 @@ def test_the_trigger_runner_survives_a_broker_restart(
     restartable_broker: EmbeddedBroker | ApacheKafka, data_dir: Path
 ) -> None:
     own_broker = restartable_broker
-    from chalicelib.clickhouse import connect
-    from chalicelib.migrations import migrate
+    from chalicelib.storage.clickhouse import connect
+    from chalicelib.storage.migrations import migrate
     from tests.conftest import wait_for
     from trackflow.dev import MIGRATIONS_DIR
     from trackflow.runner import TriggerRunner

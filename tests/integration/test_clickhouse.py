@@ -1,4 +1,4 @@
-"""chalicelib.clickhouse on the embedded engine: read-only clients and the writer side by side."""
+"""chalicelib.storage.clickhouse on the embedded engine: read-only clients and the writer side by side."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.clickhouse import connect
 from chalicelib.settings import Settings
+from chalicelib.storage.clickhouse import connect
 
 pytestmark = pytest.mark.integration
 

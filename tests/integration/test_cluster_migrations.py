@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.migrations import bookkeeping, cluster_statements, load_migrations
+from chalicelib.storage.migrations import bookkeeping, cluster_statements, load_migrations
 from trackflow.cli import main
 from trackflow.dev import MIGRATIONS_DIR
 

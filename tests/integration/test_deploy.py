@@ -20,9 +20,9 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.clickhouse import connect
 from chalicelib.projects import DynamoProjectStore
 from chalicelib.settings import load_settings
+from chalicelib.storage.clickhouse import connect
 from tests.clickhouse_http import ClickHouseHttp
 from tests.conftest import make_env
 from trackflow.cli import main

@@ -23,11 +23,12 @@ from chalice.test import Client
 from kafka import KafkaConsumer, KafkaProducer
 
 import app
-from chalicelib import runtime, stats
+from chalicelib import runtime
 from chalicelib.projects import new_project
-from chalicelib.rollups import compact_all
+from chalicelib.rollups.compaction import compact_all
 from chalicelib.settings import Settings
-from chalicelib.stats_params import parse_query
+from chalicelib.stats import reports as stats
+from chalicelib.stats.params import parse_query
 from tests.conftest import wait_for
 from trackflow.runner import TriggerRunner
 

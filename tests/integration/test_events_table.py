@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib import rollups, stats
-from chalicelib.clickhouse import EVENT_COLUMNS, connect
 from chalicelib.ingest import event_row
+from chalicelib.rollups import compaction as rollups
 from chalicelib.settings import Settings
+from chalicelib.stats import reports as stats
+from chalicelib.storage.clickhouse import EVENT_COLUMNS, connect
 from tests.integration.test_rollups import RECORD, _event, _query, _same_as_raw, upgrade
 
 pytestmark = pytest.mark.integration
@@ -87,7 +88,7 @@ def test_reading_the_dirty_hour_of_a_day_reads_only_that_hours_granules(clickhou
         "toString(intDiv(number, 5)), toString(intDiv(number, 10)), '/' FROM numbers(96000)"
     )
     dirty = "[toDateTime('2026-11-20 10:00:00', 'UTC')]"
-    from chalicelib.rollup_sql import dirty_prewhere
+    from chalicelib.rollups.sql import dirty_prewhere
 
     plan = "\n".join(
         row[0]

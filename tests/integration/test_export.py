@@ -48,7 +48,7 @@ def stored(data_dir: Path) -> Iterator[tuple[Settings, dict[str, str]]]:
 
 def _truth(settings: Settings, where: str = "") -> tuple[int, set[str], int]:
     """(rows, event ids, sum of timestamps in ms) of shop's deduplicated events."""
-    from chalicelib.clickhouse import connect
+    from chalicelib.storage.clickhouse import connect
 
     client = connect(settings.clickhouse, database=settings.clickhouse.database)
     rows = client.query(
@@ -160,7 +160,7 @@ def test_s3_gets_one_object_per_day_each_readable_alone(
 def test_a_persons_export_holds_their_events_and_those_of_the_browsers_linked_to_them(
     stored: tuple[Settings, dict[str, str]], tmp_path: Path
 ) -> None:
-    from chalicelib.clickhouse import connect
+    from chalicelib.storage.clickhouse import connect
 
     settings, env = stored
     client = connect(settings.clickhouse, database=settings.clickhouse.database)
@@ -223,7 +223,7 @@ def _get(client: Any, query: str, token: str) -> Any:
 def test_the_api_pages_through_a_range_with_cursors_and_gives_each_event_once(
     api: Any, stored: tuple[Settings, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib import export
+    from chalicelib.ownership import export
 
     client, token, _ = api
     monkeypatch.setattr(export, "API_PAGE_ROWS", 700)

@@ -28,12 +28,12 @@ from chalice.test import Client
 
 import app
 from chalicelib import runtime
-from chalicelib.clickhouse import connect
 from chalicelib.goals import Funnel, new_goal
 from chalicelib.ingest import ingest
-from chalicelib.migrations import migrate
 from chalicelib.projects import named_project
 from chalicelib.settings import Settings, load_settings
+from chalicelib.storage.clickhouse import connect
+from chalicelib.storage.migrations import migrate
 from tests.conftest import make_env
 from tests.integration.test_stats import _ms, _payload, normalised
 from trackflow.broker import EmbeddedBroker

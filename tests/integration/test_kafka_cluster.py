@@ -25,9 +25,9 @@ from chalice.test import Client
 import app
 from bench.faults import longest_refusal_s
 from chalicelib import runtime
-from chalicelib.clickhouse import connect
-from chalicelib.migrations import migrate
 from chalicelib.settings import Settings, load_settings
+from chalicelib.storage.clickhouse import connect
+from chalicelib.storage.migrations import migrate
 from tests.conftest import make_env, new_event, wait_for
 from trackflow.dev import MIGRATIONS_DIR
 from trackflow.kafka_cluster import KafkaCluster

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 import app
 from chalicelib import runtime
-from chalicelib.clickhouse import connect
 from chalicelib.settings import Settings, load_settings
+from chalicelib.storage.clickhouse import connect
 from tests.conftest import make_env, new_event, wait_for
 from tests.integration.tracker_harness import start_stack
 from trackflow.cli import main

@@ -32,8 +32,8 @@ import boto3
 import pytest
 
 from bench.cost import LOG_BYTES
-from chalicelib.events import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH
-from chalicelib.kafka_event import LAMBDA_PAYLOAD_LIMIT
+from chalicelib.collect.events import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH
+from chalicelib.kafka.records import LAMBDA_PAYLOAD_LIMIT
 from chalicelib.projects import DynamoProjectStore, create_dynamo_table, new_project
 from chalicelib.settings import Settings
 from tests.clickhouse_http import ClickHouseHttp

@@ -13,7 +13,7 @@ from chalice.test import Client
 from kafka import KafkaConsumer, KafkaProducer
 
 import app
-from chalicelib.kafka_event import build_event, encode_record
+from chalicelib.kafka.records import build_event, encode_record
 from chalicelib.settings import Settings
 from tests.conftest import both_brokers, new_event, wait_for
 from trackflow.runner import TriggerRunner

@@ -28,7 +28,7 @@ from chalice.test import Client
 import app
 from chalicelib import runtime
 from chalicelib.errors import StorageError
-from chalicelib.rollups import compact_all
+from chalicelib.rollups.compaction import compact_all
 from chalicelib.settings import Settings, load_settings
 from tests.conftest import both_brokers, make_env, read_records, wait_for
 from tests.integration.reports import check, gather, visits
@@ -136,8 +136,8 @@ def test_a_batch_split_in_halves_after_a_failed_invocation_counts_once(one_parti
 def test_new_records_at_reused_offsets_after_the_broker_restarted_empty_are_stored(
     own_broker: EmbeddedBroker, data_dir: Path
 ) -> None:
-    from chalicelib.clickhouse import connect
-    from chalicelib.migrations import migrate
+    from chalicelib.storage.clickhouse import connect
+    from chalicelib.storage.migrations import migrate
     from trackflow.dev import MIGRATIONS_DIR
 
     conf = load_settings(make_env(own_broker, data_dir, TRACKFLOW_PRODUCE_TIMEOUT="2"))
@@ -204,8 +204,8 @@ from chalicelib.settings import load_settings
 from trackflow.runner import TriggerRunner
 import app
 
-from chalicelib.clickhouse import connect
-from chalicelib.migrations import migrate
+from chalicelib.storage.clickhouse import connect
+from chalicelib.storage.migrations import migrate
 from trackflow.dev import MIGRATIONS_DIR
 
 settings = load_settings()
@@ -230,7 +230,7 @@ while runner.stats.records < total and time.monotonic() < deadline:
     runner.run_once()
 runner.stop()
 from chalice.test import Client
-from chalicelib.rollups import compact_all
+from chalicelib.rollups.compaction import compact_all
 from tests.integration.reports import gather
 with Client(app.app) as client:
     before = gather(client, runtime.reader())

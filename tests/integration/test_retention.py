@@ -16,13 +16,13 @@ from typing import Any
 import orjson
 import pytest
 
-from chalicelib import stats
-from chalicelib.clickhouse import connect
 from chalicelib.projects import named_project
-from chalicelib.retention import TABLE_DAYS, expire, first_kept_day
-from chalicelib.rollups import compact_all
+from chalicelib.rollups.compaction import compact_all
 from chalicelib.settings import load_settings
-from chalicelib.stats_params import parse_query
+from chalicelib.stats import reports as stats
+from chalicelib.stats.params import parse_query
+from chalicelib.storage.clickhouse import connect
+from chalicelib.storage.retention import TABLE_DAYS, expire, first_kept_day
 from tests.conftest import make_env
 from trackflow.load import Traffic, sites, table_writer, to_table
 

@@ -13,12 +13,15 @@ from typing import Any
 
 import pytest
 
-from chalicelib import rollup_split, rollups, runtime, stats
-from chalicelib.clickhouse import EVENT_COLUMNS, EventWriter, connect
+from chalicelib import runtime
 from chalicelib.ingest import event_row
-from chalicelib.kafka_event import KafkaRecord
+from chalicelib.kafka.records import KafkaRecord
+from chalicelib.rollups import compaction as rollups
+from chalicelib.rollups import split as rollup_split
 from chalicelib.settings import Settings
-from chalicelib.stats_params import parse_query
+from chalicelib.stats import reports as stats
+from chalicelib.stats.params import parse_query
+from chalicelib.storage.clickhouse import EVENT_COLUMNS, EventWriter, connect
 
 pytestmark = pytest.mark.integration
 
@@ -233,7 +236,7 @@ def test_rounds_are_sized_by_rows_not_by_hours(pipeline: Settings) -> None:
 def upgrade(settings: Settings, store: Callable[[Any], None], *, before: int) -> Any:
     """A database migrated version by version, with ``store(client)`` run before migration ``before``
     (the data as an install older than it holds); a client on the database, fully migrated."""
-    from chalicelib.migrations import load_migrations
+    from chalicelib.storage.migrations import load_migrations
     from trackflow.dev import MIGRATIONS_DIR
 
     database = settings.clickhouse.database
@@ -490,7 +493,7 @@ def test_a_split_too_large_for_parameters_is_read_in_the_statement_with_the_same
 def test_days_compacted_before_their_whole_day_rows_existed_read_exact_until_compaction_writes_them(
     pipeline: Settings,
 ) -> None:
-    from chalicelib.migrations import load_migrations
+    from chalicelib.storage.migrations import load_migrations
     from trackflow.dev import MIGRATIONS_DIR
 
     client = runtime.rollup_client()

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.clickhouse import connect
 from chalicelib.settings import Settings
+from chalicelib.storage.clickhouse import connect
 from trackflow.sqlgate import STATE_FILE, QueryRefusedError, SqlGate, query_running_dev, run_query
 
 pytestmark = pytest.mark.integration

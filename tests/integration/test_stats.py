@@ -20,15 +20,16 @@ import pytest
 from chalice.test import Client
 
 import app
-from chalicelib import runtime, stats
-from chalicelib.clickhouse import connect
+from chalicelib import runtime
 from chalicelib.ingest import ingest
-from chalicelib.kafka_event import build_event, encode_record
-from chalicelib.migrations import migrate
+from chalicelib.kafka.records import build_event, encode_record
 from chalicelib.projects import new_project
-from chalicelib.rollups import compact_all
+from chalicelib.rollups.compaction import compact_all
 from chalicelib.settings import Settings, load_settings
-from chalicelib.stats_params import parse_query
+from chalicelib.stats import reports as stats
+from chalicelib.stats.params import parse_query
+from chalicelib.storage.clickhouse import connect
+from chalicelib.storage.migrations import migrate
 from tests.conftest import make_env
 from trackflow.broker import EmbeddedBroker
 from trackflow.dev import MIGRATIONS_DIR
@@ -317,10 +318,10 @@ def test_rollups_and_raw_events_give_the_same_numbers(known: dict[str, Any]) -> 
 
 
 def test_upgrading_rebuilds_the_rollups_from_events_stored_before(settings: Settings) -> None:
-    from chalicelib.clickhouse import EVENT_COLUMNS
     from chalicelib.ingest import event_row
-    from chalicelib.kafka_event import KafkaRecord
-    from chalicelib.migrations import load_migrations
+    from chalicelib.kafka.records import KafkaRecord
+    from chalicelib.storage.clickhouse import EVENT_COLUMNS
+    from chalicelib.storage.migrations import load_migrations
     from trackflow.dev import MIGRATIONS_DIR
 
     database = settings.clickhouse.database

@@ -82,7 +82,7 @@ def test_a_statement_without_a_cluster_form_or_a_bad_cluster_name_is_refused() -
 
 
 def test_the_hourly_rollups_render_as_replicated_replacing_tables_sharded_by_project() -> None:
-    from chalicelib.migrations import load_migrations
+    from chalicelib.storage.migrations import load_migrations
     from trackflow.dev import MIGRATIONS_DIR
 
     renderer = ClusterRenderer("analytics", "tf")
@@ -108,9 +108,9 @@ def test_the_hourly_rollups_render_as_replicated_replacing_tables_sharded_by_pro
 def test_on_a_cluster_every_client_inserts_in_the_foreground_and_reads_only_replicas_within_the_lag(
     tmp_path: Path,
 ) -> None:
-    from chalicelib.clickhouse import cluster_settings
     from chalicelib.errors import ConfigError
     from chalicelib.settings import load_settings
+    from chalicelib.storage.clickhouse import cluster_settings
 
     env = {"TRACKFLOW_DATA_DIR": str(tmp_path), "CLICKHOUSE_URL": "https://ch-1.example:8443"}
     single = load_settings(env)
@@ -155,9 +155,9 @@ class _Recorder:
 def test_on_a_cluster_retention_and_erasure_delete_from_every_nodes_local_tables() -> None:
     from datetime import UTC, datetime
 
-    from chalicelib.people import Person, erase
-    from chalicelib.retention import TABLE_DAYS, expire
-    from chalicelib.rollups import ROLLUP_TABLES, rebuild
+    from chalicelib.ownership.people import Person, erase
+    from chalicelib.rollups.compaction import ROLLUP_TABLES, rebuild
+    from chalicelib.storage.retention import TABLE_DAYS, expire
 
     client = _Recorder()
     expire(client, [], default_days=30, now=datetime(2026, 11, 10, tzinfo=UTC), cluster="tf")

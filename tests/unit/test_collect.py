@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 import pytest
 
-from chalicelib import collect as collect_module
-from chalicelib.collect import RequestMeta, collect
+from chalicelib.collect import service as collect_module
+from chalicelib.collect.ratelimit import RateLimiter
+from chalicelib.collect.service import RequestMeta, collect
 from chalicelib.errors import PayloadTooLargeError, RequestError
 from chalicelib.projects import SqliteProjectStore
-from chalicelib.ratelimit import RateLimiter
 
 NOW = 1_764_000_000_000
 DAY = 86_400_000

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from chalicelib.enrich import corrected_timestamp, enrich, referrer_domain, split_url
-from chalicelib.events import RawEvent, validate_event
+from chalicelib.collect.enrich import corrected_timestamp, enrich, referrer_domain, split_url
+from chalicelib.collect.events import RawEvent, validate_event
 
 
 def test_skew_correction_keeps_the_wait_and_moves_it_to_the_server_clock() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from chalicelib import events
+from chalicelib.collect import events
 from chalicelib.errors import PayloadTooLargeError, RequestError
 
 

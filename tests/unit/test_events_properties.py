@@ -10,11 +10,11 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.collect import RequestMeta, collect
+from chalicelib.collect.events import parse_body
+from chalicelib.collect.ratelimit import RateLimiter
+from chalicelib.collect.service import RequestMeta, collect
 from chalicelib.errors import RequestError
-from chalicelib.events import parse_body
 from chalicelib.projects import SqliteProjectStore
-from chalicelib.ratelimit import RateLimiter
 
 ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)  # what JSON encoders carry
 json_values = st.recursive(

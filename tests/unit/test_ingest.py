@@ -9,14 +9,14 @@ from typing import Any
 import orjson
 import pytest
 
-from chalicelib.clickhouse import EVENT_COLUMNS
-from chalicelib.collect import RequestMeta, _client_fields
-from chalicelib.enrich import enrich
+from chalicelib.collect.enrich import enrich
+from chalicelib.collect.events import RawEvent
+from chalicelib.collect.service import RequestMeta, _client_fields
 from chalicelib.errors import RefusedDataError, StorageError
-from chalicelib.events import RawEvent
 from chalicelib.ingest import ingest
-from chalicelib.kafka_event import build_event, encode_record
+from chalicelib.kafka.records import build_event, encode_record
 from chalicelib.projects import dev_project
+from chalicelib.storage.clickhouse import EVENT_COLUMNS
 
 
 class FakeWriter:
@@ -76,7 +76,7 @@ def test_an_event_resent_within_the_same_batch_is_written_once() -> None:
 
 
 def test_schema_2_messages_from_collect_and_schema_1_ones_give_the_same_rows() -> None:
-    from chalicelib.producer import visitor_messages
+    from chalicelib.kafka.producer import visitor_messages
 
     events = [_normalised() | {"anonymous_id": "v"} for _ in range(3)]
     (message,) = visitor_messages(events, project_id="p", schema_version=2)

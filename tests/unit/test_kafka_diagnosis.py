@@ -1,10 +1,10 @@
-"""chalicelib.kafka_diagnosis.replica_shortfall: why acks=all writes fail, read from a topic's metadata."""
+"""chalicelib.kafka.diagnosis.replica_shortfall: why acks=all writes fail, read from a topic's metadata."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from chalicelib.kafka_diagnosis import replica_shortfall
+from chalicelib.kafka.diagnosis import replica_shortfall
 
 
 def _topic(*partitions: tuple[int, int, int]) -> SimpleNamespace:

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from chalicelib.errors import RequestError
-from chalicelib.kafka_event import build_event, decode_records, encode_record, split_by_size
+from chalicelib.kafka.records import build_event, decode_records, encode_record, split_by_size
 
 # Shaped like the example in the AWS Lambda developer guide (MSK).
 MSK_EVENT = {

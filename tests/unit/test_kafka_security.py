@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from chalicelib.errors import ConfigError
-from chalicelib.kafka_diagnosis import ClientErrors
-from chalicelib.kafka_security import KafkaSecurity, load, msk_iam_token
+from chalicelib.kafka.diagnosis import ClientErrors
+from chalicelib.kafka.security import KafkaSecurity, load, msk_iam_token
 from chalicelib.settings import load_settings
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from chalicelib.ingest import event_row
-from chalicelib.kafka_event import KafkaRecord
+from chalicelib.kafka.records import KafkaRecord
 from trackflow.load import Traffic, batches, sites
 
 END_MS = 1_793_577_600_000  # 2026-11-01

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.kafka_event import RECORD_AGE_EXCEEDED, RETRIES_EXHAUSTED, encode_record
+from chalicelib.kafka.records import RECORD_AGE_EXCEEDED, RETRIES_EXHAUSTED, encode_record
 from trackflow.mapping import ConfigurationError, MappingPolicy
 from trackflow.runner import TriggerRunner
 from trackflow.stack import merge_template

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.errors import ConfigError
-from chalicelib.migrations import load_migrations
+from chalicelib.storage.migrations import load_migrations
 from trackflow.dev import MIGRATIONS_DIR
 
 

@@ -1,13 +1,13 @@
-"""What is kept of URLs and custom properties (chalicelib.privacy): the rules docs/security.md states."""
+"""What is kept of URLs and custom properties (chalicelib.collect.privacy): the rules docs/security.md states."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
-from chalicelib.enrich import enrich
-from chalicelib.events import validate_event
-from chalicelib.privacy import (
+from chalicelib.collect.enrich import enrich
+from chalicelib.collect.events import validate_event
+from chalicelib.collect.privacy import (
     REDACTED,
     check_keep_params,
     clean_props,

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from chalicelib.errors import ProduceError
-from chalicelib.producer import BackendFactory, KafkaSender, Message, visitor_messages
+from chalicelib.kafka.producer import BackendFactory, KafkaSender, Message, visitor_messages
 
 
 class FakeBackend:

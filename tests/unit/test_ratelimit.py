@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.ratelimit import RateLimitedError, RateLimiter
+from chalicelib.collect.ratelimit import RateLimitedError, RateLimiter
 
 
 def test_allows_a_burst_then_refuses_with_retry_after_then_refills() -> None:

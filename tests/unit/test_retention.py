@@ -1,4 +1,4 @@
-"""Retention's day rule and schedule (chalicelib.retention); the deletes themselves: tests/integration/test_retention.py."""
+"""Retention's day rule and schedule (chalicelib.storage.retention); the deletes themselves: tests/integration/test_retention.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from chalicelib.projects import named_project
-from chalicelib.retention import TABLE_DAYS, Schedule, cutoffs, first_kept_day
+from chalicelib.storage.retention import TABLE_DAYS, Schedule, cutoffs, first_kept_day
 
 
 def test_a_retention_of_n_days_keeps_today_and_the_n_minus_one_before() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import rollup_split
-from chalicelib.rollup_split import PREFIXES_MARK, SPLIT_MARK, SplitCache
+from chalicelib.rollups import split as rollup_split
+from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, SplitCache
 
 PARAMS = {"project": "p", "window_start": datetime(2026, 11, 20), "window_end": datetime(2026, 11, 21)}
 SPLIT = {

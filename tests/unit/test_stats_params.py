@@ -1,4 +1,4 @@
-"""chalicelib.stats_params: the stats API's query string."""
+"""chalicelib.stats.params: the stats API's query string."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from chalicelib.errors import RequestError
-from chalicelib.stats_params import Filter, StatsQuery, parse_query
+from chalicelib.stats.params import Filter, StatsQuery, parse_query
 
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
--- Erasure of a person's data (chalicelib.people): what was erased, and which
+-- Erasure of a person's data (chalicelib.ownership.people): what was erased, and which
 -- ids ingest must not store again.
 --
 -- * `erasures`: one audit row per request: who asked, when, how many rows
@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS ${DATABASE}.erased_ids
 (
     project_id     LowCardinality(String),
     field          LowCardinality(String) COMMENT 'user_id or anonymous_id: the event field it is checked against',
-    id_hash        String COMMENT 'hex SHA-256 of project and id (chalicelib.people.id_hash)',
+    id_hash        String COMMENT 'hex SHA-256 of project and id (chalicelib.ownership.people.id_hash)',
     unclaimed_only UInt8 COMMENT '1: a browser linked to an erased user id: only its events without a user id',
     erased_at      DateTime64(3, 'UTC'),
     receipt_id     UUID

@@ -7,7 +7,7 @@
 -- before the first dirty hour of each project's newest day, by the hour they
 -- started in, as `rollup_session_starts` does for whole days. The overview
 -- then adds the sessions that run on past the prefix one by one, less what
--- the prefix counted of them (chalicelib.stats_sql).
+-- the prefix counted of them (chalicelib.stats.sql).
 --
 -- * `rollup_prefix_gens`: generations of the prefix tier, as
 --   `rollup_day_gens`; a prefix is named by the hour it ends at (`through`,

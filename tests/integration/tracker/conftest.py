@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.clickhouse import connect
 from chalicelib.settings import Settings
+from chalicelib.storage.clickhouse import connect
 from tests.integration.tracker_harness import Site, Traffic, browser_fixture, stack_fixture, wire
 from trackflow.broker import EmbeddedBroker
 from trackflow.dev import DevStack

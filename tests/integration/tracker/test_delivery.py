@@ -218,8 +218,8 @@ def test_a_broker_restart_while_a_page_tracks_loses_nothing_and_counts_nothing_t
     """Kafka crashes (kill -9) and comes back while Chromium keeps tracking: collect
     answers 503 meanwhile, the tracker backs off and resends, and every event is
     stored once. Apache Kafka: durable, like the clusters this runs on in production."""
-    from chalicelib.clickhouse import connect
     from chalicelib.settings import load_settings
+    from chalicelib.storage.clickhouse import connect
     from tests.conftest import make_env
     from tests.integration.tracker_harness import start_stack
     from trackflow.topics import ensure_topics
@@ -263,8 +263,8 @@ def test_a_page_tracking_through_a_broker_of_three_dying_loses_nothing(
 ) -> None:
     """The same page on a three-broker cluster with MSK's defaults: one broker is killed (kill -9)
     mid-test and restarted; the partitions it led move to the others, and every event is stored once."""
-    from chalicelib.clickhouse import connect
     from chalicelib.settings import load_settings
+    from chalicelib.storage.clickhouse import connect
     from tests.conftest import make_env
     from tests.integration.tracker_harness import start_stack
     from trackflow.topics import ensure_topics

@@ -23,7 +23,7 @@ records a *pending* generation with a lease for them, writes their rows,
 then records the generation *done* with the newest change it covers. A unit
 is *clean* when a done generation covers its newest change; reports read
 clean units from the rollups and every other hour from ``events FINAL``
-(:data:`chalicelib.rollup_sql.SPLIT`, evaluated inside each report's statement).
+(:data:`chalicelib.rollups.sql.SPLIT`, evaluated inside each report's statement).
 
 Why it holds whatever the redelivery or the timing:
 
@@ -53,8 +53,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from chalicelib.cluster_ddl import alter
-from chalicelib.rollup_split import CACHE as SPLITS
-from chalicelib.rollup_sql import (
+from chalicelib.rollups.split import CACHE as SPLITS
+from chalicelib.rollups.sql import (
     ALL_HOURS_STATE,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,

@@ -2,13 +2,13 @@
 
 Request-level facts (user agent, browser, OS, device, bot flag, country,
 visitor hash) come in as ``client``, computed once per request by
-:mod:`chalicelib.client_info`.
+:mod:`chalicelib.collect.client_info`.
 
 Adds the server's ``received_at``, corrects the client's timestamp for clock skew
 (using the batch's ``sent_at``), splits the URL into host/path/query, keeps UTM
 parameters, and reduces the referrer to its domain. URLs (the page's, the
 referrer's, a click's ``href``) are cleaned of query parameters the project
-does not keep first (:mod:`chalicelib.privacy`). The output is a flat dict of
+does not keep first (:mod:`chalicelib.collect.privacy`). The output is a flat dict of
 JSON scalars (``props`` stays a JSON string) so the ingest side can build a row
 without walking nested objects. ``SCHEMA_VERSION`` is stamped on each message.
 """
@@ -20,8 +20,8 @@ from urllib.parse import unquote_plus, urlsplit
 
 import orjson
 
-from chalicelib.events import RawEvent
-from chalicelib.privacy import DEFAULT_PARAMS, clean_url, clean_value
+from chalicelib.collect.events import RawEvent
+from chalicelib.collect.privacy import DEFAULT_PARAMS, clean_url, clean_value
 
 # 2: the fields a message's events share are sent once, under "shared" (1 repeated them in every event).
 SCHEMA_VERSION = 2
@@ -121,7 +121,7 @@ def enrich(
     keep: frozenset[str] = DEFAULT_PARAMS,
 ) -> dict[str, object]:
     """The normalised event for Kafka and ClickHouse; URLs keep only the query parameters in ``keep``
-    (:mod:`chalicelib.privacy`)."""
+    (:mod:`chalicelib.collect.privacy`)."""
     ctx = event.context
     url = clean_url(ctx.get("url", ""), keep)
     host, path, query, utm_pairs = split_url(url)

@@ -1,22 +1,22 @@
-"""``DELETE /v1/projects/{project}/people``: who may erase a person's data, and the request to do it.
+"""``DELETE /v1/projects/{project}/people`` and ``GET /v1/stats/export``: a person's erasure and the project's events.
 
 Erasure changes stored data, so it takes the project's *admin* token
 (``tf_at_<project>.<secret>``, ``trackflow projects show``), never the read
 token a dashboard holds. The development project is open in the dev and test
 stages, as for reading. Every refusal is a 4xx JSON error; the work itself is
-:func:`chalicelib.people.erase`.
+:func:`chalicelib.ownership.people.erase`. An export page takes the read token
+and the stats API's query string, and is read by :mod:`chalicelib.ownership.export`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib import stats
-from chalicelib.clickhouse import engine_answer
 from chalicelib.errors import ForbiddenError, RequestError, UnauthorizedError
-from chalicelib.people import erase, person_from
+from chalicelib.ownership.export import API_FORMATS, API_MAX_DAYS, FORMATS, Selection, page
+from chalicelib.ownership.people import erase, person_from
 from chalicelib.projects import (
     ADMIN_TOKEN_PREFIX,
     DEV_PROJECT_ID,
@@ -27,6 +27,9 @@ from chalicelib.projects import (
     token_project_id,
     tokens_equal,
 )
+from chalicelib.stats import reports as stats
+from chalicelib.stats.api import request_query
+from chalicelib.storage.clickhouse import engine_answer
 
 
 def authorise_admin(projects: ProjectStore, project_id: str, token: str | None, *, stage: str) -> str:
@@ -86,3 +89,30 @@ def erase_request(
     )
     body: dict[str, Any] = receipt.to_public()
     return body
+
+
+def export(
+    params: Mapping[str, str] | None,
+    *,
+    authorization: str | None,
+    projects: ProjectStore,
+    reader: Callable[[], Any],
+    stage: str,
+    now_ms: Callable[[], int],
+) -> tuple[bytes, str, str | None]:
+    """The body, media type and next cursor of ``GET /v1/stats/export``: a page of stored events."""
+    query, _ = request_query(params, frozenset({"format", "cursor"}), stage=stage, now_ms=now_ms)
+    if query.filters:
+        raise RequestError(f"export takes no filters, got {query.filters[0].name!r}", field=query.filters[0].name)
+    fmt = (params or {}).get("format", "csv")
+    if fmt not in API_FORMATS:
+        raise RequestError(
+            f"format must be one of {', '.join(API_FORMATS)}, got {fmt[:16]!r} (Parquet: trackflow export)",
+            field="format",
+        )
+    if query.end - query.start > timedelta(days=API_MAX_DAYS):
+        raise RequestError(f"an export request covers at most {API_MAX_DAYS} days; ask for each month", field="from")
+    stats.authorise_read(projects, query.project_id, stats.bearer_token(authorization), stage=stage)
+    selection = Selection(query.project_id, query.start, query.end)
+    body, cursor = engine_answer(lambda: page(reader(), selection, fmt, cursor=(params or {}).get("cursor")))
+    return body, FORMATS[fmt][2], cursor

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 import orjson
 
 from chalicelib.errors import ProduceError
-from chalicelib.kafka_diagnosis import ClientErrors, replica_shortfall
-from chalicelib.kafka_security import KafkaSecurity
+from chalicelib.kafka.diagnosis import ClientErrors, replica_shortfall
+from chalicelib.kafka.security import KafkaSecurity
 from chalicelib.metrics import produce_timer
 
 logger = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from chalicelib.clickhouse import letter_field
 from chalicelib.cluster_ddl import alter
+from chalicelib.storage.clickhouse import letter_field
 
 RUN_EVERY_S = 6 * 3600
 # Table -> the expression giving a row's UTC day and its project.
@@ -43,7 +43,7 @@ TABLE_DAYS = {
     "rollup_traffic_days": ("day", "project_id"),
     "rollup_prefix_starts": ("toDate(through)", "project_id"),
     "rollup_prefix_gens": ("toDate(through)", "project_id"),
-    # A record's project is in its message (chalicelib.producer); an unreadable one has none: the default.
+    # A record's project is in its message (chalicelib.kafka.producer); an unreadable one has none: the default.
     "dead_letters": ("toDate(failed_at)", letter_field("project_id", "value")),
 }
 

@@ -22,7 +22,7 @@ import re
 import threading
 from typing import Any
 
-from chalicelib.kafka_security import KafkaSecurity
+from chalicelib.kafka.security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 :func:`parse_query` turns the request's query parameters into a
 :class:`StatsQuery` or raises :class:`RequestError` naming the parameter. Only
 names on the lists below are accepted; values are never put into SQL text, they
-travel as query parameters (see ``chalicelib.stats_sql``).
+travel as query parameters (see ``chalicelib.stats.sql``).
 
 Periods: ``period`` is ``today``, ``24h``, ``7d``, ``30d`` or ``90d`` (default
 ``7d``), or ``from`` and ``to`` as ``YYYY-MM-DD`` days in ``tz`` (both included).

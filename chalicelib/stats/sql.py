@@ -2,8 +2,8 @@
 
 Each report has a rollup form and a raw form (reading ``events FINAL``). The
 rollup form starts with ``WITH`` the split of its window
-(:data:`chalicelib.rollup_sql.SPLIT`, where :data:`~chalicelib.rollup_split.SPLIT_MARK`
-stands; :mod:`chalicelib.rollup_split` runs it) and reads clean
+(:data:`chalicelib.rollups.sql.SPLIT`, where :data:`~chalicelib.rollups.split.SPLIT_MARK`
+stands; :mod:`chalicelib.rollups.split` runs it) and reads clean
 days and hours from the rollup tables (migration ``008``, filled by
 compaction from deduplicated events) and everything else (dirty hours, and
 the partial hours at the ends of a period in a half-hour zone) from
@@ -23,8 +23,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from chalicelib.goals import Goal, like_pattern
-from chalicelib.rollup_split import PREFIXES_MARK, SPLIT_MARK
-from chalicelib.rollup_sql import (
+from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK
+from chalicelib.rollups.sql import (
     COPY_MARGIN,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
@@ -38,7 +38,7 @@ from chalicelib.rollup_sql import (
     member,
     session_figures,
 )
-from chalicelib.stats_params import FILTER_COLUMNS, StatsQuery
+from chalicelib.stats.params import FILTER_COLUMNS, StatsQuery
 
 START = "fromUnixTimestamp64Milli({start:Int64}, 'UTC')"
 END = "fromUnixTimestamp64Milli({end:Int64}, 'UTC')"

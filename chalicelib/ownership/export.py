@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from chalicelib.errors import RequestError
-from chalicelib.people import PersonIds
+from chalicelib.ownership.people import PersonIds
 
 # Name -> (ClickHouse format of the first slice, of the slices after it, media type, file extension).
 FORMATS = {
@@ -37,7 +37,7 @@ _CURSOR = re.compile(r"^([0-9]{1,15})_([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 @dataclass(frozen=True)
 class Selection:
     """Which events: a project, a time range (``end`` excluded), and optionally one person's
-    (:func:`chalicelib.people.person_ids`)."""
+    (:func:`chalicelib.ownership.people.person_ids`)."""
 
     project_id: str
     start: datetime

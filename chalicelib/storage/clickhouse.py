@@ -7,7 +7,7 @@ with the real cause spelled out.
 
 :class:`EventWriter` writes a whole batch of event rows with one insert, after
 marking the hours they fall on as changed for the rollups' compaction
-(:mod:`chalicelib.rollups`). It tells data ClickHouse refuses
+(:mod:`chalicelib.rollups.compaction`). It tells data ClickHouse refuses
 (:class:`RefusedDataError`: isolate and dead-letter it) from failures worth a
 retry (:class:`StorageError`).
 """
@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.errors import EngineLockedError, RefusedDataError, ServiceUnavailableError, StorageError
-from chalicelib.rollups import INSERT_TIME_LIMIT_S, mark_changed
+from chalicelib.rollups.compaction import INSERT_TIME_LIMIT_S, mark_changed
 from chalicelib.settings import ClickHouseSettings
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ EVENT_FIELDS = (
     "utm_content",
     "props",
 )
-# Derived from the request by collect (chalicelib.client_info); absent from
+# Derived from the request by collect (chalicelib.collect.client_info); absent from
 # messages written before they existed, so ingest fills these defaults.
 CLIENT_DEFAULTS: tuple[tuple[str, object], ...] = (
     ("browser", ""),
@@ -233,7 +233,7 @@ _HOUR_MS = 3_600_000
 # Ingest bounds every timestamp (chalicelib.ingest), so the partition guard
 # only ever refused honest batches that replayed months of backlog. The
 # server stops an insert still running after the time limit, so none lands
-# after compaction's settle time (chalicelib.rollups).
+# after compaction's settle time (chalicelib.rollups.compaction).
 INSERT_SETTINGS = {
     "insert_deduplicate": 0,
     "max_partitions_per_insert_block": 0,

@@ -1,10 +1,10 @@
 """The stats API's use-cases: who may read, and each report as JSON-ready dicts.
 
 Every function takes a clickhouse-connect client (``reader``) and a
-:class:`~chalicelib.stats_params.StatsQuery`; SQL comes from
-``chalicelib.stats_sql``. Unfiltered queries read the rollups for the hours
+:class:`~chalicelib.stats.params.StatsQuery`; SQL comes from
+``chalicelib.stats.sql``. Unfiltered queries read the rollups for the hours
 and days compaction has made clean and raw events for the rest, in one
-statement checking the split it was given (``chalicelib.rollup_split``);
+statement checking the split it was given (``chalicelib.rollups.split``);
 filtered queries read raw events only.
 ``rollups=False`` forces raw events (the tests compare both).
 
@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from chalicelib import rollup_split, stats_sql
 from chalicelib.errors import ForbiddenError, NotFoundError, RequestError, ServiceUnavailableError, UnauthorizedError
 from chalicelib.goals import Goal, Step
 from chalicelib.projects import (
@@ -33,8 +32,10 @@ from chalicelib.projects import (
     project_for_read_token,
     tokens_equal,
 )
-from chalicelib.stats_params import StatsQuery
-from chalicelib.stats_sql import Sql
+from chalicelib.rollups import split as rollup_split
+from chalicelib.stats import sql as stats_sql
+from chalicelib.stats.params import StatsQuery
+from chalicelib.stats.sql import Sql
 
 logger = logging.getLogger(__name__)
 

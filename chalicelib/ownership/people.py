@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from chalicelib.clickhouse import LETTER_EVENTS, letter_field
 from chalicelib.cluster_ddl import alter
+from chalicelib.collect.events import MAX_ID_LENGTH
 from chalicelib.errors import RequestError
-from chalicelib.events import MAX_ID_LENGTH
+from chalicelib.storage.clickhouse import LETTER_EVENTS, letter_field
 
 KINDS = ("user_id", "anonymous_id")
 
@@ -138,7 +138,7 @@ def erase(
     """Erase a person's events, dead letters and their share of the rollups; record it; return the receipt.
 
     The ids go on the erased list first, so ingest stops storing them before anything is deleted;
-    ``rebuild(client, project_id, hours, cluster=)`` (:func:`chalicelib.rollups.rebuild`) then makes the
+    ``rebuild(client, project_id, hours, cluster=)`` (:func:`chalicelib.rollups.compaction.rebuild`) then makes the
     rollups of every hour that held them forget them. A second call finds nothing and deletes nothing.
     """
     ids = person_ids(client, project_id, person)

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+from chalicelib.collect.privacy import clean_props
 from chalicelib.errors import PayloadTooLargeError, RequestError
-from chalicelib.privacy import clean_props
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_EVENTS_PER_BATCH = 100

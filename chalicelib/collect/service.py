@@ -1,7 +1,7 @@
 """The collect use-case: a request body in, events on Kafka, an answer out.
 
-Parsing and validation live in :mod:`chalicelib.events`, enrichment in
-:mod:`chalicelib.enrich`; this module strings them together and sends the
+Parsing and validation live in :mod:`chalicelib.collect.events`, enrichment in
+:mod:`chalicelib.collect.enrich`; this module strings them together and sends the
 accepted events with one acknowledged produce. Nothing is accepted unless Kafka
 acknowledged it: a produce failure raises ``ProduceError`` (503 + Retry-After)
 and the client resends the whole batch (the server deduplicates by event_id).
@@ -13,8 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
-from chalicelib.client_info import client_ip, country, parse_agent, visitor_hash
-from chalicelib.enrich import MAX_EVENT_AGE_DAYS, MAX_EVENT_AGE_MS, SCHEMA_VERSION, enrich
+from chalicelib.collect.client_info import client_ip, country, parse_agent, visitor_hash
+from chalicelib.collect.enrich import MAX_EVENT_AGE_DAYS, MAX_EVENT_AGE_MS, SCHEMA_VERSION, enrich
+from chalicelib.collect.events import MAX_EVENTS_PER_BATCH, parse_body
+from chalicelib.collect.privacy import keep_set
+from chalicelib.collect.ratelimit import RateLimiter
 from chalicelib.errors import (
     ForbiddenError,
     PayloadTooLargeError,
@@ -22,11 +25,8 @@ from chalicelib.errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
-from chalicelib.events import MAX_EVENTS_PER_BATCH, parse_body
-from chalicelib.privacy import keep_set
-from chalicelib.producer import KafkaSender, visitor_messages
+from chalicelib.kafka.producer import KafkaSender, visitor_messages
 from chalicelib.projects import Project, ProjectStore, resolve_key
-from chalicelib.ratelimit import RateLimiter
 
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
 # Below Kafka's default message.max.bytes (1 MB): a bigger message would be

@@ -9,15 +9,15 @@ an engine that is away, locked by another process or not migrated yet is a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib import stats
-from chalicelib.clickhouse import engine_answer
 from chalicelib.errors import NotFoundError, RequestError
 from chalicelib.goals import DEFAULT_WINDOW, Goal, parse_window, resolve_steps
 from chalicelib.projects import DEV_PROJECT_ID, DEV_STAGES, Project, ProjectStore, dev_project
-from chalicelib.stats_params import StatsQuery, parse_query
+from chalicelib.stats import reports as stats
+from chalicelib.stats.params import StatsQuery, parse_query
+from chalicelib.storage.clickhouse import engine_answer
 
 # Report -> parameters it reads besides the common ones and the filters.
 EXTRA_PARAMS = {
@@ -33,42 +33,13 @@ EXTRA_PARAMS = {
 }
 
 
-def _query(
+def request_query(
     params: Mapping[str, str] | None, extra: frozenset[str], *, stage: str, now_ms: Callable[[], int]
 ) -> tuple[StatsQuery, datetime]:
     """The request's query (the development project by default in the dev stages) and the time it is for."""
     now = datetime.fromtimestamp(now_ms() / 1000, UTC)
     default = DEV_PROJECT_ID if stage in DEV_STAGES else None
     return parse_query(params, now=now, extra=extra, default_project=default), now
-
-
-def export(
-    params: Mapping[str, str] | None,
-    *,
-    authorization: str | None,
-    projects: ProjectStore,
-    reader: Callable[[], Any],
-    stage: str,
-    now_ms: Callable[[], int],
-) -> tuple[bytes, str, str | None]:
-    """The body, media type and next cursor of ``GET /v1/stats/export``: a page of stored events."""
-    from chalicelib.export import API_FORMATS, API_MAX_DAYS, FORMATS, Selection, page
-
-    query, _ = _query(params, frozenset({"format", "cursor"}), stage=stage, now_ms=now_ms)
-    if query.filters:
-        raise RequestError(f"export takes no filters, got {query.filters[0].name!r}", field=query.filters[0].name)
-    fmt = (params or {}).get("format", "csv")
-    if fmt not in API_FORMATS:
-        raise RequestError(
-            f"format must be one of {', '.join(API_FORMATS)}, got {fmt[:16]!r} (Parquet: trackflow export)",
-            field="format",
-        )
-    if query.end - query.start > timedelta(days=API_MAX_DAYS):
-        raise RequestError(f"an export request covers at most {API_MAX_DAYS} days; ask for each month", field="from")
-    stats.authorise_read(projects, query.project_id, stats.bearer_token(authorization), stage=stage)
-    selection = Selection(query.project_id, query.start, query.end)
-    body, cursor = engine_answer(lambda: page(reader(), selection, fmt, cursor=(params or {}).get("cursor")))
-    return body, FORMATS[fmt][2], cursor
 
 
 def answer(
@@ -86,7 +57,7 @@ def answer(
     token = stats.bearer_token(authorization)
     if report == "projects":
         return stats.list_projects(projects, token, stage=stage)
-    query, now = _query(params, EXTRA_PARAMS[report], stage=stage, now_ms=now_ms)
+    query, now = request_query(params, EXTRA_PARAMS[report], stage=stage, now_ms=now_ms)
     stats.authorise_read(projects, query.project_id, token, stage=stage)
 
     # The project's goals and funnels, looked up only by the reports that use them (the store may be DynamoDB).

@@ -5,7 +5,7 @@
   counts once with its first and last page.
 - :data:`SPLIT`: which hours and days of a report's window the rollups answer,
   as one scalar subquery: read before a report, or inside it
-  (:mod:`chalicelib.rollup_split`), and :data:`SPLIT_HOLDS`, the report's
+  (:mod:`chalicelib.rollups.split`), and :data:`SPLIT_HOLDS`, the report's
   check that a split read before it still holds.
 - :func:`dirty_prewhere`: reading only some hours of ``events FINAL``. The
   table is sorted by day, so ``FINAL`` over a filtered hour would still merge
@@ -101,7 +101,7 @@ _WINDOW_DAYS = (
 # (clean days, clean hours, dirty hours, days with a dirty hour, clean hours of days not clean, every marked
 # hour, and the newest mark of each that a report on this split relies on) of a report's window. Hours are
 # Unix seconds and marks epoch milliseconds where a report passes them back as parameters
-# (chalicelib.rollup_split): a mark on a clean hour or on any hour of a clean day is relied on; the dirty
+# (chalicelib.rollups.split): a mark on a clean hour or on any hour of a clean day is relied on; the dirty
 # hours of other days are read raw whatever comes, so theirs is the largest Int64.
 SPLIT = (
     "(SELECT tuple(groupArrayIf(day, day_clean = 1), arrayFlatten(groupArray(clean)), arrayFlatten(groupArray(dirty)), "
@@ -126,7 +126,7 @@ SPLIT_NAMES = (
 _HOURS_PARAMETER = "CAST({{{name}:Array(UInt32)}} AS Array(DateTime('UTC')))"
 # The split's parts that are hours: passed back as Unix seconds.
 SPLIT_HOUR_PARTS = ("clean_hours", "dirty_hours", "open_day_hours")
-# The same names for a split read before the statement and passed in as parameters (chalicelib.rollup_split).
+# The same names for a split read before the statement and passed in as parameters (chalicelib.rollups.split).
 SPLIT_PARAMETERS = (
     "{clean_days:Array(Date)} AS clean_days, "
     + ", ".join(f"{_HOURS_PARAMETER.format(name=name)} AS {name}" for name in SPLIT_HOUR_PARTS)
@@ -147,7 +147,7 @@ _WINDOW_PREFIXES = (
     " AND project_id = {project:String} AND through > {window_start:DateTime('UTC')}"
     " AND through < {window_end:DateTime('UTC')}"
 )
-# The overview's day prefixes (rollup_prefix_starts, chalicelib.rollups' prefix tier) it may use: per day of
+# The overview's day prefixes (rollup_prefix_starts, chalicelib.rollups.compaction' prefix tier) it may use: per day of
 # the window, the longest whose generation covers the newest change of every hour before it, all clean.
 PREFIXES = (
     "(SELECT groupArray(t) FROM (SELECT max(through) AS t FROM (SELECT g.through AS through FROM "

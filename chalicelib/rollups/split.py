@@ -4,13 +4,13 @@ holds, and checked by the statement that reads the data.
 A report written with :data:`SPLIT_MARK` (and the overview with :data:`PREFIXES_MARK`) can take its split
 two ways:
 
-- **Read in the statement** (:data:`chalicelib.rollup_sql.SPLIT_NAMES`): one statement, but ClickHouse's
+- **Read in the statement** (:data:`chalicelib.rollups.sql.SPLIT_NAMES`): one statement, but ClickHouse's
   analyzer resolves the split's subquery again in every part of the statement that names one of its
   parts, about 2 ms each, besides evaluating it (17 ms; 45 ms with the overview's day prefixes).
 - **Read before** (:func:`query`): the split is read in a statement of its own, or taken from a split of
   the same window read less than :data:`REUSE_S` ago, and passed in as parameters. The statement that
   reads the data also checks, at the same moment, that the split still holds
-  (:data:`chalicelib.rollup_sql.SPLIT_HOLDS`): no hour it relies on (a clean hour, any hour of a clean
+  (:data:`chalicelib.rollups.sql.SPLIT_HOLDS`): no hour it relies on (a clean hour, any hour of a clean
   day, an hour it didn't know) has a newer mark than it read. If one has, the statement fails before it
   reads anything and the split is read again. A split can only be behind the other way: an hour
   compacted since it was read is still read raw, which is exact, until the split is read again (a
@@ -28,7 +28,7 @@ import time
 import weakref
 from typing import Any
 
-from chalicelib.rollup_sql import (
+from chalicelib.rollups.sql import (
     PREFIX_NAMES,
     PREFIX_PARAMETERS,
     PREFIXES,

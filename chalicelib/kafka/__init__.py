@@ -1,0 +1,1 @@
+"""Kafka: the Lambda mapping's payload (``records``), the producer, the client's security settings and its errors explained."""

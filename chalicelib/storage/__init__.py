@@ -1,0 +1,1 @@
+"""ClickHouse: the client and the events writer (``clickhouse``), migrations, and retention."""
