@@ -37,6 +37,21 @@ def pytest_configure(config: pytest.Config) -> None:
             ApacheKafka(Path(home)).jars()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One node id per API operation of a schemathesis test (test_openapi).
+
+    schemathesis 4.32 names each operation's item ``test[GET /path]``, but pytest 9 builds a node id
+    from the function's name and its ``parametrize`` ids only, so every operation of a schema got the
+    same id. One process runs them all anyway; pytest-xdist hands items to workers by id, so there
+    only the first operation of each schema ran (1 of 19 and 1 of 11, counted under ``-n 2``). The operation
+    goes into the id, as its name has it.
+    """
+    for item in items:
+        label = getattr(item, "operation_label", None)
+        if label and not item.nodeid.endswith("]"):
+            item._id = item._id.with_params(label)
+
+
 @pytest.fixture(scope="session")
 def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     log = tmp_path_factory.mktemp("broker") / "broker.log"
