@@ -112,8 +112,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app.py chalicelib trackflow bench
 
-# The suite runs in two processes, whole modules each (pytest-xdist): on 2 cores 758 s of pytest
-# against 1,277 s in one process (TEST_WORKERS=0), measured in two clean-clone runs of .ci/run.
+# The suite runs in two processes, whole modules each (pytest-xdist): on 2 cores 724 and 750 s of
+# pytest in two clean-clone runs of .ci/run, against 934 s in one process (TEST_WORKERS=0) on a
+# quieter day of the same machine.
 TEST_WORKERS ?= 2
 test: setup chromium lambda-runtime checkov lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile

@@ -147,7 +147,7 @@ _WINDOW_PREFIXES = (
     " AND project_id = {project:String} AND through > {window_start:DateTime('UTC')}"
     " AND through < {window_end:DateTime('UTC')}"
 )
-# The overview's day prefixes (rollup_prefix_starts, chalicelib.rollups.compaction' prefix tier) it may use: per day of
+# The overview's day prefixes (rollup_prefix_starts, the prefix tier of chalicelib.rollups.compaction) it may use: per day of
 # the window, the longest whose generation covers the newest change of every hour before it, all clean.
 PREFIXES = (
     "(SELECT groupArray(t) FROM (SELECT max(through) AS t FROM (SELECT g.through AS through FROM "
