@@ -119,6 +119,14 @@ def _chalice_server(host: str, port: int) -> Any:
                 return self._generic_handle
             raise AttributeError(name)
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (BrokenPipeError, ConnectionResetError):
+                # The client left before its answer was written (a reloaded dashboard, a closed tab):
+                # nothing went wrong here, so no traceback in the terminal.
+                self.close_connection = True
+
         def do_GET(self) -> None:
             # The dashboard page at / (and /dashboard) and its icon; everything else is the app's.
             path = self.path.split("?", 1)[0]
