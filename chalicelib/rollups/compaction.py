@@ -56,6 +56,8 @@ from chalicelib.cluster_ddl import alter
 from chalicelib.rollups.split import CACHE as SPLITS
 from chalicelib.rollups.sql import (
     ALL_HOURS_STATE,
+    EXACT_HOUR,
+    FINAL_SETTINGS,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
     SESSION_MERGE_COLUMNS,
@@ -103,9 +105,10 @@ _DAYS = "{units:Array(Tuple(String, Date))}"
 # The hours of a round from `events FINAL`: the days (and the copy margin) pruned before the merge.
 _ROUND_EVENTS = (
     "FROM events FINAL PREWHERE {prewhere} WHERE has({{days:Array(Date)}}, toDate(timestamp)) "
-    "AND (project_id, toStartOfHour(timestamp)) IN {units}"
+    "AND (project_id, {hour}) IN {units}"
 ).format(
     prewhere=" OR ".join(f"(project_id, {hour}) IN {_HOURS}" for hour in copy_hours()),
+    hour=EXACT_HOUR,
     units=_HOURS,
 )
 _HOUR_STATEMENTS = (
@@ -156,7 +159,7 @@ _DAY_STATEMENTS = (
     "ON k.project_id = a.project_id AND k.day = a.day AND k.is_bot = a.is_bot",
 )
 # Rollup rows are written once per generation: never drop one as a repeated block.
-_INSERT_SETTINGS = {"insert_deduplicate": 0, "do_not_merge_across_partitions_select_final": 1}
+_INSERT_SETTINGS = {"insert_deduplicate": 0, **FINAL_SETTINGS}
 
 # Per (project, day): the newest change of any hour, whether every changed hour is clean, the day's cover.
 _DAY_STATE = (

@@ -26,6 +26,8 @@ from chalicelib.goals import Goal, like_pattern
 from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK
 from chalicelib.rollups.sql import (
     COPY_MARGIN,
+    EXACT_HOUR,
+    FINAL_SETTINGS,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
     RAW_SESSION_COLUMNS,
@@ -35,6 +37,7 @@ from chalicelib.rollups.sql import (
     SESSION_NAMES,
     WINDOW_HOURS,
     dirty_prewhere,
+    exact,
     member,
     session_figures,
 )
@@ -42,9 +45,8 @@ from chalicelib.stats.params import FILTER_COLUMNS, StatsQuery
 
 START = "fromUnixTimestamp64Milli({start:Int64}, 'UTC')"
 END = "fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
-# Every report runs with these: rollup tables and events keep all copies of a key in one monthly
-# partition, so FINAL need not merge across partitions.
-QUERY_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
+# Every report runs with these (rollup tables, like events, keep all copies of a key in one partition).
+QUERY_SETTINGS = FINAL_SETTINGS
 
 # Breakdown name -> (column, source): "sessions" reads per-session rows, "pages" page views.
 DIMENSIONS = {
@@ -147,6 +149,15 @@ _HOUR = "toStartOfHour(timestamp)"
 _DAY = "toDate(timestamp)"
 
 
+_PAGE_VIEWS = "type = 'pageView'"
+
+
+def _exact_period(table: str = "") -> str:
+    """The period's exact bounds, tested after FINAL (a read keeps the copy margin before it)."""
+    timestamp = exact(f"{table}timestamp")
+    return f"{timestamp} >= {START} AND {timestamp} < {END}"
+
+
 def _inside(hour: str) -> str:
     """The hour starting at ``hour`` lies wholly inside the period."""
     return f"{hour} >= {START} AND {hour} + INTERVAL 1 HOUR <= {END}"
@@ -208,9 +219,9 @@ def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, where: str = "") -> 
     hours = "arrayConcat(dirty_hours, {edges:Array(DateTime('UTC'))})"
     return (
         f"SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(hours)} "
-        f"WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END} "
+        f"WHERE project_id = {{project:String}} AND {_exact_period()} "
         f"AND {member(_DAY, _DIRTY_OR_EDGE_DAYS)} "
-        f"AND NOT ({_clean_inside(_HOUR)}){where}{_bots(query)}"
+        f"AND NOT ({_clean_inside(EXACT_HOUR)}){where}{_bots(query)}"
     )
 
 
@@ -232,7 +243,7 @@ _WINDOW_DAYS = (
 # ``events FINAL`` in the dirty hours of the window's days not clean, for their sessions' hourly parts.
 _DIRTY_HOUR_EVENTS = (
     f"FROM events FINAL PREWHERE {dirty_prewhere('dirty_hours')} WHERE project_id = {{project:String}} "
-    f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, 'dirty_hours')} AND NOT {member(_DAY, 'clean_days')}"
+    f"AND {member(_DAY, 'dirty_days')} AND {member(EXACT_HOUR, 'dirty_hours')} AND NOT {member(_DAY, 'clean_days')}"
 )
 
 
@@ -436,9 +447,8 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
         )
     return (
         f"SELECT toUnixTimestamp({bucket.format(t='timestamp')}) AS bucket, countIf(type = 'pageView') AS pageviews, "
-        "count() AS events, uniq(visitor_id) AS visitors FROM events FINAL "
-        f"WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END}"
-        f"{sql.event_filters(query)} GROUP BY bucket ORDER BY bucket"
+        f"count() AS events, uniq(visitor_id) AS visitors FROM events FINAL {_raw_where(sql, query)} "
+        "GROUP BY bucket ORDER BY bucket"
     )
 
 
@@ -460,8 +470,7 @@ def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> 
         )
     return (
         "SELECT url_path AS value, uniq(visitor_id) AS visitors, count() AS pageviews FROM events FINAL "
-        f"WHERE project_id = {{project:String}} AND timestamp >= {START} AND timestamp < {END} "
-        f"AND type = 'pageView'{sql.event_filters(query)} "
+        f"{_raw_where(sql, query, content=_PAGE_VIEWS)} "
         "GROUP BY value ORDER BY pageviews DESC, value LIMIT {limit:UInt32}"
     )
 
@@ -498,7 +507,7 @@ def _raw_where(sql: Sql, query: StatsQuery, *, table: str = "", content: str = "
     also = f" AND {content}" if content else ""
     return (
         f"PREWHERE timestamp >= {START} - {COPY_MARGIN} AND timestamp < {END} + {COPY_MARGIN}{also} "
-        f"WHERE {table}project_id = {{project:String}} AND {table}timestamp >= {START} AND {table}timestamp < {END}"
+        f"WHERE {table}project_id = {{project:String}} AND {_exact_period(table)}"
         f"{sql.event_filters(query, table=table)}"
     )
 
