@@ -1,9 +1,9 @@
 """Dashboard reads and compaction over 10,000,000 generated events, three ways.
 
 The events come from ``trackflow load`` (three projects, written straight to
-the table), generated once into ``.trackflow/bench-<name>-<N>/`` and reused
-by later runs. Nothing is merged with ``OPTIMIZE``: the parts are as the
-writes and background merges left them.
+the table in time order, as ingest receives them), generated once into
+``.trackflow/bench-<name>-<N>/`` and reused by later runs. Nothing is merged
+with ``OPTIMIZE``: the parts are as the writes and background merges left them.
 
 - *month*: 30 days. Every hour is marked changed and compacted (timed). The
   three calls the dashboard makes first, wall clock, median of 5, for the
@@ -38,7 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 END = datetime(2026, 11, 1, tzinfo=UTC)
 RUNS = 5
-FORMAT_VERSION = "4"  # bump when the generator changes, so the cache is rebuilt (migrations run every time)
+# Bump when the generator changes, so the cache is rebuilt (migrations run every time). 5: time order.
+FORMAT_VERSION = "5"
 PROJECTS = ["development", "shop-demo", "blog-demo"]
 DASHBOARD_BREAKDOWNS = (
     "entry_pages",

@@ -11,6 +11,8 @@ Seeded: the same seed gives the same events.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import random
 import uuid
@@ -79,6 +81,13 @@ ERRORS = (
 )
 BOT_SHARE = 0.02
 DAY_MS = 86_400_000
+SLICE_MS = 600_000  # traffic is made ten minutes at a time (Traffic.events)
+
+
+def _daily_weight(t_ms: int) -> float:
+    """How much traffic there is at ``t_ms``: most at 15:00 UTC, next to none at 03:00."""
+    hour = (t_ms % DAY_MS) / 3_600_000
+    return 0.5 + 0.5 * math.sin((hour - 9) / 24 * 2 * math.pi)
 
 
 def _weighted(items: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[int]]:
@@ -109,26 +118,39 @@ class Traffic:
     def _pick(self, table: tuple[list[tuple[Any, ...]], list[int]]) -> tuple[Any, ...]:
         return self._rng.choices(table[0], weights=table[1])[0]
 
-    def _start_ms(self) -> int:
-        """A moment in the period, twice as likely mid-afternoon (UTC) as at night."""
-        while True:
-            t = self._end_ms - self._rng.random() * self._span_ms
-            hour = (t % DAY_MS) / 3_600_000
-            if self._rng.random() < 0.5 + 0.5 * math.sin((hour - 9) / 24 * 2 * math.pi):
-                return int(t)
-
     def events(self, count: int) -> Iterator[dict[str, Any]]:
-        """At least ``count`` events, a whole session at a time (the last session is cut)."""
-        made = 0
-        visitors = max(1, count // 12)
-        while made < count:
-            for event in self._session(visitors):
-                yield event
-                made += 1
-                if made == count:
-                    return
+        """``count`` events in time order, as ingest receives them (the last session is cut).
 
-    def _session(self, visitors: int) -> list[dict[str, Any]]:
+        The period is cut into slices of :data:`SLICE_MS`; each gets its share of the events by
+        :func:`_daily_weight`, in sessions starting inside it. Events of sessions still going at a
+        slice's end wait in a heap for their time, so every event comes after the ones before it.
+        The table's parts then hold the hours they were written in, as with real traffic: written in
+        random order, every hour was in every part, and a read of one hour merged them all.
+        """
+        visitors = max(1, count // 12)
+        start = self._end_ms - self._span_ms
+        slices = max(1, math.ceil(self._span_ms / SLICE_MS))
+        bounds = [start + self._span_ms * n // slices for n in range(slices + 1)]
+        weights = [_daily_weight((a + b) // 2) for a, b in itertools.pairwise(bounds)]
+        total = sum(weights)
+        waiting: list[tuple[int, int, dict[str, Any]]] = []  # (timestamp, order made, event)
+        made = 0
+        share = 0.0
+        for n, weight in enumerate(weights):
+            share += count * weight / total
+            while made < min(count, round(share)):
+                first = int(bounds[n] + self._rng.random() * (bounds[n + 1] - bounds[n]))
+                for event in self._session(visitors, first):
+                    heapq.heappush(waiting, (event["timestamp"], made, event))
+                    made += 1
+                    if made == count:
+                        break
+            while waiting and waiting[0][0] < bounds[n + 1]:
+                yield heapq.heappop(waiting)[2]
+        while waiting:
+            yield heapq.heappop(waiting)[2]
+
+    def _session(self, visitors: int, first_ms: int) -> list[dict[str, Any]]:
         rng = self._rng
         site = rng.choices(self._sites, weights=self._site_weights)[0]
         visitor = int(visitors * rng.random() ** 2)  # some visitors come back often
@@ -167,7 +189,7 @@ class Traffic:
             "country": country,
             "visitor_hash": visitor_rng.getrandbits(63),
         }
-        t = self._start_ms()
+        t = first_ms
         page = self._pick(self._pages)
         events = []
         while True:

@@ -55,3 +55,15 @@ def test_no_event_is_in_the_future_even_in_sessions_that_start_at_the_end() -> N
     assert max(e["timestamp"] for e in events) <= END_MS
     assert all(e["received_at"] - e["timestamp"] == 40 for e in events)  # moved whole
     assert sum(e["timestamp"] > END_MS - 60_000 for e in events) > 10  # still up to the end
+
+
+def test_events_come_in_time_order_as_ingest_receives_them_most_in_the_afternoon() -> None:
+    # Written in this order, the table's parts hold the hours they were written in, as with real traffic.
+    events = list(Traffic(sites(["a", "b"]), end_ms=END_MS, days=2, seed=7).events(20_000))
+    times = [e["timestamp"] for e in events]
+    late = [n for n in range(len(times) - 1) if times[n] > times[n + 1]]
+    # Only sessions that would have run past the end, moved back to end there, come out of order.
+    assert all(times[n] > END_MS - 3_600_000 for n in late)
+    assert times[: len(times) * 9 // 10] == sorted(times[: len(times) * 9 // 10])
+    hours = Counter(t % 86_400_000 // 3_600_000 for t in times)
+    assert hours[15] > 5 * hours[3] > 0
