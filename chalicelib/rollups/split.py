@@ -19,10 +19,17 @@ two ways:
 Both give the same numbers (the tests compare every report with raw events). A split whose parameters
 would be large (a long window with many hours) is read in the statement: parameters travel in the URL
 of an HTTP request.
+
+A split read before also shapes the statement: the parts marked with :func:`when_open` (reads of dirty
+hours, of clean hours of days not clean) are left out when it lists no such hours, the common case of a
+window of compacted days (the overview of a clean month: 204 -> 104 ms). That is exact for the same
+reason as the rest: an hour that turns dirty after the split was read was clean or unknown to it, so the
+check fails and the statement is made again from the split read anew.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import weakref
@@ -49,6 +56,9 @@ REUSE_S = 30.0
 # Above this many hours in its parameters a split is read in the statement.
 MAX_PARAMETER_HOURS = 4000
 _TRIES = 3
+# Around a part of a statement that reads dirty hours or clean hours of open days only (when_open).
+_OPEN_START, _OPEN_END = "/* open: */", "/* :open */"
+_OPEN = re.compile(re.escape(_OPEN_START) + ".*?" + re.escape(_OPEN_END), re.DOTALL)
 
 _SECONDS = "arrayMap(h -> toUnixTimestamp(h), {})"
 
@@ -69,6 +79,19 @@ def inline(statement: str) -> str:
 
 def uses_split(statement: str) -> bool:
     return SPLIT_MARK in statement
+
+
+def when_open(fragment: str) -> str:
+    """``fragment`` (a ``UNION ALL`` branch) reads nothing unless the split lists dirty hours or clean hours
+    of days that are not clean: a statement given a split without any is run without it."""
+    if _OPEN_START in fragment:
+        raise ValueError("open parts don't nest")
+    return f"{_OPEN_START}{fragment}{_OPEN_END}"
+
+
+def _shaped(statement: str, split: dict[str, Any]) -> str:
+    """``statement`` without its :func:`when_open` parts when ``split`` has nothing for them to read."""
+    return statement if split["dirty_hours"] or split["open_day_hours"] else _OPEN.sub("", statement)
 
 
 class SplitCache:
@@ -130,7 +153,6 @@ def query(
     prefixes = PREFIXES_MARK in statement
     key = (params["project"], params["window_start"], params["window_end"], prefixes)
     with_parameters = statement.replace(SPLIT_MARK, SPLIT_PARAMETERS).replace(PREFIXES_MARK, PREFIX_PARAMETERS)
-    checked = f"SELECT * FROM ({with_parameters}) WHERE {SPLIT_HOLDS}"
     for _ in range(_TRIES):
         split = cache.get(client, key)
         if split is None:
@@ -138,6 +160,7 @@ def query(
             if _too_large(split):
                 break
             cache.put(client, key, split)
+        checked = f"SELECT * FROM ({_shaped(with_parameters, split)}) WHERE {SPLIT_HOLDS}"
         try:
             return client.query(checked, parameters=params | split, settings=settings)
         except Exception as exc:

@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from chalicelib.goals import Goal, like_pattern
-from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK
+from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, when_open
 from chalicelib.rollups.sql import (
     COPY_MARGIN,
     EXACT_HOUR,
@@ -211,18 +211,19 @@ def _with_split(sql: Sql, first: datetime, last: datetime) -> str:
 _DIRTY_OR_EDGE_DAYS = "arrayConcat(dirty_days, {edge_days:Array(Date)})"
 
 
-def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, where: str = "") -> str:
-    """Raw events of the period in the hours the rollups don't answer: dirty hours, and the partial
-    hours at the ends of a period that doesn't start or end on a whole hour."""
+def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, group_by: str, where: str = "") -> str:
+    """A ``UNION ALL`` branch: raw events of the period in the hours the rollups don't answer: dirty
+    hours, and the partial hours at the ends of a period that doesn't start or end on a whole hour."""
     edges = _partial_hours(query.start, query.end)
     sql.params.update(edges=edges, edge_days=sorted({h.date() for h in edges}))
     hours = "arrayConcat(dirty_hours, {edges:Array(DateTime('UTC'))})"
-    return (
-        f"SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(hours)} "
+    branch = (
+        f" UNION ALL SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(hours)} "
         f"WHERE project_id = {{project:String}} AND {_exact_period()} "
         f"AND {member(_DAY, _DIRTY_OR_EDGE_DAYS)} "
-        f"AND NOT ({_clean_inside(EXACT_HOUR)}){where}{_bots(query)}"
+        f"AND NOT ({_clean_inside(EXACT_HOUR)}){where}{_bots(query)} GROUP BY {group_by}"
     )
+    return branch if edges else when_open(branch)
 
 
 def _raw_sessions(sql: Sql, query: StatsQuery, *, extra: str = "") -> str:
@@ -256,9 +257,13 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
         f"UNION ALL SELECT {_HOUR} AS hour, {HOUR_SESSION_COLUMNS} {_DIRTY_HOUR_EVENTS} GROUP BY hour, session_key"
     )
     return (
-        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {_WINDOW_DAYS} AND {member('day', 'clean_days')} "
-        f"UNION ALL SELECT p.session_id AS session_id, {SESSION_MERGE_COLUMNS} FROM ({parts}) AS p "
-        "GROUP BY toDate(p.hour), p.session_id"
+        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {_WINDOW_DAYS} AND {member('day', 'clean_days')}"
+        + (
+            when_open(
+                f" UNION ALL SELECT p.session_id AS session_id, {SESSION_MERGE_COLUMNS} FROM ({parts}) AS p "
+                "GROUP BY toDate(p.hour), p.session_id"
+            )
+        )
     )
 
 
@@ -376,6 +381,14 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
             if not _midnight(d) < split_at < _midnight(d) + timedelta(days=1)
         ]
         whole = "has({whole_days:Array(Date)}, day)"
+        # Sessions one by one: of days a period splits inside, and of days not clean (dirty or open hours).
+        sessions = (
+            f"UNION ALL SELECT s.started_at >= {_SPLIT_AT} AS current, {_signed_figures('s')} "
+            f"FROM ({_overview_sessions()}) AS s WHERE {period} "
+            f"AND NOT ({summed(started, 'toDate(s.started_at)')}) GROUP BY current"
+        )
+        if not partial:
+            sessions = when_open(sessions)
         starts = (
             f"FROM rollup_session_starts FINAL WHERE project_id = {{project:String}} AND {summed('start_hour', 'day')}"
         )
@@ -386,12 +399,12 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
             f"UNION ALL SELECT toDateTime(day, 'UTC') >= {_SPLIT_AT} AS current, {_NO_SUMS}, visitors "
             f"FROM rollup_session_day_visitors FINAL WHERE project_id = {{project:String}} "
             f"AND {member('day', 'clean_days')} AND {whole}{_bots(query)} "
-            f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} FROM rollup_prefix_starts FINAL "
-            f"WHERE project_id = {{project:String}} AND {member('through', 'prefixes', derived=True)} AND {_inside('start_hour')}"
-            f"{_bots(query)} "
-            f"UNION ALL SELECT s.started_at >= {_SPLIT_AT} AS current, {_signed_figures('s')} "
-            f"FROM ({_overview_sessions()}) AS s WHERE {period} "
-            f"AND NOT ({summed(started, 'toDate(s.started_at)')}) GROUP BY current"
+            + when_open(  # prefixes are of days not clean
+                f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} FROM rollup_prefix_starts "
+                f"FINAL WHERE project_id = {{project:String}} AND {member('through', 'prefixes', derived=True)} "
+                f"AND {_inside('start_hour')}{_bots(query)} "
+            )
+            + sessions
         )
         with_ = f"{_with_sessions_split(sql, query, rollups)}, {PREFIXES_MARK} "
     else:
@@ -431,14 +444,14 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
             f"WHERE project_id = {{project:String}} AND {member('day', 'clean_days')} AND {by_day('day')}"
             f"{_bots(query)} UNION ALL SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours FINAL "
             f"WHERE project_id = {{project:String}} AND {member('hour', hours_left, derived=True)} AND {_inside('hour')}"
-            f"{_bots(query)} UNION ALL "
+            f"{_bots(query)}"
             + _raw_hours(
                 sql,
                 query,
                 f"toDateTime({_HOUR}, 'UTC') AS hour, countIf(type = 'pageView') AS pageviews, count() AS events, "
                 "uniqState(visitor_id) AS visitors",
+                group_by="hour",
             )
-            + " GROUP BY hour"
         )
         return (
             f"{_with_period_split(sql, query)}SELECT toUnixTimestamp({bucket.format(t='r.hour')}) AS bucket, "
@@ -486,15 +499,14 @@ def _page_rows(sql: Sql, query: StatsQuery) -> str:
     hours = f"{member('hour', hours_left, derived=True)} AND {_inside('hour')}"
     return (
         f"SELECT url_path, pageviews, visitors FROM rollup_page_days FINAL WHERE {project} AND {_clean_whole_day('day')} "
-        f"UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_hours FINAL WHERE {project} AND {hours} "
-        "UNION ALL "
+        f"UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_hours FINAL WHERE {project} AND {hours}"
         + _raw_hours(
             sql,
             query,
             "url_path, count() AS pageviews, uniqCombinedState(14)(visitor_id) AS visitors",
-            where=" AND type = 'pageView'",
+            where=f" AND {_PAGE_VIEWS}",
+            group_by="url_path",
         )
-        + " GROUP BY url_path"
     )
 
 

@@ -473,6 +473,24 @@ def test_a_reused_split_counts_an_hour_that_began_after_it_was_read(
     _counted_only_with_the_check(monkeypatch, new, "without the check the kept split doesn't know hour 11")
 
 
+def test_a_day_whose_hours_are_compacted_but_not_yet_the_day_reads_its_hourly_rows(pipeline: Settings) -> None:
+    # Every hour clean and none dirty, but the day not clean: the split lists the day's hours as clean
+    # hours of an open day, and the reports' parts for them must stay in (rollups.split.when_open).
+    client, writer = runtime.rollup_client(), runtime.writer()
+    for hour in (9, 10):
+        _store(writer, 6, hour=hour)
+    rollups.compact_all(client, settle_s=0)
+    late = _event(datetime(2026, 11, 20, 9, 30, tzinfo=UTC), 1, session="late")
+    writer.insert_events([event_row(late, RECORD)])
+    common = {"settle_s": 0, "lease_s": rollups.LEASE_S, "replica_lag_s": 0.0}
+    assert rollups._round(client, rollups.HOUR_TIER, budget=rollups.ROUND_ROWS, **common)[0] == 1  # not the day
+    after = rollups.backlog(client)
+    assert (after.hours, after.clean_days) == (0, 0)
+    metrics = _same_as_raw(runtime.reader(), _query())
+    assert (metrics["sessions"], metrics["pageviews"]) == (5, 13)
+    assert stats.breakdown(runtime.reader(), _query(), "entry_pages")["rows"]  # sessions of the open day
+
+
 def test_a_split_too_large_for_parameters_is_read_in_the_statement_with_the_same_numbers(
     pipeline: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib.rollups import split as rollup_split
-from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, SplitCache
+from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, SplitCache, when_open
 
 PARAMS = {"project": "p", "window_start": datetime(2026, 11, 20), "window_end": datetime(2026, 11, 21)}
 SPLIT = {
@@ -43,13 +43,14 @@ class Reader:
 class Client(Reader):
     """Answers the split read with SPLIT, and a report as ``report`` says: rows, or a stale split."""
 
-    def __init__(self, report: Any) -> None:
-        self.report, self.statements = report, []
+    def __init__(self, report: Any, splits: list[dict[str, Any]] | None = None) -> None:
+        self.report, self.statements, self.splits = report, [], list(splits or [])
 
     def query(self, statement: str, *, parameters: dict[str, Any], settings: Any = None) -> Any:
         self.statements.append(statement)
         if _reads_split(statement):
-            return Result(list(SPLIT), [tuple(SPLIT.values())])
+            split = self.splits.pop(0) if self.splits else SPLIT
+            return Result(list(split), [tuple(split.values())])
         return self.report(statement)
 
 
@@ -108,3 +109,44 @@ def test_any_other_error_of_a_report_is_raised_as_it_is() -> None:
 
     with pytest.raises(RuntimeError, match="Memory limit"):
         rollup_split.query(Client(broken), f"WITH {SPLIT_MARK} SELECT 1", PARAMS, settings={}, cache=SplitCache())
+
+
+OPEN_STATEMENT = f"WITH {SPLIT_MARK} SELECT 1{when_open(' UNION ALL SELECT 2')} UNION ALL SELECT 3"
+
+
+def _answer(statement: str) -> Result:
+    return Result(["n"], [(1,)])
+
+
+@pytest.mark.parametrize(
+    ("dirty_hours", "open_day_hours", "kept"),
+    [([], [], False), ([1_795_003_600], [], True), ([], [1_795_000_000], True)],
+)
+def test_the_parts_reading_dirty_hours_or_clean_hours_of_open_days_are_left_out_when_the_split_has_none(
+    dirty_hours: list[int], open_day_hours: list[int], kept: bool
+) -> None:
+    split = SPLIT | {"dirty_hours": dirty_hours, "open_day_hours": open_day_hours}
+    client = Client(_answer, [split])
+    rollup_split.query(client, OPEN_STATEMENT, PARAMS, settings={}, cache=SplitCache())
+    assert ("SELECT 2" in client.statements[-1]) is kept
+    assert "SELECT 3" in client.statements[-1]
+
+
+def test_a_split_gone_stale_makes_the_statement_again_with_the_parts_the_new_split_needs() -> None:
+    # Read with every hour clean, then an hour turns dirty: the check fails, and the split read anew has it.
+    def stale_without_open_part(statement: str) -> Result:
+        if "SELECT 2" not in statement:
+            raise RuntimeError("Code: 6. DB::Exception: Cannot parse string 'stale split' as UInt8")
+        return _answer(statement)
+
+    clean = SPLIT | {"open_day_hours": []}
+    client = Client(stale_without_open_part, [clean, SPLIT | {"dirty_hours": [1_795_003_600]}])
+    assert rollup_split.query(client, OPEN_STATEMENT, PARAMS, settings={}, cache=SplitCache()).result_rows == [(1,)]
+    assert sum(map(_reads_split, client.statements)) == 2
+    assert "SELECT 2" in client.statements[-1]
+
+
+def test_a_statement_reading_its_split_itself_keeps_its_open_parts_and_they_do_not_nest() -> None:
+    assert "SELECT 2" in rollup_split.inline(OPEN_STATEMENT)
+    with pytest.raises(ValueError, match="nest"):
+        when_open(when_open("SELECT 2"))
