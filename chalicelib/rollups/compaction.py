@@ -57,13 +57,13 @@ from chalicelib.rollups.split import CACHE as SPLITS
 from chalicelib.rollups.sql import (
     ALL_HOURS_STATE,
     EXACT_HOUR,
-    FINAL_SETTINGS,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
     copy_hours,
     covered_by,
+    final_settings,
     session_figures,
 )
 
@@ -159,7 +159,7 @@ _DAY_STATEMENTS = (
     "ON k.project_id = a.project_id AND k.day = a.day AND k.is_bot = a.is_bot",
 )
 # Rollup rows are written once per generation: never drop one as a repeated block.
-_INSERT_SETTINGS = {"insert_deduplicate": 0, **FINAL_SETTINGS}
+_INSERT_SETTINGS = {"insert_deduplicate": 0}
 
 # Per (project, day): the newest change of any hour, whether every changed hour is clean, the day's cover.
 _DAY_STATE = (
@@ -406,8 +406,9 @@ def _round(
     if not units:
         return 0, None
     params = {"gen": gen, "units": [(u[0], u[1]) for u in units], "days": sorted({_day(u[1]) for u in units})}
+    settings = _INSERT_SETTINGS | final_settings(client)
     for statement in tier.statements:
-        client.command(statement, parameters=params, settings=_INSERT_SETTINGS)
+        client.command(statement, parameters=params, settings=settings)
     visible = datetime.fromtimestamp(time.time() + replica_lag_s, UTC)
     client.insert(
         tier.gens,

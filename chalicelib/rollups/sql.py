@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 # A session's part within one group of raw events (an hour for the rollups, a day for raw reports).
 _SESSION_ATTRIBUTES = """
     max(referrer_domain) AS referrer_domain, max(utm_source) AS utm_source,
@@ -183,6 +185,13 @@ COPY_MARGIN = "toIntervalMinute(5)"
 # testing ``timestamp`` margin-wide (a ``PREWHERE`` with :data:`COPY_MARGIN`, or whole UTC days, which
 # the key holds whole) where the index sees it, and the exact bounds on :func:`exact`.
 FINAL_SETTINGS = {"do_not_merge_across_partitions_select_final": 1, "use_skip_indexes_if_final_exact_mode": 0}
+
+
+def final_settings(client: Any) -> dict[str, int]:
+    """:data:`FINAL_SETTINGS` that ``client``'s server knows: a server older than the exact mode (it came
+    with ClickHouse 25) would refuse the statement, and has no key expansion to turn off."""
+    known = getattr(client, "server_settings", None)
+    return {name: value for name, value in FINAL_SETTINGS.items() if not known or name in known}
 
 
 def exact(column: str = "timestamp") -> str:

@@ -33,6 +33,7 @@ from chalicelib.projects import (
     tokens_equal,
 )
 from chalicelib.rollups import split as rollup_split
+from chalicelib.rollups.sql import final_settings
 from chalicelib.stats import sql as stats_sql
 from chalicelib.stats.params import StatsQuery
 from chalicelib.stats.sql import Sql
@@ -82,11 +83,12 @@ def authorise_read(projects: ProjectStore, project_id: str, token: str | None, *
 
 def _run(reader: Any, statement: str, sql: Sql) -> list[dict[str, Any]]:
     """Rows as dicts; clickhouse-connect already gives integer columns as Python ints."""
+    settings = final_settings(reader)  # rollup tables, like events, keep every copy of a key in one partition
     try:
         if rollup_split.uses_split(statement):
-            result = rollup_split.query(reader, statement, sql.params, settings=stats_sql.QUERY_SETTINGS)
+            result = rollup_split.query(reader, statement, sql.params, settings=settings)
         else:
-            result = reader.query(statement, parameters=sql.params, settings=stats_sql.QUERY_SETTINGS)
+            result = reader.query(statement, parameters=sql.params, settings=settings)
     except Exception as exc:
         logger.exception("stats query failed")
         raise ServiceUnavailableError(f"ClickHouse could not answer the query ({type(exc).__name__})") from exc

@@ -27,7 +27,6 @@ from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, when_open
 from chalicelib.rollups.sql import (
     COPY_MARGIN,
     EXACT_HOUR,
-    FINAL_SETTINGS,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
     RAW_SESSION_COLUMNS,
@@ -45,8 +44,6 @@ from chalicelib.stats.params import FILTER_COLUMNS, StatsQuery
 
 START = "fromUnixTimestamp64Milli({start:Int64}, 'UTC')"
 END = "fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
-# Every report runs with these (rollup tables, like events, keep all copies of a key in one partition).
-QUERY_SETTINGS = FINAL_SETTINGS
 
 # Breakdown name -> (column, source): "sessions" reads per-session rows, "pages" page views.
 DIMENSIONS = {
