@@ -275,6 +275,30 @@ def test_clicks_are_grouped_by_element(known: dict[str, Any]) -> None:
     assert rows == [{"tag": "BUTTON", "element_id": "buy", "text": "Buy", "href": "", "count": 1, "visitors": 1}]
 
 
+def test_clicks_on_one_element_count_together_however_their_props_were_written(clickhouse: Any) -> None:
+    # The report counts per stored props first (chalicelib.stats.sql.clicks): the same button as two
+    # tracker versions write it (another key order, a key more) must still be one row; a resent click once.
+    from chalicelib.ingest import event_row
+    from chalicelib.storage.clickhouse import EVENT_COLUMNS
+    from tests.integration.test_rollups import RECORD, _event, _query
+
+    written = [
+        '{"tag":"BUTTON","id":"buy","text":"Buy","href":""}',
+        '{"href":"","text":"Buy","id":"buy","tag":"BUTTON"}',
+        '{"tag":"BUTTON","id":"buy","text":"Buy","href":"","track":null}',
+        '{"tag":"A","id":null,"text":"Docs","href":"https://shop.example/docs"}',
+    ]
+    at = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    clicks = [_event(at.replace(minute=n), n, kind="click") | {"props": props} for n, props in enumerate(written)]
+    for batch in (clicks, clicks[:1]):
+        clickhouse.insert("events", [event_row(e, RECORD) for e in batch], column_names=EVENT_COLUMNS)
+    rows = stats.clicks(clickhouse, _query())["rows"]
+    assert rows == [
+        {"tag": "BUTTON", "element_id": "buy", "text": "Buy", "href": "", "count": 3, "visitors": 3},
+        {"tag": "A", "element_id": "", "text": "Docs", "href": "https://shop.example/docs", "count": 1, "visitors": 1},
+    ]
+
+
 def test_realtime_shows_the_last_five_minutes(known: dict[str, Any]) -> None:
     body = get("/v1/stats/realtime").json_body
     assert (body["visitors"], body["pageviews"]) == (1, 1)
