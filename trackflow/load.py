@@ -85,9 +85,10 @@ SLICE_MS = 600_000  # traffic is made ten minutes at a time (Traffic.events)
 
 
 def _daily_weight(t_ms: int) -> float:
-    """How much traffic there is at ``t_ms``: most at 15:00 UTC, next to none at 03:00."""
+    """How much traffic there is at ``t_ms``: most at 15:00 UTC, next to none at 03:00 (never none: a
+    period of minutes there still gets its events)."""
     hour = (t_ms % DAY_MS) / 3_600_000
-    return 0.5 + 0.5 * math.sin((hour - 9) / 24 * 2 * math.pi)
+    return max(0.001, 0.5 + 0.5 * math.sin((hour - 9) / 24 * 2 * math.pi))
 
 
 def _weighted(items: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[int]]:

@@ -67,3 +67,9 @@ def test_events_come_in_time_order_as_ingest_receives_them_most_in_the_afternoon
     assert times[: len(times) * 9 // 10] == sorted(times[: len(times) * 9 // 10])
     hours = Counter(t % 86_400_000 // 3_600_000 for t in times)
     assert hours[15] > 5 * hours[3] > 0
+
+
+def test_a_few_minutes_around_the_quietest_moment_still_get_every_event() -> None:
+    three = END_MS - 21 * 3_600_000  # 03:00 UTC
+    events = list(Traffic(sites(["a"]), end_ms=three + 300_000, days=600_000 / 86_400_000, seed=7).events(50))
+    assert len(events) == 50
