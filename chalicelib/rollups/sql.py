@@ -188,8 +188,9 @@ FINAL_SETTINGS = {"do_not_merge_across_partitions_select_final": 1, "use_skip_in
 
 
 def final_settings(client: Any) -> dict[str, int]:
-    """:data:`FINAL_SETTINGS` that ``client``'s server knows: a server older than the exact mode (it came
-    with ClickHouse 25) would refuse the statement, and has no key expansion to turn off."""
+    """:data:`FINAL_SETTINGS` that ``client``'s server knows: a server older than the exact mode (chDB's
+    26.9 has it; not every server in use does) would refuse the statement, and has no key expansion to
+    turn off."""
     known = getattr(client, "server_settings", None)
     return {name: value for name, value in FINAL_SETTINGS.items() if not known or name in known}
 
