@@ -61,7 +61,20 @@ class DevOptions:
     policy: MappingPolicy = field(default_factory=MappingPolicy)
 
 
-class _CorsStaticHandler(SimpleHTTPRequestHandler):
+class _QuietHangUp:
+    """A request handler that ends quietly when the client left before its answer was written (a
+    reloaded dashboard or page, a closed tab): nothing went wrong here, so no traceback in the terminal."""
+
+    close_connection: bool
+
+    def handle(self) -> None:
+        try:
+            super().handle()  # type: ignore[misc]
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+class _CorsStaticHandler(_QuietHangUp, SimpleHTTPRequestHandler):
     """tracker/dist with ``Access-Control-Allow-Origin: *`` (like ``http-server --cors``),
     and the demo site under ``/demo/``."""
 
@@ -111,21 +124,13 @@ def _chalice_server(host: str, port: int) -> Any:
 
     polls = PollLog()
 
-    class Handler(ChaliceRequestHandler):
+    class Handler(_QuietHangUp, ChaliceRequestHandler):
         # http.server answers methods it has no do_X for with a 501 HTML page;
         # hand every method to the app, which answers 405 for those a route lacks.
         def __getattr__(self, name: str) -> Any:
             if name.startswith("do_"):
                 return self._generic_handle
             raise AttributeError(name)
-
-        def handle(self) -> None:
-            try:
-                super().handle()
-            except (BrokenPipeError, ConnectionResetError):
-                # The client left before its answer was written (a reloaded dashboard, a closed tab):
-                # nothing went wrong here, so no traceback in the terminal.
-                self.close_connection = True
 
         def do_GET(self) -> None:
             # The dashboard page at / (and /dashboard) and its icon; everything else is the app's.
