@@ -144,8 +144,6 @@ def uses_rollups(query: StatsQuery, report: str = "") -> bool:
 
 _HOUR = "toStartOfHour(timestamp)"
 _DAY = "toDate(timestamp)"
-
-
 _PAGE_VIEWS = "type = 'pageView'"
 
 
@@ -255,11 +253,9 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
     )
     return (
         f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {_WINDOW_DAYS} AND {member('day', 'clean_days')}"
-        + (
-            when_open(
-                f" UNION ALL SELECT p.session_id AS session_id, {SESSION_MERGE_COLUMNS} FROM ({parts}) AS p "
-                "GROUP BY toDate(p.hour), p.session_id"
-            )
+        + when_open(
+            f" UNION ALL SELECT p.session_id AS session_id, {SESSION_MERGE_COLUMNS} FROM ({parts}) AS p "
+            "GROUP BY toDate(p.hour), p.session_id"
         )
     )
 
