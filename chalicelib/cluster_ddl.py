@@ -93,7 +93,9 @@ class ClusterRenderer:
             if re.match(r"\s*(MODIFY\s+SETTING|ADD\s+INDEX)", rest, re.IGNORECASE):
                 return [local]
             return [local, f"{verb} {self._on(name)}{rest}"]
-        if verb == "DROP TABLE IF EXISTS":
+        if verb == "DROP TABLE IF EXISTS":  # the name may be taken again, by a table renamed away
+            self.tables.discard(name)
+            self.local_only.discard(name)
             return [f"{verb} {self._on(name)}{rest}", f"{verb} {self._on(self._local(name))}{rest}"]
         if verb == "RENAME TABLE":
             return [self._rename(f"{name}{rest}")]

@@ -46,11 +46,11 @@ def test_upgrading_keeps_every_event_and_its_copies_collapse_and_compaction_redo
     server = connect(settings.clickhouse)
 
     ddl = server.query(f"SHOW CREATE TABLE {database}.events").result_rows[0][0]
-    assert "ORDER BY (project_id, toDate(timestamp), type, toStartOfHour(client_ts), event_id)" in ddl
+    assert "ORDER BY (project_id, toDate(timestamp), type, toStartOfMinute(client_ts), event_id)" in ddl
     assert "INDEX timestamp_minmax timestamp TYPE minmax GRANULARITY 1" in ddl
     assert "browser" in ddl and "visitor_id" in ddl  # the columns later migrations added, aliases too
     tables = {row[0] for row in server.query(f"SHOW TABLES FROM {database}").result_rows}
-    assert not tables & {"events_by_day", "events_by_hour"}
+    assert not tables & {"events_by_day", "events_by_hour", "events_by_minute"}
     # Every event was copied, and FINAL keeps one of each.
     assert server.query(f"SELECT count() FROM {database}.events FINAL").result_rows == [(30,)]
     # Every hour is to be compacted again, and the reports equal raw before and after.

@@ -204,3 +204,26 @@ def test_a_table_rebuilt_with_another_key_renames_its_local_tables_and_is_copied
     ]
     with pytest.raises(ValueError, match="only tables created here"):
         renderer.render("RENAME TABLE db.elsewhere TO db.other")
+
+
+def test_a_table_rebuilt_twice_copies_from_the_kept_local_tables_even_under_a_name_used_before() -> None:
+    # 010 created db.events_by_hour and renamed it to db.events; 013 renames db.events away to that name.
+    renderer = ClusterRenderer("tf", "db")
+    renderer.render(TABLE)
+    for old, new in (("events_v1", "events_v2"), ("events_v2", "events_v3")):
+        renderer.render(
+            f"CREATE TABLE IF NOT EXISTS db.{new} AS db.events ENGINE = ReplacingMergeTree ORDER BY (project_id)"
+        )
+        renderer.render(f"RENAME TABLE db.events TO db.{old}, db.{new} TO db.events")
+        assert renderer.render(f"INSERT INTO db.events SELECT * FROM db.{old}") == [
+            f"INSERT INTO db.events SELECT * FROM cluster('tf', 'db', '{old}_local')"
+        ]
+        for name in (new, old):
+            renderer.render(f"DROP TABLE IF EXISTS db.{name}")
+    renderer.render(
+        "CREATE TABLE IF NOT EXISTS db.events_v4 AS db.events ENGINE = ReplacingMergeTree ORDER BY (project_id)"
+    )
+    renderer.render("RENAME TABLE db.events TO db.events_v2, db.events_v4 TO db.events")  # a name dropped before
+    assert renderer.render("INSERT INTO db.events SELECT * FROM db.events_v2") == [
+        "INSERT INTO db.events SELECT * FROM cluster('tf', 'db', 'events_v2_local')"
+    ]
