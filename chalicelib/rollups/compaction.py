@@ -2,7 +2,7 @@
 
 The tables are those of migration ``008``. Ingest marks the (project, UTC
 hour) pairs it writes in ``rollup_hour_changes`` before the insert and again
-after it succeeded (:func:`mark_changed`). :func:`compact` works in three tiers:
+after it succeeded (:func:`mark_changed`). :func:`compact` works in four tiers:
 
 - the **hour tier** recomputes changed hours from ``events FINAL`` into
   ``rollup_session_hours`` (a session's part within the hour),
@@ -16,7 +16,15 @@ after it succeeded (:func:`mark_changed`). :func:`compact` works in three tiers:
   the day of its newest dirty hour (the current one, under traffic), it sums
   the sessions of the clean hours before that day's first dirty hour
   (``rollup_prefix_starts``, migration ``011``), so the overview of today under
-  steady traffic adds only the sessions that run on past them one by one.
+  steady traffic adds only the sessions that run on past them one by one;
+- the **cut tier** compacts an hour that keeps changing (the current one, under
+  traffic) up to a cut, into ``rollup_*_cuts`` (migration ``014``), so reports
+  read only its events from the cut on raw: minutes, not the hour. The cut
+  lies the late margin and the copy margin before the settled marks it
+  covers, so an insert marked after them brings no event before it unless
+  the insert is *late* (events minutes older than its mark: a redelivery, a
+  client back online); a late mark after its cover makes a cut unusable
+  until the next round covers it.
 
 A round of any tier takes units (hours, days, prefixes) in a budget of event rows,
 records a *pending* generation with a lease for them, writes their rows,
@@ -56,13 +64,16 @@ from chalicelib.cluster_ddl import alter
 from chalicelib.rollups.split import CACHE as SPLITS
 from chalicelib.rollups.sql import (
     ALL_HOURS_STATE,
+    COPY_MARGIN,
     EXACT_HOUR,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
+    LATE_MARK,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
     copy_hours,
     covered_by,
+    exact,
     final_settings,
     session_figures,
 )
@@ -81,6 +92,7 @@ DAY_BUDGET_FACTOR = 4
 MAX_UNITS_PER_ROUND = 200
 MAX_ROUNDS = 1_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NEVER = datetime(2200, 1, 1, tzinfo=UTC)
 LEASE_S = 300.0
 ROLLUP_TABLES = (
     "rollup_session_hours",
@@ -92,13 +104,16 @@ ROLLUP_TABLES = (
     "rollup_prefix_starts",
     "rollup_session_day_visitors",
     "rollup_traffic_days",
+    *(CUT_TABLES := ("rollup_session_cuts", "rollup_traffic_cuts", "rollup_page_cuts")),
 )
 # Per rollup table: the ``has()`` arguments selecting the rows of some hours and of their days.
 _REBUILT_ROWS = {
-    table: "{hours:Array(DateTime('UTC'))}, hour" if table.endswith("_hours") else "{days:Array(Date)}, day"
+    table: "{hours:Array(DateTime('UTC'))}, hour"
+    if table.endswith("_hours") or table in CUT_TABLES
+    else "{days:Array(Date)}, day"
     for table in ROLLUP_TABLES
 } | {"rollup_prefix_starts": "{days:Array(Date)}, toDate(through)"}
-BOOK_TABLES = ("rollup_hour_changes", "rollup_hour_gens", "rollup_day_gens", "rollup_prefix_gens")
+BOOK_TABLES = ("rollup_hour_changes", "rollup_hour_gens", "rollup_day_gens", "rollup_prefix_gens", "rollup_cut_gens")
 
 _HOURS = "{units:Array(Tuple(String, DateTime('UTC')))}"
 _DAYS = "{units:Array(Tuple(String, Date))}"
@@ -257,6 +272,52 @@ DAY_TIER = Tier(
 # Prefixes wait for nothing but their hours, which are clean already.
 PREFIX_TIER = Tier("through", "rollup_prefix_gens", _PREFIX_STATE, "1", _PREFIX_STATEMENTS, _PREFIXES)
 
+# The cut tier (migration 014): the rows of an hour's events before a cut, while the hour keeps changing.
+# A cut is due when it takes at least this much more of its hour than the last one still usable.
+CUT_STEP = "toIntervalMinute(5)"
+_CUT_GENS = "SELECT project_id, hour, covered_to, through FROM rollup_cut_gens WHERE state = 'done'"
+# Per (project, hour) not settled: the cover (the settle time ago: every insert marked before it is done),
+# the cut it allows (never after ``cut_at``, which a benchmark of a past day sets to its "now"), the newest
+# late mark and change, and what the hour tier wrote.
+_CUT_STATE = (
+    "SELECT c.project_id AS project_id, c.hour AS hour, c.cover AS cover, c.rows AS rows, "
+    f"least(toStartOfMinute(least(c.cover, {{cut_at:DateTime64(3, 'UTC')}}) - {LATE_MARK} - {COPY_MARGIN}), "
+    "toDateTime64(c.hour, 3, 'UTC') + toIntervalHour(1)) AS through, c.late AS late, c.last_change AS last_change, "
+    "h.written AS written FROM "
+    "(SELECT project_id, hour, now64(3) - toIntervalMillisecond({settle:UInt64}) AS cover, "
+    "max(changed_at) AS last_change, max(late_change) AS late, sum(rows) AS rows FROM rollup_hour_changes "
+    "GROUP BY project_id, hour HAVING last_change > cover) AS c "
+    f"LEFT JOIN ({covered_by('rollup_hour_gens', 'hour')}) AS h ON c.project_id = h.project_id AND c.hour = h.hour"
+)
+# The events of one hour before its cut, every copy of them read before FINAL keeps one.
+_CUT_EVENTS = (
+    "FROM events FINAL PREWHERE project_id = {project:String} "
+    f"AND timestamp >= {{hour:DateTime('UTC')}} - {COPY_MARGIN} AND timestamp < {{through:DateTime64(3, 'UTC')}} + {COPY_MARGIN} "
+    f"WHERE {EXACT_HOUR} = {{hour:DateTime('UTC')}} AND {exact()} < {{through:DateTime64(3, 'UTC')}}"
+)
+_CUT_STATEMENTS = (
+    f"INSERT INTO rollup_session_cuts (project_id, hour, gen, {HOUR_SESSION_NAMES}) "
+    f"SELECT project_id, {{hour:DateTime('UTC')}}, {{gen:UInt64}}, {HOUR_SESSION_COLUMNS} {_CUT_EVENTS} "
+    "GROUP BY project_id, session_key",
+    "INSERT INTO rollup_traffic_cuts (project_id, hour, gen, is_bot, pageviews, events, visitors) "
+    "SELECT project_id, {hour:DateTime('UTC')}, {gen:UInt64}, is_bot, countIf(type = 'pageView'), count(), "
+    f"uniqState(visitor_id) {_CUT_EVENTS} GROUP BY project_id, is_bot",
+    "INSERT INTO rollup_page_cuts (project_id, hour, gen, is_bot, url_path, pageviews, visitors) "
+    "SELECT project_id, {hour:DateTime('UTC')}, {gen:UInt64}, is_bot, url_path, count(), "
+    f"uniqCombinedState(14)(visitor_id) {_CUT_EVENTS} AND type = 'pageView' GROUP BY project_id, is_bot, url_path",
+)
+CUT_TIER = Tier("hour", "rollup_cut_gens", _CUT_STATE, "1", _CUT_STATEMENTS, _HOURS)
+_CUT_CANDIDATES = (
+    "SELECT s.project_id, s.hour, s.cover, s.rows, s.through FROM "
+    f"({_CUT_STATE}) AS s LEFT JOIN ({_CUT_GENS}) AS k ON s.project_id = k.project_id AND s.hour = k.hour "
+    "WHERE s.last_change > s.written AND s.last_change > s.cover AND s.late <= s.cover "
+    f"AND s.through >= toDateTime64(s.hour, 3, 'UTC') + {CUT_STEP} "
+    f"AND (s.project_id, s.hour) NOT IN (SELECT project_id, hour FROM ({CUT_TIER.undone('>')})) "
+    "GROUP BY s.project_id, s.hour, s.cover, s.rows, s.through "
+    f"HAVING s.through >= maxIf(k.through, k.covered_to >= s.late) + {CUT_STEP} "
+    "ORDER BY s.hour DESC, s.project_id LIMIT {limit:UInt32}"
+)
+
 
 @dataclass(frozen=True)
 class CompactResult:
@@ -264,18 +325,31 @@ class CompactResult:
     days: int
     generation: int | None
     prefixes: int = 0
+    cuts: int = 0
 
     def summary(self) -> str:
         """What was compacted, for people."""
-        return f"{self.hours} hour(s), {self.days} day(s) and {self.prefixes} day prefix(es)"
+        return f"{self.hours} hour(s), {self.days} day(s), {self.prefixes} day prefix(es) and {self.cuts} cut(s)"
 
 
-def mark_changed(client: Any, counts: Mapping[tuple[str, datetime], int], *, database: str | None = None) -> None:
-    """Mark (project, UTC hour) pairs changed, with the rows written (0 for the mark before an insert)."""
-    rows = [[project, hour, n] for (project, hour), n in counts.items()]
+def mark_changed(
+    client: Any,
+    counts: Mapping[tuple[str, datetime], int],
+    *,
+    database: str | None = None,
+    earliest: Mapping[tuple[str, datetime], datetime] | None = None,
+) -> None:
+    """Mark (project, UTC hour) pairs changed, with the rows written (0 for the mark before an insert)
+    and, from ingest, the earliest event of each; a mark without one counts as late (migration 014)."""
+    table = f"{database}.rollup_hour_changes" if database else "rollup_hour_changes"
+    if earliest is None:
+        rows = [[project, hour, n] for (project, hour), n in counts.items()]
+        columns: tuple[str, ...] = ("project_id", "hour", "rows")
+    else:
+        rows = [[project, hour, n, earliest[(project, hour)]] for (project, hour), n in counts.items()]
+        columns = ("project_id", "hour", "rows", "earliest")
     if rows:
-        table = f"{database}.rollup_hour_changes" if database else "rollup_hour_changes"
-        client.insert(table, rows, column_names=("project_id", "hour", "rows"))
+        client.insert(table, rows, column_names=columns)
 
 
 def live_rounds(client: Any, project_id: str) -> int:
@@ -284,7 +358,8 @@ def live_rounds(client: Any, project_id: str) -> int:
         client.query(
             f"SELECT (SELECT count() FROM ({HOUR_TIER.undone('>')}) WHERE project_id = {{p:String}}) "
             f"+ (SELECT count() FROM ({DAY_TIER.undone('>')}) WHERE project_id = {{p:String}}) "
-            f"+ (SELECT count() FROM ({PREFIX_TIER.undone('>')}) WHERE project_id = {{p:String}})",
+            f"+ (SELECT count() FROM ({PREFIX_TIER.undone('>')}) WHERE project_id = {{p:String}}) "
+            f"+ (SELECT count() FROM ({CUT_TIER.undone('>')}) WHERE project_id = {{p:String}})",
             parameters={"p": project_id},
         ).result_rows[0][0]
     )
@@ -418,6 +493,33 @@ def _round(
     return len(units), gen
 
 
+def _cut_round(
+    client: Any, *, settle_s: float, budget: int, lease_s: float, replica_lag_s: float, cut_at: datetime | None
+) -> int:
+    """One round of the cut tier: the hours still changing, each compacted up to the cut its settled
+    marks allow; returns how many it cut. Each unit's rows are written under the round's generation
+    beside the earlier cuts', which reports may still be reading."""
+    parameters = {"settle": int(settle_s * 1000), "limit": MAX_UNITS_PER_ROUND, "cut_at": cut_at or _NEVER}
+    found = client.query(_CUT_CANDIDATES, parameters=parameters).result_rows
+    units = _pick(found, budget)
+    if not units:
+        return 0
+    gen = _new_generation()
+    units = _claim(client, CUT_TIER, units, gen, lease_s)
+    settings = _INSERT_SETTINGS | final_settings(client)
+    for project, hour, _, _, through in units:
+        params = {"gen": gen, "project": project, "hour": hour, "through": through}
+        for statement in CUT_TIER.statements:
+            client.command(statement, parameters=params, settings=settings)
+    visible = datetime.fromtimestamp(time.time() + replica_lag_s, UTC)
+    client.insert(
+        CUT_TIER.gens,
+        [[project, hour, gen, "done", cover, _EPOCH, visible, through] for project, hour, cover, _, through in units],
+        column_names=(*_gen_columns(CUT_TIER), "through"),
+    )
+    return len(units)
+
+
 def compact(
     client: Any,
     *,
@@ -425,9 +527,11 @@ def compact(
     budget_rows: int = ROUND_ROWS,
     lease_s: float = LEASE_S,
     replica_lag_s: float = 0.0,
+    cut_at: datetime | None = None,
 ) -> CompactResult:
     """One round of each tier: changed hours quiet for ``settle_s`` (newest first, up to ``budget_rows``
-    event rows), then days whose hours are all compacted, then prefixes of the days still going.
+    event rows), then days whose hours are all compacted, then prefixes of the days still going, then
+    cuts of the hours still changing (none later than ``cut_at``, when given).
 
     ``client`` must have the TrackFlow database as its default and may write.
     Safe to run anywhere at any time, also several at once.
@@ -437,8 +541,9 @@ def compact(
     hours, generation = _round(client, HOUR_TIER, budget=budget_rows, **common)
     days, day_gen = _round(client, DAY_TIER, budget=budget_rows * DAY_BUDGET_FACTOR, **common)
     prefixes, _ = _round(client, PREFIX_TIER, budget=budget_rows * DAY_BUDGET_FACTOR, **common)
-    done = CompactResult(hours, days, generation if generation is not None else day_gen, prefixes)
-    if hours or days or prefixes:  # one line per round that did something
+    cuts = _cut_round(client, budget=budget_rows, cut_at=cut_at, **common)
+    done = CompactResult(hours, days, generation if generation is not None else day_gen, prefixes, cuts)
+    if hours or days or prefixes or cuts:  # one line per round that did something
         logger.info("compacted %s in %.1f s", done.summary(), time.monotonic() - started)
         # Reports in this process (`trackflow dev`, the tests) read what it compacted at once, not after
         # the splits they kept expire; elsewhere a kept split reads those hours raw meanwhile, as exactly.
@@ -453,19 +558,21 @@ def compact_all(
     deadline: float | None = None,
     budget_rows: int = ROUND_ROWS,
     replica_lag_s: float = 0.0,
+    cut_at: datetime | None = None,
 ) -> CompactResult:
     """Compact round after round until nothing waits or ``deadline`` (monotonic) passed; the totals."""
-    hours = days = prefixes = 0
+    hours = days = prefixes = cuts = 0
     generation = None
     for _ in range(MAX_ROUNDS):  # hours keep changing under traffic: never loop for ever
         if deadline is not None and time.monotonic() >= deadline:
             break
-        done = compact(client, settle_s=settle_s, budget_rows=budget_rows, replica_lag_s=replica_lag_s)
+        done = compact(client, settle_s=settle_s, budget_rows=budget_rows, replica_lag_s=replica_lag_s, cut_at=cut_at)
         hours, days, prefixes = hours + done.hours, days + done.days, prefixes + done.prefixes
+        cuts += done.cuts
         generation = done.generation or generation
-        if done.hours == 0 and done.days == 0 and done.prefixes == 0:
+        if done.hours == 0 and done.days == 0 and done.prefixes == 0 and done.cuts == 0:
             break
-    return CompactResult(hours, days, generation, prefixes)
+    return CompactResult(hours, days, generation, prefixes, cuts)
 
 
 @dataclass(frozen=True)
@@ -495,7 +602,7 @@ def backlog(client: Any, *, settle_s: float = DEFAULT_SETTLE_S) -> Backlog:
     ).result_rows[0]
     interrupted = client.query(
         f"SELECT (SELECT count() FROM ({HOUR_TIER.undone('<=')})) + (SELECT count() FROM ({DAY_TIER.undone('<=')})) "
-        f"+ (SELECT count() FROM ({PREFIX_TIER.undone('<=')}))"
+        f"+ (SELECT count() FROM ({PREFIX_TIER.undone('<=')})) + (SELECT count() FROM ({CUT_TIER.undone('<=')}))"
     ).result_rows[0][0]
     waiting = int(hour[0])
     return Backlog(

@@ -20,6 +20,10 @@ Both give the same numbers (the tests compare every report with raw events). A s
 would be large (a long window with many hours) is read in the statement: parameters travel in the URL
 of an HTTP request.
 
+A split read before also carries the usable cuts of its dirty hours (:data:`chalicelib.rollups.sql.CUTS`,
+:func:`used_cuts`): a report reads a cut's rows and the hour's events from the cut on raw, and checks
+that no late mark came after the cut's cover. A split read in the statement uses no cuts.
+
 A split read before also shapes the statement: the parts marked with :func:`when_open` (reads of dirty
 hours, of clean hours of days not clean) are left out when it lists no such hours, the common case of a
 window of compacted days (the overview of a clean month: 204 -> 104 ms). That is exact for the same
@@ -36,6 +40,8 @@ import weakref
 from typing import Any
 
 from chalicelib.rollups.sql import (
+    CUT_PARTS,
+    CUTS,
     PREFIX_NAMES,
     PREFIX_PARAMETERS,
     PREFIXES,
@@ -68,7 +74,11 @@ def _part(number: int, name: str) -> str:
     return f"{_SECONDS.format(element) if name in SPLIT_HOUR_PARTS else element} AS {name}"
 
 
-_SPLIT_READ = f"WITH {SPLIT} AS s SELECT " + ", ".join(_part(n, name) for n, name in enumerate(SPLIT_PARTS, 1))
+_SPLIT_READ = (
+    f"WITH {SPLIT} AS s, {CUTS} AS c SELECT "
+    + ", ".join(_part(n, name) for n, name in enumerate(SPLIT_PARTS, 1))
+    + "".join(f", tupleElement(c, {n}) AS all_{name}" for n, name in enumerate(CUT_PARTS, 1))
+)
 _PREFIXES_READ = f", {_SECONDS.format(PREFIXES)} AS all_prefixes"
 
 
@@ -141,6 +151,20 @@ def _read(client: Any, params: dict[str, Any], *, prefixes: bool) -> dict[str, A
     return {name: list(value) for name, value in zip(result.column_names, result.result_rows[0], strict=True)}
 
 
+def used_cuts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, list[int]]:
+    """The cuts of ``split`` a report on ``params``' period uses: of its dirty hours, and holding events
+    of the period only (the hour starts in it, the cut is not after its end), as the ``CUT_PARTS``
+    parameters. ``cut_from`` is each one's cut."""
+    start, end = params.get("start"), params.get("end")
+    dirty = set(split["dirty_hours"])
+    used = [
+        (hour, gen, through, cover)
+        for hour, gen, through, cover in zip(*(split.get(f"all_{name}", []) for name in CUT_PARTS), strict=True)
+        if start is not None and end is not None and hour in dirty and hour * 1000 >= start and through <= end
+    ]
+    return {name: [cut[n] for cut in used] for n, name in enumerate(CUT_PARTS)}
+
+
 def _too_large(split: dict[str, Any]) -> bool:
     return sum(len(split[part]) for part in (*SPLIT_HOUR_PARTS, "watch_hours")) > MAX_PARAMETER_HOURS
 
@@ -162,7 +186,7 @@ def query(
             cache.put(client, key, split)
         checked = f"SELECT * FROM ({_shaped(with_parameters, split)}) WHERE {SPLIT_HOLDS}"
         try:
-            return client.query(checked, parameters=params | split, settings=settings)
+            return client.query(checked, parameters=params | split | used_cuts(split, params), settings=settings)
         except Exception as exc:
             if "stale split" not in str(exc):
                 raise

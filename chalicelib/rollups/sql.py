@@ -117,13 +117,48 @@ SPLIT = (
     f"LEFT JOIN ({covered_by('rollup_day_gens', 'day', _WINDOW_DAYS)}) AS d ON toDate(h.hour) = d.day "
     "GROUP BY day))"
 )
+# Resent copies of an event are stamped within this of each other (see the module docstring).
+COPY_MARGIN = "toIntervalMinute(5)"
+# A mark whose earliest event is older than itself by more than this is *late*: the interval in the
+# DEFAULT of ``rollup_hour_changes.late_change`` (migration 014). Cuts are made this far (and the copy
+# margin) before the marks they cover, so that an insert that is not late brings no event before a cut.
+LATE_MARK = "toIntervalMinute(2)"
+# Reports use cuts written since (chalicelib.rollups.compaction's cut tier makes them of the hours still
+# changing, every round): their rows expire a day after they were written (migration 014).
+CUT_FRESH = "now64(3) - toIntervalHour(12)"
+# The usable cuts of the window's recent hours (the cut tier of chalicelib.rollups.compaction): per hour,
+# the newest done generation whose cover no late mark has passed, with its cut and cover (epoch ms).
+CUTS = (
+    "(SELECT tuple(groupArray(toUnixTimestamp(hour)), groupArray(gen), groupArray(toUnixTimestamp64Milli(through)), "
+    "groupArray(toUnixTimestamp64Milli(cover))) FROM (SELECT g.hour AS hour, argMax(g.gen, g.through) AS gen, "
+    "max(g.through) AS through, argMax(g.covered_to, g.through) AS cover FROM rollup_cut_gens AS g INNER JOIN "
+    "(SELECT project_id, hour, max(late_change) AS late FROM rollup_hour_changes "
+    f"WHERE {WINDOW_HOURS} GROUP BY project_id, hour) AS m "
+    "ON g.project_id = m.project_id AND g.hour = m.hour WHERE g.project_id = {project:String} "
+    "AND g.hour >= {window_start:DateTime('UTC')} AND g.hour < {window_end:DateTime('UTC')} "
+    f"AND g.recorded_at >= {CUT_FRESH} AND g.state = 'done' AND g.visible_at <= now64(3) AND g.covered_to >= m.late "
+    "GROUP BY g.hour))"
+)
+# The parts of CUTS, as a report's split has them (chalicelib.rollups.split).
+CUT_PARTS = ("cut_hours", "cut_gens", "cut_from", "cut_covers")
+# A report reads the cuts it uses (of dirty hours, wholly inside its period) from rollup_*_cuts and their
+# hours' events from the cut on raw. ``cut_from``: each one's cut, epoch ms. A statement that reads its
+# split itself uses none.
+_NO_CUTS = (
+    "CAST([] AS Array(DateTime('UTC'))) AS cut_hours, CAST([] AS Array(UInt64)) AS cut_gens, "
+    "CAST([] AS Array(Int64)) AS cut_from"
+)
+CUT_PARAMETERS = (
+    "CAST({cut_hours:Array(UInt32)} AS Array(DateTime('UTC'))) AS cut_hours, {cut_gens:Array(UInt64)} AS cut_gens, "
+    "{cut_from:Array(Int64)} AS cut_from"
+)
 # What a report's ``WITH`` names the parts of the split, read in the statement itself. ``open_day_hours``:
 # the clean hours of days that are not clean (a constant, so a read of hourly rows for them prunes to
 # nothing when every day is).
 SPLIT_NAMES = (
     f"{SPLIT} AS split, tupleElement(split, 1) AS clean_days, tupleElement(split, 2) AS clean_hours, "
     "tupleElement(split, 3) AS dirty_hours, tupleElement(split, 4) AS dirty_days, "
-    "tupleElement(split, 5) AS open_day_hours"
+    f"tupleElement(split, 5) AS open_day_hours, {_NO_CUTS}"
 )
 _HOURS_PARAMETER = "CAST({{{name}:Array(UInt32)}} AS Array(DateTime('UTC')))"
 # The split's parts that are hours: passed back as Unix seconds.
@@ -132,7 +167,7 @@ SPLIT_HOUR_PARTS = ("clean_hours", "dirty_hours", "open_day_hours")
 SPLIT_PARAMETERS = (
     "{clean_days:Array(Date)} AS clean_days, "
     + ", ".join(f"{_HOURS_PARAMETER.format(name=name)} AS {name}" for name in SPLIT_HOUR_PARTS)
-    + ", {dirty_days:Array(Date)} AS dirty_days"
+    + f", {{dirty_days:Array(Date)}} AS dirty_days, {CUT_PARAMETERS}"
 )
 # The parameters of SPLIT_PARAMETERS, in the order of the split's parts; the hours as Unix seconds.
 SPLIT_PARTS = ("clean_days", "clean_hours", "dirty_hours", "dirty_days", "open_day_hours", "watch_hours", "watch_marks")
@@ -140,9 +175,12 @@ SPLIT_PARTS = ("clean_days", "clean_hours", "dirty_hours", "dirty_days", "open_d
 # last two parts): in the statement that uses a split read before it, a string that doesn't parse as a
 # number when the split no longer holds, so the statement fails at analysis with ``stale split`` in its
 # message, before it reads anything. An hour with no mark when the split was read relies on every mark.
+# The cuts it uses hold too: no late mark after a cut's cover (``cut_covers``).
 SPLIT_HOLDS = (
     "toUInt8(if((SELECT countIf(toUnixTimestamp64Milli(changed_at) > arrayElement({watch_marks:Array(Int64)}, "
-    "indexOf({watch_hours:Array(UInt32)}, toUnixTimestamp(hour)))) FROM rollup_hour_changes "
+    "indexOf({watch_hours:Array(UInt32)}, toUnixTimestamp(hour))) OR (has({cut_hours:Array(UInt32)}, toUnixTimestamp(hour)) "
+    "AND toUnixTimestamp64Milli(late_change) > arrayElement({cut_covers:Array(Int64)}, "
+    "indexOf({cut_hours:Array(UInt32)}, toUnixTimestamp(hour))))) FROM rollup_hour_changes "
     "WHERE " + WINDOW_HOURS + ") = 0, '0', 'stale split')) = 0"
 )
 _WINDOW_PREFIXES = (
@@ -175,8 +213,6 @@ _PREFIX_DERIVED = (
 PREFIX_NAMES = f"{PREFIXES} AS all_prefixes, {_PREFIX_DERIVED}"
 # The same with the prefixes read before the statement (Unix seconds, ``all_prefixes``).
 PREFIX_PARAMETERS = f"{_HOURS_PARAMETER.format(name='all_prefixes')} AS all_prefixes, {_PREFIX_DERIVED}"
-# Resent copies of an event are stamped within this of each other (see the module docstring).
-COPY_MARGIN = "toIntervalMinute(5)"
 # Reads of ``events FINAL`` run with these. Each partition holds every copy of a key, so FINAL needs
 # no merge across partitions. The minmax index on ``timestamp`` skips granules by the statement's
 # conditions on it; ClickHouse's exact mode then reads again every granule sharing a key range with
@@ -223,6 +259,28 @@ def copy_hours(column: str = "timestamp") -> tuple[str, ...]:
     return tuple(f"toStartOfHour({t})" for t in (column, f"{column} - {COPY_MARGIN}", f"{column} + {COPY_MARGIN}"))
 
 
-def dirty_prewhere(hours: str) -> str:
-    """A ``PREWHERE`` condition keeping the rows of ``hours`` (an array expression) and the margin around them."""
-    return " OR ".join(member(hour, hours) for hour in copy_hours())
+def dirty_prewhere(hours: str, *, cuts: bool = False) -> str:
+    """A ``PREWHERE`` condition keeping the rows of ``hours`` (an array expression) and the margin around
+    them; with ``cuts``, of an hour with a cut (``cut_hours``) only from the margin before its cut."""
+    around = " OR ".join(member(hour, hours) for hour in copy_hours())
+    if not cuts:
+        return around
+    return f"({around}) AND timestamp >= fromUnixTimestamp64Milli({_cut_of('toStartOfHour(timestamp)')}, 'UTC') - {COPY_MARGIN}"
+
+
+def _cut_of(hour: str) -> str:
+    """The cut of ``hour`` in epoch ms, 0 when the report uses none."""
+    return f"arrayElement(cut_from, indexOf(cut_hours, {hour}))"
+
+
+# After FINAL: an event of a dirty hour read raw is from the hour's cut on (every event, without one).
+AFTER_CUT = f"toUnixTimestamp64Milli({exact()}) >= {_cut_of(EXACT_HOUR)}"
+
+
+def cut_rows(table: str, columns: str) -> str:
+    """A ``UNION ALL`` branch: ``columns`` of the rows ``table`` (a ``rollup_*_cuts``) holds for the cuts a
+    report uses."""
+    return (
+        f" UNION ALL SELECT {columns} FROM {table} WHERE project_id = {{project:String}} "
+        "AND (hour, gen) IN arrayZip(cut_hours, cut_gens)"
+    )

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from chalicelib.goals import Goal, like_pattern
 from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, when_open
 from chalicelib.rollups.sql import (
+    AFTER_CUT,
     COPY_MARGIN,
     EXACT_HOUR,
     HOUR_SESSION_COLUMNS,
@@ -35,6 +36,7 @@ from chalicelib.rollups.sql import (
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
     WINDOW_HOURS,
+    cut_rows,
     dirty_prewhere,
     exact,
     member,
@@ -213,10 +215,10 @@ def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, group_by: str, where
     sql.params.update(edges=edges, edge_days=sorted({h.date() for h in edges}))
     hours = "arrayConcat(dirty_hours, {edges:Array(DateTime('UTC'))})"
     branch = (
-        f" UNION ALL SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(hours)} "
+        f" UNION ALL SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(hours, cuts=True)} "
         f"WHERE project_id = {{project:String}} AND {_exact_period()} "
         f"AND {member(_DAY, _DIRTY_OR_EDGE_DAYS)} "
-        f"AND NOT ({_clean_inside(EXACT_HOUR)}){where}{_bots(query)} GROUP BY {group_by}"
+        f"AND NOT ({_clean_inside(EXACT_HOUR)}) AND {AFTER_CUT}{where}{_bots(query)} GROUP BY {group_by}"
     )
     return branch if edges else when_open(branch)
 
@@ -238,8 +240,9 @@ _WINDOW_DAYS = (
 )
 # ``events FINAL`` in the dirty hours of the window's days not clean, for their sessions' hourly parts.
 _DIRTY_HOUR_EVENTS = (
-    f"FROM events FINAL PREWHERE {dirty_prewhere('dirty_hours')} WHERE project_id = {{project:String}} "
-    f"AND {member(_DAY, 'dirty_days')} AND {member(EXACT_HOUR, 'dirty_hours')} AND NOT {member(_DAY, 'clean_days')}"
+    f"FROM events FINAL PREWHERE {dirty_prewhere('dirty_hours', cuts=True)} WHERE project_id = {{project:String}} "
+    f"AND {member(_DAY, 'dirty_days')} AND {member(EXACT_HOUR, 'dirty_hours')} AND NOT {member(_DAY, 'clean_days')} "
+    f"AND {AFTER_CUT}"
 )
 
 
@@ -250,6 +253,7 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
         f"SELECT hour, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
         f"WHERE {WINDOW_HOURS} AND {member('hour', 'open_day_hours')} "
         f"UNION ALL SELECT {_HOUR} AS hour, {HOUR_SESSION_COLUMNS} {_DIRTY_HOUR_EVENTS} GROUP BY hour, session_key"
+        + cut_rows("rollup_session_cuts", f"hour, {HOUR_SESSION_NAMES}")
     )
     return (
         f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {_WINDOW_DAYS} AND {member('day', 'clean_days')}"
@@ -328,7 +332,7 @@ def _overview_sessions() -> str:
         f"UNION ALL SELECT hour, 1 AS early, {SESSION_CORE_NAMES} FROM rollup_session_hours FINAL "
         f"PREWHERE session_id IN ({running_on}) WHERE {WINDOW_HOURS} AND {member('hour', 'prefix_hours', derived=True)} "
         f"UNION ALL SELECT {_HOUR} AS hour, 0 AS early, {SESSION_CORE_COLUMNS} {_DIRTY_HOUR_EVENTS} "
-        "GROUP BY hour, session_key"
+        "GROUP BY hour, session_key" + cut_rows("rollup_session_cuts", f"hour, 0 AS early, {SESSION_CORE_NAMES}")
     )
     merged = (
         "SELECT any(p.visitor_id) AS visitor_id, max(p.is_bot) AS bot_all, maxIf(p.is_bot, p.early = 1) AS bot_early, "
@@ -438,6 +442,8 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
             f"{_bots(query)} UNION ALL SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours FINAL "
             f"WHERE project_id = {{project:String}} AND {member('hour', hours_left, derived=True)} AND {_inside('hour')}"
             f"{_bots(query)}"
+            + cut_rows("rollup_traffic_cuts", "hour, pageviews, events, visitors")
+            + _bots(query)
             + _raw_hours(
                 sql,
                 query,
@@ -493,6 +499,8 @@ def _page_rows(sql: Sql, query: StatsQuery) -> str:
     return (
         f"SELECT url_path, pageviews, visitors FROM rollup_page_days FINAL WHERE {project} AND {_clean_whole_day('day')} "
         f"UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_hours FINAL WHERE {project} AND {hours}"
+        + cut_rows("rollup_page_cuts", "url_path, pageviews, visitors")
+        + _bots(query)
         + _raw_hours(
             sql,
             query,

@@ -261,6 +261,19 @@ def changed_hours(rows: Sequence[Sequence[Any]]) -> dict[tuple[str, datetime], i
     return {(project, datetime.fromtimestamp(hour * 3600, UTC)): n for (project, hour), n in counts.items()}
 
 
+def earliest_events(rows: Sequence[Sequence[Any]]) -> dict[tuple[str, datetime], datetime]:
+    """The earliest event time of the rows on each (project, UTC hour): a mark that brings events older
+    than its own time by more than a little is late (chalicelib.rollups.sql.LATE_MARK)."""
+    earliest: dict[tuple[str, int], int] = {}
+    for row in rows:
+        key = (row[0], row[1] // _HOUR_MS)
+        earliest[key] = min(earliest.get(key, row[1]), row[1])
+    return {
+        (project, datetime.fromtimestamp(hour * 3600, UTC)): datetime.fromtimestamp(ms / 1000, UTC)
+        for (project, hour), ms in earliest.items()
+    }
+
+
 class EventWriter:
     """Writes normalised events (and dead letters) to ClickHouse."""
 
@@ -300,8 +313,8 @@ class EventWriter:
         :class:`StorageError` for anything else.
         """
         try:
-            hours = changed_hours(rows)
-            mark_changed(self._client, dict.fromkeys(hours, 0), database=self._database)
+            hours, earliest = changed_hours(rows), earliest_events(rows)
+            mark_changed(self._client, dict.fromkeys(hours, 0), database=self._database, earliest=earliest)
             self._client.insert(
                 self._events_table,
                 rows,
@@ -309,7 +322,7 @@ class EventWriter:
                 column_type_names=self._types(),
                 settings=INSERT_SETTINGS,
             )
-            mark_changed(self._client, hours, database=self._database)
+            mark_changed(self._client, hours, database=self._database, earliest=earliest)
         except Exception as exc:
             reason = refused_data_reason(exc)
             if reason is not None:

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -533,3 +534,116 @@ def test_days_compacted_before_their_whole_day_rows_existed_read_exact_until_com
     assert (done.hours, done.days) == (2, 2)
     assert client.query("SELECT count() FROM rollup_traffic_days FINAL WHERE pageviews > 0").result_rows == [(2,)]
     assert _same_as_raw(runtime.reader(), query) == metrics
+
+
+# The cut tier: an hour still changing compacted up to a cut. The events are of a past day, so a test
+# marks the hour "on time" itself (ingest's marks of old events are late) and sets the cut's "now".
+TEN = datetime(2026, 11, 20, 10, tzinfo=UTC)
+CUT_AT = TEN + timedelta(minutes=40)  # the cut: 10:40 less the late margin and the copy margin, 10:33
+CUT = TEN + timedelta(minutes=33)
+
+
+SETTLE_S = 2
+
+
+def _traffic_goes_on(client: Any) -> None:
+    """The marks so far settle, then an insert of events of this moment marks 10:00 again."""
+    time.sleep(SETTLE_S + 0.1)
+    _on_time_mark(client)
+
+
+def _on_time_mark(client: Any) -> None:
+    rollups.mark_changed(client, {("development", TEN): 0}, earliest={("development", TEN): datetime.now(UTC)})
+
+
+def _cut(client: Any) -> rollups.CompactResult:
+    """One round of compaction, as the minute's schedule runs it: 10:00 has changed too recently to settle."""
+    return rollups.compact(client, settle_s=SETTLE_S, cut_at=CUT_AT)
+
+
+def _cut_queries() -> list[Any]:
+    rolling = parse_query({"period": "24h"}, now=TEN + timedelta(minutes=50), default_project="development")
+    early = replace(_query(), end=TEN + timedelta(minutes=20))  # ends before the cut: reads the hour raw
+    return [_query(), _query(tz="Asia/Kolkata"), _query(interval="hour"), rolling, early]
+
+
+def _hour_of_traffic(writer: EventWriter) -> list[dict[str, Any]]:
+    """Sessions over 09:00 to 10:59, one event every 40 s, some running from 09 into 10."""
+    events = [_event(TEN - timedelta(hours=1) + timedelta(seconds=40 * n), n) for n in range(180)]
+    events = [e | {"session_id": f"s{n % 7}", "anonymous_id": f"v{n % 7 % 4}"} for n, e in enumerate(events)]
+    writer.insert_events([event_row(e, RECORD) for e in events])
+    return events
+
+
+def test_an_hour_still_changing_is_compacted_up_to_a_cut_and_reports_read_only_the_events_after_it_raw(
+    pipeline: Settings,
+) -> None:
+    client, writer = runtime.rollup_client(), runtime.writer()
+    _hour_of_traffic(writer)
+    _traffic_goes_on(client)
+    done = _cut(client)
+    assert (done.hours, done.cuts) == (1, 1)  # 09 settled; 10 is still changing: cut
+    gens = client.query("SELECT through, gen FROM rollup_cut_gens WHERE state = 'done'").result_rows
+    assert [g[0].replace(tzinfo=UTC) for g in gens] == [CUT]
+    cut_rows = client.query("SELECT sum(pageviews) FROM rollup_traffic_cuts").result_rows[0][0]
+    assert cut_rows == 50  # 10:00:00 to 10:32:40, one every 40 s
+    expected = [_same_as_raw(runtime.reader(), query) for query in _cut_queries()]
+    assert expected[0]["pageviews"] == 180
+    _on_time_mark(client)
+    assert _cut(client).cuts == 0  # no cut 5 minutes later than the last one yet
+    # The reports read the cut's rows (and the events before the cut only there): a row added to them shows.
+    client.insert(
+        "rollup_traffic_cuts",
+        [["development", TEN, gens[0][1], 0, 100, 100]],
+        column_names=("project_id", "hour", "gen", "is_bot", "pageviews", "events"),
+    )
+    hourly = stats.timeseries(runtime.reader(), _query(interval="hour"))["points"]
+    assert sum(point["pageviews"] for point in hourly) == 280
+    early = stats.timeseries(runtime.reader(), _cut_queries()[-1])["points"]  # ends before the cut: none of it
+    assert sum(point["pageviews"] for point in early) == 120  # 09:00 to 10:19:20, raw
+
+
+def test_a_late_insert_before_the_cut_makes_it_unusable_until_a_round_covers_it_and_a_kept_split_sees_that(
+    pipeline: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, writer = runtime.rollup_client(), runtime.writer()
+    _hour_of_traffic(writer)
+    _traffic_goes_on(client)
+    assert _cut(client).cuts == 1
+    query = _query()
+    assert _sessions(query) == 7  # the split (with the cut) is read and kept
+    late = _event(TEN + timedelta(minutes=10), 1, session="late")  # before the cut, stored after it was made
+    writer.insert_events([event_row(late, RECORD)])
+    with monkeypatch.context() as unchecked:
+        unchecked.setattr(rollup_split, "SPLIT_HOLDS", "1")
+        assert _sessions(query) == 7, "without the check the kept split reads 10:00 to 10:33 from the old cut"
+    # Read again, the split leaves the cut out at once (not after failing its check until it gives up).
+    monkeypatch.setattr(rollup_split, "inline", lambda statement: pytest.fail("the split kept the stale cut"))
+    assert _same_as_raw(runtime.reader(), query)["sessions"] == 8
+    assert all(_same_as_raw(runtime.reader(), q) for q in _cut_queries())
+    monkeypatch.undo()
+    _traffic_goes_on(client)
+    assert _cut(client).cuts == 1  # the late mark is covered now: cut again, the late event in it
+    assert client.query("SELECT count() FROM rollup_session_cuts WHERE session_id = 'late'").result_rows == [(1,)]
+    assert _same_as_raw(runtime.reader(), query)["sessions"] == 8
+    rollups.compact_all(client, settle_s=0)  # settled at last: the hour tier takes 10 whole
+    assert _same_as_raw(runtime.reader(), query)["sessions"] == 8
+
+
+@pytest.mark.parametrize("stored_last", ["copy before the cut", "copy after the cut"])
+def test_an_event_resent_with_its_copies_on_both_sides_of_the_cut_counts_once(
+    pipeline: Settings, stored_last: str
+) -> None:
+    client, writer = runtime.rollup_client(), runtime.writer()
+    _hour_of_traffic(writer)
+    before = _event(CUT - timedelta(milliseconds=1), 1, session="resent")
+    after = before | {"timestamp": before["timestamp"] + 3, "received_at": before["received_at"] + 900}
+    for copy in (after, before) if stored_last == "copy before the cut" else (before, after):
+        writer.insert_events([event_row(copy, RECORD)])  # a part each
+    _traffic_goes_on(client)
+    assert _cut(client).cuts == 1
+    in_cut = client.query("SELECT count() FROM rollup_session_cuts WHERE session_id = 'resent'").result_rows[0][0]
+    assert in_cut == int(stored_last == "copy before the cut")  # FINAL keeps the copy stored last
+    for query in _cut_queries():
+        _same_as_raw(runtime.reader(), query)
+    assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 181

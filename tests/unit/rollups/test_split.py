@@ -150,3 +150,32 @@ def test_a_statement_reading_its_split_itself_keeps_its_open_parts_and_they_do_n
     assert "SELECT 2" in rollup_split.inline(OPEN_STATEMENT)
     with pytest.raises(ValueError, match="nest"):
         when_open(when_open("SELECT 2"))
+
+
+def test_a_report_uses_the_cuts_of_its_dirty_hours_that_hold_only_events_of_its_period() -> None:
+    ten, eleven, twelve = 1_795_000_000, 1_795_003_600, 1_795_007_200  # hours, Unix seconds
+    split = SPLIT | {
+        "dirty_hours": [eleven, twelve],
+        "all_cut_hours": [ten, eleven, twelve],
+        "all_cut_gens": [1, 2, 3],
+        "all_cut_from": [(ten + 600) * 1000, (eleven + 1800) * 1000, (twelve + 1200) * 1000],
+        "all_cut_covers": [7, 8, 9],
+    }
+    period = {"start": ten * 1000, "end": (twelve + 900) * 1000}  # ends before twelve's cut
+    assert rollup_split.used_cuts(split, PARAMS | period) == {  # ten is clean: its cut is not read
+        "cut_hours": [eleven],
+        "cut_gens": [2],
+        "cut_from": [(eleven + 1800) * 1000],
+        "cut_covers": [8],
+    }
+    later = {"start": (eleven + 60) * 1000, "end": (twelve + 3600) * 1000}  # starts inside eleven
+    assert rollup_split.used_cuts(split, PARAMS | later)["cut_hours"] == [twelve]
+    assert rollup_split.used_cuts(SPLIT, PARAMS | period)["cut_hours"] == []  # a split read without cuts
+
+
+def test_the_late_margin_of_the_cuts_is_the_one_the_marks_table_applies() -> None:
+    from chalicelib.rollups.sql import LATE_MARK
+    from trackflow.dev import MIGRATIONS_DIR
+
+    ddl = (MIGRATIONS_DIR / "014_hour_cuts.sql").read_text()
+    assert f"if(earliest < changed_at - {LATE_MARK}, changed_at" in ddl
