@@ -65,6 +65,7 @@ from chalicelib.rollups.split import CACHE as SPLITS
 from chalicelib.rollups.sql import (
     ALL_HOURS_STATE,
     COPY_MARGIN,
+    CUT_FRESH,
     EXACT_HOUR,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
@@ -587,6 +588,24 @@ class Backlog:
     days: int  # days whose hours are all clean but that wait for the day tier
     clean_days: int
     interrupted: int  # pending generations whose lease ran out before they were done
+    # Of the hours changing too recently to settle, the most seconds of one that reports read raw: from
+    # its newest usable cut (or its start) to now (or its end). Under steady traffic about ten minutes
+    # of the current hour; an hour when the cut tier falls behind, or every mark is late (ingest delayed).
+    raw_tail_s: float = 0.0
+
+
+# Per hour changing too recently to settle: where reports start reading it raw, and where that ends.
+_RAW_TAIL = (
+    "SELECT max(dateDiff('millisecond', greatest(toDateTime64(c.hour, 3, 'UTC'), c.cut), "
+    "least(now64(3), toDateTime64(c.hour, 3, 'UTC') + toIntervalHour(1)))) FROM "
+    "(SELECT s.hour AS hour, maxIf(k.through, k.covered_to >= s.late AND k.visible_at <= now64(3) "
+    f"AND k.recorded_at >= {CUT_FRESH}) AS cut FROM "
+    "(SELECT project_id, hour, max(changed_at) AS last_change, max(late_change) AS late FROM rollup_hour_changes "
+    "GROUP BY project_id, hour HAVING last_change > now64(3) - toIntervalMillisecond({settle:UInt64})) AS s "
+    "LEFT JOIN (SELECT project_id, hour, covered_to, through, visible_at, recorded_at FROM rollup_cut_gens "
+    "WHERE state = 'done') AS k ON s.project_id = k.project_id AND s.hour = k.hour "
+    "GROUP BY s.project_id, s.hour) AS c"
+)
 
 
 def backlog(client: Any, *, settle_s: float = DEFAULT_SETTLE_S) -> Backlog:
@@ -604,6 +623,7 @@ def backlog(client: Any, *, settle_s: float = DEFAULT_SETTLE_S) -> Backlog:
         f"SELECT (SELECT count() FROM ({HOUR_TIER.undone('<=')})) + (SELECT count() FROM ({DAY_TIER.undone('<=')})) "
         f"+ (SELECT count() FROM ({PREFIX_TIER.undone('<=')})) + (SELECT count() FROM ({CUT_TIER.undone('<=')}))"
     ).result_rows[0][0]
+    raw_tail = client.query(_RAW_TAIL, parameters={"settle": int(settle_s * 1000)}).result_rows[0][0]
     waiting = int(hour[0])
     return Backlog(
         hours=waiting,
@@ -614,4 +634,5 @@ def backlog(client: Any, *, settle_s: float = DEFAULT_SETTLE_S) -> Backlog:
         days=int(day[0]),
         clean_days=int(day[1]),
         interrupted=int(interrupted),
+        raw_tail_s=float(raw_tail or 0) / 1000,
     )

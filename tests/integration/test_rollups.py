@@ -591,8 +591,10 @@ def test_an_hour_still_changing_is_compacted_up_to_a_cut_and_reports_read_only_t
     client, writer = runtime.rollup_client(), runtime.writer()
     _hour_of_traffic(writer)
     _traffic_goes_on(client)
+    assert rollups.backlog(client, settle_s=SETTLE_S).raw_tail_s == 3600  # 10:00 changing: all of it raw
     done = _cut(client)
     assert (done.hours, done.cuts) == (1, 1)  # 09 settled; 10 is still changing: cut
+    assert rollups.backlog(client, settle_s=SETTLE_S).raw_tail_s == 27 * 60  # from 10:33
     gens = client.query("SELECT through, gen FROM rollup_cut_gens WHERE state = 'done'").result_rows
     assert [g[0].replace(tzinfo=UTC) for g in gens] == [CUT]
     cut_rows = client.query("SELECT sum(pageviews) FROM rollup_traffic_cuts").result_rows[0][0]
