@@ -65,7 +65,6 @@ from chalicelib.rollups.split import CACHE as SPLITS
 from chalicelib.rollups.sql import (
     ALL_HOURS_STATE,
     COPY_MARGIN,
-    CUT_FRESH,
     EXACT_HOUR,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
@@ -77,6 +76,7 @@ from chalicelib.rollups.sql import (
     exact,
     final_settings,
     session_figures,
+    usable_cut,
 )
 
 logger = logging.getLogger(__name__)
@@ -277,17 +277,20 @@ PREFIX_TIER = Tier("through", "rollup_prefix_gens", _PREFIX_STATE, "1", _PREFIX_
 # A cut is due when it takes at least this much more of its hour than the last one still usable.
 CUT_STEP = "toIntervalMinute(5)"
 _CUT_GENS = "SELECT project_id, hour, covered_to, through FROM rollup_cut_gens WHERE state = 'done'"
-# Per (project, hour) not settled: the cover (the settle time ago: every insert marked before it is done),
-# the cut it allows (never after ``cut_at``, which a benchmark of a past day sets to its "now"), the newest
-# late mark and change, and what the hour tier wrote.
+# Per (project, hour) changed too recently to settle: the cover (the settle time ago: every insert marked
+# before it is done), the newest change and late mark, the rows.
+_CHANGING_HOURS = (
+    "SELECT project_id, hour, now64(3) - toIntervalMillisecond({settle:UInt64}) AS cover, "
+    "max(changed_at) AS last_change, max(late_change) AS late, sum(rows) AS rows FROM rollup_hour_changes "
+    "GROUP BY project_id, hour HAVING last_change > cover"
+)
+# The same with the cut it allows (never after ``cut_at``, which a benchmark of a past day sets to its
+# "now") and what the hour tier wrote.
 _CUT_STATE = (
     "SELECT c.project_id AS project_id, c.hour AS hour, c.cover AS cover, c.rows AS rows, "
     f"least(toStartOfMinute(least(c.cover, {{cut_at:DateTime64(3, 'UTC')}}) - {LATE_MARK} - {COPY_MARGIN}), "
     "toDateTime64(c.hour, 3, 'UTC') + toIntervalHour(1)) AS through, c.late AS late, c.last_change AS last_change, "
-    "h.written AS written FROM "
-    "(SELECT project_id, hour, now64(3) - toIntervalMillisecond({settle:UInt64}) AS cover, "
-    "max(changed_at) AS last_change, max(late_change) AS late, sum(rows) AS rows FROM rollup_hour_changes "
-    "GROUP BY project_id, hour HAVING last_change > cover) AS c "
+    f"h.written AS written FROM ({_CHANGING_HOURS}) AS c "
     f"LEFT JOIN ({covered_by('rollup_hour_gens', 'hour')}) AS h ON c.project_id = h.project_id AND c.hour = h.hour"
 )
 # The events of one hour before its cut, every copy of them read before FINAL keeps one.
@@ -598,12 +601,8 @@ class Backlog:
 _RAW_TAIL = (
     "SELECT max(dateDiff('millisecond', greatest(toDateTime64(c.hour, 3, 'UTC'), c.cut), "
     "least(now64(3), toDateTime64(c.hour, 3, 'UTC') + toIntervalHour(1)))) FROM "
-    "(SELECT s.hour AS hour, maxIf(k.through, k.covered_to >= s.late AND k.visible_at <= now64(3) "
-    f"AND k.recorded_at >= {CUT_FRESH}) AS cut FROM "
-    "(SELECT project_id, hour, max(changed_at) AS last_change, max(late_change) AS late FROM rollup_hour_changes "
-    "GROUP BY project_id, hour HAVING last_change > now64(3) - toIntervalMillisecond({settle:UInt64})) AS s "
-    "LEFT JOIN (SELECT project_id, hour, covered_to, through, visible_at, recorded_at FROM rollup_cut_gens "
-    "WHERE state = 'done') AS k ON s.project_id = k.project_id AND s.hour = k.hour "
+    f"(SELECT s.hour AS hour, maxIf(k.through, {usable_cut('k', 's.late')}) AS cut FROM ({_CHANGING_HOURS}) AS s "
+    "LEFT JOIN rollup_cut_gens AS k ON s.project_id = k.project_id AND s.hour = k.hour "
     "GROUP BY s.project_id, s.hour) AS c"
 )
 

@@ -126,8 +126,19 @@ LATE_MARK = "toIntervalMinute(2)"
 # Reports use cuts written since (chalicelib.rollups.compaction's cut tier makes them of the hours still
 # changing, every round): their rows expire a day after they were written (migration 014).
 CUT_FRESH = "now64(3) - toIntervalHour(12)"
-# The usable cuts of the window's recent hours (the cut tier of chalicelib.rollups.compaction): per hour,
-# the newest done generation whose cover no late mark has passed, with its cut and cover (epoch ms).
+
+
+def usable_cut(gen: str, late: str) -> str:
+    """The done cut generation of table alias ``gen`` may be read: no late mark of its hour (``late``, the
+    newest) came after its cover, readers may use it yet (``visible_at``), and its rows are still there."""
+    return (
+        f"{gen}.state = 'done' AND {gen}.covered_to >= {late} AND {gen}.visible_at <= now64(3) "
+        f"AND {gen}.recorded_at >= {CUT_FRESH}"
+    )
+
+
+# The usable cuts of the window's hours (the cut tier of chalicelib.rollups.compaction): per hour, the
+# newest, with its cut and cover (epoch ms).
 CUTS = (
     "(SELECT tuple(groupArray(toUnixTimestamp(hour)), groupArray(gen), groupArray(toUnixTimestamp64Milli(through)), "
     "groupArray(toUnixTimestamp64Milli(cover))) FROM (SELECT g.hour AS hour, argMax(g.gen, g.through) AS gen, "
@@ -136,8 +147,7 @@ CUTS = (
     f"WHERE {WINDOW_HOURS} GROUP BY project_id, hour) AS m "
     "ON g.project_id = m.project_id AND g.hour = m.hour WHERE g.project_id = {project:String} "
     "AND g.hour >= {window_start:DateTime('UTC')} AND g.hour < {window_end:DateTime('UTC')} "
-    f"AND g.recorded_at >= {CUT_FRESH} AND g.state = 'done' AND g.visible_at <= now64(3) AND g.covered_to >= m.late "
-    "GROUP BY g.hour))"
+    f"AND {usable_cut('g', 'm.late')} GROUP BY g.hour))"
 )
 # The parts of CUTS, as a report's split has them (chalicelib.rollups.split).
 CUT_PARTS = ("cut_hours", "cut_gens", "cut_from", "cut_covers")

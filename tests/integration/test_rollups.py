@@ -424,7 +424,7 @@ def test_random_traffic_redelivery_late_events_and_compaction_rounds_never_chang
         elif choice == "cut":  # the marks so far settle; an insert of this moment marks the hour on time
             time.sleep(0.6)
             at = datetime(2026, 11, 20, hour, tzinfo=UTC)
-            rollups.mark_changed(client, {("development", at): 0}, earliest={("development", at): datetime.now(UTC)})
+            _on_time_mark(client, at)
             cut_at = at + timedelta(minutes=draw.randrange(15, 70))  # from 67 minutes on, the whole hour is cut
             cuts += rollups.compact(client, settle_s=0.5, cut_at=cut_at).cuts
             for query in queries:  # read with the cut, before anything below may make it unusable
@@ -562,8 +562,9 @@ def _traffic_goes_on(client: Any) -> None:
     _on_time_mark(client)
 
 
-def _on_time_mark(client: Any) -> None:
-    rollups.mark_changed(client, {("development", TEN): 0}, earliest={("development", TEN): datetime.now(UTC)})
+def _on_time_mark(client: Any, hour: datetime = TEN) -> None:
+    """Mark ``hour`` as an insert of events of this moment does (by the real clock: not late)."""
+    rollups.mark_changed(client, {("development", hour): 0}, earliest={("development", hour): datetime.now(UTC)})
 
 
 def _cut(client: Any) -> rollups.CompactResult:
