@@ -660,3 +660,21 @@ def test_an_event_resent_with_its_copies_on_both_sides_of_the_cut_counts_once(
     for query in _cut_queries():
         _same_as_raw(runtime.reader(), query)
     assert _same_as_raw(runtime.reader(), _query())["pageviews"] == 181
+
+
+def test_ingest_marks_an_insert_of_fresh_events_on_time_and_one_bringing_older_events_late(pipeline: Settings) -> None:
+    # What the writer sends with each insert: the earliest event per hour, so the cut tier can tell a
+    # redelivery or a client back online (events minutes old) from steady traffic.
+    client, writer = runtime.rollup_client(), runtime.writer()
+    now = datetime.now(UTC).replace(microsecond=0)
+    hour = now.replace(minute=0, second=0)
+    fresh = _event(max(hour, now - timedelta(seconds=20)), 1, session="fresh")
+    writer.insert_events([event_row(fresh, RECORD)])
+    marks = "SELECT max(late_change) FROM rollup_hour_changes WHERE hour = {h:DateTime('UTC')}"
+    assert client.query(marks, parameters={"h": hour}).result_rows[0][0].year == 1970  # on time: no late mark
+    old = _event(max(hour, now - timedelta(minutes=10)), 2, session="old")
+    if old["timestamp"] > fresh["timestamp"] - 150_000:  # the hour began minutes ago: an older hour instead
+        old = _event(hour - timedelta(minutes=30), 2, session="old")
+    writer.insert_events([event_row(old, RECORD)])
+    late_hour = datetime.fromtimestamp(old["timestamp"] // 3_600_000 * 3600, UTC)
+    assert client.query(marks, parameters={"h": late_hour}).result_rows[0][0].year == now.year  # late
