@@ -65,6 +65,7 @@ from chalicelib.rollups.split import CACHE as SPLITS
 from chalicelib.rollups.sql import (
     ALL_HOURS_STATE,
     COPY_MARGIN,
+    CUT_FRESH,
     EXACT_HOUR,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
@@ -276,7 +277,8 @@ PREFIX_TIER = Tier("through", "rollup_prefix_gens", _PREFIX_STATE, "1", _PREFIX_
 # The cut tier (migration 014): the rows of an hour's events before a cut, while the hour keeps changing.
 # A cut is due when it takes at least this much more of its hour than the last one still usable.
 CUT_STEP = "toIntervalMinute(5)"
-_CUT_GENS = "SELECT project_id, hour, covered_to, through FROM rollup_cut_gens WHERE state = 'done'"
+# Done cuts whose rows reports may still read (a stale one, its rows about to expire, holds no new cut back).
+_CUT_GENS = f"SELECT project_id, hour, covered_to, through FROM rollup_cut_gens WHERE state = 'done' AND recorded_at >= {CUT_FRESH}"
 # Per (project, hour) changed too recently to settle: the cover (the settle time ago: every insert marked
 # before it is done), the newest change and late mark, the rows.
 _CHANGING_HOURS = (
