@@ -271,11 +271,22 @@ def copy_hours(column: str = "timestamp") -> tuple[str, ...]:
 
 def dirty_prewhere(hours: str, *, cuts: bool = False) -> str:
     """A ``PREWHERE`` condition keeping the rows of ``hours`` (an array expression) and the margin around
-    them; with ``cuts``, of an hour with a cut (``cut_hours``) only from the margin before its cut."""
+    them; with ``cuts``, of an hour with a cut (``cut_hours``) only from the margin before its cut.
+
+    With ``cuts`` it also bounds ``timestamp`` by a constant, the margin before the first hour's cut (or
+    start), where the minmax index sees it: the per-row bound can't skip a granule, and every later hour
+    starts after that cut. On the busy bench day it halves the raw read of the hour after its cut (27 →
+    16 ms). ``hours`` must be an array without lambdas, which ClickHouse folds to a constant.
+    """
     around = " OR ".join(member(hour, hours) for hour in copy_hours())
     if not cuts:
         return around
-    return f"({around}) AND timestamp >= fromUnixTimestamp64Milli({_cut_of('toStartOfHour(timestamp)')}, 'UTC') - {COPY_MARGIN}"
+    first = f"arrayMin({hours})"
+    first_from = f"greatest({_cut_of(first)}, toUnixTimestamp({first}) * 1000)"
+    return (
+        f"({around}) AND timestamp >= fromUnixTimestamp64Milli({_cut_of('toStartOfHour(timestamp)')}, 'UTC') - {COPY_MARGIN} "
+        f"AND timestamp >= fromUnixTimestamp64Milli({first_from}, 'UTC') - {COPY_MARGIN}"
+    )
 
 
 def _cut_of(hour: str) -> str:
