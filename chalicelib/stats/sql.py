@@ -310,6 +310,11 @@ def _signed_figures(t: str) -> str:
     )
 
 
+# A session part's columns as ``FINAL`` keeps them, from its rows grouped by (hour, session id): the newest
+# generation's.
+_NEWEST_PART = ", ".join(f"argMax({name}, gen) AS {name}" for name in SESSION_CORE_NAMES.split(", ")[1:])
+
+
 def _overview_sessions() -> str:
     """Signed per-session rows of the days of the window the overview does not sum whole: the
     partial clean days from the daily rollup; other days merged from the hourly parts of clean hours
@@ -319,6 +324,12 @@ def _overview_sessions() -> str:
     ``rollup_prefix_starts``), only sessions with a part from ``through`` on are merged: each counts
     whole (``sign`` 1), and what the prefix counted of it, its parts before ``through``, is taken back
     (``sign`` -1). Sessions wholly inside the prefix are the prefix's.
+
+    Their earlier parts are looked up by ``session_hash`` (migration ``015``), without ``FINAL``: the
+    string ids of a busy day's parts are nine times the bytes, and ``FINAL`` reads its key whole. The
+    parts found are few; each keeps its newest generation, as ``FINAL`` would. A part of another session
+    with the same hash (odds of about 2 in 10^9 on the busy bench day) has no later part: it counts +1
+    and -1, and its visitor is the prefix's already.
     """
     # Sessions of prefix days with a part from ``through`` on. Ids only: no FINAL, and a few more do no harm.
     running_on = (
@@ -329,8 +340,9 @@ def _overview_sessions() -> str:
     parts = (
         f"SELECT hour, 0 AS early, {SESSION_CORE_NAMES} FROM rollup_session_hours FINAL "
         f"WHERE {WINDOW_HOURS} AND {member('hour', 'later_hours', derived=True)} "
-        f"UNION ALL SELECT hour, 1 AS early, {SESSION_CORE_NAMES} FROM rollup_session_hours FINAL "
-        f"PREWHERE session_id IN ({running_on}) WHERE {WINDOW_HOURS} AND {member('hour', 'prefix_hours', derived=True)} "
+        f"UNION ALL SELECT hour, 1 AS early, session_id, {_NEWEST_PART} FROM rollup_session_hours "
+        f"PREWHERE session_hash IN (SELECT sipHash64(session_id) FROM ({running_on})) "
+        f"WHERE {WINDOW_HOURS} AND {member('hour', 'prefix_hours', derived=True)} GROUP BY hour, session_id "
         f"UNION ALL SELECT {_HOUR} AS hour, 0 AS early, {SESSION_CORE_COLUMNS} {_DIRTY_HOUR_EVENTS} "
         "GROUP BY hour, session_key" + cut_rows("rollup_session_cuts", f"hour, 0 AS early, {SESSION_CORE_NAMES}")
     )

@@ -373,6 +373,35 @@ def test_a_redelivered_batch_spanning_a_prefix_hour_and_the_current_one_counts_o
     assert [_same_as_raw(runtime.reader(), query) for query in queries] == expected
 
 
+def test_a_session_running_past_the_prefix_counts_the_newest_generation_of_its_earlier_part_while_both_are_stored(
+    pipeline: Settings,
+) -> None:
+    """The overview looks a running session's earlier parts up without FINAL (by ``session_hash``): a
+    late event rewrote the 09:00 part, and until a merge the older generation's row is still there."""
+    client, writer = runtime.rollup_client(), runtime.writer()
+    client.command("SYSTEM STOP MERGES rollup_session_hours")
+    try:
+        at = datetime(2026, 11, 20, 9, 10, tzinfo=UTC)
+        first = [_event(at + timedelta(minutes=m), n, session="long") for n, m in enumerate((0, 10))]
+        writer.insert_events([event_row(e, RECORD) for e in first])
+        rollups.compact_all(client, settle_s=0)
+        late = _event(at + timedelta(minutes=30), 2, session="long")  # 09:40: one page more, the part ends later
+        writer.insert_events([event_row(late, RECORD)])
+        assert rollups.compact_all(client, settle_s=0).hours == 1
+        parts = client.query(
+            "SELECT gen, pageviews FROM rollup_session_hours WHERE session_id = 'long' ORDER BY gen"
+        ).result_rows
+        assert [views for _, views in parts] == [2, 3]  # both generations stored
+        later = _event(datetime(2026, 11, 20, 10, 5, tzinfo=UTC), 3, session="long")  # runs on into 10:00
+        writer.insert_events([event_row(later, RECORD)])
+        assert rollups.compact(client, settle_s=60).prefixes == 1  # through 10:00; 10:00 is read raw
+        metrics = _same_as_raw(runtime.reader(), _query())
+        assert (metrics["sessions"], metrics["pageviews"]) == (1, 4)
+        assert metrics["avg_session_s"] == 55 * 60  # 09:10 to 10:05
+    finally:
+        client.command("SYSTEM START MERGES rollup_session_hours")
+
+
 @pytest.mark.parametrize("seed", [2])  # 1-12 kept every report exact (4, 6 and 8 drew no cut or no prefix)
 def test_random_traffic_redelivery_late_events_and_compaction_rounds_never_change_a_report(
     pipeline: Settings, seed: int
