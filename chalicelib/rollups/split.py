@@ -37,6 +37,7 @@ import re
 import threading
 import time
 import weakref
+from datetime import date
 from typing import Any
 
 from chalicelib.rollups.sql import (
@@ -44,6 +45,7 @@ from chalicelib.rollups.sql import (
     CUTS,
     PREFIX_NAMES,
     PREFIX_PARAMETERS,
+    PREFIX_PARTS,
     PREFIXES,
     SPLIT,
     SPLIT_HOLDS,
@@ -67,6 +69,7 @@ _OPEN_START, _OPEN_END = "/* open: */", "/* :open */"
 _OPEN = re.compile(re.escape(_OPEN_START) + ".*?" + re.escape(_OPEN_END), re.DOTALL)
 
 _SECONDS = "arrayMap(h -> toUnixTimestamp(h), {})"
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def _part(number: int, name: str) -> str:
@@ -165,6 +168,36 @@ def used_cuts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, list[i
     return {name: [cut[n] for cut in used] for n, name in enumerate(CUT_PARTS)}
 
 
+def prefix_parts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, list[int]]:
+    """The overview's derived prefix arrays (:data:`PREFIX_PARTS`, Unix seconds) from ``split`` and the
+    report's ``partial_days``, by the rules :data:`chalicelib.rollups.sql.PREFIX_NAMES` gives them in SQL:
+    the prefixes of days neither partial nor clean; the open days' clean hours before their day's prefix,
+    the others; of those, the ones on a day with a prefix; and the dirty hours on such a day."""
+    day = lambda seconds: seconds // 86_400  # noqa: E731 - the UTC day of Unix seconds
+    skipped = {d.toordinal() - _EPOCH_ORDINAL for d in (*params.get("partial_days", ()), *split["clean_days"])}
+    prefixes = [t for t in split.get("all_prefixes", []) if day(t) not in skipped]
+    through: dict[int, int] = {}
+    for t in prefixes:  # arrayFirst: the first prefix of the day
+        through.setdefault(day(t), t)
+    open_hours = split["open_day_hours"]
+    prefix_hours = [h for h in open_hours if h < through.get(day(h), 0)]
+    later_hours = [h for h in open_hours if h not in set(prefix_hours)]
+    return {
+        "prefixes": prefixes,
+        "prefix_hours": prefix_hours,
+        "later_hours": later_hours,
+        "after_prefix_hours": [h for h in later_hours if day(h) in through],
+        "dirty_prefix_hours": [h for h in split["dirty_hours"] if day(h) in through],
+    }
+
+
+def _as_constants(statement: str) -> str:
+    """``statement`` reading the prefix arrays as the constants :data:`PREFIX_PARAMETERS` makes them."""
+    for name in PREFIX_PARTS:
+        statement = statement.replace(f"(SELECT arrayJoin({name}))", name)
+    return statement
+
+
 def _too_large(split: dict[str, Any]) -> bool:
     return sum(len(split[part]) for part in (*SPLIT_HOUR_PARTS, "watch_hours")) > MAX_PARAMETER_HOURS
 
@@ -176,7 +209,9 @@ def query(
     and checked in it, or read in it when that can't be done."""
     prefixes = PREFIXES_MARK in statement
     key = (params["project"], params["window_start"], params["window_end"], prefixes)
-    with_parameters = statement.replace(SPLIT_MARK, SPLIT_PARAMETERS).replace(PREFIXES_MARK, PREFIX_PARAMETERS)
+    with_parameters = statement.replace(SPLIT_MARK, SPLIT_PARAMETERS)
+    if prefixes:
+        with_parameters = _as_constants(with_parameters.replace(PREFIXES_MARK, PREFIX_PARAMETERS))
     for _ in range(_TRIES):
         split = cache.get(client, key)
         if split is None:
@@ -186,7 +221,8 @@ def query(
             cache.put(client, key, split)
         checked = f"SELECT * FROM ({_shaped(with_parameters, split)}) WHERE {SPLIT_HOLDS}"
         try:
-            return client.query(checked, parameters=params | split | used_cuts(split, params), settings=settings)
+            parameters = params | split | used_cuts(split, params) | (prefix_parts(split, params) if prefixes else {})
+            return client.query(checked, parameters=parameters, settings=settings)
         except Exception as exc:
             if "stale split" not in str(exc):
                 raise

@@ -19,6 +19,7 @@ from chalicelib.ingest import event_row
 from chalicelib.kafka.records import KafkaRecord
 from chalicelib.rollups import compaction as rollups
 from chalicelib.rollups import split as rollup_split
+from chalicelib.rollups.sql import PREFIX_NAMES, PREFIX_PARTS, PREFIXES
 from chalicelib.settings import Settings
 from chalicelib.stats import reports as stats
 from chalicelib.stats.params import parse_query
@@ -529,6 +530,42 @@ def test_a_day_whose_hours_are_compacted_but_not_yet_the_day_reads_its_hourly_ro
     metrics = _same_as_raw(runtime.reader(), _query())
     assert (metrics["sessions"], metrics["pageviews"]) == (5, 13)
     assert stats.breakdown(runtime.reader(), _query(), "entry_pages")["rows"]  # sessions of the open day
+
+
+def test_the_prefix_arrays_passed_as_parameters_are_those_the_statement_derives_itself(clickhouse: Any) -> None:
+    """A split read before the overview passes its prefix arrays computed in Python; read in the statement,
+    SQL derives them (PREFIX_NAMES). Random splits over four days: both give the same arrays."""
+    rng = random.Random(20)
+    first = int(datetime(2026, 11, 18, tzinfo=UTC).timestamp())
+    hours = list(range(first, first + 4 * 86_400, 3600))
+    days = [datetime(2026, 11, 18 + n, tzinfo=UTC).date() for n in range(4)]
+    given = PREFIX_NAMES.replace(f"{PREFIXES} AS all_prefixes", "{all:Array(DateTime('UTC'))} AS all_prefixes")
+    derived = ", ".join(f"arrayMap(h -> toUnixTimestamp(h), {name}) AS seconds_{name}" for name in PREFIX_PARTS)
+    statement = (
+        "WITH {clean_days:Array(Date)} AS clean_days, {open:Array(DateTime('UTC'))} AS open_day_hours, "
+        f"{{dirty:Array(DateTime('UTC'))}} AS dirty_hours, {given} SELECT {derived}"
+    )
+    for _ in range(60):
+        marked = sorted(rng.sample(hours, rng.randint(0, 60)))
+        split = {
+            "clean_days": sorted(rng.sample(days, rng.randint(0, 2))),
+            "open_day_hours": [h for h in marked if rng.random() < 0.6],
+            "dirty_hours": [h for h in marked if rng.random() < 0.3],
+            "all_prefixes": sorted(rng.sample(hours, rng.randint(0, 4))),
+        }
+        params = {"partial_days": sorted(rng.sample(days, rng.randint(0, 2)))}
+        result = clickhouse.query(
+            statement,
+            parameters=params
+            | {
+                "clean_days": split["clean_days"],
+                "open": [datetime.fromtimestamp(h, UTC) for h in split["open_day_hours"]],
+                "dirty": [datetime.fromtimestamp(h, UTC) for h in split["dirty_hours"]],
+                "all": [datetime.fromtimestamp(h, UTC) for h in split["all_prefixes"]],
+            },
+        )
+        expected = dict(zip(PREFIX_PARTS, (list(v) for v in result.result_rows[0]), strict=True))
+        assert rollup_split.prefix_parts(split, params) == expected
 
 
 def test_a_split_too_large_for_parameters_is_read_in_the_statement_with_the_same_numbers(
