@@ -177,22 +177,27 @@ def prefix_parts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, lis
     report's ``partial_days``, by the rules :data:`chalicelib.rollups.sql.PREFIX_NAMES` gives them in SQL:
     the prefixes of days neither partial nor clean; the open days' clean hours before their day's prefix,
     the others; of those, the ones on a day with a prefix; and the dirty hours on such a day."""
-    day = lambda seconds: seconds // 86_400  # noqa: E731 - the UTC day of Unix seconds
     skipped = {d.toordinal() - _EPOCH_ORDINAL for d in (*params.get("partial_days", ()), *split["clean_days"])}
-    prefixes = [t for t in split.get("all_prefixes", []) if day(t) not in skipped]
+    prefixes = [t for t in split.get("all_prefixes", []) if _day(t) not in skipped]
     through: dict[int, int] = {}
     for t in prefixes:  # arrayFirst: the first prefix of the day
-        through.setdefault(day(t), t)
+        through.setdefault(_day(t), t)
     open_hours = split["open_day_hours"]
-    prefix_hours = [h for h in open_hours if h < through.get(day(h), 0)]
-    later_hours = [h for h in open_hours if h not in set(prefix_hours)]
+    prefix_hours = [h for h in open_hours if h < through.get(_day(h), 0)]
+    before = set(prefix_hours)
+    later_hours = [h for h in open_hours if h not in before]
     return {
         "prefixes": prefixes,
         "prefix_hours": prefix_hours,
         "later_hours": later_hours,
-        "after_prefix_hours": [h for h in later_hours if day(h) in through],
-        "dirty_prefix_hours": [h for h in split["dirty_hours"] if day(h) in through],
+        "after_prefix_hours": [h for h in later_hours if _day(h) in through],
+        "dirty_prefix_hours": [h for h in split["dirty_hours"] if _day(h) in through],
     }
+
+
+def _day(seconds: int) -> int:
+    """The UTC day of Unix ``seconds``, as days since the epoch."""
+    return seconds // 86_400
 
 
 def _as_constants(statement: str) -> str:

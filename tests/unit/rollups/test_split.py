@@ -104,6 +104,24 @@ def test_a_report_reuses_the_split_read_for_the_one_before_on_the_same_window() 
     assert checked and all("AS dirty_prefix_hours" in s for s in checked)  # the prefixes as parameters
 
 
+def test_the_overview_given_a_split_reads_its_prefix_arrays_as_constant_parameters_not_through_subqueries() -> None:
+    client = Client(lambda statement: Result(["n"], [(1,)]))
+    ten, eleven = 1_795_000_000 - 1_795_000_000 % 3600, 1_795_000_000 - 1_795_000_000 % 3600 + 3600
+    split = SPLIT | {"open_day_hours": [ten], "dirty_hours": [eleven], "all_prefixes": [eleven]}
+    statement = f"WITH {SPLIT_MARK}, {PREFIXES_MARK} SELECT 1 WHERE hour IN (SELECT arrayJoin(prefix_hours))"
+    rollup_split.query(client, statement, PARAMS | {"partial_days": []}, settings={}, cache=SplitCache())
+    read = client.statements[-1]
+    assert "hour IN prefix_hours" in read and "arrayJoin" not in read
+    assert "CAST({prefix_hours:Array(UInt32)} AS Array(DateTime('UTC'))) AS prefix_hours" in read
+    assert rollup_split.prefix_parts(split, {"partial_days": []}) == {
+        "prefixes": [eleven],
+        "prefix_hours": [ten],  # the clean hour before the prefix's end
+        "later_hours": [],
+        "after_prefix_hours": [],
+        "dirty_prefix_hours": [eleven],
+    }
+
+
 def test_any_other_error_of_a_report_is_raised_as_it_is() -> None:
     def broken(statement: str) -> Result:
         raise RuntimeError("Code: 241. DB::Exception: Memory limit exceeded")
