@@ -154,7 +154,7 @@ CUT_PARTS = ("cut_hours", "cut_gens", "cut_from", "cut_covers")
 # A report reads the cuts it uses (of dirty hours, wholly inside its period) from rollup_*_cuts and their
 # hours' events from the cut on raw. ``cut_from``: each one's cut, epoch ms. A statement that reads its
 # split itself uses none.
-_NO_CUTS = (
+NO_CUTS = (
     "CAST([] AS Array(DateTime('UTC'))) AS cut_hours, CAST([] AS Array(UInt64)) AS cut_gens, "
     "CAST([] AS Array(Int64)) AS cut_from"
 )
@@ -168,7 +168,7 @@ CUT_PARAMETERS = (
 SPLIT_NAMES = (
     f"{SPLIT} AS split, tupleElement(split, 1) AS clean_days, tupleElement(split, 2) AS clean_hours, "
     "tupleElement(split, 3) AS dirty_hours, tupleElement(split, 4) AS dirty_days, "
-    f"tupleElement(split, 5) AS open_day_hours, {_NO_CUTS}"
+    f"tupleElement(split, 5) AS open_day_hours, {NO_CUTS}"
 )
 _HOURS_PARAMETER = "CAST({{{name}:Array(UInt32)}} AS Array(DateTime('UTC')))"
 # The split's parts that are hours: passed back as Unix seconds.
@@ -273,18 +273,17 @@ def copy_hours(column: str = "timestamp") -> tuple[str, ...]:
     return tuple(f"toStartOfHour({t})" for t in (column, f"{column} - {COPY_MARGIN}", f"{column} + {COPY_MARGIN}"))
 
 
-def dirty_prewhere(hours: str, *, cuts: bool = False) -> str:
+def dirty_prewhere(hours: str) -> str:
     """A ``PREWHERE`` condition keeping the rows of ``hours`` (an array expression) and the margin around
-    them; with ``cuts``, of an hour with a cut (``cut_hours``) only from the margin before its cut.
+    them; of an hour with a cut (``cut_hours``, empty in a statement that uses none) only from the margin
+    before its cut.
 
-    With ``cuts`` it also bounds ``timestamp`` by a constant, the margin before the first hour's cut (or
-    start), where the minmax index sees it: the per-row bound can't skip a granule, and every later hour
-    starts after that cut. On the busy bench day it halves the raw read of the hour after its cut (27 →
-    16 ms). ``hours`` must be an array without lambdas, which ClickHouse folds to a constant.
+    It also bounds ``timestamp`` by a constant, the margin before the first hour's cut (or start), where
+    the minmax index sees it: the per-row bound can't skip a granule, and every later hour starts after
+    that cut. On the busy bench day it halves the raw read of the hour after its cut (27 → 16 ms).
+    ``hours`` must be an array without lambdas, which ClickHouse folds to a constant.
     """
     around = " OR ".join(member(hour, hours) for hour in copy_hours())
-    if not cuts:
-        return around
     first = f"arrayMin({hours})"
     first_from = f"greatest({_cut_of(first)}, toUnixTimestamp({first}) * 1000)"
     return (

@@ -215,7 +215,7 @@ def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, group_by: str, where
     sql.params.update(edges=edges, edge_days=sorted({h.date() for h in edges}))
     hours = "arrayConcat(dirty_hours, {edges:Array(DateTime('UTC'))})"
     branch = (
-        f" UNION ALL SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(hours, cuts=True)} "
+        f" UNION ALL SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(hours)} "
         f"WHERE project_id = {{project:String}} AND {_exact_period()} "
         f"AND {member(_DAY, _DIRTY_OR_EDGE_DAYS)} "
         f"AND NOT ({_clean_inside(EXACT_HOUR)}) AND {AFTER_CUT}{where}{_bots(query)} GROUP BY {group_by}"
@@ -240,7 +240,7 @@ _WINDOW_DAYS = (
 )
 # ``events FINAL`` in the dirty hours of the window's days not clean, for their sessions' hourly parts.
 _DIRTY_HOUR_EVENTS = (
-    f"FROM events FINAL PREWHERE {dirty_prewhere('dirty_hours', cuts=True)} WHERE project_id = {{project:String}} "
+    f"FROM events FINAL PREWHERE {dirty_prewhere('dirty_hours')} WHERE project_id = {{project:String}} "
     f"AND {member(_DAY, 'dirty_days')} AND {member(EXACT_HOUR, 'dirty_hours')} AND NOT {member(_DAY, 'clean_days')} "
     f"AND {AFTER_CUT}"
 )

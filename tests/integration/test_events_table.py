@@ -106,12 +106,12 @@ def test_reading_the_dirty_hour_of_a_day_reads_only_that_hours_granules(clickhou
         "toString(intDiv(number, 5)), toString(intDiv(number, 10)), '/' FROM numbers(96000)"
     )
     dirty = "[toDateTime('2026-11-20 10:00:00', 'UTC')]"
-    from chalicelib.rollups.sql import dirty_prewhere
+    from chalicelib.rollups.sql import NO_CUTS, dirty_prewhere
 
     plan = "\n".join(
         row[0]
         for row in clickhouse.query(
-            f"EXPLAIN indexes = 1 WITH {dirty} AS dirty_hours SELECT count() FROM events FINAL "
+            f"EXPLAIN indexes = 1 WITH {dirty} AS dirty_hours, {NO_CUTS} SELECT count() FROM events FINAL "
             f"PREWHERE {dirty_prewhere('dirty_hours')} WHERE project_id = 'development'"
         ).result_rows
     )
@@ -119,7 +119,7 @@ def test_reading_the_dirty_hour_of_a_day_reads_only_that_hours_granules(clickhou
     read, total = map(int, re.search(r"Granules: (\d+)/(\d+)", skip).groups())  # type: ignore[union-attr]
     assert total >= 12 and read <= 2, plan  # 10:00 (and 5 minutes either side), not the whole day
     counted = clickhouse.query(
-        f"WITH {dirty} AS dirty_hours SELECT count() FROM events FINAL PREWHERE {dirty_prewhere('dirty_hours')} "
+        f"WITH {dirty} AS dirty_hours, {NO_CUTS} SELECT count() FROM events FINAL PREWHERE {dirty_prewhere('dirty_hours')} "
         "WHERE project_id = 'development' AND toStartOfHour(timestamp) = dirty_hours[1]"
     ).result_rows
     assert counted == [(4000,)]  # 3,600 s / 0.9 s
