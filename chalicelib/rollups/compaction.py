@@ -214,7 +214,7 @@ _PREFIX_STATEMENTS = (
     "LEFT JOIN (SELECT d.project_id AS project_id, d.through AS through, toStartOfHour(d.started_at) AS start_hour, "
     f"d.is_bot AS is_bot, {session_figures('d')} FROM "
     "(SELECT p.project_id AS project_id, w.through AS through, p.session_id AS session_id, "
-    "max(p.is_bot) AS is_bot, any(p.visitor_id) AS visitor_id, min(p.started_at) AS started_at, "
+    "max(p.is_bot) AS is_bot, argMin(p.visitor_id, p.started_at) AS visitor_id, min(p.started_at) AS started_at, "
     "max(p.ended_at) AS ended_at, sum(p.pageviews) AS pageviews "
     "FROM rollup_session_hours AS p FINAL INNER JOIN (SELECT u.1 AS project_id, u.2 AS through "
     f"FROM (SELECT arrayJoin({_PREFIXES}) AS u)) AS w ON p.project_id = w.project_id "

@@ -33,6 +33,11 @@ hours, of clean hours of days not clean) are left out when it lists no such hour
 window of compacted days (the overview of a clean month: 204 -> 104 ms). That is exact for the same
 reason as the rest: an hour that turns dirty after the split was read was clean or unknown to it, so the
 check fails and the statement is made again from the split read anew.
+
+The same holds, part by part, for the parts marked with :func:`when_all`: each reads nothing unless every
+array it names (a part of the split, a derived array, a report parameter) has an element, and is left out
+when one is empty. On the busy bench day (no clean day, no later hours) that leaves out six of the
+overview's branches and one of the timeseries' and the pages': about 30 ms of their planning.
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ _TRIES = 3
 # Around a part of a statement that reads dirty hours or clean hours of open days only (when_open).
 _OPEN_START, _OPEN_END = "/* open: */", "/* :open */"
 _OPEN = re.compile(re.escape(_OPEN_START) + ".*?" + re.escape(_OPEN_END), re.DOTALL)
+# Around a part of a statement that reads nothing when one of the arrays it names is empty (when_all).
+_IF = re.compile(r"/\* if ([a-z_ ]+): \*/(.*?)/\* :if \1 \*/", re.DOTALL)
 
 _SECONDS = "arrayMap(h -> toUnixTimestamp(h), {})"
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -106,9 +113,30 @@ def when_open(fragment: str) -> str:
     return f"{_OPEN_START}{fragment}{_OPEN_END}"
 
 
-def _shaped(statement: str, split: dict[str, Any]) -> str:
-    """``statement`` without its :func:`when_open` parts when ``split`` has nothing for them to read."""
-    return statement if split["dirty_hours"] or split["open_day_hours"] else _OPEN.sub("", statement)
+def when_all(names: str, fragment: str) -> str:
+    """``fragment`` (a ``UNION ALL`` branch, never a union's first) reads nothing unless each of the arrays
+    ``names`` (space-separated parameters of the statement given a split) has an element: a statement given
+    a split and parameters where one is empty is run without it."""
+    if f"/* if {names}: */" in fragment:
+        raise ValueError("parts on the same arrays don't nest")
+    return f"/* if {names}: */{fragment}/* :if {names} */"
+
+
+def _shaped(statement: str, split: dict[str, Any], parameters: dict[str, Any]) -> str:
+    """``statement`` without its :func:`when_open` parts when ``split`` has nothing for them to read, and
+    without its :func:`when_all` parts one of whose arrays ``parameters`` has empty. A name it doesn't
+    give is an error, not an empty array."""
+    if not (split["dirty_hours"] or split["open_day_hours"]):
+        statement = _OPEN.sub("", statement)
+
+    def kept(part: re.Match[str]) -> str:
+        return part.group(2) if all(parameters[name] for name in part.group(1).split()) else ""
+
+    while True:  # an outer part kept loses its marks; the parts inside it are shaped on the next pass
+        shaped = _IF.sub(kept, statement)
+        if shaped == statement:
+            return statement
+        statement = shaped
 
 
 class SplitCache:
@@ -228,9 +256,9 @@ def query(
             if _too_large(split):
                 break
             cache.put(client, key, split)
-        checked = f"SELECT * FROM ({_shaped(with_parameters, split)}) WHERE {SPLIT_HOLDS}"
+        parameters = params | split | used_cuts(split, params) | (prefix_parts(split, params) if prefixes else {})
+        checked = f"SELECT * FROM ({_shaped(with_parameters, split, parameters)}) WHERE {SPLIT_HOLDS}"
         try:
-            parameters = params | split | used_cuts(split, params) | (prefix_parts(split, params) if prefixes else {})
             return client.query(checked, parameters=parameters, settings=settings)
         except Exception as exc:
             if "stale split" not in str(exc):

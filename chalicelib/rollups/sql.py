@@ -25,8 +25,10 @@ _SESSION_ATTRIBUTES = """
     max(utm_medium) AS utm_medium, max(utm_campaign) AS utm_campaign,
     any(browser) AS browser, any(os) AS os, any(device_type) AS device_type, any(country) AS country"""
 # What the overview needs of a session (or a part of one), from raw events; and the names of the columns.
+# A session's visitor is its first event's (a session may change visitor id, say on consent), so that its
+# parts, merged in any order, and the prefix that counted its earlier part name the same visitor.
 SESSION_CORE_COLUMNS = """
-    session_key AS session_id, any(visitor_id) AS visitor_id, max(is_bot) AS is_bot,
+    session_key AS session_id, argMin(visitor_id, timestamp) AS visitor_id, max(is_bot) AS is_bot,
     min(timestamp) AS started_at, max(timestamp) AS ended_at,
     countIf(type = 'pageView') AS pageviews"""
 SESSION_CORE_NAMES = "session_id, visitor_id, is_bot, started_at, ended_at, pageviews"
@@ -44,7 +46,7 @@ HOUR_SESSION_NAMES = (
 )
 # Hourly parts (``p``) of one session merged: grouped by day and session id.
 SESSION_MERGE_COLUMNS = """
-    any(p.visitor_id) AS visitor_id, max(p.is_bot) AS is_bot,
+    argMin(p.visitor_id, p.started_at) AS visitor_id, max(p.is_bot) AS is_bot,
     min(p.started_at) AS started_at, max(p.ended_at) AS ended_at,
     sum(p.pageviews) AS pageviews, sum(p.events) AS events,
     argMinIf(p.entry_page, p.entry_at, p.pageviews > 0) AS entry_page,

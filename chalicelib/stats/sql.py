@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from chalicelib.goals import Goal, like_pattern
-from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, when_open
+from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, when_all, when_open
 from chalicelib.rollups.sql import (
     AFTER_CUT,
     COPY_MARGIN,
@@ -208,6 +208,11 @@ def _with_split(sql: Sql, first: datetime, last: datetime) -> str:
 _DIRTY_OR_EDGE_DAYS = "arrayConcat(dirty_days, {edge_days:Array(Date)})"
 
 
+def _cut_rows(table: str, columns: str, where: str = "") -> str:
+    """:func:`cut_rows` and ``where`` (``AND`` conditions), left out when the report uses no cut."""
+    return when_all("cut_hours", cut_rows(table, columns) + where)
+
+
 def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, group_by: str, where: str = "") -> str:
     """A ``UNION ALL`` branch: raw events of the period in the hours the rollups don't answer: dirty
     hours, and the partial hours at the ends of a period that doesn't start or end on a whole hour."""
@@ -253,7 +258,7 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
         f"SELECT hour, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
         f"WHERE {WINDOW_HOURS} AND {member('hour', 'open_day_hours')} "
         f"UNION ALL SELECT {_HOUR} AS hour, {HOUR_SESSION_COLUMNS} {_DIRTY_HOUR_EVENTS} GROUP BY hour, session_key"
-        + cut_rows("rollup_session_cuts", f"hour, {HOUR_SESSION_NAMES}")
+        + _cut_rows("rollup_session_cuts", f"hour, {HOUR_SESSION_NAMES}")
     )
     return (
         f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {_WINDOW_DAYS} AND {member('day', 'clean_days')}"
@@ -296,7 +301,14 @@ _STARTS_SUMS = (
 _STARTS_COLUMNS = f"{_STARTS_SUMS}, visitors"
 _NO_SUMS = "toInt64(0), toInt64(0), toInt64(0), toInt64(0), toInt64(0)"
 _NO_VISITORS = "arrayReduce('uniqState', emptyArrayString())"
+_NO_PAGE_VISITORS = "arrayReduce('uniqCombinedState(14)', emptyArrayString())"
 _SPLIT_AT = "fromUnixTimestamp64Milli({split_at:Int64}, 'UTC')"
+# The first branch of the overview's rows with rollups: none, but its columns named and typed, so that any
+# of the others can be left out (rollups.split.when_all).
+_OVERVIEW_HEAD = (
+    "SELECT toUInt8(0) AS current, toInt64(0) AS sessions, toInt64(0) AS pageviews, toInt64(0) AS bounces, "
+    f"toInt64(0) AS sessions_with_pageviews, toInt64(0) AS duration_ms, {_NO_VISITORS} AS visitors WHERE 0 "
+)
 
 
 def _signed_figures(t: str) -> str:
@@ -333,32 +345,46 @@ def _overview_sessions() -> str:
     """
     # Sessions of prefix days with a part from ``through`` on. Ids only: no FINAL, and a few more do no harm.
     running_on = (
-        f"SELECT session_id FROM rollup_session_hours WHERE {WINDOW_HOURS} AND {member('hour', 'after_prefix_hours', derived=True)} "
-        f"UNION ALL SELECT session_key FROM events WHERE project_id = {{project:String}} "
+        f"SELECT session_key AS session_id FROM events WHERE project_id = {{project:String}} "
         f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, 'dirty_prefix_hours', derived=True)}"
+        + when_all(
+            "after_prefix_hours",
+            f" UNION ALL SELECT session_id FROM rollup_session_hours WHERE {WINDOW_HOURS} "
+            f"AND {member('hour', 'after_prefix_hours', derived=True)}",
+        )
     )
     parts = (
-        f"SELECT hour, 0 AS early, {SESSION_CORE_NAMES} FROM rollup_session_hours FINAL "
-        f"WHERE {WINDOW_HOURS} AND {member('hour', 'later_hours', derived=True)} "
-        f"UNION ALL SELECT hour, 1 AS early, session_id, {_NEWEST_PART} FROM rollup_session_hours "
-        f"PREWHERE session_hash IN (SELECT sipHash64(session_id) FROM ({running_on})) "
-        f"WHERE {WINDOW_HOURS} AND {member('hour', 'prefix_hours', derived=True)} GROUP BY hour, session_id "
-        f"UNION ALL SELECT {_HOUR} AS hour, 0 AS early, {SESSION_CORE_COLUMNS} {_DIRTY_HOUR_EVENTS} "
-        "GROUP BY hour, session_key" + cut_rows("rollup_session_cuts", f"hour, 0 AS early, {SESSION_CORE_NAMES}")
+        f"SELECT {_HOUR} AS hour, 0 AS early, {SESSION_CORE_COLUMNS} {_DIRTY_HOUR_EVENTS} GROUP BY hour, session_key"
+        + when_all(
+            "later_hours",
+            f" UNION ALL SELECT hour, 0 AS early, {SESSION_CORE_NAMES} FROM rollup_session_hours FINAL "
+            f"WHERE {WINDOW_HOURS} AND {member('hour', 'later_hours', derived=True)}",
+        )
+        + when_all(
+            "prefix_hours",
+            f" UNION ALL SELECT hour, 1 AS early, session_id, {_NEWEST_PART} FROM rollup_session_hours "
+            f"PREWHERE session_hash IN (SELECT sipHash64(session_id) FROM ({running_on})) "
+            f"WHERE {WINDOW_HOURS} AND {member('hour', 'prefix_hours', derived=True)} GROUP BY hour, session_id",
+        )
+        + _cut_rows("rollup_session_cuts", f"hour, 0 AS early, {SESSION_CORE_NAMES}")
     )
     merged = (
-        "SELECT any(p.visitor_id) AS visitor_id, max(p.is_bot) AS bot_all, maxIf(p.is_bot, p.early = 1) AS bot_early, "
+        "SELECT argMin(p.visitor_id, p.started_at) AS visitor_id, max(p.is_bot) AS bot_all, maxIf(p.is_bot, p.early = 1) AS bot_early, "
         "min(p.started_at) AS started_at, max(p.ended_at) AS ended_all, maxIf(p.ended_at, p.early = 1) AS ended_early, "
         "sum(p.pageviews) AS pageviews_all, sumIf(p.pageviews, p.early = 1) AS pageviews_early, "
         f"countIf(p.early = 1) > 0 AS cut FROM ({parts}) AS p GROUP BY toDate(p.hour), p.session_id"
     )
     return (
-        "SELECT toInt8(1) AS sign, visitor_id, is_bot, started_at, ended_at, pageviews FROM rollup_session_days FINAL "
-        f"WHERE {_WINDOW_DAYS} AND {member('day', 'arrayIntersect(clean_days, {partial_days:Array(Date)})')} "
-        "UNION ALL SELECT toInt8(arrayJoin(if(m.cut, [1, -1], [1]))) AS sign, m.visitor_id AS visitor_id, "
+        "SELECT toInt8(arrayJoin(if(m.cut, [1, -1], [1]))) AS sign, m.visitor_id AS visitor_id, "
         "if(sign = 1, m.bot_all, m.bot_early) AS is_bot, m.started_at AS started_at, "
         "if(sign = 1, m.ended_all, m.ended_early) AS ended_at, if(sign = 1, m.pageviews_all, m.pageviews_early) AS pageviews "
         f"FROM ({merged}) AS m"
+        + when_all(
+            "clean_days partial_days",
+            " UNION ALL SELECT toInt8(1) AS sign, visitor_id, is_bot, started_at, ended_at, pageviews "
+            f"FROM rollup_session_days FINAL WHERE {_WINDOW_DAYS} "
+            f"AND {member('day', 'arrayIntersect(clean_days, {partial_days:Array(Date)})')}",
+        )
     )
 
 
@@ -402,16 +428,27 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
             f"FROM rollup_session_starts FINAL WHERE project_id = {{project:String}} AND {summed('start_hour', 'day')}"
         )
         rows = (
-            f"SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} {starts} AND NOT {whole}{_bots(query)} "
-            f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_SUMS}, {_NO_VISITORS} AS visitors "
-            f"{starts} AND {whole}{_bots(query)} "
-            f"UNION ALL SELECT toDateTime(day, 'UTC') >= {_SPLIT_AT} AS current, {_NO_SUMS}, visitors "
-            f"FROM rollup_session_day_visitors FINAL WHERE project_id = {{project:String}} "
-            f"AND {member('day', 'clean_days')} AND {whole}{_bots(query)} "
+            _OVERVIEW_HEAD
+            + when_all(
+                "clean_days",
+                f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} {starts} "
+                f"AND NOT {whole}{_bots(query)} ",
+            )
+            + when_all(
+                "clean_days whole_days",
+                f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_SUMS}, {_NO_VISITORS} AS visitors "
+                f"{starts} AND {whole}{_bots(query)} "
+                f"UNION ALL SELECT toDateTime(day, 'UTC') >= {_SPLIT_AT} AS current, {_NO_SUMS}, visitors "
+                f"FROM rollup_session_day_visitors FINAL WHERE project_id = {{project:String}} "
+                f"AND {member('day', 'clean_days')} AND {whole}{_bots(query)} ",
+            )
             + when_open(  # prefixes are of days not clean
-                f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} FROM rollup_prefix_starts "
-                f"FINAL WHERE project_id = {{project:String}} AND {member('through', 'prefixes', derived=True)} "
-                f"AND {_inside('start_hour')}{_bots(query)} "
+                when_all(
+                    "prefixes",
+                    f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} FROM rollup_prefix_starts "
+                    f"FINAL WHERE project_id = {{project:String}} AND {member('through', 'prefixes', derived=True)} "
+                    f"AND {_inside('start_hour')}{_bots(query)} ",
+                )
             )
             + sessions
         )
@@ -449,13 +486,21 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
 
         hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {by_day('toDate(h)')}), clean_hours)"
         hours = (
-            "SELECT toDateTime(day, 'UTC') AS hour, pageviews, events, visitors FROM rollup_traffic_days FINAL "
-            f"WHERE project_id = {{project:String}} AND {member('day', 'clean_days')} AND {by_day('day')}"
-            f"{_bots(query)} UNION ALL SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours FINAL "
-            f"WHERE project_id = {{project:String}} AND {member('hour', hours_left, derived=True)} AND {_inside('hour')}"
-            f"{_bots(query)}"
-            + cut_rows("rollup_traffic_cuts", "hour, pageviews, events, visitors")
-            + _bots(query)
+            "SELECT toDateTime(0, 'UTC') AS hour, toUInt64(0) AS pageviews, toUInt64(0) AS events, "
+            f"{_NO_VISITORS} AS visitors WHERE 0"
+            + when_all(
+                "clean_days day_rows",
+                " UNION ALL SELECT toDateTime(day, 'UTC') AS hour, pageviews, events, visitors FROM rollup_traffic_days "
+                f"FINAL WHERE project_id = {{project:String}} AND {member('day', 'clean_days')} AND {by_day('day')}"
+                f"{_bots(query)}",
+            )
+            + when_all(
+                "clean_hours",
+                " UNION ALL SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours FINAL "
+                f"WHERE project_id = {{project:String}} AND {member('hour', hours_left, derived=True)} "
+                f"AND {_inside('hour')}{_bots(query)}",
+            )
+            + _cut_rows("rollup_traffic_cuts", "hour, pageviews, events, visitors", _bots(query))
             + _raw_hours(
                 sql,
                 query,
@@ -509,10 +554,17 @@ def _page_rows(sql: Sql, query: StatsQuery) -> str:
     hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {_whole_day('toDate(h)')}), clean_hours)"
     hours = f"{member('hour', hours_left, derived=True)} AND {_inside('hour')}"
     return (
-        f"SELECT url_path, pageviews, visitors FROM rollup_page_days FINAL WHERE {project} AND {_clean_whole_day('day')} "
-        f"UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_hours FINAL WHERE {project} AND {hours}"
-        + cut_rows("rollup_page_cuts", "url_path, pageviews, visitors")
-        + _bots(query)
+        f"SELECT '' AS url_path, toUInt64(0) AS pageviews, {_NO_PAGE_VISITORS} AS visitors WHERE 0"
+        + when_all(
+            "clean_days",
+            " UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_days FINAL "
+            f"WHERE {project} AND {_clean_whole_day('day')}",
+        )
+        + when_all(
+            "clean_hours",
+            f" UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_hours FINAL WHERE {project} AND {hours}",
+        )
+        + _cut_rows("rollup_page_cuts", "url_path, pageviews, visitors", _bots(query))
         + _raw_hours(
             sql,
             query,

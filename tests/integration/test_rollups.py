@@ -403,6 +403,26 @@ def test_a_session_running_past_the_prefix_counts_the_newest_generation_of_its_e
         client.command("SYSTEM START MERGES rollup_session_hours")
 
 
+def test_a_session_that_changes_visitor_id_and_runs_past_the_prefix_counts_its_first_events_visitor_once(
+    pipeline: Settings,
+) -> None:
+    """A session may change visitor id midway (say, on consent). The prefix counted the visitor of its
+    earlier part; merged with the part after the prefix, the session must name the same visitor (its first
+    event's), whatever order its parts come in, or the overview counts two visitors where raw counts one."""
+    client, writer = runtime.rollup_client(), runtime.writer()
+    at = datetime(2026, 11, 20, 9, 10, tzinfo=UTC)
+    before = [_event(at + timedelta(minutes=m), 0, session="consent") for m in (0, 10)]  # visitor v0
+    writer.insert_events([event_row(e, RECORD) for e in before])
+    rollups.compact_all(client, settle_s=0)
+    after = _event(datetime(2026, 11, 20, 10, 5, tzinfo=UTC), 1, session="consent")  # visitor v1 from here
+    writer.insert_events([event_row(after, RECORD)])
+    assert rollups.compact(client, settle_s=60).prefixes == 1  # through 10:00; 10:00 is read raw
+    metrics = _same_as_raw(runtime.reader(), _query())
+    assert (metrics["visitors"], metrics["sessions"], metrics["pageviews"]) == (1, 1, 3)
+    rollups.compact_all(client, settle_s=0)
+    assert _same_as_raw(runtime.reader(), _query())["visitors"] == 1
+
+
 @pytest.mark.parametrize("seed", [2])  # 1-12 kept every report exact (4, 6 and 8 drew no cut or no prefix)
 def test_random_traffic_redelivery_late_events_and_compaction_rounds_never_change_a_report(
     pipeline: Settings, seed: int

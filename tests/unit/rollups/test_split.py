@@ -4,13 +4,13 @@ is in tests/integration/test_rollups.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import pytest
 
 from chalicelib.rollups import split as rollup_split
-from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, SplitCache, when_open
+from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, SplitCache, when_all, when_open
 
 PARAMS = {"project": "p", "window_start": datetime(2026, 11, 20), "window_end": datetime(2026, 11, 21)}
 SPLIT = {
@@ -169,6 +169,40 @@ def test_a_statement_reading_its_split_itself_keeps_its_open_parts_and_they_do_n
     assert "SELECT 2" in rollup_split.inline(OPEN_STATEMENT)
     with pytest.raises(ValueError, match="nest"):
         when_open(when_open("SELECT 2"))
+
+
+ALL_STATEMENT = (
+    f"WITH {SPLIT_MARK} SELECT 1"
+    + when_all("clean_days", " UNION ALL SELECT 2" + when_all("clean_hours whole_days", " UNION ALL SELECT 4"))
+    + when_all("clean_hours", " UNION ALL SELECT 5")
+    + " UNION ALL SELECT 3"
+)
+
+
+@pytest.mark.parametrize(
+    ("clean_days", "whole_days", "kept"),
+    [([], [], {"5"}), ([20_412], [], {"2", "5"}), ([20_412], [date(2025, 11, 20)], {"2", "4", "5"})],
+)
+def test_the_parts_reading_an_array_that_is_empty_are_left_out_with_what_they_hold(
+    clean_days: list[int], whole_days: list[date], kept: set[str]
+) -> None:
+    client = Client(_answer, [SPLIT | {"clean_days": clean_days}])
+    rollup_split.query(client, ALL_STATEMENT, PARAMS | {"whole_days": whole_days}, settings={}, cache=SplitCache())
+    read = client.statements[-1]
+    assert {n for n in "245" if f"SELECT {n}" in read} == kept
+    assert "SELECT 1" in read and "SELECT 3" in read and "/* if" not in read and "/* :if" not in read
+
+
+def test_a_part_naming_an_array_the_statement_is_not_given_is_an_error_not_an_empty_array() -> None:
+    statement = f"WITH {SPLIT_MARK} SELECT 1" + when_all("clean_dayz", " UNION ALL SELECT 2")
+    with pytest.raises(KeyError, match="clean_dayz"):
+        rollup_split.query(Client(_answer), statement, PARAMS, settings={}, cache=SplitCache())
+
+
+def test_a_statement_reading_its_split_itself_keeps_the_parts_on_arrays_and_they_do_not_nest_in_themselves() -> None:
+    assert all(f"SELECT {n}" in rollup_split.inline(ALL_STATEMENT) for n in "245")
+    with pytest.raises(ValueError, match="nest"):
+        when_all("clean_days", when_all("clean_days", " UNION ALL SELECT 2"))
 
 
 def test_a_report_uses_the_cuts_of_its_dirty_hours_that_hold_only_events_of_its_period() -> None:
