@@ -70,6 +70,9 @@ from chalicelib.rollups.sql import (
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
     LATE_MARK,
+    PREFIX_DONE,
+    PREFIX_DONE_FLAG,
+    PREFIX_VISITORS_HOUR,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
     copy_hours,
@@ -200,7 +203,8 @@ _PREFIX_STATE = (
     "groupArray((h.hour, h.last_change, h.rows)) AS hours "
     f"FROM ({ALL_HOURS_STATE}) AS h GROUP BY project_id, day HAVING countIf(h.covered < h.last_change) > 0 "
     "ORDER BY day DESC LIMIT 1 BY project_id)) WHERE notEmpty(before)) AS p "
-    f"LEFT JOIN ({covered_by('rollup_prefix_gens', 'through')}) AS g ON p.project_id = g.project_id AND p.through = g.through"
+    f"LEFT JOIN ({covered_by('rollup_prefix_gens', 'through', PREFIX_DONE)}) AS g "
+    "ON p.project_id = g.project_id AND p.through = g.through"
 )
 _PREFIXES = "{units:Array(Tuple(String, DateTime('UTC')))}"
 # The sessions of each prefix's hours merged, summed by (start hour, bot): every slot of the day, zeros included.
@@ -223,6 +227,16 @@ _PREFIX_STATEMENTS = (
     "AND p.hour < w.through GROUP BY project_id, through, session_id) AS d "
     "GROUP BY project_id, through, start_hour, is_bot) AS a "
     "ON k.project_id = a.project_id AND k.through = a.through AND k.start_hour = a.start_hour AND k.is_bot = a.is_bot",
+    # Then the visitors of each (prefix, bot) in one row (migration 016), merged from the rows just written.
+    "INSERT INTO rollup_prefix_starts (project_id, through, start_hour, is_bot, gen, sessions, pageviews, bounces, "
+    "sessions_with_pageviews, duration_ms, visitors) "
+    f"SELECT k.project_id, k.through, {PREFIX_VISITORS_HOUR}, k.is_bot, {{gen:UInt64}}, 0, 0, 0, 0, 0, a.visitors FROM "
+    "(SELECT u.1 AS project_id, u.2 AS through, toUInt8(bot) AS is_bot "
+    f"FROM (SELECT arrayJoin({_PREFIXES}) AS u, arrayJoin([0, 1]) AS bot)) AS k "
+    "LEFT JOIN (SELECT project_id, through, is_bot, uniqMergeState(visitors) AS visitors FROM rollup_prefix_starts "
+    f"WHERE (project_id, through) IN {_PREFIXES} AND gen = {{gen:UInt64}} AND start_hour != {PREFIX_VISITORS_HOUR} "
+    "GROUP BY project_id, through, is_bot) AS a "
+    "ON k.project_id = a.project_id AND k.through = a.through AND k.is_bot = a.is_bot",
 )
 # Pending generations never done whose lease still runs (``>``: the units they hold) or ran out
 # (``<=``: rounds that died).
@@ -242,6 +256,8 @@ class Tier:
     ready: str
     statements: tuple[str, ...]
     units_param: str
+    # Columns, and their values, a done generation of this tier is recorded with besides the common ones.
+    done_flags: tuple[tuple[str, int], ...] = ()
 
     def undone(self, lease: str) -> str:
         return _UNDONE.format(unit=self.unit, gens=self.gens, lease=lease)
@@ -272,7 +288,9 @@ DAY_TIER = Tier(
     _DAYS,
 )
 # Prefixes wait for nothing but their hours, which are clean already.
-PREFIX_TIER = Tier("through", "rollup_prefix_gens", _PREFIX_STATE, "1", _PREFIX_STATEMENTS, _PREFIXES)
+PREFIX_TIER = Tier(
+    "through", "rollup_prefix_gens", _PREFIX_STATE, "1", _PREFIX_STATEMENTS, _PREFIXES, ((PREFIX_DONE_FLAG, 1),)
+)
 
 # The cut tier (migration 014): the rows of an hour's events before a cut, while the hour keeps changing.
 # A cut is due when it takes at least this much more of its hour than the last one still usable.
@@ -491,10 +509,11 @@ def _round(
     for statement in tier.statements:
         client.command(statement, parameters=params, settings=settings)
     visible = datetime.fromtimestamp(time.time() + replica_lag_s, UTC)
+    flags = [value for _, value in tier.done_flags]
     client.insert(
         tier.gens,
-        [[project, unit, gen, "done", last_change, _EPOCH, visible] for project, unit, last_change, _ in units],
-        column_names=_gen_columns(tier),
+        [[project, unit, gen, "done", last_change, _EPOCH, visible, *flags] for project, unit, last_change, _ in units],
+        column_names=(*_gen_columns(tier), *(name for name, _ in tier.done_flags)),
     )
     return len(units), gen
 

@@ -204,12 +204,14 @@ def prefix_parts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, lis
     """The overview's derived prefix arrays (:data:`PREFIX_PARTS`, Unix seconds) from ``split`` and the
     report's ``partial_days``, by the rules :data:`chalicelib.rollups.sql.PREFIX_NAMES` gives them in SQL:
     the prefixes of days neither partial nor clean; the open days' clean hours before their day's prefix,
-    the others; of those, the ones on a day with a prefix; and the dirty hours on such a day."""
+    the others; of those, the ones on a day with a prefix; the dirty hours on such a day; and the prefixes
+    of the report's ``whole_days`` and of the others."""
     skipped = {d.toordinal() - _EPOCH_ORDINAL for d in (*params.get("partial_days", ()), *split["clean_days"])}
     prefixes = [t for t in split.get("all_prefixes", []) if _day(t) not in skipped]
     through: dict[int, int] = {}
     for t in prefixes:  # arrayFirst: the first prefix of the day
         through.setdefault(_day(t), t)
+    whole = {d.toordinal() - _EPOCH_ORDINAL for d in params.get("whole_days", ())}
     open_hours = split["open_day_hours"]
     prefix_hours = [h for h in open_hours if h < through.get(_day(h), 0)]
     before = set(prefix_hours)
@@ -220,6 +222,8 @@ def prefix_parts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, lis
         "later_hours": later_hours,
         "after_prefix_hours": [h for h in later_hours if _day(h) in through],
         "dirty_prefix_hours": [h for h in split["dirty_hours"] if _day(h) in through],
+        "prefixes_whole": [t for t in prefixes if _day(t) in whole],
+        "prefixes_split": [t for t in prefixes if _day(t) not in whole],
     }
 
 

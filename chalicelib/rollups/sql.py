@@ -195,6 +195,12 @@ SPLIT_HOLDS = (
     "indexOf({cut_hours:Array(UInt32)}, toUnixTimestamp(hour))))) FROM rollup_hour_changes "
     "WHERE " + WINDOW_HOURS + ") = 0, '0', 'stale split')) = 0"
 )
+# A done prefix generation written with its visitors row (migration 016); prefixes without one are not
+# used (reports) nor taken as written (compaction).
+PREFIX_DONE_FLAG = "whole_visitors"
+PREFIX_DONE = f" AND {PREFIX_DONE_FLAG} = 1"
+# The start hour of a prefix's visitors row: no sums, the visitors of every session of the prefix.
+PREFIX_VISITORS_HOUR = "toDateTime(0, 'UTC')"
 _WINDOW_PREFIXES = (
     " AND project_id = {project:String} AND through > {window_start:DateTime('UTC')}"
     " AND through < {window_end:DateTime('UTC')}"
@@ -203,7 +209,7 @@ _WINDOW_PREFIXES = (
 # the window, the longest whose generation covers the newest change of every hour before it, all clean.
 PREFIXES = (
     "(SELECT groupArray(t) FROM (SELECT max(through) AS t FROM (SELECT g.through AS through FROM "
-    f"({covered_by('rollup_prefix_gens', 'through', _WINDOW_PREFIXES)}) AS g INNER JOIN "
+    f"({covered_by('rollup_prefix_gens', 'through', _WINDOW_PREFIXES + PREFIX_DONE)}) AS g INNER JOIN "
     f"({_WINDOW_HOURS_STATE}) AS h "
     "ON h.project_id = g.project_id AND toDate(h.hour) = toDate(g.through) WHERE h.hour < g.through "
     "GROUP BY g.through, g.covered HAVING min(h.covered >= h.last_change) = 1 AND g.covered >= max(h.last_change)) "
@@ -212,7 +218,8 @@ PREFIXES = (
 # What the overview's ``WITH`` adds to the split's names: the prefixes it uses (none on a day a period
 # starts, ends or splits inside: ``partial_days``; none on a clean day, whose sessions are summed whole,
 # though its last prefix stays valid), the clean hours they answer, the other clean hours of
-# open days, and the hours after a prefix (clean or dirty). Derived with lambdas: read them with
+# open days, and the hours after a prefix (clean or dirty); and the prefixes of days a period holds whole
+# (``whole_days``: their visitors in one row) and of the others. Derived with lambdas: read them with
 # ``member(..., derived=True)``.
 _PREFIX_DERIVED = (
     "arrayFilter(t -> NOT has({partial_days:Array(Date)}, toDate(t)) AND NOT has(clean_days, toDate(t)), all_prefixes) "
@@ -220,11 +227,21 @@ _PREFIX_DERIVED = (
     "arrayFilter(h -> h < arrayFirst(t -> toDate(t) = toDate(h), prefixes), open_day_hours) AS prefix_hours, "
     "arrayFilter(h -> NOT has(prefix_hours, h), open_day_hours) AS later_hours, "
     "arrayFilter(h -> has(arrayMap(t -> toDate(t), prefixes), toDate(h)), later_hours) AS after_prefix_hours, "
-    "arrayFilter(h -> has(arrayMap(t -> toDate(t), prefixes), toDate(h)), dirty_hours) AS dirty_prefix_hours"
+    "arrayFilter(h -> has(arrayMap(t -> toDate(t), prefixes), toDate(h)), dirty_hours) AS dirty_prefix_hours, "
+    "arrayFilter(t -> has({whole_days:Array(Date)}, toDate(t)), prefixes) AS prefixes_whole, "
+    "arrayFilter(t -> NOT has({whole_days:Array(Date)}, toDate(t)), prefixes) AS prefixes_split"
 )
 PREFIX_NAMES = f"{PREFIXES} AS all_prefixes, {_PREFIX_DERIVED}"
 # The names _PREFIX_DERIVED defines, in its order.
-PREFIX_PARTS = ("prefixes", "prefix_hours", "later_hours", "after_prefix_hours", "dirty_prefix_hours")
+PREFIX_PARTS = (
+    "prefixes",
+    "prefix_hours",
+    "later_hours",
+    "after_prefix_hours",
+    "dirty_prefix_hours",
+    "prefixes_whole",
+    "prefixes_split",
+)
 # The same with a split read before the statement: each of them a parameter (Unix seconds) computed from it
 # by chalicelib.rollups.split, so a constant: a statement reads them with ``IN name``, not through a
 # subquery (``member(..., derived=True)``) that costs its plan about 2.5 ms each.

@@ -30,6 +30,7 @@ from chalicelib.rollups.sql import (
     EXACT_HOUR,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
+    PREFIX_VISITORS_HOUR,
     RAW_SESSION_COLUMNS,
     SESSION_CORE_COLUMNS,
     SESSION_CORE_NAMES,
@@ -427,6 +428,13 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
         starts = (
             f"FROM rollup_session_starts FINAL WHERE project_id = {{project:String}} AND {summed('start_hour', 'day')}"
         )
+
+        def prefix_rows(prefixes: str) -> str:  # the hourly rows of the day prefixes ``prefixes``
+            return (
+                f"FROM rollup_prefix_starts FINAL WHERE project_id = {{project:String}} "
+                f"AND {member('through', prefixes, derived=True)} AND {_inside('start_hour')}{_bots(query)}"
+            )
+
         rows = (
             _OVERVIEW_HEAD
             + when_all(
@@ -444,10 +452,19 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
             )
             + when_open(  # prefixes are of days not clean
                 when_all(
-                    "prefixes",
-                    f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} FROM rollup_prefix_starts "
-                    f"FINAL WHERE project_id = {{project:String}} AND {member('through', 'prefixes', derived=True)} "
-                    f"AND {_inside('start_hour')}{_bots(query)} ",
+                    "prefixes_split",
+                    f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_COLUMNS} "
+                    f"{prefix_rows('prefixes_split')} ",
+                )
+                # A day a period holds whole: its prefix's visitors in one row (migration 016).
+                + when_all(
+                    "prefixes_whole",
+                    f"UNION ALL SELECT start_hour >= {_SPLIT_AT} AS current, {_STARTS_SUMS}, {_NO_VISITORS} AS visitors "
+                    f"{prefix_rows('prefixes_whole')} "
+                    f"UNION ALL SELECT toDateTime(toDate(through), 'UTC') >= {_SPLIT_AT} AS current, {_NO_SUMS}, visitors "
+                    f"FROM rollup_prefix_starts FINAL WHERE project_id = {{project:String}} "
+                    f"AND {member('through', 'prefixes_whole', derived=True)} AND start_hour = {PREFIX_VISITORS_HOUR}"
+                    f"{_bots(query)} ",
                 )
             )
             + sessions

@@ -423,6 +423,29 @@ def test_a_session_that_changes_visitor_id_and_runs_past_the_prefix_counts_its_f
     assert _same_as_raw(runtime.reader(), _query())["visitors"] == 1
 
 
+def test_a_prefix_written_before_its_visitors_row_existed_is_not_used_and_the_next_round_writes_it_again(
+    pipeline: Settings,
+) -> None:
+    """Migration 016: a prefix written before it has no visitors row and its generation no flag. Reports
+    don't use it (its day is read hour by hour) and compaction doesn't take it as written."""
+    client, writer = runtime.rollup_client(), runtime.writer()
+    _store(writer, 40, hour=9)  # sessions s0-s3 of visitors v0-v3, ending in the prefix
+    rollups.compact_all(client, settle_s=0)
+    at = datetime.fromisoformat(f"{DAY} 10:00:00").replace(tzinfo=UTC)
+    writer.insert_events([event_row(_event(at + timedelta(seconds=n), 0, session="later"), RECORD) for n in range(3)])
+    assert rollups.compact(client, settle_s=60).prefixes == 1  # through 10:00; 10:00 is read raw
+    visitors_rows = "SELECT count() FROM rollup_prefix_starts FINAL WHERE start_hour = toDateTime(0, 'UTC')"
+    assert client.query(visitors_rows).result_rows[0][0] == 2  # one per bot value
+    sync = {"mutations_sync": 2}
+    client.command("ALTER TABLE rollup_prefix_starts DELETE WHERE start_hour = toDateTime(0, 'UTC')", settings=sync)
+    client.command("ALTER TABLE rollup_prefix_gens UPDATE whole_visitors = 0 WHERE 1", settings=sync)
+    rollup_split.CACHE.clear()
+    assert _same_as_raw(runtime.reader(), _query())["visitors"] == 4
+    assert rollups.compact(client, settle_s=60).prefixes == 1  # written again, with its visitors row
+    assert client.query(visitors_rows).result_rows[0][0] == 2
+    assert _same_as_raw(runtime.reader(), _query())["visitors"] == 4
+
+
 @pytest.mark.parametrize("seed", [2])  # 1-12 kept every report exact (4, 6 and 8 drew no cut or no prefix)
 def test_random_traffic_redelivery_late_events_and_compaction_rounds_never_change_a_report(
     pipeline: Settings, seed: int
@@ -573,7 +596,10 @@ def test_the_prefix_arrays_passed_as_parameters_are_those_the_statement_derives_
             "dirty_hours": [h for h in marked if rng.random() < 0.3],
             "all_prefixes": sorted(rng.sample(hours, rng.randint(0, 4))),
         }
-        params = {"partial_days": sorted(rng.sample(days, rng.randint(0, 2)))}
+        params = {
+            "partial_days": sorted(rng.sample(days, rng.randint(0, 2))),
+            "whole_days": sorted(rng.sample(days, rng.randint(0, 3))),
+        }
         result = clickhouse.query(
             statement,
             parameters=params

@@ -119,7 +119,11 @@ def test_the_overview_given_a_split_reads_its_prefix_arrays_as_constant_paramete
         "later_hours": [],
         "after_prefix_hours": [],
         "dirty_prefix_hours": [eleven],
+        "prefixes_whole": [],  # the report holds no day whole
+        "prefixes_split": [eleven],
     }
+    whole = rollup_split.prefix_parts(split, {"partial_days": [], "whole_days": [date(2026, 11, 18)]})
+    assert (whole["prefixes_whole"], whole["prefixes_split"]) == ([eleven], [])
 
 
 def test_any_other_error_of_a_report_is_raised_as_it_is() -> None:
