@@ -345,9 +345,16 @@ def _overview_sessions() -> str:
     and -1, and its visitor is the prefix's already.
     """
     # Sessions of prefix days with a part from ``through`` on. Ids only: no FINAL, and a few more do no harm.
+    # Of a dirty hour with a cut, those before the cut are the cut's rows: its events are read from the cut.
     running_on = (
-        f"SELECT session_key AS session_id FROM events WHERE project_id = {{project:String}} "
-        f"AND {member(_DAY, 'dirty_days')} AND {member(_HOUR, 'dirty_prefix_hours', derived=True)}"
+        f"SELECT session_key AS session_id FROM events PREWHERE {dirty_prewhere('dirty_hours')} "
+        f"WHERE project_id = {{project:String}} AND {member(_DAY, 'dirty_days')} "
+        f"AND {member(_HOUR, 'dirty_prefix_hours', derived=True)}"
+        + when_all(
+            "cut_hours",
+            " UNION ALL SELECT session_id FROM rollup_session_cuts WHERE project_id = {project:String} "
+            f"AND (hour, gen) IN arrayZip(cut_hours, cut_gens) AND {member('hour', 'dirty_prefix_hours', derived=True)}",
+        )
         + when_all(
             "after_prefix_hours",
             f" UNION ALL SELECT session_id FROM rollup_session_hours WHERE {WINDOW_HOURS} "

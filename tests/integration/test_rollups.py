@@ -728,6 +728,25 @@ def test_an_hour_still_changing_is_compacted_up_to_a_cut_and_reports_read_only_t
     assert sum(point["pageviews"] for point in early) == 120  # 09:00 to 10:19:20, raw
 
 
+def test_a_session_running_past_the_prefix_with_its_hour_all_before_the_cut_takes_its_earlier_part_back(
+    pipeline: Settings,
+) -> None:
+    """The overview looks up the earlier parts of the sessions with a part from the prefix's end on. Of the
+    cut hour it takes those from the cut's rows and the events after the cut: a session whose events of
+    that hour all came before the cut is found in the rows, and counts once."""
+    client, writer = runtime.rollup_client(), runtime.writer()
+    _hour_of_traffic(writer)
+    gone = [_event(TEN + timedelta(minutes=m), 0, session="gone") for m in (-10, 10)]  # 09:50 and 10:10
+    writer.insert_events([event_row(e | {"anonymous_id": "v9"}, RECORD) for e in gone])
+    _traffic_goes_on(client)
+    done = _cut(client)
+    assert (done.hours, done.prefixes, done.cuts) == (1, 1, 1)  # 09 settled, the day's prefix through 10:00, cut
+    metrics = _same_as_raw(runtime.reader(), _query())
+    assert (metrics["sessions"], metrics["visitors"]) == (8, 5)
+    for query in _cut_queries()[1:]:
+        _same_as_raw(runtime.reader(), query)
+
+
 def test_a_cut_too_old_for_reports_holds_no_new_cut_back(pipeline: Settings) -> None:
     """Reports stop using a cut 12 hours after it was written (its rows expire); the cut tier makes a new
     one even where the old one reached as far: a benchmark rerun on yesterday's data met that."""
