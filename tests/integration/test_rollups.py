@@ -622,6 +622,7 @@ def test_a_split_too_large_for_parameters_is_read_in_the_statement_with_the_same
         _store(writer, 6, hour=hour)
     rollups.compact(client, settle_s=0)
     _store(writer, 3, hour=11)  # a dirty hour beside clean ones
+    assert rollups.compact(client, settle_s=60).prefixes == 1  # the day's prefix through 11:00, read too
     inline: list[str] = []
     in_statement = rollup_split.inline
     monkeypatch.setattr(rollup_split, "MAX_PARAMETER_HOURS", 0)
