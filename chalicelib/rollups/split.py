@@ -36,8 +36,8 @@ check fails and the statement is made again from the split read anew.
 
 The same holds, part by part, for the parts marked with :func:`when_all`: each reads nothing unless every
 array it names (a part of the split, a derived array, a report parameter) has an element, and is left out
-when one is empty. On the busy bench day (no clean day, no later hours) that leaves out six of the
-overview's branches and one of the timeseries' and the pages': about 30 ms of their planning.
+when one is empty. On the busy bench day (no clean day, no later hours) the overview reads 12 tables, not
+18: about 10 ms less of its 150-170 ms, most of it ClickHouse's analysis and planning.
 """
 
 from __future__ import annotations
