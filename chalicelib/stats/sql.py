@@ -707,7 +707,7 @@ def goal_breakdown(sql: Sql, query: StatsQuery, dimension: str, goal: Goal) -> s
     return (
         "SELECT page AS value, uniq(s.visitor_id) AS visitors, uniqIf(s.visitor_id, s.converted) AS converted_visitors, "
         "count() AS sessions, countIf(s.converted) AS converted_sessions FROM ("
-        f"SELECT any(e.visitor_id) AS visitor_id, max({converted}) AS converted, "
+        f"SELECT argMin(e.visitor_id, e.timestamp) AS visitor_id, max({converted}) AS converted, "
         "groupUniqArrayIf(e.url_path, e.type = 'pageView') AS pages "
         f"FROM events AS e FINAL {_raw_where(sql, query, table='e.')} GROUP BY e.session_key"
         f") AS s ARRAY JOIN s.pages AS page GROUP BY value {order}"
