@@ -43,6 +43,11 @@ TABLE_DAYS = {
     "rollup_traffic_days": ("day", "project_id"),
     "rollup_prefix_starts": ("toDate(through)", "project_id"),
     "rollup_prefix_gens": ("toDate(through)", "project_id"),
+    # Cuts expire a day after they were written (migration 014); an old day's are deleted with it all the same.
+    "rollup_cut_gens": ("toDate(hour)", "project_id"),
+    "rollup_session_cuts": ("toDate(hour)", "project_id"),
+    "rollup_traffic_cuts": ("toDate(hour)", "project_id"),
+    "rollup_page_cuts": ("toDate(hour)", "project_id"),
     # A record's project is in its message (chalicelib.kafka.producer); an unreadable one has none: the default.
     "dead_letters": ("toDate(failed_at)", letter_field("project_id", "value")),
 }

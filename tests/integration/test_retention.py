@@ -54,14 +54,23 @@ def stored(data_dir: Path) -> Any:
     writer.insert_dead_letters(letters)
     client = connect(settings.clickhouse, database=settings.clickhouse.database)
     compact_all(client, settle_s=0)
-    # Compaction keeps a prefix of the newest day only; retention must find them on any day.
+    # Compaction keeps a prefix of the newest day only, and cuts only of hours still changing; retention must
+    # find them on any day.
+    ten_days = (
+        "(SELECT arrayJoin(['shop', 'blog']) AS p, toDateTime({today:Date}, 'UTC') - toIntervalDay(arrayJoin(range(10))) "
+        "+ toIntervalHour(5) AS t)"
+    )
     for table in ("rollup_prefix_gens", "rollup_prefix_starts"):
         columns = "gen, state" if table.endswith("gens") else "start_hour, is_bot, gen"
-        values = "1, 'done'" if table.endswith("gens") else "toStartOfDay(through), 0, 1"
+        values = "1, 'done'" if table.endswith("gens") else "toStartOfDay(t), 0, 1"
         client.command(
-            f"INSERT INTO {table} (project_id, through, {columns}) SELECT p, through, {values} FROM "
-            "(SELECT arrayJoin(['shop', 'blog']) AS p, toDateTime({today:Date}, 'UTC') - toIntervalDay(arrayJoin(range(10))) "
-            "+ toIntervalHour(5) AS through)",
+            f"INSERT INTO {table} (project_id, through, {columns}) SELECT p, t, {values} FROM {ten_days}",
+            parameters={"today": TODAY},
+        )
+    for table in ("rollup_cut_gens", "rollup_session_cuts", "rollup_traffic_cuts", "rollup_page_cuts"):
+        columns, values = ("gen, state", "1, 'done'") if table.endswith("gens") else ("gen", "1")
+        client.command(
+            f"INSERT INTO {table} (project_id, hour, {columns}) SELECT p, t, {values} FROM {ten_days}",
             parameters={"today": TODAY},
         )
     return client

@@ -16,6 +16,12 @@ def test_a_retention_of_n_days_keeps_today_and_the_n_minus_one_before() -> None:
     assert first_kept_day(date(2026, 3, 1), 400) == date(2025, 1, 26)
 
 
+def test_every_table_that_holds_a_projects_days_is_expired_by_retention() -> None:
+    from chalicelib.rollups.compaction import BOOK_TABLES, ROLLUP_TABLES
+
+    assert {"events", "dead_letters", *ROLLUP_TABLES, *BOOK_TABLES} == set(TABLE_DAYS)
+
+
 def test_projects_without_their_own_retention_get_the_default() -> None:
     own = replace(named_project("shop"), retention_days=30)
     default = named_project("blog")
