@@ -15,8 +15,9 @@ after it succeeded (:func:`mark_changed`). :func:`compact` works in four tiers:
 - the **prefix tier** does the last for the day still going: for each project,
   the day of its newest dirty hour (the current one, under traffic), it sums
   the sessions of the clean hours before that day's first dirty hour
-  (``rollup_prefix_starts``, migration ``011``), so the overview of today under
-  steady traffic adds only the sessions that run on past them one by one;
+  (``rollup_prefix_starts``, migration ``011``), with the visitors of all of them
+  in one row (migration ``016``), so the overview of today under steady
+  traffic adds only the sessions that run on past them one by one;
 - the **cut tier** compacts an hour that keeps changing (the current one, under
   traffic) up to a cut, into ``rollup_*_cuts`` (migration ``014``), so reports
   read only its events from the cut on raw: minutes, not the hour. The cut
