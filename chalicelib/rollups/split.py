@@ -46,6 +46,7 @@ import re
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -206,12 +207,12 @@ def prefix_parts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, lis
     the prefixes of days neither partial nor clean; the open days' clean hours before their day's prefix,
     the others; of those, the ones on a day with a prefix; the dirty hours on such a day; and the prefixes
     of the report's ``whole_days`` and of the others."""
-    skipped = {d.toordinal() - _EPOCH_ORDINAL for d in (*params.get("partial_days", ()), *split["clean_days"])}
+    skipped = _epoch_days((*params.get("partial_days", ()), *split["clean_days"]))
     prefixes = [t for t in split.get("all_prefixes", []) if _day(t) not in skipped]
     through: dict[int, int] = {}
     for t in prefixes:  # arrayFirst: the first prefix of the day
         through.setdefault(_day(t), t)
-    whole = {d.toordinal() - _EPOCH_ORDINAL for d in params.get("whole_days", ())}
+    whole = _epoch_days(params.get("whole_days", ()))
     open_hours = split["open_day_hours"]
     prefix_hours = [h for h in open_hours if h < through.get(_day(h), 0)]
     before = set(prefix_hours)
@@ -225,6 +226,11 @@ def prefix_parts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, lis
         "prefixes_whole": [t for t in prefixes if _day(t) in whole],
         "prefixes_split": [t for t in prefixes if _day(t) not in whole],
     }
+
+
+def _epoch_days(days: Iterable[date]) -> set[int]:
+    """``days`` as days since the epoch, as :func:`_day` gives them."""
+    return {d.toordinal() - _EPOCH_ORDINAL for d in days}
 
 
 def _day(seconds: int) -> int:

@@ -350,11 +350,7 @@ def _overview_sessions() -> str:
         f"SELECT session_key AS session_id FROM events PREWHERE {dirty_prewhere('dirty_hours')} "
         f"WHERE project_id = {{project:String}} AND {member(_DAY, 'dirty_days')} "
         f"AND {member(_HOUR, 'dirty_prefix_hours', derived=True)}"
-        + when_all(
-            "cut_hours",
-            " UNION ALL SELECT session_id FROM rollup_session_cuts WHERE project_id = {project:String} "
-            f"AND (hour, gen) IN arrayZip(cut_hours, cut_gens) AND {member('hour', 'dirty_prefix_hours', derived=True)}",
-        )
+        + _cut_rows("rollup_session_cuts", "session_id", f" AND {member('hour', 'dirty_prefix_hours', derived=True)}")
         + when_all(
             "after_prefix_hours",
             f" UNION ALL SELECT session_id FROM rollup_session_hours WHERE {WINDOW_HOURS} "
