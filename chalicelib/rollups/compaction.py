@@ -67,6 +67,8 @@ from chalicelib.rollups.sql import (
     ALL_HOURS_STATE,
     COPY_MARGIN,
     CUT_FRESH,
+    DAY_DONE,
+    DAY_DONE_FLAG,
     EXACT_HOUR,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
@@ -74,6 +76,7 @@ from chalicelib.rollups.sql import (
     PREFIX_DONE,
     PREFIX_DONE_FLAG,
     PREFIX_VISITORS_HOUR,
+    SESSION_DIMENSIONS,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
     copy_hours,
@@ -107,6 +110,7 @@ ROLLUP_TABLES = (
     "rollup_session_days",
     "rollup_page_days",
     "rollup_session_starts",
+    "rollup_session_dims",
     "rollup_prefix_starts",
     "rollup_session_day_visitors",
     "rollup_traffic_days",
@@ -146,6 +150,9 @@ _HOUR_STATEMENTS = (
 )
 # (project, day, bot) for each unit of a day round and both bot values.
 _DAY_SLOTS = f"(SELECT u.1 AS project_id, u.2 AS day, toUInt8(arrayJoin([0, 1])) AS is_bot FROM (SELECT arrayJoin({_DAYS}) AS u)) AS k"
+# Each session's (dimension, value) pairs, for ARRAY JOIN over rollup_session_days (alias ``d``).
+_DIMENSION_VALUES = "[" + ", ".join(f"('{name}', toString(d.{name}))" for name in SESSION_DIMENSIONS) + "]"
+_DIMS_KEY = "project_id, day, dimension, start_hour, is_bot, value"
 _DAY_STATEMENTS = (
     f"INSERT INTO rollup_session_days (project_id, day, {SESSION_NAMES}, gen) "
     f"SELECT p.project_id AS project_id, toDate(p.hour) AS day, p.session_id AS session_id, {SESSION_MERGE_COLUMNS}, "
@@ -166,6 +173,20 @@ _DAY_STATEMENTS = (
     f"d.is_bot AS is_bot, {session_figures('d')} FROM rollup_session_days AS d FINAL "
     f"WHERE (d.project_id, d.day) IN {_DAYS} GROUP BY project_id, day, start_hour, is_bot) AS a "
     "ON k.project_id = a.project_id AND k.day = a.day AND k.start_hour = a.start_hour AND k.is_bot = a.is_bot",
+    # The sessions summed by (dimension, value, start hour, bot) for the session breakdowns (migration 017)...
+    "INSERT INTO rollup_session_dims (project_id, day, dimension, start_hour, is_bot, value, gen, sessions, "
+    "pageviews, visitors) "
+    "SELECT d.project_id AS project_id, d.day AS day, dim.1 AS dimension, toStartOfHour(d.started_at) AS start_hour, "
+    "d.is_bot AS is_bot, dim.2 AS value, {gen:UInt64}, count(), sum(d.pageviews), uniqState(d.visitor_id) "
+    f"FROM rollup_session_days AS d FINAL ARRAY JOIN {_DIMENSION_VALUES} AS dim "
+    f"WHERE (d.project_id, d.day) IN {_DAYS} GROUP BY project_id, day, dimension, start_hour, is_bot, value",
+    # ...and zeros for the keys an older generation wrote and this one didn't (a value no session has left).
+    "INSERT INTO rollup_session_dims (project_id, day, dimension, start_hour, is_bot, value, gen, sessions, "
+    "pageviews, visitors) "
+    f"SELECT {_DIMS_KEY}, {{gen:UInt64}}, 0, 0, arrayReduce('uniqState', emptyArrayString()) FROM rollup_session_dims "
+    f"WHERE (project_id, day) IN {_DAYS} AND gen < {{gen:UInt64}} AND sessions > 0 AND ({_DIMS_KEY}) NOT IN "
+    f"(SELECT {_DIMS_KEY} FROM rollup_session_dims WHERE (project_id, day) IN {_DAYS} AND gen = {{gen:UInt64}}) "
+    f"GROUP BY {_DIMS_KEY}",
     # Whole days in one row (both bot slots, empty states included): the day's session visitors, its traffic.
     "INSERT INTO rollup_session_day_visitors (project_id, day, is_bot, gen, visitors) "
     f"SELECT k.project_id, k.day, k.is_bot, {{gen:UInt64}}, a.visitors FROM {_DAY_SLOTS} "
@@ -187,7 +208,7 @@ _DAY_STATE = (
     "SELECT h.project_id AS project_id, toDate(h.hour) AS day, max(h.last_change) AS last_change, "
     "sum(h.rows) AS rows, min(h.covered >= h.last_change) AS hours_clean, any(d.written) AS written, "
     "any(d.covered) AS covered "
-    f"FROM ({ALL_HOURS_STATE}) AS h LEFT JOIN ({covered_by('rollup_day_gens', 'day')}) AS d "
+    f"FROM ({ALL_HOURS_STATE}) AS h LEFT JOIN ({covered_by('rollup_day_gens', 'day', DAY_DONE)}) AS d "
     "ON h.project_id = d.project_id AND toDate(h.hour) = d.day "
     "GROUP BY project_id, day"
 )
@@ -287,6 +308,7 @@ DAY_TIER = Tier(
     "s.hours_clean = 1",  # its hours waited for the settle time already
     _DAY_STATEMENTS,
     _DAYS,
+    ((DAY_DONE_FLAG, 1),),
 )
 # Prefixes wait for nothing but their hours, which are clean already.
 PREFIX_TIER = Tier(

@@ -71,6 +71,24 @@ SESSION_NAMES = (
     "session_id, visitor_id, is_bot, started_at, ended_at, pageviews, events, entry_page, exit_page, "
     "referrer_domain, utm_source, utm_medium, utm_campaign, browser, os, device_type, country"
 )
+# The session columns the day tier sums sessions by (rollup_session_dims, migration 017): every one a
+# report breaks sessions down by.
+SESSION_DIMENSIONS = (
+    "entry_page",
+    "exit_page",
+    "referrer_domain",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "browser",
+    "os",
+    "device_type",
+    "country",
+)
+# A done day generation written with its rollup_session_dims rows (migration 017); days without one are
+# neither clean for reports nor written for compaction.
+DAY_DONE_FLAG = "session_dims"
+DAY_DONE = f" AND {DAY_DONE_FLAG} = 1"
 
 
 # Per (project, hour): the newest change, the rows written, and what done generations cover.
@@ -116,7 +134,7 @@ SPLIT = (
     "groupArrayIf(h.hour, h.covered < h.last_change) AS dirty, groupArray(toUnixTimestamp(h.hour)) AS hours, "
     "groupArray(toUnixTimestamp64Milli(h.last_change)) AS changes, groupArray(h.covered >= h.last_change) AS cleans "
     f"FROM ({_WINDOW_HOURS_STATE}) AS h "
-    f"LEFT JOIN ({covered_by('rollup_day_gens', 'day', _WINDOW_DAYS)}) AS d ON toDate(h.hour) = d.day "
+    f"LEFT JOIN ({covered_by('rollup_day_gens', 'day', _WINDOW_DAYS + DAY_DONE)}) AS d ON toDate(h.hour) = d.day "
     "GROUP BY day))"
 )
 # Resent copies of an event are stamped within this of each other (see the module docstring).

@@ -253,8 +253,11 @@ _DIRTY_HOUR_EVENTS = (
 
 
 def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
-    """Sessions of the UTC days the period touches: clean days whole, other days merged from the hourly
-    parts of clean hours and raw events of dirty ones."""
+    """Sessions of the UTC days the period touches that :func:`_dimension_rows` doesn't sum: of clean days,
+    those started in the hours at the ends of a period that doesn't start or end on a whole hour; other days
+    merged from the hourly parts of clean hours and raw events of dirty ones."""
+    edges = _partial_hours(query.start, query.end)
+    sql.params.update(edges=edges, edge_days=sorted({h.date() for h in edges}))
     parts = (
         f"SELECT hour, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
         f"WHERE {WINDOW_HOURS} AND {member('hour', 'open_day_hours')} "
@@ -262,7 +265,9 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
         + _cut_rows("rollup_session_cuts", f"hour, {HOUR_SESSION_NAMES}")
     )
     return (
-        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {_WINDOW_DAYS} AND {member('day', 'clean_days')}"
+        f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {_WINDOW_DAYS} AND {member('day', 'clean_days')} "
+        # The key prunes to the days of those hours: none, for a period of whole hours.
+        "AND day IN {edge_days:Array(Date)} AND toStartOfHour(started_at) IN {edges:Array(DateTime('UTC'))}"
         + when_open(
             f" UNION ALL SELECT p.session_id AS session_id, {SESSION_MERGE_COLUMNS} FROM ({parts}) AS p "
             "GROUP BY toDate(p.hour), p.session_id"
@@ -272,7 +277,8 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
 
 def sessions_source(sql: Sql, query: StatsQuery, *, rollups: bool, extra: str = "") -> str:
     """One row per session (session id and UTC day) that started in the period, to put after
-    :func:`_with_sessions_split`'s ``WITH``; ``extra`` adds columns (raw events only)."""
+    :func:`_with_sessions_split`'s ``WITH``; ``extra`` adds columns (raw events only). With ``rollups``, only
+    the sessions :func:`_dimension_rows` doesn't sum."""
     inner = _rollup_sessions(sql, query) if rollups else _raw_sessions(sql, query, extra=extra)
     return f"SELECT * FROM ({inner}) WHERE started_at >= {START} AND started_at < {END}{_bots(query)}"
 
@@ -543,11 +549,17 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
 
 def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> str:
     column, source = DIMENSIONS[dimension]
-    if source == "sessions":
+    if source == "sessions" and rollups:
         return (
             f"{_with_sessions_split(sql, query, rollups)}"
+            "SELECT r.value AS value, uniqMerge(r.visitors) AS visitors, sum(r.sessions) AS sessions, "
+            f"sum(r.pageviews) AS pageviews FROM ({_dimension_rows(sql, query, column)}) AS r "
+            "GROUP BY value HAVING sessions > 0 ORDER BY visitors DESC, pageviews DESC, value LIMIT {limit:UInt32}"
+        )
+    if source == "sessions":
+        return (
             f"SELECT s.{column} AS value, uniq(s.visitor_id) AS visitors, count() AS sessions, "
-            f"sum(s.pageviews) AS pageviews FROM ({sessions_source(sql, query, rollups=rollups)}) AS s "
+            f"sum(s.pageviews) AS pageviews FROM ({sessions_source(sql, query, rollups=False)}) AS s "
             f"GROUP BY value ORDER BY visitors DESC, pageviews DESC, value LIMIT {{limit:UInt32}}"
         )
     if rollups:
@@ -561,6 +573,21 @@ def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> 
         "SELECT url_path AS value, uniq(visitor_id) AS visitors, count() AS pageviews FROM events FINAL "
         f"{_raw_where(sql, query, content=_PAGE_VIEWS)} "
         "GROUP BY value ORDER BY pageviews DESC, value LIMIT {limit:UInt32}"
+    )
+
+
+def _dimension_rows(sql: Sql, query: StatsQuery, column: str) -> str:
+    """Per-value rows of one session ``column`` covering the period's sessions: the sessions of clean days
+    that started in hours the period holds whole summed by the day tier (``rollup_session_dims``), the
+    others one by one (:func:`sessions_source`). A value whose newest row is a zero (no session has it any
+    longer) counts nothing."""
+    sql.params["dimension"] = column
+    return (
+        "SELECT value, sessions, pageviews, visitors FROM rollup_session_dims FINAL "
+        f"WHERE project_id = {{project:String}} AND dimension = {{dimension:String}} AND {member('day', 'clean_days')} "
+        f"AND {_inside('start_hour')}{_bots(query)} "
+        f"UNION ALL SELECT s.{column} AS value, count() AS sessions, sum(s.pageviews) AS pageviews, "
+        f"uniqState(s.visitor_id) AS visitors FROM ({sessions_source(sql, query, rollups=True)}) AS s GROUP BY value"
     )
 
 

@@ -296,6 +296,51 @@ def test_a_late_event_that_moves_a_sessions_start_to_another_hour_leaves_no_stal
     assert by_hour == [(9, 1)]
 
 
+def test_a_late_event_that_moves_a_sessions_exit_page_leaves_no_stale_breakdown_row(pipeline: Settings) -> None:
+    """The value a session had in an older generation of its day gets a row of zeros in the newer one:
+    ``rollup_session_dims`` is keyed by value, and a key the newer generation doesn't write would keep its
+    old row."""
+    client = runtime.rollup_client()
+    at = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
+    first = [_event(at + timedelta(seconds=n), n, session="moved") for n in range(2)]  # /p0, then /p1
+    runtime.writer().insert_events([event_row(e, RECORD) for e in first])
+    rollups.compact_all(client, settle_s=0)
+    _same_as_raw(runtime.reader(), _query())
+    assert [r["value"] for r in stats.breakdown(runtime.reader(), _query(), "exit_pages")["rows"]] == ["/p1"]
+    later = _event(at + timedelta(minutes=20), 2, session="moved")  # /p2, a late event: the new exit page
+    runtime.writer().insert_events([event_row(later, RECORD)])
+    assert rollups.compact_all(client, settle_s=0).days == 1
+    _same_as_raw(runtime.reader(), _query())
+    assert [r["value"] for r in stats.breakdown(runtime.reader(), _query(), "exit_pages")["rows"]] == ["/p2"]
+    exits = client.query(
+        "SELECT value, sessions FROM rollup_session_dims FINAL WHERE dimension = 'exit_page' ORDER BY value"
+    ).result_rows
+    assert exits == [("/p1", 0), ("/p2", 1)]
+
+
+def test_days_compacted_before_their_session_dimension_rows_existed_read_exact_until_compaction_writes_them(
+    pipeline: Settings,
+) -> None:
+    """Migration 017: a day generation written before it has no ``rollup_session_dims`` rows and no flag.
+    Reports don't take its day as clean (its hourly rows answer) and the day tier writes it again."""
+    client = runtime.rollup_client()
+    for day in ("2026-11-19", "2026-11-20"):
+        _store(runtime.writer(), 8, hour=9, day=day)
+    rollups.compact_all(client, settle_s=0)
+    query = _query("2026-11-19", "2026-11-20")
+    metrics = _same_as_raw(runtime.reader(), query)
+    client.command("TRUNCATE TABLE rollup_session_dims")  # as an install compacted under 016 has them
+    client.command("ALTER TABLE rollup_day_gens UPDATE session_dims = 0 WHERE 1", settings={"mutations_sync": 2})
+    rollup_split.CACHE.clear()
+    assert (rollups.backlog(client).hours, rollups.backlog(client).days) == (0, 2)
+    assert _same_as_raw(runtime.reader(), query) == metrics
+    done = rollups.compact_all(client, settle_s=0)
+    assert (done.hours, done.days) == (0, 2)
+    written = "SELECT uniqExact(day) FROM rollup_session_dims FINAL WHERE sessions > 0"
+    assert client.query(written).result_rows == [(2,)]
+    assert _same_as_raw(runtime.reader(), query) == metrics
+
+
 def test_a_day_still_going_sums_its_clean_hours_once_and_counts_sessions_running_past_them_once(
     pipeline: Settings,
 ) -> None:
