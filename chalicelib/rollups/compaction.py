@@ -75,10 +75,10 @@ from chalicelib.rollups.sql import (
     LATE_MARK,
     PREFIX_DONE,
     PREFIX_DONE_FLAG,
-    PREFIX_VISITORS_HOUR,
     SESSION_DIMENSIONS,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
+    WHOLE_ROW_HOUR,
     copy_hours,
     covered_by,
     exact,
@@ -177,13 +177,21 @@ _DAY_STATEMENTS = (
     "INSERT INTO rollup_session_dims (project_id, day, dimension, start_hour, is_bot, value, gen, sessions, "
     "pageviews, visitors) "
     "SELECT d.project_id AS project_id, d.day AS day, dim.1 AS dimension, toStartOfHour(d.started_at) AS start_hour, "
-    "d.is_bot AS is_bot, dim.2 AS value, {gen:UInt64}, count(), sum(d.pageviews), uniqState(d.visitor_id) "
+    "d.is_bot AS is_bot, dim.2 AS value, {gen:UInt64}, count(), sum(d.pageviews), uniqCombinedState(14)(d.visitor_id) "
     f"FROM rollup_session_days AS d FINAL ARRAY JOIN {_DIMENSION_VALUES} AS dim "
     f"WHERE (d.project_id, d.day) IN {_DAYS} GROUP BY project_id, day, dimension, start_hour, is_bot, value",
+    # ...each value's whole day in one row, for reports of periods that hold the day whole...
+    "INSERT INTO rollup_session_dims (project_id, day, dimension, start_hour, is_bot, value, gen, sessions, "
+    "pageviews, visitors) "
+    f"SELECT project_id, day, dimension, {WHOLE_ROW_HOUR}, is_bot, value, {{gen:UInt64}}, sum(sessions), "
+    "sum(pageviews), uniqCombinedMergeState(14)(visitors) FROM rollup_session_dims "
+    f"WHERE (project_id, day) IN {_DAYS} AND gen = {{gen:UInt64}} AND start_hour != {WHOLE_ROW_HOUR} "
+    "GROUP BY project_id, day, dimension, is_bot, value",
     # ...and zeros for the keys an older generation wrote and this one didn't (a value no session has left).
     "INSERT INTO rollup_session_dims (project_id, day, dimension, start_hour, is_bot, value, gen, sessions, "
     "pageviews, visitors) "
-    f"SELECT {_DIMS_KEY}, {{gen:UInt64}}, 0, 0, arrayReduce('uniqState', emptyArrayString()) FROM rollup_session_dims "
+    f"SELECT {_DIMS_KEY}, {{gen:UInt64}}, 0, 0, arrayReduce('uniqCombinedState(14)', emptyArrayString()) "
+    "FROM rollup_session_dims "
     f"WHERE (project_id, day) IN {_DAYS} AND gen < {{gen:UInt64}} AND sessions > 0 AND ({_DIMS_KEY}) NOT IN "
     f"(SELECT {_DIMS_KEY} FROM rollup_session_dims WHERE (project_id, day) IN {_DAYS} AND gen = {{gen:UInt64}}) "
     f"GROUP BY {_DIMS_KEY}",
@@ -252,11 +260,11 @@ _PREFIX_STATEMENTS = (
     # Then the visitors of each (prefix, bot) in one row (migration 016), merged from the rows just written.
     "INSERT INTO rollup_prefix_starts (project_id, through, start_hour, is_bot, gen, sessions, pageviews, bounces, "
     "sessions_with_pageviews, duration_ms, visitors) "
-    f"SELECT k.project_id, k.through, {PREFIX_VISITORS_HOUR}, k.is_bot, {{gen:UInt64}}, 0, 0, 0, 0, 0, a.visitors FROM "
+    f"SELECT k.project_id, k.through, {WHOLE_ROW_HOUR}, k.is_bot, {{gen:UInt64}}, 0, 0, 0, 0, 0, a.visitors FROM "
     "(SELECT u.1 AS project_id, u.2 AS through, toUInt8(bot) AS is_bot "
     f"FROM (SELECT arrayJoin({_PREFIXES}) AS u, arrayJoin([0, 1]) AS bot)) AS k "
     "LEFT JOIN (SELECT project_id, through, is_bot, uniqMergeState(visitors) AS visitors FROM rollup_prefix_starts "
-    f"WHERE (project_id, through) IN {_PREFIXES} AND gen = {{gen:UInt64}} AND start_hour != {PREFIX_VISITORS_HOUR} "
+    f"WHERE (project_id, through) IN {_PREFIXES} AND gen = {{gen:UInt64}} AND start_hour != {WHOLE_ROW_HOUR} "
     "GROUP BY project_id, through, is_bot) AS a "
     "ON k.project_id = a.project_id AND k.through = a.through AND k.is_bot = a.is_bot",
 )

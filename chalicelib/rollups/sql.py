@@ -217,8 +217,10 @@ SPLIT_HOLDS = (
 # used (reports) nor taken as written (compaction).
 PREFIX_DONE_FLAG = "whole_visitors"
 PREFIX_DONE = f" AND {PREFIX_DONE_FLAG} = 1"
-# The start hour of a prefix's visitors row: no sums, the visitors of every session of the prefix.
-PREFIX_VISITORS_HOUR = "toDateTime(0, 'UTC')"
+# The start hour of a row standing for every start hour of its prefix or day (no session starts then): a
+# prefix's visitors row (no sums, the visitors of every session of the prefix, migration 016); a day's row
+# per session breakdown value (its sums and visitors, migration 017).
+WHOLE_ROW_HOUR = "toDateTime(0, 'UTC')"
 _WINDOW_PREFIXES = (
     " AND project_id = {project:String} AND through > {window_start:DateTime('UTC')}"
     " AND through < {window_end:DateTime('UTC')}"

@@ -30,12 +30,12 @@ from chalicelib.rollups.sql import (
     EXACT_HOUR,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
-    PREFIX_VISITORS_HOUR,
     RAW_SESSION_COLUMNS,
     SESSION_CORE_COLUMNS,
     SESSION_CORE_NAMES,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
+    WHOLE_ROW_HOUR,
     WINDOW_HOURS,
     cut_rows,
     dirty_prewhere,
@@ -472,7 +472,7 @@ def overview(sql: Sql, query: StatsQuery, split_at: datetime, *, rollups: bool) 
                     f"{prefix_rows('prefixes_whole')} "
                     f"UNION ALL SELECT toDateTime(toDate(through), 'UTC') >= {_SPLIT_AT} AS current, {_NO_SUMS}, visitors "
                     f"FROM rollup_prefix_starts FINAL WHERE project_id = {{project:String}} "
-                    f"AND {member('through', 'prefixes_whole', derived=True)} AND start_hour = {PREFIX_VISITORS_HOUR}"
+                    f"AND {member('through', 'prefixes_whole', derived=True)} AND start_hour = {WHOLE_ROW_HOUR}"
                     f"{_bots(query)} ",
                 )
             )
@@ -552,7 +552,7 @@ def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> 
     if source == "sessions" and rollups:
         return (
             f"{_with_sessions_split(sql, query, rollups)}"
-            "SELECT r.value AS value, uniqMerge(r.visitors) AS visitors, sum(r.sessions) AS sessions, "
+            "SELECT r.value AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, sum(r.sessions) AS sessions, "
             f"sum(r.pageviews) AS pageviews FROM ({_dimension_rows(sql, query, column)}) AS r "
             "GROUP BY value HAVING sessions > 0 ORDER BY visitors DESC, pageviews DESC, value LIMIT {limit:UInt32}"
         )
@@ -580,14 +580,17 @@ def _dimension_rows(sql: Sql, query: StatsQuery, column: str) -> str:
     """Per-value rows of one session ``column`` covering the period's sessions: the sessions of clean days
     that started in hours the period holds whole summed by the day tier (``rollup_session_dims``), the
     others one by one (:func:`sessions_source`). A value whose newest row is a zero (no session has it any
-    longer) counts nothing."""
-    sql.params["dimension"] = column
+    longer) counts nothing. A day the period holds whole is read from its row per value (start hour
+    :data:`WHOLE_ROW_HOUR`): one visitor sketch per value and day to merge, not one per start hour."""
+    first_day, end_day = _whole_day_bounds(query.start, query.end)
+    sql.params.update(dimension=column, first_day=first_day, end_day=end_day)
+    whole = _whole_day("day")
     return (
         "SELECT value, sessions, pageviews, visitors FROM rollup_session_dims FINAL "
         f"WHERE project_id = {{project:String}} AND dimension = {{dimension:String}} AND {member('day', 'clean_days')} "
-        f"AND {_inside('start_hour')}{_bots(query)} "
+        f"AND (({whole} AND start_hour = {WHOLE_ROW_HOUR}) OR (NOT ({whole}) AND {_inside('start_hour')})){_bots(query)} "
         f"UNION ALL SELECT s.{column} AS value, count() AS sessions, sum(s.pageviews) AS pageviews, "
-        f"uniqState(s.visitor_id) AS visitors FROM ({sessions_source(sql, query, rollups=True)}) AS s GROUP BY value"
+        f"uniqCombinedState(14)(s.visitor_id) AS visitors FROM ({sessions_source(sql, query, rollups=True)}) AS s GROUP BY value"
     )
 
 

@@ -312,10 +312,39 @@ def test_a_late_event_that_moves_a_sessions_exit_page_leaves_no_stale_breakdown_
     assert rollups.compact_all(client, settle_s=0).days == 1
     _same_as_raw(runtime.reader(), _query())
     assert [r["value"] for r in stats.breakdown(runtime.reader(), _query(), "exit_pages")["rows"]] == ["/p2"]
-    exits = client.query(
-        "SELECT value, sessions FROM rollup_session_dims FINAL WHERE dimension = 'exit_page' ORDER BY value"
+    exits = client.query(  # each value's row of 10:00 and its row of the whole day
+        "SELECT value, countIf(sessions = 0), countIf(sessions = 1) FROM rollup_session_dims FINAL "
+        "WHERE dimension = 'exit_page' GROUP BY value ORDER BY value"
     ).result_rows
-    assert exits == [("/p1", 0), ("/p2", 1)]
+    assert exits == [("/p1", 2, 0), ("/p2", 0, 2)]
+
+
+def test_a_breakdown_of_part_of_a_compacted_day_counts_the_sessions_started_inside_the_period_only(
+    pipeline: Settings,
+) -> None:
+    """A day the period holds whole is read from each value's row of the day; of a day it holds in part (a
+    half-hour zone, a rolling 24 h), the rows of the start hours inside it, and the sessions of the hour
+    it starts or ends inside one by one."""
+    client = runtime.rollup_client()
+    starts = [(3, 0), (10, 15), (10, 45), (12, 0), (20, 0)]  # one session each, its entry page named after it
+    events = []
+    for n, (hour, minute) in enumerate(starts):
+        at = datetime.fromisoformat(f"{DAY} {hour:02}:{minute:02}:00").replace(tzinfo=UTC)
+        events += [_event(at + timedelta(seconds=k), n, session=f"at{hour}:{minute}") for k in range(2)]
+        events[-2]["url_path"] = f"/{hour}:{minute}"
+    runtime.writer().insert_events([event_row(e, RECORD) for e in events])
+    rollups.compact_all(client, settle_s=0)
+    # From 10:30 on, as a rolling period starts (10:00 is read one by one).
+    rolling = replace(_query(), start=datetime.fromisoformat(f"{DAY} 10:30:00").replace(tzinfo=UTC))
+    expected = {  # Asia/Kolkata's day ends at 18:30 UTC
+        "UTC": ["/10:15", "/10:45", "/12:0", "/20:0", "/3:0"],
+        "Asia/Kolkata": ["/10:15", "/10:45", "/12:0", "/3:0"],
+        "rolling": ["/10:45", "/12:0", "/20:0"],
+    }
+    for name, query in (("UTC", _query()), ("Asia/Kolkata", _query(tz="Asia/Kolkata")), ("rolling", rolling)):
+        rows = stats.breakdown(runtime.reader(), query, "entry_pages")
+        assert rows == stats.breakdown(runtime.reader(), query, "entry_pages", rollups=False), name
+        assert sorted(r["value"] for r in rows["rows"]) == expected[name], name
 
 
 def test_days_compacted_before_their_session_dimension_rows_existed_read_exact_until_compaction_writes_them(
