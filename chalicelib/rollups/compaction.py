@@ -150,8 +150,17 @@ _HOUR_STATEMENTS = (
 )
 # (project, day, bot) for each unit of a day round and both bot values.
 _DAY_SLOTS = f"(SELECT u.1 AS project_id, u.2 AS day, toUInt8(arrayJoin([0, 1])) AS is_bot FROM (SELECT arrayJoin({_DAYS}) AS u)) AS k"
-# Each session's (dimension, value) pairs, for ARRAY JOIN over rollup_session_days (alias ``d``).
-_DIMENSION_VALUES = "[" + ", ".join(f"('{name}', toString(d.{name}))" for name in SESSION_DIMENSIONS) + "]"
+# The session breakdowns' grouping sets (rollup_session_dims): a session counts once in each, by the value
+# it has in one dimension; ``grouping(name) = 0`` tells a row's set (one pass: 0.81 -> 0.48 s for the busy
+# bench day against an ARRAY JOIN of (dimension, value) pairs).
+_DIMENSION_SETS = ", ".join(f"(project_id, day, start_hour, is_bot, {name})" for name in SESSION_DIMENSIONS)
+_DIMENSION_OF_SET = "multiIf({}, '{}')".format(
+    ", ".join(f"grouping({name}) = 0, '{name}'" for name in SESSION_DIMENSIONS[:-1]), SESSION_DIMENSIONS[-1]
+)
+_VALUE_OF_SET = "multiIf({}, {})".format(
+    ", ".join(f"grouping({name}) = 0, {name}" for name in SESSION_DIMENSIONS[:-1]), SESSION_DIMENSIONS[-1]
+)
+_DIMENSION_COLUMNS = ", ".join(f"toString(d.{name}) AS {name}" for name in SESSION_DIMENSIONS)
 _DIMS_KEY = "project_id, day, dimension, start_hour, is_bot, value"
 _DAY_STATEMENTS = (
     f"INSERT INTO rollup_session_days (project_id, day, {SESSION_NAMES}, gen) "
@@ -176,10 +185,11 @@ _DAY_STATEMENTS = (
     # The sessions summed by (dimension, value, start hour, bot) for the session breakdowns (migration 017)...
     "INSERT INTO rollup_session_dims (project_id, day, dimension, start_hour, is_bot, value, gen, sessions, "
     "pageviews, visitors) "
-    "SELECT d.project_id AS project_id, d.day AS day, dim.1 AS dimension, toStartOfHour(d.started_at) AS start_hour, "
-    "d.is_bot AS is_bot, dim.2 AS value, {gen:UInt64}, count(), sum(d.pageviews), uniqCombinedState(14)(d.visitor_id) "
-    f"FROM rollup_session_days AS d FINAL ARRAY JOIN {_DIMENSION_VALUES} AS dim "
-    f"WHERE (d.project_id, d.day) IN {_DAYS} GROUP BY project_id, day, dimension, start_hour, is_bot, value",
+    f"SELECT project_id, day, {_DIMENSION_OF_SET}, start_hour, is_bot, {_VALUE_OF_SET}, {{gen:UInt64}}, count(), "
+    "sum(pageviews), uniqCombinedState(14)(visitor_id) FROM (SELECT d.project_id AS project_id, d.day AS day, "
+    "toStartOfHour(d.started_at) AS start_hour, d.is_bot AS is_bot, d.visitor_id AS visitor_id, "
+    f"d.pageviews AS pageviews, {_DIMENSION_COLUMNS} FROM rollup_session_days AS d FINAL "
+    f"WHERE (d.project_id, d.day) IN {_DAYS}) GROUP BY GROUPING SETS ({_DIMENSION_SETS})",
     # ...each value's whole day in one row, for reports of periods that hold the day whole...
     "INSERT INTO rollup_session_dims (project_id, day, dimension, start_hour, is_bot, value, gen, sessions, "
     "pageviews, visitors) "
