@@ -190,9 +190,10 @@ def _read(client: Any, params: dict[str, Any], *, prefixes: bool) -> dict[str, A
 def used_cuts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, list[int]]:
     """The cuts of ``split`` a report on ``params``' period uses: of its dirty hours, and holding events
     of the period only (the hour starts in it, the cut is not after its end), as the ``CUT_PARTS``
-    parameters. ``cut_from`` is each one's cut."""
+    parameters. ``cut_from`` is each one's cut. None of an hour a timeseries bucket starts inside of
+    (``bucket_edges``): a cut's rows are of its hour, which would land whole in one bucket."""
     start, end = params.get("start"), params.get("end")
-    dirty = set(split["dirty_hours"])
+    dirty = set(split["dirty_hours"]) - {int(h.timestamp()) for h in params.get("bucket_edges", ())}
     used = [
         (hour, gen, through, cover)
         for hour, gen, through, cover in zip(*(split.get(f"all_{name}", []) for name in CUT_PARTS), strict=True)

@@ -110,16 +110,6 @@ class StatsQuery:
             self.limit,
         )
 
-    @property
-    def whole_hour_zone(self) -> bool:
-        """``tz`` is a whole number of hours from UTC at both ends of the period (India's +5:30 is not),
-        so its days start on whole UTC hours and hourly rollups can be bucketed into them."""
-        zone = ZoneInfo(self.tz)
-        return all(
-            (t.astimezone(zone).utcoffset() or timedelta()) % timedelta(hours=1) == timedelta()
-            for t in (self.start, self.end)
-        )
-
 
 def _zone(name: str) -> ZoneInfo:
     try:

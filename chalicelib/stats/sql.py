@@ -17,6 +17,7 @@ from a request is ever pasted into the statement.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -139,10 +140,8 @@ def _bots(query: StatsQuery, table: str = "") -> str:
 
 
 def uses_rollups(query: StatsQuery, report: str = "") -> bool:
-    """Unfiltered reports read the rollups; day buckets only in zones whose days start on whole UTC hours."""
-    if query.filters:
-        return False
-    return not (report == "timeseries" and query.interval == "day" and not query.whole_hour_zone)
+    """Unfiltered reports read the rollups."""
+    return not query.filters
 
 
 _HOUR = "toStartOfHour(timestamp)"
@@ -185,6 +184,20 @@ def _partial_hours(*times: datetime) -> list[datetime]:
     return sorted({_floor_hour(t) for t in times if t != _floor_hour(t)})
 
 
+def _bucket_edges(query: StatsQuery) -> list[datetime]:
+    """Of a timeseries by day, the UTC hours a bucket starts inside of: local midnights in a zone a fraction
+    of an hour from UTC (India's +5:30). Their hourly rows would land whole in one bucket; they are read
+    raw, so each event lands in its own."""
+    if query.interval != "day":
+        return []
+    zone = ZoneInfo(query.tz)
+    day, midnights = query.start.astimezone(zone).date(), []
+    while (midnight := datetime.combine(day, time(), zone).astimezone(UTC)) < query.end:
+        midnights.append(midnight)
+        day += timedelta(days=1)
+    return _partial_hours(*(m for m in midnights if m > query.start))
+
+
 def _whole_day_bounds(start: datetime, end: datetime) -> tuple[date, date]:
     """The first UTC day lying wholly inside ``start`` to ``end``, and the day after the last."""
     return (start + timedelta(days=1) - timedelta(microseconds=1)).date(), end.date()
@@ -214,17 +227,27 @@ def _cut_rows(table: str, columns: str, where: str = "") -> str:
     return when_all("cut_hours", cut_rows(table, columns) + where)
 
 
-def _raw_hours(sql: Sql, query: StatsQuery, select: str, *, group_by: str, where: str = "") -> str:
+_EDGES = "{edges:Array(DateTime('UTC'))}"
+
+
+def _raw_hours(
+    sql: Sql, query: StatsQuery, select: str, *, group_by: str, where: str = "", also: Iterable[datetime] = ()
+) -> str:
     """A ``UNION ALL`` branch: raw events of the period in the hours the rollups don't answer: dirty
-    hours, and the partial hours at the ends of a period that doesn't start or end on a whole hour."""
-    edges = _partial_hours(query.start, query.end)
+    hours, the partial hours at the ends of a period that doesn't start or end on a whole hour, and the
+    hours ``also`` names (clean ones too)."""
+    also = sorted(set(also))
+    edges = sorted({*_partial_hours(query.start, query.end), *also})
     sql.params.update(edges=edges, edge_days=sorted({h.date() for h in edges}))
-    hours = "arrayConcat(dirty_hours, {edges:Array(DateTime('UTC'))})"
+    hours = f"arrayConcat(dirty_hours, {_EDGES})"
+    unanswered = f"NOT ({_clean_inside(EXACT_HOUR)})"
+    if also:
+        unanswered = f"({unanswered} OR {member(EXACT_HOUR, _EDGES)})"
     branch = (
         f" UNION ALL SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(hours)} "
         f"WHERE project_id = {{project:String}} AND {_exact_period()} "
         f"AND {member(_DAY, _DIRTY_OR_EDGE_DAYS)} "
-        f"AND NOT ({_clean_inside(EXACT_HOUR)}) AND {AFTER_CUT}{where}{_bots(query)} GROUP BY {group_by}"
+        f"AND {unanswered} AND {AFTER_CUT}{where}{_bots(query)} GROUP BY {group_by}"
     )
     return branch if edges else when_open(branch)
 
@@ -510,6 +533,9 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
         def by_day(day: str) -> str:
             return f"has({{day_rows:Array(Date)}}, {day})"
 
+        # Hours a bucket starts inside of: read raw, by the minute (no cut of theirs is used: split.used_cuts).
+        sql.params["bucket_edges"] = _bucket_edges(query)
+
         hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {by_day('toDate(h)')}), clean_hours)"
         hours = (
             "SELECT toDateTime(0, 'UTC') AS hour, toUInt64(0) AS pageviews, toUInt64(0) AS events, "
@@ -524,15 +550,16 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
                 "clean_hours",
                 " UNION ALL SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours FINAL "
                 f"WHERE project_id = {{project:String}} AND {member('hour', hours_left, derived=True)} "
-                f"AND {_inside('hour')}{_bots(query)}",
+                f"AND {_inside('hour')} AND NOT has({{bucket_edges:Array(DateTime('UTC'))}}, hour){_bots(query)}",
             )
             + _cut_rows("rollup_traffic_cuts", "hour, pageviews, events, visitors", _bots(query))
             + _raw_hours(
                 sql,
                 query,
-                f"toDateTime({_HOUR}, 'UTC') AS hour, countIf(type = 'pageView') AS pageviews, count() AS events, "
-                "uniqState(visitor_id) AS visitors",
+                "toDateTime(toStartOfMinute(timestamp), 'UTC') AS hour, countIf(type = 'pageView') AS pageviews, "
+                "count() AS events, uniqState(visitor_id) AS visitors",
                 group_by="hour",
+                also=sql.params["bucket_edges"],
             )
         )
         return (

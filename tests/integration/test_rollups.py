@@ -803,6 +803,28 @@ def test_an_hour_still_changing_is_compacted_up_to_a_cut_and_reports_read_only_t
     assert sum(point["pageviews"] for point in early) == 120  # 09:00 to 10:19:20, raw
 
 
+def test_a_cut_of_the_hour_india_s_day_starts_inside_of_is_not_used_by_its_days_timeseries(
+    pipeline: Settings,
+) -> None:
+    """18:00 UTC holds Asia/Kolkata's midnight (18:30). Its hourly rows, and a cut's rows, are of the hour:
+    they would land whole in one day bucket. The timeseries by day reads that hour raw, by the minute."""
+    client, writer = runtime.rollup_client(), runtime.writer()
+    hour = datetime.fromisoformat(f"{DAY} 18:00:00").replace(tzinfo=UTC)
+    events = [_event(hour + timedelta(minutes=m), n) for n, m in enumerate((10, 20, 31, 40))]
+    writer.insert_events([event_row(e, RECORD) for e in events])
+    time.sleep(SETTLE_S + 0.1)
+    _on_time_mark(client, hour)
+    assert rollups.compact(client, settle_s=SETTLE_S, cut_at=hour + timedelta(minutes=40)).cuts == 1  # at 18:33
+    cut_rows = client.query("SELECT sum(pageviews) FROM rollup_traffic_cuts").result_rows[0][0]
+    assert cut_rows == 3  # 18:10, 18:20 and 18:31: the last one is the next day's in Kolkata
+    kolkata = _query(DAY, "2026-11-21", tz="Asia/Kolkata", interval="day")
+    points = stats.timeseries(runtime.reader(), kolkata)
+    assert points == stats.timeseries(runtime.reader(), kolkata, rollups=False)
+    assert [p["pageviews"] for p in points["points"] if p["pageviews"]] == [2, 2]
+    rollups.compact_all(client, settle_s=0)  # the hour compacted whole: its hourly rows aren't used either
+    assert stats.timeseries(runtime.reader(), kolkata) == points
+
+
 def test_a_session_running_past_the_prefix_with_its_hour_all_before_the_cut_takes_its_earlier_part_back(
     pipeline: Settings,
 ) -> None:

@@ -50,13 +50,6 @@ def test_today_follows_the_time_zone_and_gets_hourly_buckets() -> None:
     )
 
 
-@pytest.mark.parametrize(("tz", "aligned"), [("UTC", True), ("Europe/Berlin", True), ("Asia/Kolkata", False)])
-def test_day_buckets_come_from_hourly_rollups_only_in_zones_a_whole_number_of_hours_from_utc(
-    tz: str, aligned: bool
-) -> None:
-    assert q(tz=tz).whole_hour_zone is aligned
-
-
 def test_filters_and_properties_are_collected_and_endpoint_parameters_are_not() -> None:
     query = q(country="DE", **{"prop.plan": "pro", "name": "signup"})
     assert query.filters == (Filter("country", "DE"), Filter("prop.plan", "pro"))

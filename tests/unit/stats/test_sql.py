@@ -1,0 +1,32 @@
+"""The reports' SQL: which hours a timeseries by day reads raw so that each event lands in its bucket."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from chalicelib.stats.params import StatsQuery, parse_query
+from chalicelib.stats.sql import _bucket_edges
+
+NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
+
+
+def _days(tz: str, interval: str = "day") -> StatsQuery:
+    params = {"from": "2026-11-17", "to": "2026-11-19", "tz": tz, "interval": interval}
+    return parse_query(params, now=NOW, default_project="development")
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", "America/New_York"])
+def test_a_zone_a_whole_number_of_hours_from_utc_starts_its_buckets_on_whole_hours(tz: str) -> None:
+    assert _bucket_edges(_days(tz)) == []
+
+
+def test_india_starts_its_buckets_at_half_past_18_utc_inside_the_period_only() -> None:
+    # 2026-11-17 to 19 in Asia/Kolkata: from 16 Nov 18:30 UTC to 19 Nov 18:30; the midnights inside it.
+    assert _bucket_edges(_days("Asia/Kolkata")) == [datetime(2026, 11, d, 18, tzinfo=UTC) for d in (17, 18)]
+
+
+def test_nepal_at_a_quarter_hour_and_hourly_buckets_anywhere() -> None:
+    assert _bucket_edges(_days("Asia/Kathmandu")) == [datetime(2026, 11, d, 18, tzinfo=UTC) for d in (17, 18)]
+    assert _bucket_edges(_days("Asia/Kolkata", interval="hour")) == []
