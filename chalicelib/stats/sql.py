@@ -534,7 +534,8 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
             return f"has({{day_rows:Array(Date)}}, {day})"
 
         # Hours a bucket starts inside of: read raw, by the minute (no cut of theirs is used: split.used_cuts).
-        sql.params["bucket_edges"] = _bucket_edges(query)
+        edges = sql.params["bucket_edges"] = _bucket_edges(query)
+        raw_time = "toStartOfMinute(timestamp)" if edges else _HOUR
 
         hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {by_day('toDate(h)')}), clean_hours)"
         hours = (
@@ -556,10 +557,10 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
             + _raw_hours(
                 sql,
                 query,
-                "toDateTime(toStartOfMinute(timestamp), 'UTC') AS hour, countIf(type = 'pageView') AS pageviews, "
+                f"toDateTime({raw_time}, 'UTC') AS hour, countIf(type = 'pageView') AS pageviews, "
                 "count() AS events, uniqState(visitor_id) AS visitors",
                 group_by="hour",
-                also=sql.params["bucket_edges"],
+                also=edges,
             )
         )
         return (
