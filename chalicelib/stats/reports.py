@@ -148,7 +148,7 @@ def _buckets(query: StatsQuery) -> list[datetime]:
 def timeseries(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[str, Any]:
     """Page views, events and visitors per hour or per day (in ``tz``), empty buckets included."""
     sql = Sql().bind(query)
-    statement = stats_sql.timeseries(sql, query, rollups=rollups and stats_sql.uses_rollups(query, "timeseries"))
+    statement = stats_sql.timeseries(sql, query, rollups=rollups and stats_sql.uses_rollups(query))
     by_bucket = {int(row["bucket"]): row for row in _run(reader, statement, sql)}
     zone = ZoneInfo(query.tz)
     points = []

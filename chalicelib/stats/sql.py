@@ -139,7 +139,7 @@ def _bots(query: StatsQuery, table: str = "") -> str:
     return "" if query.include_bots else f" AND {table}is_bot = 0"
 
 
-def uses_rollups(query: StatsQuery, report: str = "") -> bool:
+def uses_rollups(query: StatsQuery) -> bool:
     """Unfiltered reports read the rollups."""
     return not query.filters
 
