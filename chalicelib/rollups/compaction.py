@@ -69,6 +69,7 @@ from chalicelib.rollups.sql import (
     CUT_FRESH,
     DAY_DONE,
     DAY_DONE_FLAG,
+    EMPTY_SKETCH,
     EXACT_HOUR,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
@@ -200,8 +201,7 @@ _DAY_STATEMENTS = (
     # ...and zeros for the keys an older generation wrote and this one didn't (a value no session has left).
     "INSERT INTO rollup_session_dims (project_id, day, dimension, start_hour, is_bot, value, gen, sessions, "
     "pageviews, visitors) "
-    f"SELECT {_DIMS_KEY}, {{gen:UInt64}}, 0, 0, arrayReduce('uniqCombinedState(14)', emptyArrayString()) "
-    "FROM rollup_session_dims "
+    f"SELECT {_DIMS_KEY}, {{gen:UInt64}}, 0, 0, {EMPTY_SKETCH} FROM rollup_session_dims "
     f"WHERE (project_id, day) IN {_DAYS} AND gen < {{gen:UInt64}} AND sessions > 0 AND ({_DIMS_KEY}) NOT IN "
     f"(SELECT {_DIMS_KEY} FROM rollup_session_dims WHERE (project_id, day) IN {_DAYS} AND gen = {{gen:UInt64}}) "
     f"GROUP BY {_DIMS_KEY}",

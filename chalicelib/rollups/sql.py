@@ -85,6 +85,8 @@ SESSION_DIMENSIONS = (
     "device_type",
     "country",
 )
+# An empty visitor sketch, of the rollups' ``uniqCombined(14)`` columns (pages, session breakdowns).
+EMPTY_SKETCH = "arrayReduce('uniqCombinedState(14)', emptyArrayString())"
 # A done day generation written with its rollup_session_dims rows (migration 017); days without one are
 # neither clean for reports nor written for compaction.
 DAY_DONE_FLAG = "session_dims"

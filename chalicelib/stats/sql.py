@@ -28,6 +28,7 @@ from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, when_all, when_o
 from chalicelib.rollups.sql import (
     AFTER_CUT,
     COPY_MARGIN,
+    EMPTY_SKETCH,
     EXACT_HOUR,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
@@ -166,8 +167,14 @@ def _clean_inside(hour: str) -> str:
 
 
 def _whole_day(day: str) -> str:
-    """The UTC day lies wholly inside the period (``first_day`` and ``end_day`` of :func:`_page_rows`)."""
+    """The UTC day lies wholly inside the period (``first_day`` and ``end_day``: :func:`_bind_whole_days`)."""
     return f"{day} >= {{first_day:Date}} AND {day} < {{end_day:Date}}"
+
+
+def _bind_whole_days(sql: Sql, query: StatsQuery) -> None:
+    """The parameters :func:`_whole_day` reads: the first UTC day wholly inside the period, the day after the last."""
+    first_day, end_day = _whole_day_bounds(query.start, query.end)
+    sql.params.update(first_day=first_day, end_day=end_day)
 
 
 def _clean_whole_day(day: str) -> str:
@@ -219,15 +226,25 @@ def _with_split(sql: Sql, first: datetime, last: datetime) -> str:
     return f"WITH {SPLIT_MARK} "
 
 
-_DIRTY_OR_EDGE_DAYS = "arrayConcat(dirty_days, {edge_days:Array(Date)})"
+# The hours a report reads raw though they aren't dirty, and their days (:func:`_edge_hours`).
+_EDGES = "{edges:Array(DateTime('UTC'))}"
+_EDGE_DAYS = "{edge_days:Array(Date)}"
+# Of a timeseries by day, the hours a bucket starts inside of (:func:`_bucket_edges`).
+_BUCKET_EDGES = "{bucket_edges:Array(DateTime('UTC'))}"
+_DIRTY_OR_EDGE_DAYS = f"arrayConcat(dirty_days, {_EDGE_DAYS})"
+
+
+def _edge_hours(sql: Sql, query: StatsQuery, also: Iterable[datetime] = ()) -> list[datetime]:
+    """The partial hours at the ends of a period that doesn't start or end on a whole hour, and ``also``;
+    bound as ``edges``, with their days as ``edge_days``."""
+    edges = sorted({*_partial_hours(query.start, query.end), *also})
+    sql.params.update(edges=edges, edge_days=sorted({h.date() for h in edges}))
+    return edges
 
 
 def _cut_rows(table: str, columns: str, where: str = "") -> str:
     """:func:`cut_rows` and ``where`` (``AND`` conditions), left out when the report uses no cut."""
     return when_all("cut_hours", cut_rows(table, columns) + where)
-
-
-_EDGES = "{edges:Array(DateTime('UTC'))}"
 
 
 def _raw_hours(
@@ -236,9 +253,8 @@ def _raw_hours(
     """A ``UNION ALL`` branch: raw events of the period in the hours the rollups don't answer: dirty
     hours, the partial hours at the ends of a period that doesn't start or end on a whole hour, and the
     hours ``also`` names (clean ones too)."""
-    also = sorted(set(also))
-    edges = sorted({*_partial_hours(query.start, query.end), *also})
-    sql.params.update(edges=edges, edge_days=sorted({h.date() for h in edges}))
+    also = set(also)
+    edges = _edge_hours(sql, query, also)
     hours = f"arrayConcat(dirty_hours, {_EDGES})"
     unanswered = f"NOT ({_clean_inside(EXACT_HOUR)})"
     if also:
@@ -279,8 +295,7 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
     """Sessions of the UTC days the period touches that :func:`_dimension_rows` doesn't sum: of clean days,
     those started in the hours at the ends of a period that doesn't start or end on a whole hour; other days
     merged from the hourly parts of clean hours and raw events of dirty ones."""
-    edges = _partial_hours(query.start, query.end)
-    sql.params.update(edges=edges, edge_days=sorted({h.date() for h in edges}))
+    _edge_hours(sql, query)
     parts = (
         f"SELECT hour, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
         f"WHERE {WINDOW_HOURS} AND {member('hour', 'open_day_hours')} "
@@ -290,7 +305,7 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
     return (
         f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {_WINDOW_DAYS} AND {member('day', 'clean_days')} "
         # The key prunes to the days of those hours: none, for a period of whole hours.
-        "AND day IN {edge_days:Array(Date)} AND toStartOfHour(started_at) IN {edges:Array(DateTime('UTC'))}"
+        f"AND day IN {_EDGE_DAYS} AND toStartOfHour(started_at) IN {_EDGES}"
         + when_open(
             f" UNION ALL SELECT p.session_id AS session_id, {SESSION_MERGE_COLUMNS} FROM ({parts}) AS p "
             "GROUP BY toDate(p.hour), p.session_id"
@@ -331,7 +346,6 @@ _STARTS_SUMS = (
 _STARTS_COLUMNS = f"{_STARTS_SUMS}, visitors"
 _NO_SUMS = "toInt64(0), toInt64(0), toInt64(0), toInt64(0), toInt64(0)"
 _NO_VISITORS = "arrayReduce('uniqState', emptyArrayString())"
-_NO_PAGE_VISITORS = "arrayReduce('uniqCombinedState(14)', emptyArrayString())"
 _SPLIT_AT = "fromUnixTimestamp64Milli({split_at:Int64}, 'UTC')"
 # The first branch of the overview's rows with rollups: none, but its columns named and typed, so that any
 # of the others can be left out (rollups.split.when_all).
@@ -551,7 +565,7 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
                 "clean_hours",
                 " UNION ALL SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours FINAL "
                 f"WHERE project_id = {{project:String}} AND {member('hour', hours_left, derived=True)} "
-                f"AND {_inside('hour')} AND NOT has({{bucket_edges:Array(DateTime('UTC'))}}, hour){_bots(query)}",
+                f"AND {_inside('hour')} AND NOT {member('hour', _BUCKET_EDGES)}{_bots(query)}",
             )
             + _cut_rows("rollup_traffic_cuts", "hour, pageviews, events, visitors", _bots(query))
             + _raw_hours(
@@ -610,8 +624,8 @@ def _dimension_rows(sql: Sql, query: StatsQuery, column: str) -> str:
     others one by one (:func:`sessions_source`). A value whose newest row is a zero (no session has it any
     longer) counts nothing. A day the period holds whole is read from its row per value (start hour
     :data:`WHOLE_ROW_HOUR`): one visitor sketch per value and day to merge, not one per start hour."""
-    first_day, end_day = _whole_day_bounds(query.start, query.end)
-    sql.params.update(dimension=column, first_day=first_day, end_day=end_day)
+    _bind_whole_days(sql, query)
+    sql.params["dimension"] = column
     whole = _whole_day("day")
     return (
         "SELECT value, sessions, pageviews, visitors FROM rollup_session_dims FINAL "
@@ -625,14 +639,13 @@ def _dimension_rows(sql: Sql, query: StatsQuery, column: str) -> str:
 def _page_rows(sql: Sql, query: StatsQuery) -> str:
     """Per-page rows covering the period: clean whole UTC days from the daily rollup, other clean
     whole hours from the hourly one, everything else from raw events."""
-    first_day, end_day = _whole_day_bounds(query.start, query.end)
-    sql.params.update(first_day=first_day, end_day=end_day)
+    _bind_whole_days(sql, query)
     project = f"project_id = {{project:String}}{_bots(query)}"
     # Clean hours the daily rollup doesn't answer, as a constant: the hourly read prunes to them.
     hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {_whole_day('toDate(h)')}), clean_hours)"
     hours = f"{member('hour', hours_left, derived=True)} AND {_inside('hour')}"
     return (
-        f"SELECT '' AS url_path, toUInt64(0) AS pageviews, {_NO_PAGE_VISITORS} AS visitors WHERE 0"
+        f"SELECT '' AS url_path, toUInt64(0) AS pageviews, {EMPTY_SKETCH} AS visitors WHERE 0"
         + when_all(
             "clean_days",
             " UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_days FINAL "
