@@ -75,13 +75,14 @@ from chalicelib.rollups.sql import (
     HOUR_SESSION_NAMES,
     LATE_MARK,
     PREFIX_DONE,
-    PREFIX_DONE_FLAG,
+    PREFIX_DONE_FLAGS,
     SESSION_DIMENSIONS,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
     WHOLE_ROW_HOUR,
     copy_hours,
     covered_by,
+    end_slot,
     exact,
     final_settings,
     session_figures,
@@ -113,6 +114,7 @@ ROLLUP_TABLES = (
     "rollup_session_starts",
     "rollup_session_dims",
     "rollup_prefix_starts",
+    "rollup_prefix_dims",
     "rollup_session_day_visitors",
     "rollup_traffic_days",
     *(CUT_TABLES := ("rollup_session_cuts", "rollup_traffic_cuts", "rollup_page_cuts")),
@@ -123,7 +125,7 @@ _REBUILT_ROWS = {
     if table.endswith("_hours") or table in CUT_TABLES
     else "{days:Array(Date)}, day"
     for table in ROLLUP_TABLES
-} | {"rollup_prefix_starts": "{days:Array(Date)}, toDate(through)"}
+} | {table: "{days:Array(Date)}, toDate(through)" for table in ("rollup_prefix_starts", "rollup_prefix_dims")}
 BOOK_TABLES = ("rollup_hour_changes", "rollup_hour_gens", "rollup_day_gens", "rollup_prefix_gens", "rollup_cut_gens")
 
 _HOURS = "{units:Array(Tuple(String, DateTime('UTC')))}"
@@ -151,10 +153,9 @@ _HOUR_STATEMENTS = (
 )
 # (project, day, bot) for each unit of a day round and both bot values.
 _DAY_SLOTS = f"(SELECT u.1 AS project_id, u.2 AS day, toUInt8(arrayJoin([0, 1])) AS is_bot FROM (SELECT arrayJoin({_DAYS}) AS u)) AS k"
-# The session breakdowns' grouping sets (rollup_session_dims): a session counts once in each, by the value
-# it has in one dimension; ``grouping(name) = 0`` tells a row's set (one pass: 0.81 -> 0.48 s for the busy
-# bench day against an ARRAY JOIN of (dimension, value) pairs).
-_DIMENSION_SETS = ", ".join(f"(project_id, day, start_hour, is_bot, {name})" for name in SESSION_DIMENSIONS)
+# The session breakdowns' grouping sets (rollup_session_dims, rollup_prefix_dims): a session counts once in
+# each, by the value it has in one dimension; ``grouping(name) = 0`` tells a row's set (one pass: 0.81 ->
+# 0.48 s for the busy bench day against an ARRAY JOIN of (dimension, value) pairs).
 _DIMENSION_OF_SET = "multiIf({}, '{}')".format(
     ", ".join(f"grouping({name}) = 0, '{name}'" for name in SESSION_DIMENSIONS[:-1]), SESSION_DIMENSIONS[-1]
 )
@@ -162,7 +163,35 @@ _VALUE_OF_SET = "multiIf({}, {})".format(
     ", ".join(f"grouping({name}) = 0, {name}" for name in SESSION_DIMENSIONS[:-1]), SESSION_DIMENSIONS[-1]
 )
 _DIMENSION_COLUMNS = ", ".join(f"toString(d.{name}) AS {name}" for name in SESSION_DIMENSIONS)
-_DIMS_KEY = "project_id, day, dimension, start_hour, is_bot, value"
+
+
+def _dimension_sums(table: str, unit: str, hour: str, sessions: str, units: str) -> tuple[str, str]:
+    """The statements writing a tier's session breakdown sums into ``table``: the sessions (``sessions``, a
+    ``SELECT`` of per-session rows ``d`` with ``unit`` and ``hour`` among its columns) summed by (dimension,
+    value, ``hour``, bot); then zeros for the keys an older generation of the same units wrote and this one
+    didn't (a value no session has left), so that none survives it under FINAL."""
+    key = f"project_id, {unit}, dimension, {hour}, is_bot, value"
+    columns = f"INSERT INTO {table} ({key}, gen, sessions, pageviews, visitors) "
+    sets = ", ".join(f"(project_id, {unit}, {hour}, is_bot, {name})" for name in SESSION_DIMENSIONS)
+    of_units = f"(project_id, {unit}) IN {units}"
+    return (
+        f"{columns}SELECT project_id, {unit}, {_DIMENSION_OF_SET}, {hour}, is_bot, {_VALUE_OF_SET}, {{gen:UInt64}}, "
+        f"count(), sum(pageviews), uniqCombinedState(14)(visitor_id) FROM (SELECT d.project_id AS project_id, "
+        f"d.{unit} AS {unit}, d.{hour} AS {hour}, d.is_bot AS is_bot, d.visitor_id AS visitor_id, "
+        f"d.pageviews AS pageviews, {_DIMENSION_COLUMNS} FROM ({sessions}) AS d) GROUP BY GROUPING SETS ({sets})",
+        f"{columns}SELECT {key}, {{gen:UInt64}}, 0, 0, {EMPTY_SKETCH} FROM {table} WHERE {of_units} "
+        f"AND gen < {{gen:UInt64}} AND sessions > 0 AND ({key}) NOT IN "
+        f"(SELECT {key} FROM {table} WHERE {of_units} AND gen = {{gen:UInt64}}) GROUP BY {key}",
+    )
+
+
+_DAY_DIMENSIONS = _dimension_sums(
+    "rollup_session_dims",
+    "day",
+    "start_hour",
+    f"SELECT *, toStartOfHour(started_at) AS start_hour FROM rollup_session_days FINAL WHERE (project_id, day) IN {_DAYS}",
+    _DAYS,
+)
 _DAY_STATEMENTS = (
     f"INSERT INTO rollup_session_days (project_id, day, {SESSION_NAMES}, gen) "
     f"SELECT p.project_id AS project_id, toDate(p.hour) AS day, p.session_id AS session_id, {SESSION_MERGE_COLUMNS}, "
@@ -184,13 +213,7 @@ _DAY_STATEMENTS = (
     f"WHERE (d.project_id, d.day) IN {_DAYS} GROUP BY project_id, day, start_hour, is_bot) AS a "
     "ON k.project_id = a.project_id AND k.day = a.day AND k.start_hour = a.start_hour AND k.is_bot = a.is_bot",
     # The sessions summed by (dimension, value, start hour, bot) for the session breakdowns (migration 017)...
-    "INSERT INTO rollup_session_dims (project_id, day, dimension, start_hour, is_bot, value, gen, sessions, "
-    "pageviews, visitors) "
-    f"SELECT project_id, day, {_DIMENSION_OF_SET}, start_hour, is_bot, {_VALUE_OF_SET}, {{gen:UInt64}}, count(), "
-    "sum(pageviews), uniqCombinedState(14)(visitor_id) FROM (SELECT d.project_id AS project_id, d.day AS day, "
-    "toStartOfHour(d.started_at) AS start_hour, d.is_bot AS is_bot, d.visitor_id AS visitor_id, "
-    f"d.pageviews AS pageviews, {_DIMENSION_COLUMNS} FROM rollup_session_days AS d FINAL "
-    f"WHERE (d.project_id, d.day) IN {_DAYS}) GROUP BY GROUPING SETS ({_DIMENSION_SETS})",
+    _DAY_DIMENSIONS[0],
     # ...each value's whole day in one row, for reports of periods that hold the day whole...
     "INSERT INTO rollup_session_dims (project_id, day, dimension, start_hour, is_bot, value, gen, sessions, "
     "pageviews, visitors) "
@@ -198,13 +221,8 @@ _DAY_STATEMENTS = (
     "sum(pageviews), uniqCombinedMergeState(14)(visitors) FROM rollup_session_dims "
     f"WHERE (project_id, day) IN {_DAYS} AND gen = {{gen:UInt64}} AND start_hour != {WHOLE_ROW_HOUR} "
     "GROUP BY project_id, day, dimension, is_bot, value",
-    # ...and zeros for the keys an older generation wrote and this one didn't (a value no session has left).
-    "INSERT INTO rollup_session_dims (project_id, day, dimension, start_hour, is_bot, value, gen, sessions, "
-    "pageviews, visitors) "
-    f"SELECT {_DIMS_KEY}, {{gen:UInt64}}, 0, 0, {EMPTY_SKETCH} FROM rollup_session_dims "
-    f"WHERE (project_id, day) IN {_DAYS} AND gen < {{gen:UInt64}} AND sessions > 0 AND ({_DIMS_KEY}) NOT IN "
-    f"(SELECT {_DIMS_KEY} FROM rollup_session_dims WHERE (project_id, day) IN {_DAYS} AND gen = {{gen:UInt64}}) "
-    f"GROUP BY {_DIMS_KEY}",
+    # ...and zeros for the keys an older generation wrote and this one didn't.
+    _DAY_DIMENSIONS[1],
     # Whole days in one row (both bot slots, empty states included): the day's session visitors, its traffic.
     "INSERT INTO rollup_session_day_visitors (project_id, day, is_bot, gen, visitors) "
     f"SELECT k.project_id, k.day, k.is_bot, {{gen:UInt64}}, a.visitors FROM {_DAY_SLOTS} "
@@ -247,6 +265,24 @@ _PREFIX_STATE = (
     "ON p.project_id = g.project_id AND p.through = g.through"
 )
 _PREFIXES = "{units:Array(Tuple(String, DateTime('UTC')))}"
+# Each prefix's sessions: the parts of its hours, grouped by these.
+_PREFIX_SESSION_KEY = "p.project_id AS project_id, w.through AS through, p.session_id AS session_id"
+_PREFIX_PARTS = (
+    "FROM rollup_session_hours AS p FINAL INNER JOIN (SELECT u.1 AS project_id, u.2 AS through "
+    f"FROM (SELECT arrayJoin({_PREFIXES}) AS u)) AS w ON p.project_id = w.project_id "
+    "AND toDate(p.hour) = toDate(w.through) "
+    f"WHERE (p.project_id, toDate(p.hour)) IN (SELECT u.1, toDate(u.2) FROM (SELECT arrayJoin({_PREFIXES}) AS u)) "
+    "AND p.hour < w.through GROUP BY project_id, through, session_id"
+)
+# The session breakdowns' sums of each prefix (migration 018), by when each session's last part in it ended.
+_PREFIX_DIMENSIONS = _dimension_sums(
+    "rollup_prefix_dims",
+    "through",
+    "end_slot",
+    f"SELECT {_PREFIX_SESSION_KEY}, {SESSION_MERGE_COLUMNS}, {end_slot('max(p.ended_at)', 'w.through')} AS end_slot "
+    f"{_PREFIX_PARTS}",
+    _PREFIXES,
+)
 # The sessions of each prefix's hours merged, summed by (start hour, bot): every slot of the day, zeros included.
 _PREFIX_STATEMENTS = (
     "INSERT INTO rollup_prefix_starts (project_id, through, start_hour, is_bot, gen, sessions, pageviews, bounces, "
@@ -257,14 +293,8 @@ _PREFIX_STATEMENTS = (
     f"toUInt8(intDiv(slot, 24)) AS is_bot FROM (SELECT arrayJoin({_PREFIXES}) AS u, arrayJoin(range(48)) AS slot)) AS k "
     "LEFT JOIN (SELECT d.project_id AS project_id, d.through AS through, toStartOfHour(d.started_at) AS start_hour, "
     f"d.is_bot AS is_bot, {session_figures('d')} FROM "
-    "(SELECT p.project_id AS project_id, w.through AS through, p.session_id AS session_id, "
-    "max(p.is_bot) AS is_bot, argMin(p.visitor_id, p.started_at) AS visitor_id, min(p.started_at) AS started_at, "
-    "max(p.ended_at) AS ended_at, sum(p.pageviews) AS pageviews "
-    "FROM rollup_session_hours AS p FINAL INNER JOIN (SELECT u.1 AS project_id, u.2 AS through "
-    f"FROM (SELECT arrayJoin({_PREFIXES}) AS u)) AS w ON p.project_id = w.project_id "
-    "AND toDate(p.hour) = toDate(w.through) "
-    f"WHERE (p.project_id, toDate(p.hour)) IN (SELECT u.1, toDate(u.2) FROM (SELECT arrayJoin({_PREFIXES}) AS u)) "
-    "AND p.hour < w.through GROUP BY project_id, through, session_id) AS d "
+    f"(SELECT {_PREFIX_SESSION_KEY}, max(p.is_bot) AS is_bot, argMin(p.visitor_id, p.started_at) AS visitor_id, "
+    f"min(p.started_at) AS started_at, max(p.ended_at) AS ended_at, sum(p.pageviews) AS pageviews {_PREFIX_PARTS}) AS d "
     "GROUP BY project_id, through, start_hour, is_bot) AS a "
     "ON k.project_id = a.project_id AND k.through = a.through AND k.start_hour = a.start_hour AND k.is_bot = a.is_bot",
     # Then the visitors of each (prefix, bot) in one row (migration 016), merged from the rows just written.
@@ -277,6 +307,7 @@ _PREFIX_STATEMENTS = (
     f"WHERE (project_id, through) IN {_PREFIXES} AND gen = {{gen:UInt64}} AND start_hour != {WHOLE_ROW_HOUR} "
     "GROUP BY project_id, through, is_bot) AS a "
     "ON k.project_id = a.project_id AND k.through = a.through AND k.is_bot = a.is_bot",
+    *_PREFIX_DIMENSIONS,
 )
 # Pending generations never done whose lease still runs (``>``: the units they hold) or ran out
 # (``<=``: rounds that died).
@@ -330,7 +361,13 @@ DAY_TIER = Tier(
 )
 # Prefixes wait for nothing but their hours, which are clean already.
 PREFIX_TIER = Tier(
-    "through", "rollup_prefix_gens", _PREFIX_STATE, "1", _PREFIX_STATEMENTS, _PREFIXES, ((PREFIX_DONE_FLAG, 1),)
+    "through",
+    "rollup_prefix_gens",
+    _PREFIX_STATE,
+    "1",
+    _PREFIX_STATEMENTS,
+    _PREFIXES,
+    tuple((flag, 1) for flag in PREFIX_DONE_FLAGS),
 )
 
 # The cut tier (migration 014): the rows of an hour's events before a cut, while the hour keeps changing.

@@ -206,8 +206,10 @@ def prefix_parts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, lis
     """The overview's derived prefix arrays (:data:`PREFIX_PARTS`, Unix seconds) from ``split`` and the
     report's ``partial_days``, by the rules :data:`chalicelib.rollups.sql.PREFIX_NAMES` gives them in SQL:
     the prefixes of days neither partial nor clean; the open days' clean hours before their day's prefix,
-    the others; of those, the ones on a day with a prefix; the dirty hours on such a day; and the prefixes
-    of the report's ``whole_days`` and of the others."""
+    the others; of those, the ones on a day with a prefix; the dirty hours on such a day; the prefixes
+    of the report's ``whole_days`` and of the others; and the session breakdowns' prefix (the newest whose
+    hours the period holds) with its clean hours, the open days' other clean hours, and the clean and
+    dirty hours of its day after it."""
     skipped = _epoch_days((*params.get("partial_days", ()), *split["clean_days"]))
     prefixes = [t for t in split.get("all_prefixes", []) if _day(t) not in skipped]
     through: dict[int, int] = {}
@@ -218,6 +220,11 @@ def prefix_parts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, lis
     prefix_hours = [h for h in open_hours if h < through.get(_day(h), 0)]
     before = set(prefix_hours)
     later_hours = [h for h in open_hours if h not in before]
+    start, end = params.get("start", 0), params.get("end", 0)
+    held = [t for t in prefixes if _day(t) * 86_400_000 >= start and t * 1000 <= end]
+    dims = sorted(held)[-1:]
+    dims_hours = [h for h in open_hours if any(_day(t) == _day(h) and h < t for t in dims)]
+    other_hours = [h for h in open_hours if h not in set(dims_hours)]
     return {
         "prefixes": prefixes,
         "prefix_hours": prefix_hours,
@@ -226,6 +233,11 @@ def prefix_parts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, lis
         "dirty_prefix_hours": [h for h in split["dirty_hours"] if _day(h) in through],
         "prefixes_whole": [t for t in prefixes if _day(t) in whole],
         "prefixes_split": [t for t in prefixes if _day(t) not in whole],
+        "dims_prefixes": dims,
+        "dims_hours": dims_hours,
+        "other_open_hours": other_hours,
+        "dims_later_hours": [h for h in other_hours if any(_day(t) == _day(h) for t in dims)],
+        "dims_dirty_hours": [h for h in split["dirty_hours"] if any(_day(t) == _day(h) for t in dims)],
     }
 
 

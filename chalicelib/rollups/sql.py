@@ -215,14 +215,27 @@ SPLIT_HOLDS = (
     "indexOf({cut_hours:Array(UInt32)}, toUnixTimestamp(hour))))) FROM rollup_hour_changes "
     "WHERE " + WINDOW_HOURS + ") = 0, '0', 'stale split')) = 0"
 )
-# A done prefix generation written with its visitors row (migration 016); prefixes without one are not
-# used (reports) nor taken as written (compaction).
-PREFIX_DONE_FLAG = "whole_visitors"
-PREFIX_DONE = f" AND {PREFIX_DONE_FLAG} = 1"
+# A report's period (its ``start`` and ``end`` parameters, epoch ms).
+START = "fromUnixTimestamp64Milli({start:Int64}, 'UTC')"
+END = "fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
+# A done prefix generation written with its visitors row (migration 016) and its session breakdown sums
+# (migration 018); prefixes without both are not used (reports) nor taken as written (compaction).
+PREFIX_DONE_FLAGS = ("whole_visitors", "session_dims")
+PREFIX_DONE = "".join(f" AND {flag} = 1" for flag in PREFIX_DONE_FLAGS)
 # The start hour of a row standing for every start hour of its prefix or day (no session starts then): a
 # prefix's visitors row (no sums, the visitors of every session of the prefix, migration 016); a day's row
 # per session breakdown value (its sums and visitors, migration 017).
 WHOLE_ROW_HOUR = "toDateTime(0, 'UTC')"
+
+
+def end_slot(ended_at: str, through: str) -> str:
+    """The slot a prefix's session breakdown sums (rollup_prefix_dims, migration 018) file a session under
+    by ``ended_at``, the end of its last part in the prefix ending at ``through``: the minute in the
+    prefix's last hour, the hour before it. Slots only grow with ``ended_at``; reports take the sessions
+    ended from a slot on one by one."""
+    return f"if({ended_at} < {through} - toIntervalHour(1), toStartOfHour({ended_at}), toStartOfMinute({ended_at}))"
+
+
 _WINDOW_PREFIXES = (
     " AND project_id = {project:String} AND through > {window_start:DateTime('UTC')}"
     " AND through < {window_end:DateTime('UTC')}"
@@ -251,7 +264,15 @@ _PREFIX_DERIVED = (
     "arrayFilter(h -> has(arrayMap(t -> toDate(t), prefixes), toDate(h)), later_hours) AS after_prefix_hours, "
     "arrayFilter(h -> has(arrayMap(t -> toDate(t), prefixes), toDate(h)), dirty_hours) AS dirty_prefix_hours, "
     "arrayFilter(t -> has({whole_days:Array(Date)}, toDate(t)), prefixes) AS prefixes_whole, "
-    "arrayFilter(t -> NOT has({whole_days:Array(Date)}, toDate(t)), prefixes) AS prefixes_split"
+    "arrayFilter(t -> NOT has({whole_days:Array(Date)}, toDate(t)), prefixes) AS prefixes_split, "
+    # The session breakdowns' prefix (migration 018): the newest of a day whose hours before it the period
+    # holds; the clean hours before it, the open days' other clean hours, and the hours of its day after it.
+    f"arraySlice(arrayReverseSort(arrayFilter(t -> toStartOfDay(t) >= {START} AND t <= {END}, prefixes)), 1, 1) "
+    "AS dims_prefixes, "
+    "arrayFilter(h -> arrayExists(t -> toDate(t) = toDate(h) AND h < t, dims_prefixes), open_day_hours) AS dims_hours, "
+    "arrayFilter(h -> NOT has(dims_hours, h), open_day_hours) AS other_open_hours, "
+    "arrayFilter(h -> arrayExists(t -> toDate(t) = toDate(h), dims_prefixes), other_open_hours) AS dims_later_hours, "
+    "arrayFilter(h -> arrayExists(t -> toDate(t) = toDate(h), dims_prefixes), dirty_hours) AS dims_dirty_hours"
 )
 PREFIX_NAMES = f"{PREFIXES} AS all_prefixes, {_PREFIX_DERIVED}"
 # The names _PREFIX_DERIVED defines, in its order.
@@ -263,6 +284,11 @@ PREFIX_PARTS = (
     "dirty_prefix_hours",
     "prefixes_whole",
     "prefixes_split",
+    "dims_prefixes",
+    "dims_hours",
+    "other_open_hours",
+    "dims_later_hours",
+    "dims_dirty_hours",
 )
 # The same with a split read before the statement: each of them a parameter (Unix seconds) computed from it
 # by chalicelib.rollups.split, so a constant: a statement reads them with ``IN name``, not through a

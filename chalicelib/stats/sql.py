@@ -29,6 +29,7 @@ from chalicelib.rollups.sql import (
     AFTER_CUT,
     COPY_MARGIN,
     EMPTY_SKETCH,
+    END,
     EXACT_HOUR,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
@@ -37,18 +38,17 @@ from chalicelib.rollups.sql import (
     SESSION_CORE_NAMES,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
+    START,
     WHOLE_ROW_HOUR,
     WINDOW_HOURS,
     cut_rows,
     dirty_prewhere,
+    end_slot,
     exact,
     member,
     session_figures,
 )
 from chalicelib.stats.params import FILTER_COLUMNS, StatsQuery
-
-START = "fromUnixTimestamp64Milli({start:Int64}, 'UTC')"
-END = "fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
 
 # Breakdown name -> (column, source): "sessions" reads per-session rows, "pages" page views.
 DIMENSIONS = {
@@ -291,16 +291,84 @@ _DIRTY_HOUR_EVENTS = (
 )
 
 
+def _newest(names: str) -> str:
+    """The columns ``names`` (a session part's, after its ``session_id``) of the newest generation of the
+    rows grouped by (hour, session id), as ``FINAL`` keeps them."""
+    return ", ".join(f"argMax({name}, gen) AS {name}" for name in names.split(", ")[1:])
+
+
+def _running_on(dirty: str, later: str) -> str:
+    """Ids of the sessions with a part in the hours ``dirty`` (dirty hours: raw events, and the rows of
+    their cuts) or ``later`` (clean hours): derived arrays of the split. Ids only: no FINAL, and a few more
+    do no harm. Of a dirty hour with a cut, those before the cut are the cut's rows."""
+    return (
+        f"SELECT session_key AS session_id FROM events PREWHERE {dirty_prewhere('dirty_hours')} "
+        f"WHERE project_id = {{project:String}} AND {member(_DAY, 'dirty_days')} "
+        f"AND {member(_HOUR, dirty, derived=True)}"
+        + _cut_rows("rollup_session_cuts", "session_id", f" AND {member('hour', dirty, derived=True)}")
+        + when_all(
+            later,
+            f" UNION ALL SELECT session_id FROM rollup_session_hours WHERE {WINDOW_HOURS} "
+            f"AND {member('hour', later, derived=True)}",
+        )
+    )
+
+
+# The session breakdowns' prefix (rollup_prefix_dims, migration 018) sums sessions by when they ended in
+# it (rollups.sql.end_slot). A report reads the sums of the slots before ``tail_from`` and the sessions
+# ended from it on one by one: the slot of the earliest end of a session running on past the prefix (those
+# ended before it are over for good), or the prefix's end. Running-on sessions' parts are found by
+# ``session_hash`` (migration 015) without FINAL; a part of another session with the same hash only makes
+# the slot earlier: more sessions are read one by one, none is counted twice.
+_TAIL_FROM = (
+    "(SELECT {slot} FROM (SELECT max(through) AS p, least(p, min(e)) AS t FROM "
+    "(SELECT arrayJoin(dims_prefixes) AS through, through AS e UNION ALL SELECT toDateTime(0, 'UTC') AS through, "
+    "toDateTime(max(ended_at), 'UTC') AS e FROM rollup_session_hours "
+    "PREWHERE session_hash IN (SELECT sipHash64(session_id) FROM ({running})) "
+    "WHERE {window} AND {hours} GROUP BY session_id))) AS tail_from"
+).format(
+    slot=end_slot("t", "p"),
+    running=_running_on("dims_dirty_hours", "dims_later_hours"),
+    window=WINDOW_HOURS,
+    hours=member("hour", "dims_hours", derived=True),
+)
+
+
+def _tail_parts(final: str = "") -> str:
+    """The prefix's session parts that ended from ``tail_from`` on (with ``final`` ``FINAL``: of their
+    newest generation)."""
+    return (
+        f"FROM rollup_session_hours {final} WHERE {WINDOW_HOURS} AND {member('hour', 'dims_hours', derived=True)} "
+        "AND hour >= toStartOfHour(tail_from) AND ended_at >= tail_from"
+    )
+
+
+# Ids of the sessions the prefix doesn't sum: ended from ``tail_from`` on, or running on past it.
+_TAIL_IDS = f"SELECT session_id {_tail_parts()} UNION ALL {_running_on('dims_dirty_hours', 'dims_later_hours')}"
+
+
 def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
     """Sessions of the UTC days the period touches that :func:`_dimension_rows` doesn't sum: of clean days,
     those started in the hours at the ends of a period that doesn't start or end on a whole hour; other days
-    merged from the hourly parts of clean hours and raw events of dirty ones."""
+    merged from the hourly parts of clean hours and raw events of dirty ones. Of the day of the session
+    breakdowns' prefix (``dims_prefixes``), only the sessions ended from ``tail_from`` on or running on past
+    it: their parts ended from then on, and their earlier ones (``early``) found by ``session_hash``, each
+    of its newest generation. A session with early parts only is another's with the same hash: left out."""
     _edge_hours(sql, query)
     parts = (
-        f"SELECT hour, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
-        f"WHERE {WINDOW_HOURS} AND {member('hour', 'open_day_hours')} "
-        f"UNION ALL SELECT {_HOUR} AS hour, {HOUR_SESSION_COLUMNS} {_DIRTY_HOUR_EVENTS} GROUP BY hour, session_key"
-        + _cut_rows("rollup_session_cuts", f"hour, {HOUR_SESSION_NAMES}")
+        f"SELECT hour, 0 AS early, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
+        f"WHERE {WINDOW_HOURS} AND {member('hour', 'other_open_hours', derived=True)} "
+        f"UNION ALL SELECT {_HOUR} AS hour, 0 AS early, {HOUR_SESSION_COLUMNS} {_DIRTY_HOUR_EVENTS} "
+        "GROUP BY hour, session_key"
+        + _cut_rows("rollup_session_cuts", f"hour, 0 AS early, {HOUR_SESSION_NAMES}")
+        + when_all(
+            "dims_hours",
+            f" UNION ALL SELECT hour, 0 AS early, {HOUR_SESSION_NAMES} {_tail_parts('FINAL')} "
+            f"UNION ALL SELECT hour, 1 AS early, session_id, {_newest(HOUR_SESSION_NAMES)} FROM rollup_session_hours "
+            f"PREWHERE session_hash IN (SELECT sipHash64(session_id) FROM ({_TAIL_IDS})) "
+            f"WHERE {WINDOW_HOURS} AND {member('hour', 'dims_hours', derived=True)} AND hour < tail_from "
+            "GROUP BY hour, session_id HAVING ended_at < tail_from",
+        )
     )
     return (
         f"SELECT {SESSION_NAMES} FROM rollup_session_days FINAL WHERE {_WINDOW_DAYS} AND {member('day', 'clean_days')} "
@@ -308,7 +376,7 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
         f"AND day IN {_EDGE_DAYS} AND toStartOfHour(started_at) IN {_EDGES}"
         + when_open(
             f" UNION ALL SELECT p.session_id AS session_id, {SESSION_MERGE_COLUMNS} FROM ({parts}) AS p "
-            "GROUP BY toDate(p.hour), p.session_id"
+            "GROUP BY toDate(p.hour), p.session_id HAVING min(p.early) = 0"
         )
     )
 
@@ -368,9 +436,6 @@ def _signed_figures(t: str) -> str:
 
 # A session part's columns as ``FINAL`` keeps them, from its rows grouped by (hour, session id): the newest
 # generation's.
-_NEWEST_PART = ", ".join(f"argMax({name}, gen) AS {name}" for name in SESSION_CORE_NAMES.split(", ")[1:])
-
-
 def _overview_sessions() -> str:
     """Signed per-session rows of the days of the window the overview does not sum whole: the
     partial clean days from the daily rollup; other days merged from the hourly parts of clean hours
@@ -387,19 +452,7 @@ def _overview_sessions() -> str:
     with the same hash (odds of about 2 in 10^9 on the busy bench day) has no later part: it counts +1
     and -1, and its visitor is the prefix's already.
     """
-    # Sessions of prefix days with a part from ``through`` on. Ids only: no FINAL, and a few more do no harm.
-    # Of a dirty hour with a cut, those before the cut are the cut's rows: its events are read from the cut.
-    running_on = (
-        f"SELECT session_key AS session_id FROM events PREWHERE {dirty_prewhere('dirty_hours')} "
-        f"WHERE project_id = {{project:String}} AND {member(_DAY, 'dirty_days')} "
-        f"AND {member(_HOUR, 'dirty_prefix_hours', derived=True)}"
-        + _cut_rows("rollup_session_cuts", "session_id", f" AND {member('hour', 'dirty_prefix_hours', derived=True)}")
-        + when_all(
-            "after_prefix_hours",
-            f" UNION ALL SELECT session_id FROM rollup_session_hours WHERE {WINDOW_HOURS} "
-            f"AND {member('hour', 'after_prefix_hours', derived=True)}",
-        )
-    )
+    running_on = _running_on("dirty_prefix_hours", "after_prefix_hours")
     parts = (
         f"SELECT {_HOUR} AS hour, 0 AS early, {SESSION_CORE_COLUMNS} {_DIRTY_HOUR_EVENTS} GROUP BY hour, session_key"
         + when_all(
@@ -409,7 +462,7 @@ def _overview_sessions() -> str:
         )
         + when_all(
             "prefix_hours",
-            f" UNION ALL SELECT hour, 1 AS early, session_id, {_NEWEST_PART} FROM rollup_session_hours "
+            f" UNION ALL SELECT hour, 1 AS early, session_id, {_newest(SESSION_CORE_NAMES)} FROM rollup_session_hours "
             f"PREWHERE session_hash IN (SELECT sipHash64(session_id) FROM ({running_on})) "
             f"WHERE {WINDOW_HOURS} AND {member('hour', 'prefix_hours', derived=True)} GROUP BY hour, session_id",
         )
@@ -592,9 +645,14 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
 def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> str:
     column, source = DIMENSIONS[dimension]
     if source == "sessions" and rollups:
+        sql.params.update(partial_days=[], whole_days=[])  # the prefix arrays' rules for the overview: none here
+        with_ = (
+            f"{_with_sessions_split(sql, query, rollups)}, {PREFIXES_MARK}"
+            + when_all("dims_hours", f", {_TAIL_FROM}")
+            + " "
+        )
         return (
-            f"{_with_sessions_split(sql, query, rollups)}"
-            "SELECT r.value AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, sum(r.sessions) AS sessions, "
+            f"{with_}SELECT r.value AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, sum(r.sessions) AS sessions, "
             f"sum(r.pageviews) AS pageviews FROM ({_dimension_rows(sql, query, column)}) AS r "
             "GROUP BY value HAVING sessions > 0 ORDER BY visitors DESC, pageviews DESC, value LIMIT {limit:UInt32}"
         )
@@ -631,7 +689,13 @@ def _dimension_rows(sql: Sql, query: StatsQuery, column: str) -> str:
         "SELECT value, sessions, pageviews, visitors FROM rollup_session_dims FINAL "
         f"WHERE project_id = {{project:String}} AND dimension = {{dimension:String}} AND {member('day', 'clean_days')} "
         f"AND (({whole} AND start_hour = {WHOLE_ROW_HOUR}) OR (NOT ({whole}) AND {_inside('start_hour')})){_bots(query)} "
-        f"UNION ALL SELECT s.{column} AS value, count() AS sessions, sum(s.pageviews) AS pageviews, "
+        + when_all(
+            "dims_hours",
+            " UNION ALL SELECT value, sessions, pageviews, visitors FROM rollup_prefix_dims FINAL "
+            f"WHERE project_id = {{project:String}} AND {member('through', 'dims_prefixes', derived=True)} "
+            f"AND dimension = {{dimension:String}} AND end_slot < tail_from{_bots(query)} ",
+        )
+        + f"UNION ALL SELECT s.{column} AS value, count() AS sessions, sum(s.pageviews) AS pageviews, "
         f"uniqCombinedState(14)(s.visitor_id) AS visitors FROM ({sessions_source(sql, query, rollups=True)}) AS s GROUP BY value"
     )
 

@@ -497,30 +497,132 @@ def test_a_session_that_changes_visitor_id_and_runs_past_the_prefix_counts_its_f
     assert _same_as_raw(runtime.reader(), _query())["visitors"] == 1
 
 
-def test_a_prefix_written_before_its_visitors_row_existed_is_not_used_and_the_next_round_writes_it_again(
-    pipeline: Settings,
+@pytest.mark.parametrize(
+    ("flag", "rows"),
+    [
+        ("whole_visitors", "ALTER TABLE rollup_prefix_starts DELETE WHERE start_hour = toDateTime(0, 'UTC')"),  # 016
+        ("session_dims", "ALTER TABLE rollup_prefix_dims DELETE WHERE 1"),  # 018
+    ],
+)
+def test_a_prefix_written_before_its_newer_rows_existed_is_not_used_and_the_next_round_writes_it_again(
+    pipeline: Settings, flag: str, rows: str
 ) -> None:
-    """Migration 016: a prefix written before it has no visitors row and its generation no flag. Reports
-    don't use it (its day is read hour by hour) and compaction doesn't take it as written."""
+    """Migrations 016 and 018: a prefix written before one of them has none of its rows (the visitors row,
+    the session breakdowns' sums) and its generation not the flag. Reports don't use it (its day is read
+    hour by hour) and compaction doesn't take it as written."""
     client, writer = runtime.rollup_client(), runtime.writer()
     _store(writer, 40, hour=9)  # sessions s0-s3 of visitors v0-v3, ending in the prefix
     rollups.compact_all(client, settle_s=0)
     at = datetime.fromisoformat(f"{DAY} 10:00:00").replace(tzinfo=UTC)
     writer.insert_events([event_row(_event(at + timedelta(seconds=n), 0, session="later"), RECORD) for n in range(3)])
     assert rollups.compact(client, settle_s=60).prefixes == 1  # through 10:00; 10:00 is read raw
-    visitors_rows = "SELECT count() FROM rollup_prefix_starts FINAL WHERE start_hour = toDateTime(0, 'UTC')"
-    assert client.query(visitors_rows).result_rows[0][0] == 2  # one per bot value
+    written = (
+        "SELECT (SELECT count() FROM rollup_prefix_starts FINAL WHERE start_hour = toDateTime(0, 'UTC')), "
+        "(SELECT count() FROM rollup_prefix_dims FINAL WHERE dimension = 'entry_page')"
+    )
+    assert client.query(written).result_rows == [(2, 3)]  # one visitors row per bot value; /p0, /p1, /p2
     sync = {"mutations_sync": 2}
-    client.command("ALTER TABLE rollup_prefix_starts DELETE WHERE start_hour = toDateTime(0, 'UTC')", settings=sync)
-    client.command("ALTER TABLE rollup_prefix_gens UPDATE whole_visitors = 0 WHERE 1", settings=sync)
+    client.command(rows, settings=sync)
+    client.command(f"ALTER TABLE rollup_prefix_gens UPDATE {flag} = 0 WHERE 1", settings=sync)
     rollup_split.CACHE.clear()
     assert _same_as_raw(runtime.reader(), _query())["visitors"] == 4
-    assert rollups.compact(client, settle_s=60).prefixes == 1  # written again, with its visitors row
-    assert client.query(visitors_rows).result_rows[0][0] == 2
+    assert rollups.compact(client, settle_s=60).prefixes == 1  # written again, with all its rows
+    assert client.query(written).result_rows == [(2, 3)]
     assert _same_as_raw(runtime.reader(), _query())["visitors"] == 4
 
 
-@pytest.mark.parametrize("seed", [2])  # 1-12 kept every report exact (4, 6 and 8 drew no cut or no prefix)
+def _running_day(writer: EventWriter) -> None:
+    """Sessions of a day going on: ``done`` (08:10-08:20), ``quiet`` (09:00-09:05), ``runner`` (09:30-10:20
+    in hours 09-10, then a page at 11:05 changes its exit page), ``brief`` (10:05-10:10, in the hour of
+    runner's end but before it) and ``ender`` (10:40-10:50); the prefix ends at 11:00, the hour traffic is
+    in now."""
+    at = datetime.fromisoformat(f"{DAY} 00:00:00").replace(tzinfo=UTC)
+    visits = {
+        "done": [(8, 10, 0), (8, 20, 1)],
+        "quiet": [(9, 0, 1), (9, 5, 2)],
+        "runner": [(9, 30, 0), (10, 20, 1)],
+        "brief": [(10, 5, 0), (10, 10, 1)],
+        "ender": [(10, 40, 2), (10, 50, 2)],
+    }
+    events = [
+        _event(at + timedelta(hours=h, minutes=m), n, session=session)
+        for session, pages in visits.items()
+        for h, m, n in pages
+    ]
+    writer.insert_events([event_row(e, RECORD) for e in events])
+
+
+def test_a_breakdown_of_a_day_still_going_sums_the_sessions_over_before_the_earliest_running_one_ended(
+    pipeline: Settings,
+) -> None:
+    """The prefix tier sums its sessions by when they ended (migration 018). A session running on past the
+    prefix changes its exit page, so a report reads one by one every session that ended from the earliest
+    end of a running one (``runner``, 10:20) on, and takes the others' sums."""
+    client, writer = runtime.rollup_client(), runtime.writer()
+    _running_day(writer)
+    rollups.compact_all(client, settle_s=0)
+    on = _event(datetime.fromisoformat(f"{DAY} 11:05:00").replace(tzinfo=UTC), 2, session="runner")
+    writer.insert_events([event_row(on, RECORD)])
+    assert rollups.compact(client, settle_s=60).prefixes == 1  # through 11:00
+    slots = client.query(
+        "SELECT end_slot, value, sessions FROM rollup_prefix_dims FINAL WHERE dimension = 'exit_page' ORDER BY end_slot"
+    ).result_rows
+    assert slots == [  # the hour before the prefix's last one, the minute in it
+        (datetime(2026, 11, 20, 8, 0), "/p1", 1),
+        (datetime(2026, 11, 20, 9, 0), "/p2", 1),
+        (datetime(2026, 11, 20, 10, 10), "/p1", 1),
+        (datetime(2026, 11, 20, 10, 20), "/p1", 1),  # runner, as the prefix saw it
+        (datetime(2026, 11, 20, 10, 50), "/p2", 1),
+    ]
+    queries = (
+        _query(),
+        _query(tz="Asia/Kolkata"),  # from 18:30 the day before: holds the prefix
+        parse_query({"period": "24h"}, now=datetime(2026, 11, 20, 11, 30, tzinfo=UTC), default_project="development"),
+    )
+    for query in queries:
+        _same_as_raw(runtime.reader(), query)
+        for dimension in ("referrers", "browsers"):
+            assert stats.breakdown(runtime.reader(), query, dimension) == stats.breakdown(
+                runtime.reader(), query, dimension, rollups=False
+            )
+    exits = {row["value"]: row["sessions"] for row in stats.breakdown(runtime.reader(), _query(), "exit_pages")["rows"]}
+    assert exits == {"/p1": 2, "/p2": 3}  # done and brief; quiet, ender and runner, whose exit is 11:05's page now
+
+
+class _LengthAsHash:
+    """A reader whose statements find session parts by the length of the session id, not its hash:
+    sessions with ids of the same length collide."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.rewritten = client, 0
+
+    def query(self, statement: str, **kwargs: Any) -> Any:
+        found = "session_hash IN (SELECT sipHash64(session_id)"
+        self.rewritten += found in statement
+        return self.client.query(statement.replace(found, "length(session_id) IN (SELECT length(session_id)"), **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_a_part_of_another_session_with_the_same_hash_is_not_counted_twice_by_a_breakdown(pipeline: Settings) -> None:
+    """The earlier parts of the sessions a breakdown reads one by one are found by ``session_hash``. A part
+    of a session the prefix sums with the same hash as one of them is found too: it must be left out."""
+    client, writer = runtime.rollup_client(), runtime.writer()
+    _running_day(writer)
+    rollups.compact_all(client, settle_s=0)
+    on = _event(datetime.fromisoformat(f"{DAY} 11:05:00").replace(tzinfo=UTC), 2, session="runner")
+    writer.insert_events([event_row(on, RECORD)])
+    assert rollups.compact(client, settle_s=60).prefixes == 1
+    colliding = _LengthAsHash(runtime.reader())  # quiet and brief (summed) collide with ender (one by one)
+    for dimension in ("entry_pages", "exit_pages"):
+        rows = stats.breakdown(colliding, _query(), dimension)["rows"]
+        assert rows == stats.breakdown(runtime.reader(), _query(), dimension, rollups=False)["rows"]
+        assert sum(row["sessions"] for row in rows) == 5
+    assert colliding.rewritten == 2
+
+
+@pytest.mark.parametrize("seed", [1])  # 1-12 kept every report exact (only 1, 6, 7 and 8 drew a cut and a prefix)
 def test_random_traffic_redelivery_late_events_and_compaction_rounds_never_change_a_report(
     pipeline: Settings, seed: int
 ) -> None:
@@ -538,7 +640,12 @@ def test_random_traffic_redelivery_late_events_and_compaction_rounds_never_chang
         session, visitor, bot = draw.choice(sessions)
         at = datetime(2026, 11, 20, hour, tzinfo=UTC) + timedelta(seconds=draw.randrange(3600))
         kind = draw.choice(["pageView", "pageView", "click"])
-        return _event(at, n, session=session, kind=kind) | {"anonymous_id": visitor, "is_bot": bot}
+        referrer = draw.choice(["", "", "a.example", "b.example"])  # a session's is its largest: later ones change it
+        return _event(at, n, session=session, kind=kind) | {
+            "anonymous_id": visitor,
+            "is_bot": bot,
+            "referrer_domain": referrer,
+        }
 
     def store(events: list[dict[str, Any]]) -> None:
         writer.insert_events([event_row(e, RECORD) for e in events])
@@ -584,6 +691,9 @@ def test_random_traffic_redelivery_late_events_and_compaction_rounds_never_chang
             prefixes += rollups.compact(client, settle_s=60).prefixes
         for query in queries:
             _same_as_raw(runtime.reader(), query)
+            assert stats.breakdown(runtime.reader(), query, "referrers") == stats.breakdown(
+                runtime.reader(), query, "referrers", rollups=False
+            )
     rollups.compact_all(client, settle_s=0)
     for query in queries:
         _same_as_raw(runtime.reader(), query)
@@ -650,8 +760,9 @@ def test_a_day_whose_hours_are_compacted_but_not_yet_the_day_reads_its_hourly_ro
 
 
 def test_the_prefix_arrays_passed_as_parameters_are_those_the_statement_derives_itself(clickhouse: Any) -> None:
-    """A split read before the overview passes its prefix arrays computed in Python; read in the statement,
-    SQL derives them (PREFIX_NAMES). Random splits over four days: both give the same arrays."""
+    """A split read before the overview or a session breakdown passes its prefix arrays computed in Python;
+    read in the statement, SQL derives them (PREFIX_NAMES). Random splits and periods over four days: both
+    give the same arrays."""
     rng = random.Random(20)
     first = int(datetime(2026, 11, 18, tzinfo=UTC).timestamp())
     hours = list(range(first, first + 4 * 86_400, 3600))
@@ -662,6 +773,7 @@ def test_the_prefix_arrays_passed_as_parameters_are_those_the_statement_derives_
         "WITH {clean_days:Array(Date)} AS clean_days, {open:Array(DateTime('UTC'))} AS open_day_hours, "
         f"{{dirty:Array(DateTime('UTC'))}} AS dirty_hours, {given} SELECT {derived}"
     )
+    held = 0
     for _ in range(60):
         marked = sorted(rng.sample(hours, rng.randint(0, 60)))
         split = {
@@ -670,9 +782,12 @@ def test_the_prefix_arrays_passed_as_parameters_are_those_the_statement_derives_
             "dirty_hours": [h for h in marked if rng.random() < 0.3],
             "all_prefixes": sorted(rng.sample(hours, rng.randint(0, 4))),
         }
+        start = rng.choice(hours) + rng.choice((0, 1800))  # a period the breakdowns' prefix may lie in or not
         params = {
             "partial_days": sorted(rng.sample(days, rng.randint(0, 2))),
             "whole_days": sorted(rng.sample(days, rng.randint(0, 3))),
+            "start": start * 1000,
+            "end": (start + rng.randint(1, 3 * 86_400)) * 1000,
         }
         result = clickhouse.query(
             statement,
@@ -686,6 +801,8 @@ def test_the_prefix_arrays_passed_as_parameters_are_those_the_statement_derives_
         )
         expected = dict(zip(PREFIX_PARTS, (list(v) for v in result.result_rows[0]), strict=True))
         assert rollup_split.prefix_parts(split, params) == expected
+        held += bool(expected["dims_hours"])
+    assert held >= 5, "too few draws gave the session breakdowns a prefix"
 
 
 def test_a_split_too_large_for_parameters_is_read_in_the_statement_with_the_same_numbers(

@@ -121,9 +121,24 @@ def test_the_overview_given_a_split_reads_its_prefix_arrays_as_constant_paramete
         "dirty_prefix_hours": [eleven],
         "prefixes_whole": [],  # the report holds no day whole
         "prefixes_split": [eleven],
+        "dims_prefixes": [],  # the period (none given) doesn't hold the prefix's hours
+        "dims_hours": [],
+        "other_open_hours": [ten],
+        "dims_later_hours": [],
+        "dims_dirty_hours": [],
     }
     whole = rollup_split.prefix_parts(split, {"partial_days": [], "whole_days": [date(2026, 11, 18)]})
     assert (whole["prefixes_whole"], whole["prefixes_split"]) == ([eleven], [])
+    midnight = ten - ten % 86_400
+    held = rollup_split.prefix_parts(split, {"start": midnight * 1000, "end": (eleven + 1800) * 1000})
+    assert [held[name] for name in ("dims_prefixes", "dims_hours", "other_open_hours", "dims_dirty_hours")] == [
+        [eleven],
+        [ten],
+        [],
+        [eleven],
+    ]
+    late_start = rollup_split.prefix_parts(split, {"start": (midnight + 60) * 1000, "end": (eleven + 1800) * 1000})
+    assert late_start["dims_prefixes"] == [] and late_start["other_open_hours"] == [ten]
 
 
 def test_any_other_error_of_a_report_is_raised_as_it_is() -> None:
