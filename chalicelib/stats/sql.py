@@ -318,33 +318,25 @@ def _running_on(dirty: str, later: str) -> str:
 # it (rollups.sql.end_slot). A report reads the sums of the slots before ``tail_from`` and the sessions
 # ended from it on one by one: the slot of the earliest end of a session running on past the prefix (those
 # ended before it are over for good), or the prefix's end. Running-on sessions' parts are found by
-# ``session_hash`` (migration 015) without FINAL; a part of another session with the same hash only makes
-# the slot earlier: more sessions are read one by one, none is counted twice.
+# ``session_hash`` (migration 015) without FINAL; a part of another session with the same hash only makes the slot earlier: more sessions are
+# read one by one, none is counted twice.
+_DIMS_HOURS = member("hour", "dims_hours", derived=True)
+# Of rollup_session_hours: the prefix's session parts that ended from ``tail_from`` on.
+_TAIL_PARTS = f"{WINDOW_HOURS} AND {_DIMS_HOURS} AND hour >= toStartOfHour(tail_from) AND ended_at >= tail_from"
+_RUNNING_HASHES = (
+    f"session_hash IN (SELECT sipHash64(session_id) FROM ({_running_on('dims_dirty_hours', 'dims_later_hours')}))"
+)
 _TAIL_FROM = (
     "(SELECT {slot} FROM (SELECT max(through) AS p, least(p, min(e)) AS t FROM "
     "(SELECT arrayJoin(dims_prefixes) AS through, through AS e UNION ALL SELECT toDateTime(0, 'UTC') AS through, "
-    "toDateTime(max(ended_at), 'UTC') AS e FROM rollup_session_hours "
-    "PREWHERE session_hash IN (SELECT sipHash64(session_id) FROM ({running})) "
+    "toDateTime(max(ended_at), 'UTC') AS e FROM rollup_session_hours PREWHERE {running_hashes} "
     "WHERE {window} AND {hours} GROUP BY session_id))) AS tail_from"
 ).format(
     slot=end_slot("t", "p"),
-    running=_running_on("dims_dirty_hours", "dims_later_hours"),
+    running_hashes=_RUNNING_HASHES,
     window=WINDOW_HOURS,
-    hours=member("hour", "dims_hours", derived=True),
+    hours=_DIMS_HOURS,
 )
-
-
-def _tail_parts(final: str = "") -> str:
-    """The prefix's session parts that ended from ``tail_from`` on (with ``final`` ``FINAL``: of their
-    newest generation)."""
-    return (
-        f"FROM rollup_session_hours {final} WHERE {WINDOW_HOURS} AND {member('hour', 'dims_hours', derived=True)} "
-        "AND hour >= toStartOfHour(tail_from) AND ended_at >= tail_from"
-    )
-
-
-# Ids of the sessions the prefix doesn't sum: ended from ``tail_from`` on, or running on past it.
-_TAIL_IDS = f"SELECT session_id {_tail_parts()} UNION ALL {_running_on('dims_dirty_hours', 'dims_later_hours')}"
 
 
 def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
@@ -363,10 +355,11 @@ def _rollup_sessions(sql: Sql, query: StatsQuery) -> str:
         + _cut_rows("rollup_session_cuts", f"hour, 0 AS early, {HOUR_SESSION_NAMES}")
         + when_all(
             "dims_hours",
-            f" UNION ALL SELECT hour, 0 AS early, {HOUR_SESSION_NAMES} {_tail_parts('FINAL')} "
+            f" UNION ALL SELECT hour, 0 AS early, {HOUR_SESSION_NAMES} FROM rollup_session_hours FINAL "
+            f"WHERE {_TAIL_PARTS} "
             f"UNION ALL SELECT hour, 1 AS early, session_id, {_newest(HOUR_SESSION_NAMES)} FROM rollup_session_hours "
-            f"PREWHERE session_hash IN (SELECT sipHash64(session_id) FROM ({_TAIL_IDS})) "
-            f"WHERE {WINDOW_HOURS} AND {member('hour', 'dims_hours', derived=True)} AND hour < tail_from "
+            f"PREWHERE {_RUNNING_HASHES} OR session_hash IN (SELECT sipHash64(session_id) FROM rollup_session_hours "
+            f"WHERE {_TAIL_PARTS}) WHERE {WINDOW_HOURS} AND {_DIMS_HOURS} "
             "GROUP BY hour, session_id HAVING ended_at < tail_from",
         )
     )

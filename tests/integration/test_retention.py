@@ -60,9 +60,12 @@ def stored(data_dir: Path) -> Any:
         "(SELECT arrayJoin(['shop', 'blog']) AS p, toDateTime({today:Date}, 'UTC') - toIntervalDay(arrayJoin(range(10))) "
         "+ toIntervalHour(5) AS t)"
     )
-    for table in ("rollup_prefix_gens", "rollup_prefix_starts"):
-        columns = "gen, state" if table.endswith("gens") else "start_hour, is_bot, gen"
-        values = "1, 'done'" if table.endswith("gens") else "toStartOfDay(t), 0, 1"
+    prefix_rows = {
+        "rollup_prefix_gens": ("gen, state", "1, 'done'"),
+        "rollup_prefix_starts": ("start_hour, is_bot, gen", "toStartOfDay(t), 0, 1"),
+        "rollup_prefix_dims": ("dimension, end_slot, value, gen", "'country', toStartOfDay(t), 'NZ', 1"),
+    }
+    for table, (columns, values) in prefix_rows.items():
         client.command(
             f"INSERT INTO {table} (project_id, through, {columns}) SELECT p, t, {values} FROM {ten_days}",
             parameters={"today": TODAY},
