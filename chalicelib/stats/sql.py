@@ -314,18 +314,19 @@ def _running_on(dirty: str, later: str) -> str:
     )
 
 
-# The session breakdowns' prefix (rollup_prefix_dims, migration 018) sums sessions by when they ended in
-# it (rollups.sql.end_slot). A report reads the sums of the slots before ``tail_from`` and the sessions
-# ended from it on one by one: the slot of the earliest end of a session running on past the prefix (those
-# ended before it are over for good), or the prefix's end. Running-on sessions' parts are found by
-# ``session_hash`` (migration 015) without FINAL; a part of another session with the same hash only makes the slot earlier: more sessions are
-# read one by one, none is counted twice.
 _DIMS_HOURS = member("hour", "dims_hours", derived=True)
 # Of rollup_session_hours: the prefix's session parts that ended from ``tail_from`` on.
 _TAIL_PARTS = f"{WINDOW_HOURS} AND {_DIMS_HOURS} AND hour >= toStartOfHour(tail_from) AND ended_at >= tail_from"
+# Of rollup_session_hours: the parts of the sessions running on past the prefix, found by ``session_hash``
+# (migration 015) without FINAL.
 _RUNNING_HASHES = (
     f"session_hash IN (SELECT sipHash64(session_id) FROM ({_running_on('dims_dirty_hours', 'dims_later_hours')}))"
 )
+# The session breakdowns' prefix (rollup_prefix_dims, migration 018) sums sessions by when they ended in
+# it (rollups.sql.end_slot). A report reads the sums of the slots before ``tail_from`` and the sessions
+# ended from it on one by one: the slot of the earliest end of a session running on past the prefix (those
+# ended before it are over for good), or the prefix's end. A part of another session with the same hash
+# only makes the slot earlier: more sessions are read one by one, none is counted twice.
 _TAIL_FROM = (
     "(SELECT {slot} FROM (SELECT max(through) AS p, least(p, min(e)) AS t FROM "
     "(SELECT arrayJoin(dims_prefixes) AS through, through AS e UNION ALL SELECT toDateTime(0, 'UTC') AS through, "
@@ -427,8 +428,6 @@ def _signed_figures(t: str) -> str:
     )
 
 
-# A session part's columns as ``FINAL`` keeps them, from its rows grouped by (hour, session id): the newest
-# generation's.
 def _overview_sessions() -> str:
     """Signed per-session rows of the days of the window the overview does not sum whole: the
     partial clean days from the daily rollup; other days merged from the hourly parts of clean hours
