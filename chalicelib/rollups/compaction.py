@@ -68,7 +68,7 @@ from chalicelib.rollups.sql import (
     COPY_MARGIN,
     CUT_FRESH,
     DAY_DONE,
-    DAY_DONE_FLAG,
+    DAY_DONE_FLAGS,
     EMPTY_SKETCH,
     EXACT_HOUR,
     HOUR_SESSION_COLUMNS,
@@ -327,8 +327,8 @@ class Tier:
     ready: str
     statements: tuple[str, ...]
     units_param: str
-    # Columns, and their values, a done generation of this tier is recorded with besides the common ones.
-    done_flags: tuple[tuple[str, int], ...] = ()
+    # Columns a done generation of this tier is recorded with as 1 besides the common ones (rollups.sql.all_done).
+    done_flags: tuple[str, ...] = ()
 
     def undone(self, lease: str) -> str:
         return _UNDONE.format(unit=self.unit, gens=self.gens, lease=lease)
@@ -357,7 +357,7 @@ DAY_TIER = Tier(
     "s.hours_clean = 1",  # its hours waited for the settle time already
     _DAY_STATEMENTS,
     _DAYS,
-    ((DAY_DONE_FLAG, 1),),
+    DAY_DONE_FLAGS,
 )
 # Prefixes wait for nothing but their hours, which are clean already.
 PREFIX_TIER = Tier(
@@ -367,7 +367,7 @@ PREFIX_TIER = Tier(
     "1",
     _PREFIX_STATEMENTS,
     _PREFIXES,
-    tuple((flag, 1) for flag in PREFIX_DONE_FLAGS),
+    PREFIX_DONE_FLAGS,
 )
 
 # The cut tier (migration 014): the rows of an hour's events before a cut, while the hour keeps changing.
@@ -587,11 +587,11 @@ def _round(
     for statement in tier.statements:
         client.command(statement, parameters=params, settings=settings)
     visible = datetime.fromtimestamp(time.time() + replica_lag_s, UTC)
-    flags = [value for _, value in tier.done_flags]
+    flags = [1] * len(tier.done_flags)
     client.insert(
         tier.gens,
         [[project, unit, gen, "done", last_change, _EPOCH, visible, *flags] for project, unit, last_change, _ in units],
-        column_names=(*_gen_columns(tier), *(name for name, _ in tier.done_flags)),
+        column_names=(*_gen_columns(tier), *tier.done_flags),
     )
     return len(units), gen
 

@@ -221,10 +221,10 @@ def prefix_parts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, lis
     before = set(prefix_hours)
     later_hours = [h for h in open_hours if h not in before]
     start, end = params.get("start", 0), params.get("end", 0)
-    held = [t for t in prefixes if _day(t) * 86_400_000 >= start and t * 1000 <= end]
-    dims = sorted(held)[-1:]
-    dims_hours = [h for h in open_hours if any(_day(t) == _day(h) and h < t for t in dims)]
-    other_hours = [h for h in open_hours if h not in set(dims_hours)]
+    dims = sorted(t for t in prefixes if _day(t) * 86_400_000 >= start and t * 1000 <= end)[-1:]
+    dims_through = {_day(t): t for t in dims}
+    dims_hours = [h for h in open_hours if h < dims_through.get(_day(h), 0)]
+    other_hours = [h for h in open_hours if h >= dims_through.get(_day(h), 0)]
     return {
         "prefixes": prefixes,
         "prefix_hours": prefix_hours,
@@ -236,8 +236,8 @@ def prefix_parts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, lis
         "dims_prefixes": dims,
         "dims_hours": dims_hours,
         "other_open_hours": other_hours,
-        "dims_later_hours": [h for h in other_hours if any(_day(t) == _day(h) for t in dims)],
-        "dims_dirty_hours": [h for h in split["dirty_hours"] if any(_day(t) == _day(h) for t in dims)],
+        "dims_later_hours": [h for h in other_hours if _day(h) in dims_through],
+        "dims_dirty_hours": [h for h in split["dirty_hours"] if _day(h) in dims_through],
     }
 
 

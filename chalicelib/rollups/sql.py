@@ -87,10 +87,18 @@ SESSION_DIMENSIONS = (
 )
 # An empty visitor sketch, of the rollups' ``uniqCombined(14)`` columns (pages, session breakdowns).
 EMPTY_SKETCH = "arrayReduce('uniqCombinedState(14)', emptyArrayString())"
-# A done day generation written with its rollup_session_dims rows (migration 017); days without one are
-# neither clean for reports nor written for compaction.
-DAY_DONE_FLAG = "session_dims"
-DAY_DONE = f" AND {DAY_DONE_FLAG} = 1"
+
+
+def all_done(flags: tuple[str, ...]) -> str:
+    """``AND`` conditions: a generation has each of ``flags`` (columns a tier records its done generations
+    with, 1 once it writes rows a migration added); generations without one are neither used by reports
+    nor taken as written by compaction."""
+    return "".join(f" AND {flag} = 1" for flag in flags)
+
+
+# A done day generation written with its rollup_session_dims rows (migration 017).
+DAY_DONE_FLAGS = ("session_dims",)
+DAY_DONE = all_done(DAY_DONE_FLAGS)
 
 
 # Per (project, hour): the newest change, the rows written, and what done generations cover.
@@ -219,9 +227,9 @@ SPLIT_HOLDS = (
 START = "fromUnixTimestamp64Milli({start:Int64}, 'UTC')"
 END = "fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
 # A done prefix generation written with its visitors row (migration 016) and its session breakdown sums
-# (migration 018); prefixes without both are not used (reports) nor taken as written (compaction).
+# (migration 018).
 PREFIX_DONE_FLAGS = ("whole_visitors", "session_dims")
-PREFIX_DONE = "".join(f" AND {flag} = 1" for flag in PREFIX_DONE_FLAGS)
+PREFIX_DONE = all_done(PREFIX_DONE_FLAGS)
 # The start hour of a row standing for every start hour of its prefix or day (no session starts then): a
 # prefix's visitors row (no sums, the visitors of every session of the prefix, migration 016); a day's row
 # per session breakdown value (its sums and visitors, migration 017).

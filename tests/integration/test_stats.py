@@ -22,7 +22,7 @@ from chalice.test import Client
 import app
 from chalicelib import runtime
 from chalicelib.ingest import event_row, ingest
-from chalicelib.kafka.records import KafkaRecord, build_event, encode_record
+from chalicelib.kafka.records import build_event, encode_record
 from chalicelib.projects import new_project
 from chalicelib.rollups.compaction import compact_all
 from chalicelib.settings import Settings, load_settings
@@ -280,8 +280,9 @@ def test_errors_of_one_message_and_source_are_one_row_whatever_their_stacks_with
         normalised("error", _ms(f"2026-11-20 {at}"), "/", session=session, visitor="E", props=props, project_id="errs")
         for at, session, props in sent
     ]
-    record = KafkaRecord(topic="t", partition=0, offset=0, timestamp=0, key=None, value=None)
-    runtime.writer().insert_events([event_row(e, record) for e in events])
+    from tests.integration.test_rollups import RECORD
+
+    runtime.writer().insert_events([event_row(e, RECORD) for e in events])
     query = parse_query(
         {"from": "2026-11-20", "to": "2026-11-20", "project": "errs"},
         now=datetime(2026, 11, 27, tzinfo=UTC),
