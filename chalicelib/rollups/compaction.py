@@ -71,6 +71,7 @@ from chalicelib.rollups.sql import (
     DAY_DONE_FLAGS,
     EMPTY_SKETCH,
     EXACT_HOUR,
+    HOUR_DONE_FLAGS,
     HOUR_SESSION_COLUMNS,
     HOUR_SESSION_NAMES,
     LATE_MARK,
@@ -109,6 +110,7 @@ ROLLUP_TABLES = (
     "rollup_session_hours",
     "rollup_traffic_hours",
     "rollup_page_hours",
+    "rollup_event_hours",
     "rollup_session_days",
     "rollup_page_days",
     "rollup_session_starts",
@@ -130,15 +132,21 @@ BOOK_TABLES = ("rollup_hour_changes", "rollup_hour_gens", "rollup_day_gens", "ro
 
 _HOURS = "{units:Array(Tuple(String, DateTime('UTC')))}"
 _DAYS = "{units:Array(Tuple(String, Date))}"
-# The hours of a round from `events FINAL`: the days (and the copy margin) pruned before the merge.
-_ROUND_EVENTS = (
-    "FROM events FINAL PREWHERE {prewhere} WHERE has({{days:Array(Date)}}, toDate(timestamp)) "
-    "AND (project_id, {hour}) IN {units}"
-).format(
-    prewhere=" OR ".join(f"(project_id, {hour}) IN {_HOURS}" for hour in copy_hours()),
-    hour=EXACT_HOUR,
-    units=_HOURS,
-)
+
+
+# The hours of a round from `events FINAL`: the days (and the copy margin) pruned before the merge, and
+# with ``content`` (a condition every copy of an event meets alike, say on its type) the other rows too.
+def _round_events(content: str = "") -> str:
+    hours = " OR ".join(f"(project_id, {hour}) IN {_HOURS}" for hour in copy_hours())
+    prewhere = f"({hours}) AND {content}" if content else hours
+    return (
+        f"FROM events FINAL PREWHERE {prewhere} WHERE has({{days:Array(Date)}}, toDate(timestamp)) "
+        f"AND (project_id, {EXACT_HOUR}) IN {_HOURS}"
+    )
+
+
+_ROUND_EVENTS = _round_events()
+_PAGE_VIEWS, _CLICKS_AND_ERRORS = "type = 'pageView'", "type IN ('click', 'error')"
 _HOUR_STATEMENTS = (
     f"INSERT INTO rollup_session_hours (project_id, hour, {HOUR_SESSION_NAMES}, gen) "
     f"SELECT project_id, toStartOfHour(timestamp) AS hour, {HOUR_SESSION_COLUMNS}, {{gen:UInt64}} AS gen "
@@ -148,8 +156,14 @@ _HOUR_STATEMENTS = (
     f"count(), uniqState(visitor_id) {_ROUND_EVENTS} GROUP BY project_id, hour, is_bot",
     "INSERT INTO rollup_page_hours (project_id, hour, is_bot, url_path, gen, pageviews, visitors) "
     "SELECT project_id, toStartOfHour(timestamp) AS hour, is_bot, url_path, {gen:UInt64}, count(), "
-    f"uniqCombinedState(14)(visitor_id) {_ROUND_EVENTS} AND type = 'pageView' "
+    f"uniqCombinedState(14)(visitor_id) {_round_events(_PAGE_VIEWS)} "
     "GROUP BY project_id, hour, is_bot, url_path",
+    # Clicks and errors by what they were sent with (migration 019): a click's element, an error's message.
+    "INSERT INTO rollup_event_hours (project_id, hour, type, is_bot, props, gen, events, visitors, sessions, "
+    "first_at, last_at) SELECT project_id, toStartOfHour(timestamp) AS hour, type, is_bot, props, {gen:UInt64}, "
+    "count(), uniqCombinedStateIf(14)(visitor_id, type = 'click'), uniqExactStateIf(session_key, type = 'error'), "
+    f"min(timestamp), max(timestamp) {_round_events(_CLICKS_AND_ERRORS)} "
+    "GROUP BY project_id, hour, type, is_bot, props",
 )
 # (project, day, bot) for each unit of a day round and both bot values.
 _DAY_SLOTS = f"(SELECT u.1 AS project_id, u.2 AS day, toUInt8(arrayJoin([0, 1])) AS is_bot FROM (SELECT arrayJoin({_DAYS}) AS u)) AS k"
@@ -349,6 +363,7 @@ HOUR_TIER = Tier(
     "s.last_change <= now64(3) - toIntervalMillisecond({settle:UInt64})",
     _HOUR_STATEMENTS,
     _HOURS,
+    HOUR_DONE_FLAGS,
 )
 DAY_TIER = Tier(
     "day",

@@ -63,11 +63,16 @@ from chalicelib.rollups.sql import (
     SPLIT_NAMES,
     SPLIT_PARAMETERS,
     SPLIT_PARTS,
+    UNFLAGGED,
+    UNFLAGGED_NAMES,
+    UNFLAGGED_PARAMETERS,
 )
 
 # Where a report's ``WITH`` takes the split's names, and the overview's day prefixes.
 SPLIT_MARK = "/* split */"
 PREFIXES_MARK = "/* prefixes */"
+# Where the clicks and errors reports' ``WITH`` takes the hours they read raw though clean (migration 019).
+UNFLAGGED_MARK = "/* unflagged */"
 # How long a split read before a statement is reused for others on the same window (the dashboard's first
 # calls, its refreshes). Only its clean hours matter for exactness, and every statement checks those.
 REUSE_S = 30.0
@@ -95,11 +100,19 @@ _SPLIT_READ = (
     + "".join(f", tupleElement(c, {n}) AS all_{name}" for n, name in enumerate(CUT_PARTS, 1))
 )
 _PREFIXES_READ = f", {_SECONDS.format(PREFIXES)} AS all_prefixes"
+_UNFLAGGED_READ = (
+    f", {_SECONDS.format(f'tupleElement({UNFLAGGED}, 1)')} AS unflagged_hours, "
+    f"tupleElement({UNFLAGGED}, 2) AS unflagged_days"
+)
 
 
 def inline(statement: str) -> str:
     """The statement reading its split itself."""
-    return statement.replace(SPLIT_MARK, SPLIT_NAMES).replace(PREFIXES_MARK, PREFIX_NAMES)
+    return (
+        statement.replace(SPLIT_MARK, SPLIT_NAMES)
+        .replace(PREFIXES_MARK, PREFIX_NAMES)
+        .replace(UNFLAGGED_MARK, UNFLAGGED_NAMES)
+    )
 
 
 def uses_split(statement: str) -> bool:
@@ -181,8 +194,8 @@ class SplitCache:
 CACHE = SplitCache()
 
 
-def _read(client: Any, params: dict[str, Any], *, prefixes: bool) -> dict[str, Any]:
-    statement = _SPLIT_READ + (_PREFIXES_READ if prefixes else "")
+def _read(client: Any, params: dict[str, Any], *, prefixes: bool, unflagged: bool) -> dict[str, Any]:
+    statement = _SPLIT_READ + (_PREFIXES_READ if prefixes else "") + (_UNFLAGGED_READ if unflagged else "")
     result = client.query(statement, parameters=params)
     return {name: list(value) for name, value in zip(result.column_names, result.result_rows[0], strict=True)}
 
@@ -191,8 +204,11 @@ def used_cuts(split: dict[str, Any], params: dict[str, Any]) -> dict[str, list[i
     """The cuts of ``split`` a report on ``params``' period uses: of its dirty hours, and holding events
     of the period only (the hour starts in it, the cut is not after its end), as the ``CUT_PARTS``
     parameters. ``cut_from`` is each one's cut. None of an hour a timeseries bucket starts inside of
-    (``bucket_edges``): a cut's rows are of its hour, which would land whole in one bucket."""
+    (``bucket_edges``): a cut's rows are of its hour, which would land whole in one bucket. None for a
+    report whose rows have no cuts (``use_cuts`` false): it reads its dirty hours whole."""
     start, end = params.get("start"), params.get("end")
+    if not params.get("use_cuts", True):
+        start = None
     dirty = set(split["dirty_hours"]) - {int(h.timestamp()) for h in params.get("bucket_edges", ())}
     used = [
         (hour, gen, through, cover)
@@ -259,7 +275,8 @@ def _as_constants(statement: str) -> str:
 
 
 def _too_large(split: dict[str, Any]) -> bool:
-    return sum(len(split[part]) for part in (*SPLIT_HOUR_PARTS, "watch_hours")) > MAX_PARAMETER_HOURS
+    parts = (*SPLIT_HOUR_PARTS, "watch_hours", "unflagged_hours")
+    return sum(len(split.get(part, ())) for part in parts) > MAX_PARAMETER_HOURS
 
 
 def query(
@@ -267,15 +284,15 @@ def query(
 ) -> Any:
     """Run a report ``statement`` written with :data:`SPLIT_MARK`: its split read before it (or reused)
     and checked in it, or read in it when that can't be done."""
-    prefixes = PREFIXES_MARK in statement
-    key = (params["project"], params["window_start"], params["window_end"], prefixes)
-    with_parameters = statement.replace(SPLIT_MARK, SPLIT_PARAMETERS)
+    prefixes, unflagged = PREFIXES_MARK in statement, UNFLAGGED_MARK in statement
+    key = (params["project"], params["window_start"], params["window_end"], prefixes, unflagged)
+    with_parameters = statement.replace(SPLIT_MARK, SPLIT_PARAMETERS).replace(UNFLAGGED_MARK, UNFLAGGED_PARAMETERS)
     if prefixes:
         with_parameters = _as_constants(with_parameters.replace(PREFIXES_MARK, PREFIX_PARAMETERS))
     for _ in range(_TRIES):
         split = cache.get(client, key)
         if split is None:
-            split = _read(client, params, prefixes=prefixes)
+            split = _read(client, params, prefixes=prefixes, unflagged=unflagged)
             if _too_large(split):
                 break
             cache.put(client, key, split)

@@ -101,13 +101,20 @@ DAY_DONE_FLAGS = ("session_dims",)
 DAY_DONE = all_done(DAY_DONE_FLAGS)
 
 
+# A done hour generation written with its rollup_event_hours rows (migration 019). Unlike a day's or a
+# prefix's flags, it only decides what compaction writes again (and what the clicks and errors reports read
+# raw, :data:`UNFLAGGED_HOURS`): every other report may use an hour without it.
+HOUR_DONE_FLAGS = ("event_props",)
+
+
 # Per (project, hour): the newest change, the rows written, and what done generations cover.
-def covered_by(gens: str, unit: str, where: str = "") -> str:
+def covered_by(gens: str, unit: str, where: str = "", *, written_flags: tuple[str, ...] = ()) -> str:
     """Per (project, ``unit``): the newest change the done generations of ``gens`` cover. ``written``
-    counts every done generation (compaction need not redo it), ``covered`` only those readers may use
-    yet (``visible_at``); ``where`` adds ``AND`` conditions."""
+    counts every done generation with ``written_flags`` (compaction need not redo it), ``covered`` every
+    one readers may use yet (``visible_at``); ``where`` adds ``AND`` conditions to both."""
+    written = f"maxIf(covered_to, 1{all_done(written_flags)})" if written_flags else "max(covered_to)"
     return (
-        f"SELECT project_id, {unit}, max(covered_to) AS written, maxIf(covered_to, visible_at <= now64(3)) AS covered "
+        f"SELECT project_id, {unit}, {written} AS written, maxIf(covered_to, visible_at <= now64(3)) AS covered "
         f"FROM {gens} WHERE state = 'done'{where} GROUP BY project_id, {unit}"
     )
 
@@ -116,7 +123,8 @@ HOUR_STATE = (
     "SELECT c.project_id AS project_id, c.hour AS hour, c.last_change AS last_change, c.rows AS rows, "
     "g.written AS written, g.covered AS covered FROM "
     "(SELECT project_id, hour, max(changed_at) AS last_change, sum(rows) AS rows FROM rollup_hour_changes "
-    f"{{where}} GROUP BY project_id, hour) AS c LEFT JOIN ({covered_by('rollup_hour_gens', 'hour', '{and_where}')}) AS g "
+    f"{{where}} GROUP BY project_id, hour) AS c "
+    f"LEFT JOIN ({covered_by('rollup_hour_gens', 'hour', '{and_where}', written_flags=HOUR_DONE_FLAGS)}) AS g "
     "ON c.project_id = g.project_id AND c.hour = g.hour"
 )
 # Every (project, hour) with a mark, for compaction.
@@ -124,6 +132,26 @@ ALL_HOURS_STATE = HOUR_STATE.format(where="", and_where="")
 # A report's window of (project, hour) rows; the per-hour state of its marked hours.
 WINDOW_HOURS = (
     "project_id = {project:String} AND hour >= {window_start:DateTime('UTC')} AND hour < {window_end:DateTime('UTC')}"
+)
+# Of a report's window, the hours whose newest cover readers may use is a generation written without their
+# rollup_event_hours rows (HOUR_DONE_FLAGS), which the clicks and errors reports read raw, and their days.
+UNFLAGGED = (
+    "(SELECT tuple(groupArray(hour), groupUniqArray(toDate(hour))) FROM (SELECT hour, "
+    "maxIf(covered_to, visible_at <= now64(3)) AS covered, "
+    f"maxIf(covered_to, visible_at <= now64(3){all_done(HOUR_DONE_FLAGS)}) AS flagged FROM rollup_hour_gens "
+    f"WHERE {WINDOW_HOURS} AND state = 'done' GROUP BY hour HAVING flagged < covered))"
+)
+# What the ``WITH`` of a statement reading its split itself names them: ``unflagged_hours``, ``unflagged_days``.
+UNFLAGGED_NAMES = (
+    f"{UNFLAGGED} AS unflagged, tupleElement(unflagged, 1) AS unflagged_hours, "
+    "tupleElement(unflagged, 2) AS unflagged_days"
+)
+# The same read with the split (chalicelib.rollups.split): parameters, so constants. ClickHouse's analyzer
+# would resolve the scalar subquery again for every mention (the PREWHERE of raw events makes five), about
+# 8 ms each.
+UNFLAGGED_PARAMETERS = (
+    "CAST({unflagged_hours:Array(UInt32)} AS Array(DateTime('UTC'))) AS unflagged_hours, "
+    "{unflagged_days:Array(Date)} AS unflagged_days"
 )
 _WINDOW_HOURS_STATE = HOUR_STATE.format(where="WHERE " + WINDOW_HOURS, and_where=" AND " + WINDOW_HOURS)
 _WINDOW_DAYS = (

@@ -9,8 +9,9 @@ filtered queries read raw events only.
 ``rollups=False`` forces raw events (the tests compare both).
 
 Numbers: ``visitors`` uses ClickHouse's ``uniq`` (exact for small sets, within
-about 1% beyond 65,536 visitors; per page in the rollups ``uniqCombined(14)``,
-exact up to a few thousand); every other count is exact.
+about 1% beyond 65,536 visitors; per page, session breakdown value and clicked
+element in the rollups ``uniqCombined(14)``, exact up to a few thousand); every
+other count is exact.
 """
 
 from __future__ import annotations
@@ -251,10 +252,11 @@ def funnel(reader: Any, query: StatsQuery, steps: list[Step], window_s: int) -> 
     return {"period": _period(query), "window_s": window_s, "steps": out}
 
 
-def errors(reader: Any, query: StatsQuery) -> dict[str, Any]:
+def errors(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[str, Any]:
     """Errors grouped by message and source: count, sessions hit, first/last seen, a sample stack."""
     sql = Sql().bind(query)
-    return {"period": _period(query), "rows": _run(reader, stats_sql.errors(sql, query), sql)}
+    statement = stats_sql.errors(sql, query, rollups=rollups and stats_sql.uses_rollups(query))
+    return {"period": _period(query), "rows": _run(reader, statement, sql)}
 
 
 def custom_events(reader: Any, query: StatsQuery, *, name: str | None, prop: str | None) -> dict[str, Any]:
@@ -269,10 +271,11 @@ def custom_events(reader: Any, query: StatsQuery, *, name: str | None, prop: str
     return {"period": _period(query), "name": name, "property": prop, "rows": _run(reader, statement, sql)}
 
 
-def clicks(reader: Any, query: StatsQuery) -> dict[str, Any]:
+def clicks(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[str, Any]:
     """Clicks grouped by element (tag, id, text, link)."""
     sql = Sql().bind(query)
-    return {"period": _period(query), "rows": _run(reader, stats_sql.clicks(sql, query), sql)}
+    statement = stats_sql.clicks(sql, query, rollups=rollups and stats_sql.uses_rollups(query))
+    return {"period": _period(query), "rows": _run(reader, statement, sql)}
 
 
 def realtime(reader: Any, query: StatsQuery, *, now: datetime) -> dict[str, Any]:

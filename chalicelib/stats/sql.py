@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from chalicelib.goals import Goal, like_pattern
-from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, when_all, when_open
+from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, UNFLAGGED_MARK, when_all, when_open
 from chalicelib.rollups.sql import (
     AFTER_CUT,
     COPY_MARGIN,
@@ -248,24 +248,36 @@ def _cut_rows(table: str, columns: str, where: str = "") -> str:
 
 
 def _raw_hours(
-    sql: Sql, query: StatsQuery, select: str, *, group_by: str, where: str = "", also: Iterable[datetime] = ()
+    sql: Sql,
+    query: StatsQuery,
+    select: str,
+    *,
+    group_by: str,
+    where: str = "",
+    also: Iterable[datetime] = (),
+    unflagged: bool = False,
 ) -> str:
     """A ``UNION ALL`` branch: raw events of the period in the hours the rollups don't answer: dirty
-    hours, the partial hours at the ends of a period that doesn't start or end on a whole hour, and the
-    hours ``also`` names (clean ones too)."""
+    hours, the partial hours at the ends of a period that doesn't start or end on a whole hour, the
+    hours ``also`` names (clean ones too), and with ``unflagged`` those the statement names
+    ``unflagged_hours`` (:data:`chalicelib.rollups.split.UNFLAGGED_MARK`: clean hours whose rollup rows
+    this report can't use), constants."""
     also = set(also)
     edges = _edge_hours(sql, query, also)
-    hours = f"arrayConcat(dirty_hours, {_EDGES})"
+    hours, days = f"dirty_hours, {_EDGES}", _DIRTY_OR_EDGE_DAYS
     unanswered = f"NOT ({_clean_inside(EXACT_HOUR)})"
     if also:
         unanswered = f"({unanswered} OR {member(EXACT_HOUR, _EDGES)})"
+    if unflagged:
+        hours, days = f"{hours}, unflagged_hours", f"arrayConcat({days}, unflagged_days)"
+        unanswered = f"({unanswered} OR {member(EXACT_HOUR, 'unflagged_hours')})"
     branch = (
-        f" UNION ALL SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(hours)} "
+        f" UNION ALL SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(f'arrayConcat({hours})')} "
         f"WHERE project_id = {{project:String}} AND {_exact_period()} "
-        f"AND {member(_DAY, _DIRTY_OR_EDGE_DAYS)} "
+        f"AND {member(_DAY, days)} "
         f"AND {unanswered} AND {AFTER_CUT}{where}{_bots(query)} GROUP BY {group_by}"
     )
-    return branch if edges else when_open(branch)
+    return branch if edges or unflagged else when_open(branch)
 
 
 def _raw_sessions(sql: Sql, query: StatsQuery, *, extra: str = "") -> str:
@@ -736,20 +748,49 @@ def _raw_where(sql: Sql, query: StatsQuery, *, table: str = "", content: str = "
     )
 
 
-def errors(sql: Sql, query: StatsQuery) -> str:
+def _event_rows(sql: Sql, query: StatsQuery, kind: str, rolled: str, raw: str, *, rollups: bool) -> str:
+    """Per-``props`` rows of the period's events of type ``kind`` (``click``, ``error``): ``raw`` columns
+    grouped by ``props``; with ``rollups``, the clean hours the period holds whole from
+    ``rollup_event_hours`` (columns ``rolled``) and only the rest raw, whole: these rows have no cuts
+    (``use_cuts``). An hour compacted without these rows (before migration 019) is read raw
+    (:data:`chalicelib.rollups.split.UNFLAGGED_MARK`)."""
+    sql.params["kind"] = kind
+    if not rollups:
+        return f"SELECT {raw} FROM events FINAL {_raw_where(sql, query)} AND type = {{kind:String}} GROUP BY props"
+    sql.params["use_cuts"] = False
+    return (
+        f"{_with_period_split(sql, query)}, {UNFLAGGED_MARK} SELECT * FROM (SELECT {rolled} "
+        f"FROM rollup_event_hours WHERE 0"
+        + when_all(
+            "clean_hours",
+            f" UNION ALL SELECT {rolled} FROM rollup_event_hours FINAL WHERE project_id = {{project:String}} "
+            f"AND type = {{kind:String}} AND {_clean_inside('hour')} AND NOT {member('hour', 'unflagged_hours')}"
+            f"{_bots(query)}",
+        )
+        + _raw_hours(sql, query, raw, where=" AND type = {kind:String}", group_by="props", unflagged=True)
+        + ")"
+    )
+
+
+def errors(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     """Errors per message and source, with a stack of the latest. Counted per ``props`` first, as
     :func:`clicks` does: the JSON is read once per distinct error, not per error sent (a busy day's 100,000
-    errors: 169 -> 78 ms)."""
-    per_props = (
-        "SELECT props, count() AS errors, uniqExactState(session_key) AS session_keys, min(timestamp) AS first, "
-        f"max(timestamp) AS last FROM events FINAL {_raw_where(sql, query)} AND type = 'error' GROUP BY props"
+    errors: 169 -> 78 ms); with ``rollups``, those of clean hours summed by compaction (migration 019)."""
+    per_props = _event_rows(
+        sql,
+        query,
+        "error",
+        "props, events AS errors, sessions AS session_keys, first_at AS first, last_at AS last",
+        "props, count() AS errors, uniqExactState(session_key) AS session_keys, min(timestamp) AS first, "
+        "max(timestamp) AS last",
+        rollups=rollups,
     )
     return (
         "SELECT JSONExtractString(props, 'message') AS message, JSONExtractString(props, 'source') AS source, "
         "sum(errors) AS count, uniqExactMerge(session_keys) AS sessions, "
         "toUnixTimestamp64Milli(min(first)) AS first_seen, toUnixTimestamp64Milli(max(last)) AS last_seen, "
         f"argMax(JSONExtractString(props, 'stack'), last) AS sample_stack FROM ({per_props}) "
-        "GROUP BY message, source ORDER BY count DESC, message LIMIT {limit:UInt32}"
+        "GROUP BY message, source ORDER BY count DESC, message, source LIMIT {limit:UInt32}"
     )
 
 
@@ -771,19 +812,26 @@ def event_properties(sql: Sql, query: StatsQuery, name: str, prop: str) -> str:
     )
 
 
-def clicks(sql: Sql, query: StatsQuery) -> str:
+def clicks(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     """Clicks per element. A click's ``props`` describe its element, so there are about as many distinct
     ``props`` as elements: counted per ``props`` first, the JSON is read once per element, not per click
-    (a month of 2.1 M clicks: 1,661 -> 356 ms)."""
-    per_props = (
-        "SELECT props, count() AS clicks, uniqState(visitor_id) AS visitors "
-        f"FROM events FINAL {_raw_where(sql, query)} AND type = 'click' GROUP BY props"
+    (a month of 2.1 M clicks: 1,661 -> 356 ms). With ``rollups``, those of clean hours summed by
+    compaction (migration 019), their visitors in ``uniqCombined(14)`` sketches as the pages' are: a busy
+    day's 200 hourly ``uniq`` states of up to 65,536 hashes took 60-90 ms to merge."""
+    state, merge = ("uniqCombinedState(14)", "uniqCombinedMerge(14)") if rollups else ("uniqState", "uniqMerge")
+    per_props = _event_rows(
+        sql,
+        query,
+        "click",
+        "props, events AS clicks, visitors",
+        f"props, count() AS clicks, {state}(visitor_id) AS visitors",
+        rollups=rollups,
     )
     return (
         "SELECT JSONExtractString(props, 'tag') AS tag, JSONExtractString(props, 'id') AS element_id, "
         "JSONExtractString(props, 'text') AS text, JSONExtractString(props, 'href') AS href, "
-        f"sum(clicks) AS count, uniqMerge(visitors) AS visitors FROM ({per_props}) "
-        "GROUP BY tag, element_id, text, href ORDER BY count DESC, text LIMIT {limit:UInt32}"
+        f"sum(clicks) AS count, {merge}(visitors) AS visitors FROM ({per_props}) "
+        "GROUP BY tag, element_id, text, href ORDER BY count DESC, text, href, element_id, tag LIMIT {limit:UInt32}"
     )
 
 

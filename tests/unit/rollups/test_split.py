@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib.rollups import split as rollup_split
-from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, SplitCache, when_all, when_open
+from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, UNFLAGGED_MARK, SplitCache, when_all, when_open
 
 PARAMS = {"project": "p", "window_start": datetime(2026, 11, 20), "window_end": datetime(2026, 11, 21)}
 SPLIT = {
@@ -243,6 +243,28 @@ def test_a_report_uses_the_cuts_of_its_dirty_hours_that_hold_only_events_of_its_
     later = {"start": (eleven + 60) * 1000, "end": (twelve + 3600) * 1000}  # starts inside eleven
     assert rollup_split.used_cuts(split, PARAMS | later)["cut_hours"] == [twelve]
     assert rollup_split.used_cuts(SPLIT, PARAMS | period)["cut_hours"] == []  # a split read without cuts
+    # A report whose rows have no cuts (clicks, errors) reads its dirty hours whole.
+    assert rollup_split.used_cuts(split, PARAMS | period | {"use_cuts": False})["cut_hours"] == []
+
+
+def test_the_clicks_and_errors_reports_read_the_hours_without_their_rows_with_the_split_as_constants() -> None:
+    ten = 1_795_000_000 - 1_795_000_000 % 3600
+    split = SPLIT | {"unflagged_hours": [ten], "unflagged_days": [date(2026, 11, 18)]}
+    client, cache = Client(lambda statement: Result(["n"], [(1,)]), [split, SPLIT]), SplitCache()
+    statement = f"WITH {SPLIT_MARK}, {UNFLAGGED_MARK} SELECT 1 WHERE hour IN unflagged_hours"
+    for _ in range(2):
+        rollup_split.query(client, statement, PARAMS, settings={}, cache=cache)
+    reads = [s for s in client.statements if _reads_split(s)]
+    assert len(reads) == 1 and "AS unflagged_hours" in reads[0] and "event_props = 1" in reads[0]
+    checked = client.statements[-1]
+    assert "CAST({unflagged_hours:Array(UInt32)} AS Array(DateTime('UTC'))) AS unflagged_hours" in checked
+    assert "rollup_hour_gens" not in checked.split(" WHERE toUInt8(")[0]  # not a subquery of its own
+    # A split of the same window without them (another report's) is read apart, without them.
+    rollup_split.query(client, f"WITH {SPLIT_MARK} SELECT 1", PARAMS, settings={}, cache=cache)
+    reads = [s for s in client.statements if _reads_split(s)]
+    assert len(reads) == 2 and "unflagged_hours" not in reads[1]
+    inline = rollup_split.inline(statement)
+    assert "AS unflagged_hours" in inline and "event_props = 1" in inline
 
 
 def test_the_late_margin_of_the_cuts_is_the_one_the_marks_table_applies() -> None:
