@@ -146,7 +146,7 @@ def _round_events(content: str = "") -> str:
 
 
 _ROUND_EVENTS = _round_events()
-_PAGE_VIEWS, _CLICKS_AND_ERRORS = "type = 'pageView'", "type IN ('click', 'error')"
+_PAGE_VIEWS, _OTHER_EVENTS = "type = 'pageView'", "type != 'pageView'"
 _HOUR_STATEMENTS = (
     f"INSERT INTO rollup_session_hours (project_id, hour, {HOUR_SESSION_NAMES}, gen) "
     f"SELECT project_id, toStartOfHour(timestamp) AS hour, {HOUR_SESSION_COLUMNS}, {{gen:UInt64}} AS gen "
@@ -158,12 +158,12 @@ _HOUR_STATEMENTS = (
     "SELECT project_id, toStartOfHour(timestamp) AS hour, is_bot, url_path, {gen:UInt64}, count(), "
     f"uniqCombinedState(14)(visitor_id) {_round_events(_PAGE_VIEWS)} "
     "GROUP BY project_id, hour, is_bot, url_path",
-    # Clicks and errors by what they were sent with (migration 019): a click's element, an error's message.
+    # Clicks and errors by what they were sent with, custom events by name (migration 019).
     "INSERT INTO rollup_event_hours (project_id, hour, type, is_bot, props, gen, events, visitors, sessions, "
-    "first_at, last_at) SELECT project_id, toStartOfHour(timestamp) AS hour, type, is_bot, props, {gen:UInt64}, "
-    "count(), uniqCombinedStateIf(14)(visitor_id, type = 'click'), uniqExactStateIf(session_key, type = 'error'), "
-    f"min(timestamp), max(timestamp) {_round_events(_CLICKS_AND_ERRORS)} "
-    "GROUP BY project_id, hour, type, is_bot, props",
+    "first_at, last_at) SELECT project_id, toStartOfHour(timestamp) AS hour, type, is_bot, "
+    "if(type IN ('click', 'error'), props, '') AS sent, {gen:UInt64}, count(), "
+    "uniqCombinedStateIf(14)(visitor_id, type != 'error'), uniqExactStateIf(session_key, type = 'error'), "
+    f"min(timestamp), max(timestamp) {_round_events(_OTHER_EVENTS)} GROUP BY project_id, hour, type, is_bot, sent",
 )
 # (project, day, bot) for each unit of a day round and both bot values.
 _DAY_SLOTS = f"(SELECT u.1 AS project_id, u.2 AS day, toUInt8(arrayJoin([0, 1])) AS is_bot FROM (SELECT arrayJoin({_DAYS}) AS u)) AS k"

@@ -259,7 +259,9 @@ def errors(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[str,
     return {"period": _period(query), "rows": _run(reader, statement, sql)}
 
 
-def custom_events(reader: Any, query: StatsQuery, *, name: str | None, prop: str | None) -> dict[str, Any]:
+def custom_events(
+    reader: Any, query: StatsQuery, *, name: str | None, prop: str | None, rollups: bool = True
+) -> dict[str, Any]:
     """Custom event names with counts, or (``name`` and ``property``) one property's values."""
     sql = Sql().bind(query)
     if prop is not None and name is None:
@@ -267,7 +269,7 @@ def custom_events(reader: Any, query: StatsQuery, *, name: str | None, prop: str
     if name is not None and prop is not None:
         statement = stats_sql.event_properties(sql, query, name, prop)
     else:
-        statement = stats_sql.custom_events(sql, query)
+        statement = stats_sql.custom_events(sql, query, rollups=rollups and stats_sql.uses_rollups(query))
     return {"period": _period(query), "name": name, "property": prop, "rows": _run(reader, statement, sql)}
 
 

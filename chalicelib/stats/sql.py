@@ -748,15 +748,18 @@ def _raw_where(sql: Sql, query: StatsQuery, *, table: str = "", content: str = "
     )
 
 
-def _event_rows(sql: Sql, query: StatsQuery, kind: str, rolled: str, raw: str, *, rollups: bool) -> str:
-    """Per-``props`` rows of the period's events of type ``kind`` (``click``, ``error``): ``raw`` columns
-    grouped by ``props``; with ``rollups``, the clean hours the period holds whole from
+# The types rollup_event_hours sums (migration 019), as conditions on ``type``: clicks, errors, custom events.
+_CLICKS, _ERRORS, _CUSTOM = "type = 'click'", "type = 'error'", "type NOT IN ('pageView', 'click', 'error')"
+
+
+def _event_rows(sql: Sql, query: StatsQuery, types: str, rolled: str, raw: str, *, by: str, rollups: bool) -> str:
+    """Per-``by`` rows (``props``, ``type``) of the period's events whose type meets ``types``: ``raw``
+    columns grouped by ``by``; with ``rollups``, the clean hours the period holds whole from
     ``rollup_event_hours`` (columns ``rolled``) and only the rest raw, whole: these rows have no cuts
     (``use_cuts``). An hour compacted without these rows (before migration 019) is read raw
     (:data:`chalicelib.rollups.split.UNFLAGGED_MARK`)."""
-    sql.params["kind"] = kind
     if not rollups:
-        return f"SELECT {raw} FROM events FINAL {_raw_where(sql, query)} AND type = {{kind:String}} GROUP BY props"
+        return f"SELECT {raw} FROM events FINAL {_raw_where(sql, query, content=types)} GROUP BY {by}"
     sql.params["use_cuts"] = False
     return (
         f"{_with_period_split(sql, query)}, {UNFLAGGED_MARK} SELECT * FROM (SELECT {rolled} "
@@ -764,10 +767,9 @@ def _event_rows(sql: Sql, query: StatsQuery, kind: str, rolled: str, raw: str, *
         + when_all(
             "clean_hours",
             f" UNION ALL SELECT {rolled} FROM rollup_event_hours FINAL WHERE project_id = {{project:String}} "
-            f"AND type = {{kind:String}} AND {_clean_inside('hour')} AND NOT {member('hour', 'unflagged_hours')}"
-            f"{_bots(query)}",
+            f"AND {types} AND {_clean_inside('hour')} AND NOT {member('hour', 'unflagged_hours')}{_bots(query)}",
         )
-        + _raw_hours(sql, query, raw, where=" AND type = {kind:String}", group_by="props", unflagged=True)
+        + _raw_hours(sql, query, raw, where=f" AND {types}", group_by=by, unflagged=True)
         + ")"
     )
 
@@ -779,10 +781,11 @@ def errors(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     per_props = _event_rows(
         sql,
         query,
-        "error",
+        _ERRORS,
         "props, events AS errors, sessions AS session_keys, first_at AS first, last_at AS last",
         "props, count() AS errors, uniqExactState(session_key) AS session_keys, min(timestamp) AS first, "
         "max(timestamp) AS last",
+        by="props",
         rollups=rollups,
     )
     return (
@@ -794,10 +797,21 @@ def errors(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     )
 
 
-def custom_events(sql: Sql, query: StatsQuery) -> str:
+def custom_events(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
+    """Custom events per name; with ``rollups``, those of clean hours counted by compaction (migration 019),
+    their visitors in ``uniqCombined(14)`` sketches as the clicks' are."""
+    state, merge = ("uniqCombinedState(14)", "uniqCombinedMerge(14)") if rollups else ("uniqState", "uniqMerge")
+    per_type = _event_rows(
+        sql,
+        query,
+        _CUSTOM,
+        "type, events, visitors",
+        f"type, count() AS events, {state}(visitor_id) AS visitors",
+        by="type",
+        rollups=rollups,
+    )
     return (
-        "SELECT type AS name, count() AS count, uniq(visitor_id) AS visitors "
-        f"FROM events FINAL {_raw_where(sql, query)} AND type NOT IN ('pageView', 'click', 'error') "
+        f"SELECT type AS name, sum(events) AS count, {merge}(visitors) AS visitors FROM ({per_type}) "
         "GROUP BY name ORDER BY count DESC, name LIMIT {limit:UInt32}"
     )
 
@@ -822,9 +836,10 @@ def clicks(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     per_props = _event_rows(
         sql,
         query,
-        "click",
+        _CLICKS,
         "props, events AS clicks, visitors",
         f"props, count() AS clicks, {state}(visitor_id) AS visitors",
+        by="props",
         rollups=rollups,
     )
     return (

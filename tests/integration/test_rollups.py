@@ -55,6 +55,7 @@ def _event(at: datetime, n: int, *, session: str | None = None, kind: str = "pag
 # Two elements clicked, two errors (one message with two stacks): what the clicks and errors reports group.
 _PROPS = {
     "pageView": ("{}", "{}"),
+    "signup": ('{"plan":"pro"}', '{"plan":"free"}'),
     "click": ('{"tag":"A","id":"","text":"Docs","href":"/docs"}', '{"tag":"BUTTON","id":"buy","text":"Buy","href":""}'),
     "error": (
         '{"message":"boom","source":"app.js","stack":"at a (app.js:1)"}',
@@ -87,6 +88,8 @@ def _same_as_raw(client: Any, query: Any) -> dict[str, Any]:
         assert stats.breakdown(client, query, dimension) == stats.breakdown(client, query, dimension, rollups=False)
     assert stats.clicks(client, query) == stats.clicks(client, query, rollups=False)
     assert stats.errors(client, query) == stats.errors(client, query, rollups=False)
+    custom = stats.custom_events(client, query, name=None, prop=None)
+    assert custom == stats.custom_events(client, query, name=None, prop=None, rollups=False)
     return {name: value["value"] for name, value in overview["metrics"].items()}
 
 
@@ -544,39 +547,47 @@ def test_a_prefix_written_before_its_newer_rows_existed_is_not_used_and_the_next
     assert _same_as_raw(runtime.reader(), _query())["visitors"] == 4
 
 
-def test_hours_compacted_before_their_click_and_error_rows_existed_are_read_raw_by_those_reports_and_written_again(
+def test_hours_compacted_before_their_event_rows_existed_are_read_raw_by_those_reports_and_written_again(
     pipeline: Settings,
 ) -> None:
     """Migration 019: an hour compacted before it has no rollup_event_hours rows and its generation not
-    the flag. The clicks and errors reports read it raw (the other reports still use its rollups), and
-    compaction writes it again, newest hours first."""
+    the flag. The clicks, errors and custom events reports read it raw (the other reports still use its
+    rollups), and compaction writes it again, newest hours first."""
     client, writer = runtime.rollup_client(), runtime.writer()
-    for hour in (9, 10):
+    for hour in (9, 10):  # a signup, then an error and two clicks, four times: two elements, two stacks
         at = datetime.fromisoformat(f"{DAY} {hour:02}:00:00").replace(tzinfo=UTC)
-        events = [_event(at + timedelta(seconds=n), n, kind="click" if n % 3 else "error") for n in range(12)]
+        kinds = ["error", "click", "click"]
+        events = [_event(at + timedelta(seconds=n), n, kind=kinds[n % 3] if n else "signup") for n in range(13)]
         writer.insert_events([event_row(e | {"props": _PROPS[e["type"]][n % 2]}, RECORD) for n, e in enumerate(events)])
     rollups.compact_all(client, settle_s=0)
     written = "SELECT type, sum(events) FROM rollup_event_hours FINAL GROUP BY type ORDER BY type"
-    assert client.query(written).result_rows == [("click", 16), ("error", 8)]
-    before = (stats.clicks(runtime.reader(), _query()), stats.errors(runtime.reader(), _query()))
-    assert [row["count"] for row in before[0]["rows"]] == [8, 8]
-    assert [row["count"] for row in before[1]["rows"]] == [8]
+    assert client.query(written).result_rows == [("click", 16), ("error", 8), ("signup", 2)]
+
+    def reports() -> tuple[list[int], ...]:
+        reader, query = runtime.reader(), _query()
+        custom = stats.custom_events(reader, query, name=None, prop=None)
+        return tuple(
+            [row["count"] for row in r["rows"]]
+            for r in (stats.clicks(reader, query), stats.errors(reader, query), custom)
+        )
+
+    assert reports() == ([8, 8], [8], [2])
     sync = {"mutations_sync": 2}
     client.command("ALTER TABLE rollup_event_hours DELETE WHERE 1", settings=sync)
     client.command("ALTER TABLE rollup_hour_gens UPDATE event_props = 0 WHERE 1", settings=sync)
     rollup_split.CACHE.clear()
     assert rollups.backlog(client).clean_hours == 2  # every other report still reads them from the rollups
-    assert (stats.clicks(runtime.reader(), _query()), stats.errors(runtime.reader(), _query())) == before
+    assert reports() == ([8, 8], [8], [2])
     _same_as_raw(runtime.reader(), _query())
     again = rollups.compact(client, settle_s=0, budget_rows=1)  # one hour a round: the newest first
     assert (again.hours, again.days) == (1, 0)
     assert client.query("SELECT DISTINCT hour FROM rollup_event_hours").result_rows == [
         (datetime.fromisoformat(f"{DAY} 10:00:00"),)
     ]
-    assert (stats.clicks(runtime.reader(), _query()), stats.errors(runtime.reader(), _query())) == before
+    assert reports() == ([8, 8], [8], [2])
     assert rollups.compact_all(client, settle_s=0).hours == 1
-    assert client.query(written).result_rows == [("click", 16), ("error", 8)]
-    assert (stats.clicks(runtime.reader(), _query()), stats.errors(runtime.reader(), _query())) == before
+    assert client.query(written).result_rows == [("click", 16), ("error", 8), ("signup", 2)]
+    assert reports() == ([8, 8], [8], [2])
     _same_as_raw(runtime.reader(), _query())
 
 
@@ -690,8 +701,8 @@ def test_random_traffic_redelivery_late_events_and_compaction_rounds_never_chang
         at = datetime(2026, 11, 20, hour, tzinfo=UTC) + timedelta(seconds=draw.randrange(3600))
         kind = draw.choice(["pageView", "pageView", "click"])
         referrer = draw.choice(["", "", "a.example", "b.example"])  # a session's is its largest: later ones change it
-        if kind == "click" and n % 3 == 0:  # from n, so the draws stay as the seeds' notes say
-            kind = "error"
+        if kind == "click" and n % 3 < 2:  # from n, so the draws stay as the seeds' notes say
+            kind = ("error", "signup")[n % 3]
         return _event(at, n, session=session, kind=kind) | {
             "anonymous_id": visitor,
             "is_bot": bot,

@@ -1,19 +1,20 @@
--- Clicks and errors summed by the hour, so their reports stop reading every
--- click of the period.
+-- Clicks, errors and custom events counted by the hour, so their reports
+-- stop reading every such event of the period.
 --
--- The clicks and errors reports read `events FINAL` over their whole period:
--- on the busy bench day 280 ms per dashboard refresh for clicks alone (2.1 M
--- clicks' `props`), and a month of them for a 30-day report, whether or not
--- anything changed. The hour tier now also writes, for every hour it
--- compacts, its clicks and errors grouped by `props` (a click's element, an
--- error's message, source and stack): reports read these rows for the clean
--- hours and only the rest of the period raw.
+-- The clicks, errors and custom events reports read `events FINAL` over
+-- their whole period: on the busy bench day 280 ms per dashboard refresh for
+-- clicks alone (2.1 M clicks' `props`), and a month of them for a 30-day
+-- report, whether or not anything changed. The hour tier now also writes,
+-- for every hour it compacts, its clicks and errors grouped by `props` (a
+-- click's element, an error's message, source and stack) and its custom
+-- events by name: reports read these rows for the clean hours and only the
+-- rest of the period raw.
 --
 -- * `rollup_event_hours`: per (project, hour, type, bot, props) the events,
---   the visitors of clicks and the sessions of errors (the errors report's
---   count is exact), and the first and last time. Keys only ever appear as
---   events arrive (an erasure rebuilds its hours), so a generation needs no
---   zero rows.
+--   the visitors of clicks and custom events and the sessions of errors (the
+--   errors report's count is exact), and the first and last time. Keys only
+--   ever appear as events arrive (an erasure rebuilds its hours), so a
+--   generation needs no zero rows.
 -- * `rollup_hour_gens.event_props`: 1 on an hour generation written with
 --   those rows. An hour whose newest cover is a generation without it (one
 --   written before this migration, or by an older version during a rolling
@@ -24,13 +25,13 @@ CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_event_hours
 (
     project_id LowCardinality(String),
     hour       DateTime('UTC'),
-    type       LowCardinality(String) COMMENT 'click or error',
+    type       LowCardinality(String) COMMENT 'click, error, or a custom event''s name',
     is_bot     UInt8,
-    props      String COMMENT 'the events'' props as sent: a click''s element, an error''s message, source and stack',
+    props      String COMMENT 'clicks and errors: their props as sent (an element; a message, source and stack); custom events: empty',
     gen        UInt64,
     events     UInt64,
-    visitors   AggregateFunction(uniqCombined(14), String) COMMENT 'clicks: their visitors, as the pages'' (empty for errors)',
-    sessions   AggregateFunction(uniqExact, String) COMMENT 'errors: the sessions they hit (empty for clicks)',
+    visitors   AggregateFunction(uniqCombined(14), String) COMMENT 'clicks and custom events: their visitors, as the pages'' (empty for errors)',
+    sessions   AggregateFunction(uniqExact, String) COMMENT 'errors: the sessions they hit (empty for the others)',
     first_at   DateTime64(3, 'UTC'),
     last_at    DateTime64(3, 'UTC')
 )
