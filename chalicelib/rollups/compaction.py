@@ -113,6 +113,7 @@ ROLLUP_TABLES = (
     "rollup_event_hours",
     "rollup_session_days",
     "rollup_page_days",
+    "rollup_event_days",
     "rollup_session_starts",
     "rollup_session_dims",
     "rollup_prefix_starts",
@@ -237,6 +238,12 @@ _DAY_STATEMENTS = (
     "GROUP BY project_id, day, dimension, is_bot, value",
     # ...and zeros for the keys an older generation wrote and this one didn't.
     _DAY_DIMENSIONS[1],
+    # Clicks, errors and custom events (migration 019).
+    "INSERT INTO rollup_event_days (project_id, day, type, is_bot, props, gen, events, visitors, sessions, first_at, "
+    "last_at) SELECT project_id, toDate(hour) AS day, type, is_bot, props, {gen:UInt64}, sum(events), "
+    "uniqCombinedMergeState(14)(visitors), uniqExactMergeState(sessions), min(first_at), max(last_at) "
+    f"FROM rollup_event_hours FINAL WHERE (project_id, toDate(hour)) IN {_DAYS} "
+    "GROUP BY project_id, day, type, is_bot, props",
     # Whole days in one row (both bot slots, empty states included): the day's session visitors, its traffic.
     "INSERT INTO rollup_session_day_visitors (project_id, day, is_bot, gen, visitors) "
     f"SELECT k.project_id, k.day, k.is_bot, {{gen:UInt64}}, a.visitors FROM {_DAY_SLOTS} "
@@ -253,10 +260,13 @@ _DAY_STATEMENTS = (
 # Rollup rows are written once per generation: never drop one as a repeated block.
 _INSERT_SETTINGS = {"insert_deduplicate": 0}
 
-# Per (project, day): the newest change of any hour, whether every changed hour is clean, the day's cover.
+# Per (project, day): the newest change of any hour, whether every changed hour is clean (and written with
+# every row the day's are merged from: an hour compacted before migration 019 has no rollup_event_hours
+# rows until the hour tier writes it again), the day's cover.
 _DAY_STATE = (
     "SELECT h.project_id AS project_id, toDate(h.hour) AS day, max(h.last_change) AS last_change, "
-    "sum(h.rows) AS rows, min(h.covered >= h.last_change) AS hours_clean, any(d.written) AS written, "
+    "sum(h.rows) AS rows, min(h.covered >= h.last_change AND h.written >= h.last_change) AS hours_clean, "
+    "any(d.written) AS written, "
     "any(d.covered) AS covered "
     f"FROM ({ALL_HOURS_STATE}) AS h LEFT JOIN ({covered_by('rollup_day_gens', 'day', DAY_DONE)}) AS d "
     "ON h.project_id = d.project_id AND toDate(h.hour) = d.day "

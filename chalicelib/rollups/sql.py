@@ -96,8 +96,9 @@ def all_done(flags: tuple[str, ...]) -> str:
     return "".join(f" AND {flag} = 1" for flag in flags)
 
 
-# A done day generation written with its rollup_session_dims rows (migration 017).
-DAY_DONE_FLAGS = ("session_dims",)
+# A done day generation written with its rollup_session_dims rows (migration 017) and its
+# rollup_event_days rows (migration 019).
+DAY_DONE_FLAGS = ("session_dims", "event_props")
 DAY_DONE = all_done(DAY_DONE_FLAGS)
 
 

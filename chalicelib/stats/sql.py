@@ -754,20 +754,29 @@ _CLICKS, _ERRORS, _CUSTOM = "type = 'click'", "type = 'error'", "type NOT IN ('p
 
 def _event_rows(sql: Sql, query: StatsQuery, types: str, rolled: str, raw: str, *, by: str, rollups: bool) -> str:
     """Per-``by`` rows (``props``, ``type``) of the period's events whose type meets ``types``: ``raw``
-    columns grouped by ``by``; with ``rollups``, the clean hours the period holds whole from
-    ``rollup_event_hours`` (columns ``rolled``) and only the rest raw, whole: these rows have no cuts
-    (``use_cuts``). An hour compacted without these rows (before migration 019) is read raw
-    (:data:`chalicelib.rollups.split.UNFLAGGED_MARK`)."""
+    columns grouped by ``by``; with ``rollups`` (columns ``rolled``), clean whole UTC days from
+    ``rollup_event_days``, other clean whole hours from ``rollup_event_hours`` and only the rest raw,
+    whole: these rows have no cuts (``use_cuts``). An hour compacted without these rows (before migration
+    019) is read raw (:data:`chalicelib.rollups.split.UNFLAGGED_MARK`); its day is not clean (the day tier
+    waits for every hour of a day to have them)."""
     if not rollups:
         return f"SELECT {raw} FROM events FINAL {_raw_where(sql, query, content=types)} GROUP BY {by}"
     sql.params["use_cuts"] = False
+    _bind_whole_days(sql, query)
+    project = f"project_id = {{project:String}} AND {types}{_bots(query)}"
+    hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {_whole_day('toDate(h)')}), clean_hours)"
     return (
         f"{_with_period_split(sql, query)}, {UNFLAGGED_MARK} SELECT * FROM (SELECT {rolled} "
         f"FROM rollup_event_hours WHERE 0"
         + when_all(
+            "clean_days",
+            f" UNION ALL SELECT {rolled} FROM rollup_event_days FINAL WHERE {project} AND {_clean_whole_day('day')} ",
+        )
+        + when_all(
             "clean_hours",
-            f" UNION ALL SELECT {rolled} FROM rollup_event_hours FINAL WHERE project_id = {{project:String}} "
-            f"AND {types} AND {_clean_inside('hour')} AND NOT {member('hour', 'unflagged_hours')}{_bots(query)}",
+            f" UNION ALL SELECT {rolled} FROM rollup_event_hours FINAL WHERE {project} "
+            f"AND {member('hour', hours_left, derived=True)} AND {_inside('hour')} "
+            f"AND NOT {member('hour', 'unflagged_hours')}",
         )
         + _raw_hours(sql, query, raw, where=f" AND {types}", group_by=by, unflagged=True)
         + ")"

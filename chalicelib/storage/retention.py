@@ -36,6 +36,7 @@ TABLE_DAYS = {
     "rollup_event_hours": ("toDate(hour)", "project_id"),
     "rollup_session_days": ("day", "project_id"),
     "rollup_page_days": ("day", "project_id"),
+    "rollup_event_days": ("day", "project_id"),
     "rollup_session_starts": ("day", "project_id"),
     "rollup_session_dims": ("day", "project_id"),
     "rollup_hour_changes": ("toDate(hour)", "project_id"),

@@ -551,8 +551,9 @@ def test_hours_compacted_before_their_event_rows_existed_are_read_raw_by_those_r
     pipeline: Settings,
 ) -> None:
     """Migration 019: an hour compacted before it has no rollup_event_hours rows and its generation not
-    the flag. The clicks, errors and custom events reports read it raw (the other reports still use its
-    rollups), and compaction writes it again, newest hours first."""
+    the flag, nor its day rollup_event_days rows. The clicks, errors and custom events reports read the
+    hour raw (the other reports still use its rollups) and the day is read hour by hour; compaction writes
+    the hours again, newest first, then the day once every hour of it has its rows."""
     client, writer = runtime.rollup_client(), runtime.writer()
     for hour in (9, 10):  # a signup, then an error and two clicks, four times: two elements, two stacks
         at = datetime.fromisoformat(f"{DAY} {hour:02}:00:00").replace(tzinfo=UTC)
@@ -573,20 +574,26 @@ def test_hours_compacted_before_their_event_rows_existed_are_read_raw_by_those_r
 
     assert reports() == ([8, 8], [8], [2])
     sync = {"mutations_sync": 2}
-    client.command("ALTER TABLE rollup_event_hours DELETE WHERE 1", settings=sync)
-    client.command("ALTER TABLE rollup_hour_gens UPDATE event_props = 0 WHERE 1", settings=sync)
+    for table in ("rollup_event_hours", "rollup_event_days"):
+        client.command(f"ALTER TABLE {table} DELETE WHERE 1", settings=sync)
+    for gens in ("rollup_hour_gens", "rollup_day_gens"):
+        client.command(f"ALTER TABLE {gens} UPDATE event_props = 0 WHERE 1", settings=sync)
     rollup_split.CACHE.clear()
-    assert rollups.backlog(client).clean_hours == 2  # every other report still reads them from the rollups
+    waiting = rollups.backlog(client)  # every other report still reads the hours from the rollups
+    assert (waiting.clean_hours, waiting.clean_days) == (2, 0)
     assert reports() == ([8, 8], [8], [2])
     _same_as_raw(runtime.reader(), _query())
     again = rollups.compact(client, settle_s=0, budget_rows=1)  # one hour a round: the newest first
-    assert (again.hours, again.days) == (1, 0)
+    assert (again.hours, again.days) == (1, 0)  # the day waits for its 09:00
     assert client.query("SELECT DISTINCT hour FROM rollup_event_hours").result_rows == [
         (datetime.fromisoformat(f"{DAY} 10:00:00"),)
     ]
     assert reports() == ([8, 8], [8], [2])
-    assert rollups.compact_all(client, settle_s=0).hours == 1
+    done = rollups.compact_all(client, settle_s=0)
+    assert (done.hours, done.days) == (1, 1)
     assert client.query(written).result_rows == [("click", 16), ("error", 8), ("signup", 2)]
+    days = "SELECT type, sum(events) FROM rollup_event_days FINAL GROUP BY type ORDER BY type"
+    assert client.query(days).result_rows == [("click", 16), ("error", 8), ("signup", 2)]
     assert reports() == ([8, 8], [8], [2])
     _same_as_raw(runtime.reader(), _query())
 

@@ -21,6 +21,12 @@
 --   deploy) is read raw by these reports, and compaction writes the hour again
 --   (in its bounded rounds, newest hours first); other reports keep reading
 --   it from the rollups meanwhile.
+-- * `rollup_event_days`: the same merged per UTC day by the day tier, so a
+--   month's clicks merge 30 visitor sketches per element, not 720; and
+--   `rollup_day_gens.event_props`, 1 on a day generation written with them.
+--   A day written before this migration is not clean (reports read it hour
+--   by hour) until the day tier writes it again, which it does once the hour
+--   tier has written each of its hours with their rows.
 CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_event_hours
 (
     project_id LowCardinality(String),
@@ -43,3 +49,26 @@ SETTINGS index_granularity = 1024;
 ALTER TABLE ${DATABASE}.rollup_hour_gens
     ADD COLUMN IF NOT EXISTS event_props UInt8 DEFAULT 0
     COMMENT '1: the hour has its rollup_event_hours rows';
+
+CREATE TABLE IF NOT EXISTS ${DATABASE}.rollup_event_days
+(
+    project_id LowCardinality(String),
+    day        Date,
+    type       LowCardinality(String),
+    is_bot     UInt8,
+    props      String,
+    gen        UInt64,
+    events     UInt64,
+    visitors   AggregateFunction(uniqCombined(14), String),
+    sessions   AggregateFunction(uniqExact, String),
+    first_at   DateTime64(3, 'UTC'),
+    last_at    DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(gen)
+PARTITION BY toYYYYMM(day)
+ORDER BY (project_id, day, type, is_bot, props)
+SETTINGS index_granularity = 1024;
+
+ALTER TABLE ${DATABASE}.rollup_day_gens
+    ADD COLUMN IF NOT EXISTS event_props UInt8 DEFAULT 0
+    COMMENT '1: the day has its rollup_event_days rows';
