@@ -103,8 +103,9 @@ DAY_DONE = all_done(DAY_DONE_FLAGS)
 
 
 # A done hour generation written with its rollup_event_hours rows (migration 019). Unlike a day's or a
-# prefix's flags, it only decides what compaction writes again (and what the clicks and errors reports read
-# raw, :data:`UNFLAGGED_HOURS`): every other report may use an hour without it.
+# prefix's flags, it only decides what compaction writes again (hours and, until they are, their days) and
+# what the clicks, errors and custom events reports read raw (:data:`UNFLAGGED`): every other report may
+# use an hour without it.
 HOUR_DONE_FLAGS = ("event_props",)
 
 
@@ -135,7 +136,8 @@ WINDOW_HOURS = (
     "project_id = {project:String} AND hour >= {window_start:DateTime('UTC')} AND hour < {window_end:DateTime('UTC')}"
 )
 # Of a report's window, the hours whose newest cover readers may use is a generation written without their
-# rollup_event_hours rows (HOUR_DONE_FLAGS), which the clicks and errors reports read raw, and their days.
+# rollup_event_hours rows (HOUR_DONE_FLAGS), which the clicks, errors and custom events reports read raw, and
+# their days.
 UNFLAGGED = (
     "(SELECT tuple(groupArray(hour), groupUniqArray(toDate(hour))) FROM (SELECT hour, "
     "maxIf(covered_to, visible_at <= now64(3)) AS covered, "

@@ -806,19 +806,19 @@ def errors(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     )
 
 
-def custom_events(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
-    """Custom events per name; with ``rollups``, those of clean hours counted by compaction (migration 019),
-    their visitors in ``uniqCombined(14)`` sketches as the clicks' are."""
+def _counted(sql: Sql, query: StatsQuery, types: str, by: str, *, rollups: bool) -> tuple[str, str]:
+    """Per-``by`` rows (``by``, ``events``, ``visitors``) of the events whose type meets ``types``
+    (:func:`_event_rows`), and the function merging their visitors: with ``rollups`` ``uniqCombined(14)``
+    sketches as the pages' (a busy day's 200 hourly ``uniq`` states of clicks, up to 65,536 hashes each,
+    took 60-90 ms to merge), raw ``uniq`` states."""
     state, merge = ("uniqCombinedState(14)", "uniqCombinedMerge(14)") if rollups else ("uniqState", "uniqMerge")
-    per_type = _event_rows(
-        sql,
-        query,
-        _CUSTOM,
-        "type, events, visitors",
-        f"type, count() AS events, {state}(visitor_id) AS visitors",
-        by="type",
-        rollups=rollups,
-    )
+    raw = f"{by}, count() AS events, {state}(visitor_id) AS visitors"
+    return _event_rows(sql, query, types, f"{by}, events, visitors", raw, by=by, rollups=rollups), merge
+
+
+def custom_events(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
+    """Custom events per name; with ``rollups``, those of clean hours counted by compaction (migration 019)."""
+    per_type, merge = _counted(sql, query, _CUSTOM, "type", rollups=rollups)
     return (
         f"SELECT type AS name, sum(events) AS count, {merge}(visitors) AS visitors FROM ({per_type}) "
         "GROUP BY name ORDER BY count DESC, name LIMIT {limit:UInt32}"
@@ -838,23 +838,13 @@ def event_properties(sql: Sql, query: StatsQuery, name: str, prop: str) -> str:
 def clicks(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     """Clicks per element. A click's ``props`` describe its element, so there are about as many distinct
     ``props`` as elements: counted per ``props`` first, the JSON is read once per element, not per click
-    (a month of 2.1 M clicks: 1,661 -> 356 ms). With ``rollups``, those of clean hours summed by
-    compaction (migration 019), their visitors in ``uniqCombined(14)`` sketches as the pages' are: a busy
-    day's 200 hourly ``uniq`` states of up to 65,536 hashes took 60-90 ms to merge."""
-    state, merge = ("uniqCombinedState(14)", "uniqCombinedMerge(14)") if rollups else ("uniqState", "uniqMerge")
-    per_props = _event_rows(
-        sql,
-        query,
-        _CLICKS,
-        "props, events AS clicks, visitors",
-        f"props, count() AS clicks, {state}(visitor_id) AS visitors",
-        by="props",
-        rollups=rollups,
-    )
+    (a month of 2.1 M clicks: 1,661 -> 356 ms); with ``rollups``, those of clean hours summed by
+    compaction (migration 019)."""
+    per_props, merge = _counted(sql, query, _CLICKS, "props", rollups=rollups)
     return (
         "SELECT JSONExtractString(props, 'tag') AS tag, JSONExtractString(props, 'id') AS element_id, "
         "JSONExtractString(props, 'text') AS text, JSONExtractString(props, 'href') AS href, "
-        f"sum(clicks) AS count, {merge}(visitors) AS visitors FROM ({per_props}) "
+        f"sum(events) AS count, {merge}(visitors) AS visitors FROM ({per_props}) "
         "GROUP BY tag, element_id, text, href ORDER BY count DESC, text, href, element_id, tag LIMIT {limit:UInt32}"
     )
 
