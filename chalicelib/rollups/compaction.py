@@ -111,6 +111,7 @@ ROLLUP_TABLES = (
     "rollup_session_hours",
     "rollup_traffic_hours",
     "rollup_page_hours",
+    "rollup_traffic_halves",
     "rollup_event_hours",
     "rollup_session_days",
     "rollup_page_days",
@@ -127,7 +128,7 @@ ROLLUP_TABLES = (
 # Per rollup table: the ``has()`` arguments selecting the rows of some hours and of their days.
 _REBUILT_ROWS = {
     table: "{hours:Array(DateTime('UTC'))}, hour"
-    if table.endswith("_hours") or table in CUT_TABLES
+    if table.endswith("_hours") or table in (*CUT_TABLES, "rollup_traffic_halves")
     else "{days:Array(Date)}, day"
     for table in ROLLUP_TABLES
 } | {table: "{days:Array(Date)}, toDate(through)" for table in ("rollup_prefix_starts", "rollup_prefix_dims")}
@@ -161,6 +162,11 @@ _HOUR_STATEMENTS = (
     "SELECT project_id, toStartOfHour(timestamp) AS hour, is_bot, url_path, {gen:UInt64}, count(), "
     f"uniqCombinedState(14)(visitor_id) {_round_events(_PAGE_VIEWS)} "
     "GROUP BY project_id, hour, is_bot, url_path",
+    # Each half of the hour (migration 020), for the days of half-hour zones that start inside it.
+    "INSERT INTO rollup_traffic_halves (project_id, hour, half, is_bot, gen, pageviews, events, visitors) "
+    "SELECT project_id, toStartOfHour(timestamp) AS hour, toUInt8(toMinute(timestamp) >= 30) AS half, is_bot, "
+    f"{{gen:UInt64}}, countIf(type = 'pageView'), count(), uniqState(visitor_id) {_ROUND_EVENTS} "
+    "GROUP BY project_id, hour, half, is_bot",
     # Clicks and errors by what they were sent with, custom events by name (migration 019).
     "INSERT INTO rollup_event_hours (project_id, hour, type, is_bot, props, gen, events, visitors, sessions, "
     "first_at, last_at) SELECT project_id, toStartOfHour(timestamp) AS hour, type, is_bot, "

@@ -105,11 +105,12 @@ BLOCK_HOURS = (2, 4, 8, 16)
 DAY_DONE = all_done(DAY_DONE_FLAGS)
 
 
-# A done hour generation written with its rollup_event_hours rows (migration 019). Unlike a day's or a
+# A done hour generation written with its rollup_event_hours rows (migration 019) and its
+# rollup_traffic_halves rows (migration 020). Unlike a day's or a
 # prefix's flags, it only decides what compaction writes again (hours and, until they are, their days) and
 # what the clicks, errors and custom events reports read raw (:data:`UNFLAGGED`): every other report may
 # use an hour without it.
-HOUR_DONE_FLAGS = ("event_props",)
+HOUR_DONE_FLAGS = ("event_props", "traffic_halves")
 
 
 # Per (project, hour): the newest change, the rows written, and what done generations cover.

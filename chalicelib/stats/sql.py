@@ -192,10 +192,8 @@ def _partial_hours(*times: datetime) -> list[datetime]:
     return sorted({_floor_hour(t) for t in times if t != _floor_hour(t)})
 
 
-def _bucket_edges(query: StatsQuery) -> list[datetime]:
-    """Of a timeseries by day, the UTC hours a bucket starts inside of: local midnights in a zone a fraction
-    of an hour from UTC (India's +5:30). Their hourly rows would land whole in one bucket; they are read
-    raw, so each event lands in its own."""
+def _midnights(query: StatsQuery) -> list[datetime]:
+    """Of a timeseries by day, the local midnights after its start (the buckets' starts but the first)."""
     if query.interval != "day":
         return []
     zone = ZoneInfo(query.tz)
@@ -203,7 +201,20 @@ def _bucket_edges(query: StatsQuery) -> list[datetime]:
     while (midnight := datetime.combine(day, time(), zone).astimezone(UTC)) < query.end:
         midnights.append(midnight)
         day += timedelta(days=1)
-    return _partial_hours(*(m for m in midnights if m > query.start))
+    return [m for m in midnights if m > query.start]
+
+
+def _bucket_edges(query: StatsQuery) -> list[datetime]:
+    """Of a timeseries by day, the UTC hours a bucket starts inside of: local midnights in a zone a fraction
+    of an hour from UTC (India's +5:30). Their hourly rows would land whole in one bucket; they are read
+    from their halves (:func:`_half_edges`) or raw, so each event lands in its own."""
+    return _partial_hours(*_midnights(query))
+
+
+def _half_edges(query: StatsQuery) -> list[datetime]:
+    """Of :func:`_bucket_edges`, those a bucket starts in the middle of (India's 18:00 UTC, not Nepal's):
+    clean, they are read from their halves (``rollup_traffic_halves``, migration 020)."""
+    return sorted({_floor_hour(m) for m in _midnights(query) if m.minute == 30 and m.second == 0})
 
 
 def _hour_blocks(query: StatsQuery, skip: Iterable[date], edges: Iterable[datetime]) -> list[tuple[date, int, int]]:
@@ -272,6 +283,7 @@ _EDGES = "{edges:Array(DateTime('UTC'))}"
 _EDGE_DAYS = "{edge_days:Array(Date)}"
 # Of a timeseries by day, the hours a bucket starts inside of (:func:`_bucket_edges`).
 _BUCKET_EDGES = "{bucket_edges:Array(DateTime('UTC'))}"
+_HALF_EDGES = "{half_edges:Array(DateTime('UTC'))}"
 _DIRTY_OR_EDGE_DAYS = f"arrayConcat(dirty_days, {_EDGE_DAYS})"
 
 
@@ -296,29 +308,33 @@ def _raw_hours(
     group_by: str,
     where: str = "",
     also: Iterable[datetime] = (),
-    unflagged: bool = False,
+    more: tuple[str, str] | None = None,
 ) -> str:
     """A ``UNION ALL`` branch: raw events of the period in the hours the rollups don't answer: dirty
     hours, the partial hours at the ends of a period that doesn't start or end on a whole hour, the
-    hours ``also`` names (clean ones too), and with ``unflagged`` those the statement names
-    ``unflagged_hours`` (:data:`chalicelib.rollups.split.UNFLAGGED_MARK`: clean hours whose rollup rows
-    this report can't use), constants."""
+    hours ``also`` names (clean ones too), and those of ``more``: arrays of hours and of their days the
+    statement computes, constants (say, clean hours without the rollup rows this report reads:
+    :data:`chalicelib.rollups.split.UNFLAGGED_MARK`)."""
     also = set(also)
     edges = _edge_hours(sql, query, also)
     hours, days = f"dirty_hours, {_EDGES}", _DIRTY_OR_EDGE_DAYS
     unanswered = f"NOT ({_clean_inside(EXACT_HOUR)})"
     if also:
         unanswered = f"({unanswered} OR {member(EXACT_HOUR, _EDGES)})"
-    if unflagged:
-        hours, days = f"{hours}, unflagged_hours", f"arrayConcat({days}, unflagged_days)"
-        unanswered = f"({unanswered} OR {member(EXACT_HOUR, 'unflagged_hours')})"
+    if more:
+        hours, days = f"{hours}, {more[0]}", f"arrayConcat({days}, {more[1]})"
+        unanswered = f"({unanswered} OR {member(EXACT_HOUR, more[0])})"
     branch = (
         f" UNION ALL SELECT {select} FROM events FINAL PREWHERE {dirty_prewhere(f'arrayConcat({hours})')} "
         f"WHERE project_id = {{project:String}} AND {_exact_period()} "
         f"AND {member(_DAY, days)} "
         f"AND {unanswered} AND {AFTER_CUT}{where}{_bots(query)} GROUP BY {group_by}"
     )
-    return branch if edges or unflagged else when_open(branch)
+    return branch if edges or more else when_open(branch)
+
+
+# Clean hours without the rollup rows of migrations 019 and 020 (UNFLAGGED_MARK), and their days.
+_UNFLAGGED = ("unflagged_hours", "unflagged_days")
 
 
 def _raw_sessions(sql: Sql, query: StatsQuery, *, extra: str = "") -> str:
@@ -645,8 +661,11 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
         def by_day(day: str) -> str:
             return f"has({{day_rows:Array(Date)}}, {day})"
 
-        # Hours a bucket starts inside of: read raw, by the minute (no cut of theirs is used: split.used_cuts).
+        # Hours a bucket starts inside of: read raw, by the minute (no cut of theirs is used: split.used_cuts),
+        # but those it starts in the middle of: from their halves when clean and written with them.
         edges = sql.params["bucket_edges"] = _bucket_edges(query)
+        halves = sql.params["half_edges"] = _half_edges(query)
+        sql.params["half_edge_days"] = sorted({h.date() for h in halves})
         raw_time = "toStartOfMinute(timestamp)" if edges else _HOUR
         # Of clean days, the other day buckets' visitors from blocks of hours (their sums from the hours).
         blocks = sql.params["blocks"] = _hour_blocks(query, sql.params["day_rows"], edges)
@@ -680,6 +699,17 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
                 f"AND {member('day', 'clean_days')} "
                 f"AND (day, start_hour, hours) IN {{blocks:Array(Tuple(Date, UInt8, UInt8))}}{_bots(query)}",
             )
+            + (
+                when_all(
+                    "clean_hours half_edges",
+                    # Not aliased ``hour``: the WHERE would test the alias.
+                    " UNION ALL SELECT hour + toIntervalMinute(30 * half) AS half_start, pageviews, events, visitors "
+                    f"FROM rollup_traffic_halves FINAL WHERE project_id = {{project:String}} AND {member('hour', _HALF_EDGES)} "
+                    f"AND {_clean_inside('hour')} AND NOT {member('hour', _UNFLAGGED[0])}{_bots(query)}",
+                )
+                if halves  # the statement names unflagged_hours only then
+                else ""
+            )
             + _cut_rows("rollup_traffic_cuts", "hour, pageviews, events, visitors", _bots(query))
             + _raw_hours(
                 sql,
@@ -687,11 +717,19 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
                 f"toDateTime({raw_time}, 'UTC') AS hour, countIf(type = 'pageView') AS pageviews, "
                 "count() AS events, uniqState(visitor_id) AS visitors",
                 group_by="hour",
-                also=edges,
+                also=sorted(set(edges) - set(halves)),
+                # Half edges without their rows (compacted before migration 020) and dirty ones (dirty_hours).
+                more=(
+                    f"arrayIntersect({_HALF_EDGES}, {_UNFLAGGED[0]})",
+                    f"arrayIntersect({{half_edge_days:Array(Date)}}, {_UNFLAGGED[1]})",
+                )
+                if halves
+                else None,
             )
         )
+        unflagged = f", {UNFLAGGED_MARK}" if halves else ""
         return (
-            f"{_with_period_split(sql, query)}SELECT toUnixTimestamp({bucket.format(t='r.hour')}) AS bucket, "
+            f"{_with_period_split(sql, query)}{unflagged} SELECT toUnixTimestamp({bucket.format(t='r.hour')}) AS bucket, "
             "sum(r.pageviews) AS pageviews, sum(r.events) AS events, uniqMerge(r.visitors) AS visitors "
             f"FROM ({hours}) AS r GROUP BY bucket ORDER BY bucket"
         )
@@ -832,9 +870,9 @@ def _event_rows(sql: Sql, query: StatsQuery, types: str, rolled: str, raw: str, 
             "clean_hours",
             f" UNION ALL SELECT {rolled} FROM rollup_event_hours FINAL WHERE {project} "
             f"AND {member('hour', hours_left, derived=True)} AND {_inside('hour')} "
-            f"AND NOT {member('hour', 'unflagged_hours')}",
+            f"AND NOT {member('hour', _UNFLAGGED[0])}",
         )
-        + _raw_hours(sql, query, raw, where=f" AND {types}", group_by=by, unflagged=True)
+        + _raw_hours(sql, query, raw, where=f" AND {types}", group_by=by, more=_UNFLAGGED)
         + ")"
     )
 

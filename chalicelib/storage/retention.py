@@ -33,6 +33,7 @@ TABLE_DAYS = {
     "rollup_session_hours": ("toDate(hour)", "project_id"),
     "rollup_traffic_hours": ("toDate(hour)", "project_id"),
     "rollup_page_hours": ("toDate(hour)", "project_id"),
+    "rollup_traffic_halves": ("toDate(hour)", "project_id"),
     "rollup_event_hours": ("toDate(hour)", "project_id"),
     "rollup_session_days": ("day", "project_id"),
     "rollup_page_days": ("day", "project_id"),

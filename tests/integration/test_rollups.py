@@ -1016,7 +1016,7 @@ def test_a_cut_of_the_hour_india_s_day_starts_inside_of_is_not_used_by_its_days_
 def test_a_timeseries_by_day_in_india_reads_its_clean_days_visitors_from_blocks_of_hours(pipeline: Settings) -> None:
     """Migration 020: a day of Asia/Kolkata is 18:30 to 18:30 UTC. Of a clean UTC day, its hours in one
     bucket come as a few blocks of hours (00-16 and 16-18 of the 20th here), their sums from the hourly
-    rows; 18:00 is read raw, by the minute."""
+    rows; 18:00, which the day starts in the middle of, from its halves."""
     client, writer = runtime.rollup_client(), runtime.writer()
     at = datetime.fromisoformat(f"{DAY} 00:00:00").replace(tzinfo=UTC)
     events = [_event(at + timedelta(minutes=37 * n), n) | {"anonymous_id": f"v{n % 7}"} for n in range(38)]
@@ -1038,6 +1038,15 @@ def test_a_timeseries_by_day_in_india_reads_its_clean_days_visitors_from_blocks_
     )
     rollup_split.CACHE.clear()
     assert stats.timeseries(runtime.reader(), kolkata)["points"][0]["visitors"] == 5
+    # 18:00, where India's day starts, comes from its halves (migration 020): 18:30-19:00 is the 21st's.
+    client.command(
+        "INSERT INTO rollup_traffic_halves (project_id, hour, half, is_bot, gen, pageviews, events, visitors) "
+        "SELECT project_id, hour, half, is_bot, gen + 1, pageviews + 100, events, visitors "
+        "FROM rollup_traffic_halves FINAL WHERE hour = {h:DateTime('UTC')} AND half = 1",
+        parameters={"h": datetime.fromisoformat(f"{DAY} 18:00:00")},
+    )
+    rollup_split.CACHE.clear()
+    assert [p["pageviews"] for p in stats.timeseries(runtime.reader(), kolkata)["points"]] == [30, 108]
 
 
 def test_a_session_running_past_the_prefix_with_its_hour_all_before_the_cut_takes_its_earlier_part_back(

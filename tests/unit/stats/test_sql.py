@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from chalicelib.stats.params import StatsQuery, parse_query
-from chalicelib.stats.sql import _bucket_edges
+from chalicelib.stats.sql import _bucket_edges, _half_edges
 
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
 
@@ -30,6 +30,12 @@ def test_india_starts_its_buckets_at_half_past_18_utc_inside_the_period_only() -
 def test_nepal_at_a_quarter_hour_and_hourly_buckets_anywhere() -> None:
     assert _bucket_edges(_days("Asia/Kathmandu")) == [datetime(2026, 11, d, 18, tzinfo=UTC) for d in (17, 18)]
     assert _bucket_edges(_days("Asia/Kolkata", interval="hour")) == []
+
+
+def test_the_hours_a_day_starts_in_the_middle_of_are_india_s_not_nepal_s() -> None:
+    assert _half_edges(_days("Asia/Kolkata")) == _bucket_edges(_days("Asia/Kolkata"))
+    assert _half_edges(_days("Asia/Kathmandu")) == []  # 18:15 UTC: read raw
+    assert _half_edges(_days("America/New_York")) == []
 
 
 def test_a_day_bucket_of_another_zone_reads_its_visitors_from_the_fewest_aligned_blocks_of_hours() -> None:
