@@ -646,6 +646,42 @@ def _with_period_split(sql: Sql, query: StatsQuery) -> str:
     return _with_split(sql, query.start, query.end - timedelta(microseconds=1))
 
 
+def _bind_blocks(sql: Sql, query: StatsQuery, edges: list[datetime]) -> str:
+    """Of a timeseries by day, the blocks of hours of clean days whose visitors it reads from
+    ``rollup_traffic_blocks`` (:func:`_hour_blocks`), bound as ``blocks`` and their hours as ``block_hours``;
+    the condition an hourly row is of one."""
+    blocks = sql.params["blocks"] = _hour_blocks(query, sql.params["day_rows"], edges)
+    sql.params["block_hours"] = [
+        _midnight(d) + timedelta(hours=first + n) for d, first, hours in blocks for n in range(hours)
+    ]
+    return "has(clean_days, toDate(hour)) AND hour IN {block_hours:Array(DateTime('UTC'))}"
+
+
+def _block_rows(query: StatsQuery, in_block: str) -> str:
+    """``UNION ALL`` branches of a timeseries: the sums of the hours in blocks (no visitors), and the
+    blocks' visitors at their first hour (every hour of a block is in one bucket)."""
+    return when_all(
+        "clean_days blocks",
+        f" UNION ALL SELECT hour, pageviews, events, {_NO_VISITORS} AS visitors FROM rollup_traffic_hours FINAL "
+        f"WHERE project_id = {{project:String}} AND {in_block}{_bots(query)} "
+        "UNION ALL SELECT toDateTime(day, 'UTC') + toIntervalHour(start_hour) AS hour, toUInt64(0) AS pageviews, "
+        "toUInt64(0) AS events, visitors FROM rollup_traffic_blocks FINAL WHERE project_id = {project:String} "
+        f"AND {member('day', 'clean_days')} "
+        f"AND (day, start_hour, hours) IN {{blocks:Array(Tuple(Date, UInt8, UInt8))}}{_bots(query)}",
+    )
+
+
+def _half_rows(query: StatsQuery) -> str:
+    """A ``UNION ALL`` branch of a timeseries: the halves of the clean hours its day buckets start in the
+    middle of (``half_edges``), each at its start. Not aliased ``hour``: the ``WHERE`` would test the alias."""
+    return when_all(
+        "clean_hours half_edges",
+        " UNION ALL SELECT hour + toIntervalMinute(30 * half) AS half_start, pageviews, events, visitors "
+        f"FROM rollup_traffic_halves FINAL WHERE project_id = {{project:String}} AND {member('hour', _HALF_EDGES)} "
+        f"AND {_clean_inside('hour')} AND NOT {member('hour', _UNFLAGGED[0])}{_bots(query)}",
+    )
+
+
 def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     bucket = "toStartOfHour({t})" if query.interval == "hour" else "toStartOfDay({t}, {{tz:String}})"
     if rollups:
@@ -667,13 +703,7 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
         halves = sql.params["half_edges"] = _half_edges(query)
         sql.params["half_edge_days"] = sorted({h.date() for h in halves})
         raw_time = "toStartOfMinute(timestamp)" if edges else _HOUR
-        # Of clean days, the other day buckets' visitors from blocks of hours (their sums from the hours).
-        blocks = sql.params["blocks"] = _hour_blocks(query, sql.params["day_rows"], edges)
-        sql.params["block_hours"] = [
-            _midnight(d) + timedelta(hours=first + n) for d, first, hours in blocks for n in range(hours)
-        ]
-        in_block = "has(clean_days, toDate(hour)) AND hour IN {block_hours:Array(DateTime('UTC'))}"
-
+        in_block = _bind_blocks(sql, query, edges)
         hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {by_day('toDate(h)')}), clean_hours)"
         hours = (
             "SELECT toDateTime(0, 'UTC') AS hour, toUInt64(0) AS pageviews, toUInt64(0) AS events, "
@@ -690,26 +720,8 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
                 f"WHERE project_id = {{project:String}} AND {member('hour', hours_left, derived=True)} "
                 f"AND {_inside('hour')} AND NOT {member('hour', _BUCKET_EDGES)} AND NOT ({in_block}){_bots(query)}",
             )
-            + when_all(
-                "clean_days blocks",
-                f" UNION ALL SELECT hour, pageviews, events, {_NO_VISITORS} AS visitors FROM rollup_traffic_hours FINAL "
-                f"WHERE project_id = {{project:String}} AND {in_block}{_bots(query)} "
-                "UNION ALL SELECT toDateTime(day, 'UTC') + toIntervalHour(start_hour) AS hour, toUInt64(0) AS pageviews, "
-                "toUInt64(0) AS events, visitors FROM rollup_traffic_blocks FINAL WHERE project_id = {project:String} "
-                f"AND {member('day', 'clean_days')} "
-                f"AND (day, start_hour, hours) IN {{blocks:Array(Tuple(Date, UInt8, UInt8))}}{_bots(query)}",
-            )
-            + (
-                when_all(
-                    "clean_hours half_edges",
-                    # Not aliased ``hour``: the WHERE would test the alias.
-                    " UNION ALL SELECT hour + toIntervalMinute(30 * half) AS half_start, pageviews, events, visitors "
-                    f"FROM rollup_traffic_halves FINAL WHERE project_id = {{project:String}} AND {member('hour', _HALF_EDGES)} "
-                    f"AND {_clean_inside('hour')} AND NOT {member('hour', _UNFLAGGED[0])}{_bots(query)}",
-                )
-                if halves  # the statement names unflagged_hours only then
-                else ""
-            )
+            + _block_rows(query, in_block)
+            + (_half_rows(query) if halves else "")  # the statement names unflagged_hours only then
             + _cut_rows("rollup_traffic_cuts", "hour, pageviews, events, visitors", _bots(query))
             + _raw_hours(
                 sql,
