@@ -65,7 +65,6 @@ from chalicelib.cluster_ddl import alter
 from chalicelib.rollups.split import CACHE as SPLITS
 from chalicelib.rollups.sql import (
     ALL_HOURS_STATE,
-    BLOCK_HOURS,
     COPY_MARGIN,
     CUT_FRESH,
     DAY_DONE,
@@ -122,7 +121,6 @@ ROLLUP_TABLES = (
     "rollup_prefix_dims",
     "rollup_session_day_visitors",
     "rollup_traffic_days",
-    "rollup_traffic_blocks",
     *(CUT_TABLES := ("rollup_session_cuts", "rollup_traffic_cuts", "rollup_page_cuts")),
 )
 # Per rollup table: the ``has()`` arguments selecting the rows of some hours and of their days.
@@ -252,12 +250,6 @@ _DAY_STATEMENTS = (
     "uniqCombinedMergeState(14)(visitors), uniqExactMergeState(sessions), min(first_at), max(last_at) "
     f"FROM rollup_event_hours FINAL WHERE (project_id, toDate(hour)) IN {_DAYS} "
     "GROUP BY project_id, day, type, is_bot, props",
-    # The visitors of aligned blocks of hours (migration 020), for timeseries by day in other zones.
-    "INSERT INTO rollup_traffic_blocks (project_id, day, start_hour, hours, is_bot, gen, visitors) "
-    "SELECT project_id, toDate(hour) AS day, block.1, block.2, is_bot, {gen:UInt64}, uniqMergeState(visitors) "
-    f"FROM rollup_traffic_hours FINAL ARRAY JOIN arrayMap(n -> (toUInt8(intDiv(toHour(hour), n) * n), toUInt8(n)), "
-    f"arrayFilter(n -> intDiv(toHour(hour), n) * n + n <= 24, {list(BLOCK_HOURS)})) AS block "
-    f"WHERE (project_id, toDate(hour)) IN {_DAYS} GROUP BY project_id, day, block.1, block.2, is_bot",
     # Whole days in one row (both bot slots, empty states included): the day's session visitors, its traffic.
     "INSERT INTO rollup_session_day_visitors (project_id, day, is_bot, gen, visitors) "
     f"SELECT k.project_id, k.day, k.is_bot, {{gen:UInt64}}, a.visitors FROM {_DAY_SLOTS} "

@@ -96,12 +96,9 @@ def all_done(flags: tuple[str, ...]) -> str:
     return "".join(f" AND {flag} = 1" for flag in flags)
 
 
-# A done day generation written with its rollup_session_dims rows (migration 017), its rollup_event_days
-# rows (migration 019) and its rollup_traffic_blocks rows (migration 020).
-DAY_DONE_FLAGS = ("session_dims", "event_props", "traffic_blocks")
-# The lengths of the blocks of hours rollup_traffic_blocks holds (migration 020), each starting at a
-# multiple of its length and ending within its UTC day.
-BLOCK_HOURS = (2, 4, 8, 16)
+# A done day generation written with its rollup_session_dims rows (migration 017) and its
+# rollup_event_days rows (migration 019).
+DAY_DONE_FLAGS = ("session_dims", "event_props")
 DAY_DONE = all_done(DAY_DONE_FLAGS)
 
 

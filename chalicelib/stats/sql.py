@@ -27,7 +27,6 @@ from chalicelib.goals import Goal, like_pattern
 from chalicelib.rollups.split import PREFIXES_MARK, SPLIT_MARK, UNFLAGGED_MARK, when_all, when_open
 from chalicelib.rollups.sql import (
     AFTER_CUT,
-    BLOCK_HOURS,
     COPY_MARGIN,
     EMPTY_SKETCH,
     END,
@@ -215,46 +214,6 @@ def _half_edges(query: StatsQuery) -> list[datetime]:
     """Of :func:`_bucket_edges`, those a bucket starts in the middle of (India's 18:00 UTC, not Nepal's):
     clean, they are read from their halves (``rollup_traffic_halves``, migration 020)."""
     return sorted({_floor_hour(m) for m in _midnights(query) if m.minute == 30 and m.second == 0})
-
-
-def _hour_blocks(query: StatsQuery, skip: Iterable[date], edges: Iterable[datetime]) -> list[tuple[date, int, int]]:
-    """Of a timeseries by day, the blocks of ``rollup_traffic_blocks`` (migration 020) that hold the UTC
-    days' runs of whole hours inside the period and one bucket, but not ``edges``: (day, first hour,
-    length), the longest aligned block first, so a run is a few blocks (and hours, read from the hourly
-    rows). None for the days of ``skip`` (read whole from their day row)."""
-    if query.interval != "day":
-        return []
-    zone, skipped, edge = ZoneInfo(query.tz), set(skip), set(edges)
-    blocks: list[tuple[date, int, int]] = []
-
-    def cover(day: date, first: int, end: int) -> None:
-        while first < end:
-            n = next((n for n in reversed(BLOCK_HOURS) if first % n == 0 and first + n <= end), 1)
-            if n > 1:
-                blocks.append((day, first, n))
-            first += n
-
-    day, last = query.start.date(), (query.end - timedelta(microseconds=1)).date()
-    while day <= last:
-        run: list[int] = []
-        bucket = None
-        for n in range(25):  # a run ends at a bucket's end, an hour read otherwise, or the day's end
-            hour = _midnight(day) + timedelta(hours=n)
-            here = None
-            if (
-                n < 24
-                and day not in skipped
-                and hour not in edge
-                and query.start <= hour <= query.end - timedelta(hours=1)
-            ):
-                here = hour.astimezone(zone).date()
-            if run and here != bucket:
-                cover(day, run[0], run[-1] + 1)
-                run = []
-            if here is not None:
-                run, bucket = [*run, n], here
-        day += timedelta(days=1)
-    return blocks
 
 
 def _whole_day_bounds(start: datetime, end: datetime) -> tuple[date, date]:
@@ -646,31 +605,6 @@ def _with_period_split(sql: Sql, query: StatsQuery) -> str:
     return _with_split(sql, query.start, query.end - timedelta(microseconds=1))
 
 
-def _bind_blocks(sql: Sql, query: StatsQuery, edges: list[datetime]) -> str:
-    """Of a timeseries by day, the blocks of hours of clean days whose visitors it reads from
-    ``rollup_traffic_blocks`` (:func:`_hour_blocks`), bound as ``blocks`` and their hours as ``block_hours``;
-    the condition an hourly row is of one."""
-    blocks = sql.params["blocks"] = _hour_blocks(query, sql.params["day_rows"], edges)
-    sql.params["block_hours"] = [
-        _midnight(d) + timedelta(hours=first + n) for d, first, hours in blocks for n in range(hours)
-    ]
-    return "has(clean_days, toDate(hour)) AND hour IN {block_hours:Array(DateTime('UTC'))}"
-
-
-def _block_rows(query: StatsQuery, in_block: str) -> str:
-    """``UNION ALL`` branches of a timeseries: the sums of the hours in blocks (no visitors), and the
-    blocks' visitors at their first hour (every hour of a block is in one bucket)."""
-    return when_all(
-        "clean_days blocks",
-        f" UNION ALL SELECT hour, pageviews, events, {_NO_VISITORS} AS visitors FROM rollup_traffic_hours FINAL "
-        f"WHERE project_id = {{project:String}} AND {in_block}{_bots(query)} "
-        "UNION ALL SELECT toDateTime(day, 'UTC') + toIntervalHour(start_hour) AS hour, toUInt64(0) AS pageviews, "
-        "toUInt64(0) AS events, visitors FROM rollup_traffic_blocks FINAL WHERE project_id = {project:String} "
-        f"AND {member('day', 'clean_days')} "
-        f"AND (day, start_hour, hours) IN {{blocks:Array(Tuple(Date, UInt8, UInt8))}}{_bots(query)}",
-    )
-
-
 def _half_rows(query: StatsQuery) -> str:
     """A ``UNION ALL`` branch of a timeseries: the halves of the clean hours its day buckets start in the
     middle of (``half_edges``), each at its start. Not aliased ``hour``: the ``WHERE`` would test the alias."""
@@ -703,7 +637,6 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
         halves = sql.params["half_edges"] = _half_edges(query)
         sql.params["half_edge_days"] = sorted({h.date() for h in halves})
         raw_time = "toStartOfMinute(timestamp)" if edges else _HOUR
-        in_block = _bind_blocks(sql, query, edges)
         hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {by_day('toDate(h)')}), clean_hours)"
         hours = (
             "SELECT toDateTime(0, 'UTC') AS hour, toUInt64(0) AS pageviews, toUInt64(0) AS events, "
@@ -718,9 +651,8 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
                 "clean_hours",
                 " UNION ALL SELECT hour, pageviews, events, visitors FROM rollup_traffic_hours FINAL "
                 f"WHERE project_id = {{project:String}} AND {member('hour', hours_left, derived=True)} "
-                f"AND {_inside('hour')} AND NOT {member('hour', _BUCKET_EDGES)} AND NOT ({in_block}){_bots(query)}",
+                f"AND {_inside('hour')} AND NOT {member('hour', _BUCKET_EDGES)}{_bots(query)}",
             )
-            + _block_rows(query, in_block)
             + (_half_rows(query) if halves else "")  # the statement names unflagged_hours only then
             + _cut_rows("rollup_traffic_cuts", "hour, pageviews, events, visitors", _bots(query))
             + _raw_hours(

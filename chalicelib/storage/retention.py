@@ -45,7 +45,6 @@ TABLE_DAYS = {
     "rollup_day_gens": ("day", "project_id"),
     "rollup_session_day_visitors": ("day", "project_id"),
     "rollup_traffic_days": ("day", "project_id"),
-    "rollup_traffic_blocks": ("day", "project_id"),
     "rollup_prefix_starts": ("toDate(through)", "project_id"),
     "rollup_prefix_dims": ("toDate(through)", "project_id"),
     "rollup_prefix_gens": ("toDate(through)", "project_id"),

@@ -724,7 +724,7 @@ def test_random_traffic_redelivery_late_events_and_compaction_rounds_never_chang
         _query(),
         _query(tz="Asia/Kolkata"),
         _query("2026-11-19", "2026-11-21", interval="day"),
-        _query("2026-11-19", "2026-11-21", interval="day", tz="Asia/Kolkata"),  # blocks of hours
+        _query("2026-11-19", "2026-11-21", interval="day", tz="Asia/Kolkata"),  # halves of hours
         parse_query({"period": "24h"}, now=datetime(2026, 11, 20, 12, 30, tzinfo=UTC), default_project="development"),
     )
     sent = [event(hour, n) for hour in (6, 7) for n in range(8)]
@@ -1013,32 +1013,19 @@ def test_a_cut_of_the_hour_india_s_day_starts_inside_of_is_not_used_by_its_days_
     assert stats.timeseries(runtime.reader(), kolkata) == points
 
 
-def test_a_timeseries_by_day_in_india_reads_its_clean_days_visitors_from_blocks_of_hours(pipeline: Settings) -> None:
-    """Migration 020: a day of Asia/Kolkata is 18:30 to 18:30 UTC. Of a clean UTC day, its hours in one
-    bucket come as a few blocks of hours (00-16 and 16-18 of the 20th here), their sums from the hourly
-    rows; 18:00, which the day starts in the middle of, from its halves."""
+def test_a_timeseries_by_day_in_india_reads_the_hour_its_day_starts_in_from_its_halves(pipeline: Settings) -> None:
+    """Migration 020: a day of Asia/Kolkata starts at 18:30 UTC. Once clean, 18:00 comes from its halves
+    (rollup_traffic_halves), the first half the 20th's, the second the 21st's: not raw by the minute."""
     client, writer = runtime.rollup_client(), runtime.writer()
     at = datetime.fromisoformat(f"{DAY} 00:00:00").replace(tzinfo=UTC)
     events = [_event(at + timedelta(minutes=37 * n), n) | {"anonymous_id": f"v{n % 7}"} for n in range(38)]
     writer.insert_events([event_row(e, RECORD) for e in events])  # 00:00 to 22:49, visitors v0-v6
     rollups.compact_all(client, settle_s=0)
-    blocks = "SELECT start_hour, hours FROM rollup_traffic_blocks FINAL WHERE day = {d:Date} ORDER BY start_hour, hours"
-    assert (0, 16) in client.query(blocks, parameters={"d": DAY}).result_rows
     kolkata = _query("2026-11-20", "2026-11-21", tz="Asia/Kolkata", interval="day")
     points = stats.timeseries(runtime.reader(), kolkata)
     assert points == stats.timeseries(runtime.reader(), kolkata, rollups=False)
     assert [(p["pageviews"], p["visitors"]) for p in points["points"]] == [(30, 7), (8, 7)]
-    # The block is what the report reads: with only a stranger in it, the day counts him and the four
-    # visitors of 16:00-18:30 (v5, v6, v0, v1), none of 00-16's others.
-    client.command(
-        "INSERT INTO rollup_traffic_blocks (project_id, day, start_hour, hours, is_bot, gen, visitors) "
-        "SELECT project_id, day, start_hour, hours, is_bot, gen + 1, arrayReduce('uniqState', ['stranger']) "
-        "FROM rollup_traffic_blocks FINAL WHERE day = {d:Date} AND start_hour = 0 AND hours = 16",
-        parameters={"d": DAY},
-    )
-    rollup_split.CACHE.clear()
-    assert stats.timeseries(runtime.reader(), kolkata)["points"][0]["visitors"] == 5
-    # 18:00, where India's day starts, comes from its halves (migration 020): 18:30-19:00 is the 21st's.
+    # The halves are what the report reads: the second one rewritten with 100 more page views moves them.
     client.command(
         "INSERT INTO rollup_traffic_halves (project_id, hour, half, is_bot, gen, pageviews, events, visitors) "
         "SELECT project_id, hour, half, is_bot, gen + 1, pageviews + 100, events, visitors "

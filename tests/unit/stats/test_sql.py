@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pytest
 
@@ -36,32 +36,3 @@ def test_the_hours_a_day_starts_in_the_middle_of_are_india_s_not_nepal_s() -> No
     assert _half_edges(_days("Asia/Kolkata")) == _bucket_edges(_days("Asia/Kolkata"))
     assert _half_edges(_days("Asia/Kathmandu")) == []  # 18:15 UTC: read raw
     assert _half_edges(_days("America/New_York")) == []
-
-
-def test_a_day_bucket_of_another_zone_reads_its_visitors_from_the_fewest_aligned_blocks_of_hours() -> None:
-    from chalicelib.stats.sql import _hour_blocks
-
-    # India: a day is 18:30 to 18:30 UTC; 18:00 is read raw (an edge), 19:00 from its hour, 20-24 a block of 4;
-    # 00-16 and 16-18 blocks of the next UTC day.
-    india = _days("Asia/Kolkata")
-    blocks = _hour_blocks(india, [], _bucket_edges(india))
-    assert blocks[:4] == [
-        (date(2026, 11, 16), 20, 4),
-        (date(2026, 11, 17), 0, 16),
-        (date(2026, 11, 17), 16, 2),
-        (date(2026, 11, 17), 20, 4),
-    ]
-    assert len(blocks) == 9
-    # New York (-5:00): a day is 05:00 to 05:00 UTC; no hour is an edge, a run ends at 05:00. 05:00 and 04:00
-    # are hours of their own.
-    new_york = _hour_blocks(_days("America/New_York"), [], [])
-    assert new_york[:4] == [
-        (date(2026, 11, 17), 6, 2),
-        (date(2026, 11, 17), 8, 8),
-        (date(2026, 11, 17), 16, 8),
-        (date(2026, 11, 18), 0, 4),
-    ]
-    # Days read whole from their row, and hourly buckets, need none.
-    utc = _days("UTC")
-    assert _hour_blocks(utc, [date(2026, 11, d) for d in (17, 18, 19)], []) == []
-    assert _hour_blocks(_days("Asia/Kolkata", interval="hour"), [], []) == []
