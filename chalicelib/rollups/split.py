@@ -28,9 +28,9 @@ A split read before also gives the overview its day prefixes' arrays (:func:`pre
 here by the rules the statement would apply itself (:data:`chalicelib.rollups.sql.PREFIX_NAMES`) and
 passed as constants: read through subqueries over lambdas, they cost the busy overview about 15 ms.
 
-A split read before also carries, for the clicks, errors and custom events reports, the hours of its
-window compacted without their rows (:data:`chalicelib.rollups.sql.UNFLAGGED`, migration 019), which they
-read raw. Kept, that list can only be too long (an hour written again since is read raw, which is exact):
+A split read before also carries, for the clicks, errors and custom events reports and a timeseries with
+half-hour edges, the hours of its window compacted without their rows (:data:`chalicelib.rollups.sql.UNFLAGGED`,
+migrations 019 and 020), which they read raw. Kept, that list can only be too long (an hour written again since is read raw, which is exact):
 an hour leaves it clean and can only join it with a newer generation, one covering a newer mark, which the
 check sees.
 
@@ -77,8 +77,8 @@ from chalicelib.rollups.sql import (
 # Where a report's ``WITH`` takes the split's names, and the overview's day prefixes.
 SPLIT_MARK = "/* split */"
 PREFIXES_MARK = "/* prefixes */"
-# Where the clicks, errors and custom events reports' ``WITH`` takes the hours they read raw though clean
-# (migration 019).
+# Where a report reading the rows of migrations 019 or 020 takes, in its ``WITH``, the hours it reads raw
+# though clean.
 UNFLAGGED_MARK = "/* unflagged */"
 # How long a split read before a statement is reused for others on the same window (the dashboard's first
 # calls, its refreshes). Only its clean hours matter for exactness, and every statement checks those.

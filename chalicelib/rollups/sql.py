@@ -103,10 +103,9 @@ DAY_DONE = all_done(DAY_DONE_FLAGS)
 
 
 # A done hour generation written with its rollup_event_hours rows (migration 019) and its
-# rollup_traffic_halves rows (migration 020). Unlike a day's or a
-# prefix's flags, it only decides what compaction writes again (hours and, until they are, their days) and
-# what the clicks, errors and custom events reports read raw (:data:`UNFLAGGED`): every other report may
-# use an hour without it.
+# rollup_traffic_halves rows (migration 020). Unlike a day's or a prefix's flags, these only decide what
+# compaction writes again (hours and, until they are, their days) and what the reports reading those rows
+# read raw (:data:`UNFLAGGED`): every other report may use an hour without them.
 HOUR_DONE_FLAGS = ("event_props", "traffic_halves")
 
 
@@ -136,9 +135,9 @@ ALL_HOURS_STATE = HOUR_STATE.format(where="", and_where="")
 WINDOW_HOURS = (
     "project_id = {project:String} AND hour >= {window_start:DateTime('UTC')} AND hour < {window_end:DateTime('UTC')}"
 )
-# Of a report's window, the hours whose newest cover readers may use is a generation written without their
-# rollup_event_hours rows (HOUR_DONE_FLAGS), which the clicks, errors and custom events reports read raw, and
-# their days.
+# Of a report's window, the hours whose newest cover readers may use is a generation written without one of
+# HOUR_DONE_FLAGS' rows, and their days: the clicks, errors and custom events reports, and a timeseries'
+# half-hour edges, read them raw.
 UNFLAGGED = (
     "(SELECT tuple(groupArray(hour), groupUniqArray(toDate(hour))) FROM (SELECT hour, "
     "maxIf(covered_to, visible_at <= now64(3)) AS covered, "
