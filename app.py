@@ -151,6 +151,11 @@ def stats_breakdown(dimension: str) -> Response:
     return _stats("breakdown", dimension)
 
 
+@app.route("/v1/stats/breakdowns", methods=["GET"], cors=_STATS_CORS)
+def stats_breakdowns() -> Response:
+    return _stats("breakdowns")
+
+
 @app.route("/v1/stats/errors", methods=["GET"], cors=_STATS_CORS)
 def stats_errors() -> Response:
     return _stats("errors")

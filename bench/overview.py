@@ -15,8 +15,10 @@ with ``OPTIMIZE``: the parts are as the writes and background merges left them.
   marked changed on time (steady traffic) and compaction run as it runs every
   minute (the hour too fresh for the hour tier; the day's prefix summed and
   the hour compacted up to a cut, timed), with the dashboard a minute before
-  the data ends: the first calls, the CPU of a full refresh, and the same
-  calls and refresh once that hour is compacted whole.
+  the data ends: the first calls, the CPU of a full refresh (its session
+  breakdowns in one call, as the dashboard asks them; also timed against
+  one call each), and the same calls and refresh once that hour is
+  compacted whole.
 - *backlog*: 90 days marked changed, as the upgrade to hourly rollups leaves
   an install: the time compaction takes to clear it.
 
@@ -135,12 +137,20 @@ def _dashboard(client: Any, query: Any, *, rollups: bool = True, full: bool = Fa
     stats.timeseries(client, query, rollups=rollups)
     stats.breakdown(client, query, "pages", rollups=rollups)
     if full:
-        for dimension in DASHBOARD_BREAKDOWNS:
-            stats.breakdown(client, query, dimension, rollups=rollups)
+        stats.breakdowns(client, query, list(DASHBOARD_BREAKDOWNS), rollups=rollups)
         stats.errors(client, query)
         stats.custom_events(client, query, name=None, prop=None)
         stats.clicks(client, query)
         stats.realtime(client, query, now=query.end)
+
+
+def _each_breakdown(client: Any, query: Any) -> None:
+    """The session breakdowns a refresh shows, one call each, as the dashboard asked for them before
+    ``/v1/stats/breakdowns``: the baseline of the one call that answers them all."""
+    from chalicelib.stats import reports as stats
+
+    for dimension in DASHBOARD_BREAKDOWNS:
+        stats.breakdown(client, query, dimension)
 
 
 def _first_load(client: Any, query: Any) -> None:
@@ -228,6 +238,7 @@ def _busy_day(events: int) -> dict[str, Any]:
     """All events in the last 24 hours, as ingest leaves them (no OPTIMIZE), with the current hour still
     changing: compacted up to a cut by the minute's round, as under steady traffic."""
     from chalicelib.rollups.compaction import compact, compact_all, mark_changed
+    from chalicelib.stats import reports as stats
     from chalicelib.stats.params import parse_query
 
     client = _prepare(events, name="busy", days=1)
@@ -260,6 +271,8 @@ def _busy_day(events: int) -> dict[str, Any]:
     busy = _median_ms(lambda: _dashboard(client, query))
     busy_cold = _median_ms(lambda: _first_load(client, query))
     cpu = _median_ms(lambda: _dashboard(client, query, full=True), runs=3, cpu=True)
+    each_ms = _median_ms(lambda: _each_breakdown(client, query), runs=3)
+    together_ms = _median_ms(lambda: stats.breakdowns(client, query, list(DASHBOARD_BREAKDOWNS)), runs=3)
     compact_all(client, settle_s=0)
     compacted = _median_ms(lambda: _dashboard(client, query))
     compacted_cpu = _median_ms(lambda: _dashboard(client, query, full=True), runs=3, cpu=True)
@@ -270,6 +283,9 @@ def _busy_day(events: int) -> dict[str, Any]:
         "busy_vs_compacted": busy / compacted,
         "dashboard_refresh_cpu_ms": cpu,
         "dashboard_refresh_compacted_cpu_ms": compacted_cpu,
+        "busy_breakdowns_one_call_each_ms": each_ms,
+        "busy_breakdowns_in_one_call_ms": together_ms,
+        "busy_breakdowns_calls_vs_one": each_ms / together_ms,
         "hour_round_s": hour_s,
         "minute_round_s": minute_s,
         "day_prefixes": hourly.prefixes,

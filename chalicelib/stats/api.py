@@ -16,6 +16,7 @@ from chalicelib.errors import NotFoundError, RequestError
 from chalicelib.goals import DEFAULT_WINDOW, Goal, parse_window, resolve_steps
 from chalicelib.projects import DEV_PROJECT_ID, DEV_STAGES, Project, ProjectStore, dev_project
 from chalicelib.stats import reports as stats
+from chalicelib.stats import sql as stats_sql
 from chalicelib.stats.params import StatsQuery, parse_query
 from chalicelib.storage.clickhouse import engine_answer
 
@@ -24,6 +25,7 @@ EXTRA_PARAMS = {
     "overview": frozenset(),
     "timeseries": frozenset(),
     "breakdown": frozenset({"goal"}),
+    "breakdowns": frozenset({"dimensions", "goal"}),
     "errors": frozenset(),
     "events": frozenset({"name", "property"}),
     "clicks": frozenset(),
@@ -80,6 +82,11 @@ def _goal(project: Project, goal_id: str) -> Goal:
     )
 
 
+def _dimensions(params: Mapping[str, str]) -> list[str]:
+    """``dimensions=a,b,c`` (default: every one); the names are checked by the report."""
+    return params["dimensions"].split(",") if "dimensions" in params else list(stats_sql.DIMENSIONS)
+
+
 def _funnel(client: Any, query: Any, params: Mapping[str, str], project: Project) -> dict[str, Any]:
     """``steps=a,b,c`` (goal ids or paths) or ``funnel=<saved id>`` (default: the first saved), with ``window``
     (default: the saved funnel's, else 1d)."""
@@ -121,6 +128,10 @@ def _report(
         return stats.goal_breakdown(client, query, dimension or "", _goal(project(), params["goal"]))
     if report == "breakdown":
         return stats.breakdown(client, query, dimension or "")
+    if report == "breakdowns" and "goal" in params:
+        return stats.goal_breakdowns(client, query, _dimensions(params), _goal(project(), params["goal"]))
+    if report == "breakdowns":
+        return stats.breakdowns(client, query, _dimensions(params))
     if report == "goals":
         return stats.goals(client, query, project())
     if report == "funnel":

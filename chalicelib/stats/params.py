@@ -41,6 +41,7 @@ EXTRA_PARAM_LENGTH = {
     "format": 16,
     "cursor": 64,
     "goal": 32,
+    "dimensions": 256,  # every breakdown's name, comma-separated, is 106 characters
     "funnel": 32,
     "window": 8,
     "steps": 8 * 513,  # chalicelib.goals: 8 steps of up to 512 characters and their commas

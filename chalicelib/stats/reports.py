@@ -17,9 +17,9 @@ other count is exact.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from chalicelib.errors import ForbiddenError, NotFoundError, RequestError, ServiceUnavailableError, UnauthorizedError
@@ -166,19 +166,90 @@ def timeseries(reader: Any, query: StatsQuery, *, rollups: bool = True) -> dict[
     return {"period": _period(query), "interval": query.interval, "points": points}
 
 
-def _check_dimension(dimension: str) -> None:
+def _check_dimension(dimension: str, *, field: str = "dimension") -> None:
     if dimension not in stats_sql.DIMENSIONS:
         raise RequestError(
-            f"unknown breakdown {dimension[:64]!r}; one of {', '.join(stats_sql.DIMENSIONS)}", field="dimension"
+            f"unknown breakdown {dimension[:64]!r}; one of {', '.join(stats_sql.DIMENSIONS)}", field=field
         )
+
+
+def _asked(dimensions: list[str]) -> list[str]:
+    """``dimensions`` checked, each once, in the order asked."""
+    for dimension in dimensions:
+        _check_dimension(dimension, field="dimensions")
+    return list(dict.fromkeys(dimensions))
+
+
+class _Statements(Protocol):
+    def sessions(self, sql: Sql, columns: list[str]) -> str: ...
+
+    def pages(self, sql: Sql) -> str: ...
+
+
+def _breakdown_rows(
+    reader: Any, query: StatsQuery, dimensions: list[str], statements: _Statements
+) -> dict[str, list[dict[str, Any]]]:
+    """Each of ``dimensions``' rows: the session ones from one statement, ``statements.sessions(sql,
+    columns)`` (their sessions read once for all), pages from its own, ``statements.pages(sql)``."""
+    found: dict[str, list[dict[str, Any]]] = {dimension: [] for dimension in dimensions}
+    by_column = {stats_sql.DIMENSIONS[d][0]: d for d in dimensions if stats_sql.DIMENSIONS[d][1] == "sessions"}
+    if by_column:
+        sql = Sql().bind(query)
+        for row in _run(reader, statements.sessions(sql, list(by_column)), sql):
+            found[by_column[row.pop("dimension")]].append(row)
+    if "pages" in found:
+        sql = Sql().bind(query)
+        found["pages"] = _run(reader, statements.pages(sql), sql)
+    return found
+
+
+@dataclass(frozen=True)
+class _Plain:
+    """The statements of plain breakdowns: visitors, sessions and page views per value."""
+
+    query: StatsQuery
+    rollups: bool
+
+    def sessions(self, sql: Sql, columns: list[str]) -> str:
+        return stats_sql.session_breakdowns(sql, self.query, columns, rollups=self.rollups)
+
+    def pages(self, sql: Sql) -> str:
+        return stats_sql.page_breakdown(sql, self.query, rollups=self.rollups)
+
+
+@dataclass(frozen=True)
+class _Converting:
+    """The statements of conversion tables: visitors and those who reached ``goal``, per value."""
+
+    query: StatsQuery
+    goal: Goal
+
+    def sessions(self, sql: Sql, columns: list[str]) -> str:
+        return stats_sql.goal_session_breakdowns(sql, self.query, columns, self.goal)
+
+    def pages(self, sql: Sql) -> str:
+        return stats_sql.goal_page_breakdown(sql, self.query, self.goal)
+
+
+def _conversion_rates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:
+        row["conversion_rate"] = _rate(int(row["converted_visitors"]), int(row["visitors"]))
+    return rows
 
 
 def breakdown(reader: Any, query: StatsQuery, dimension: str, *, rollups: bool = True) -> dict[str, Any]:
     """Top values of one dimension (pages, referrers, countries, ...) by visitors or page views."""
     _check_dimension(dimension)
-    sql = Sql().bind(query)
-    statement = stats_sql.breakdown(sql, query, dimension, rollups=rollups and stats_sql.uses_rollups(query))
-    return {"period": _period(query), "dimension": dimension, "rows": _run(reader, statement, sql)}
+    rows = _breakdown_rows(reader, query, [dimension], _Plain(query, rollups and stats_sql.uses_rollups(query)))
+    return {"period": _period(query), "dimension": dimension, "rows": rows[dimension]}
+
+
+def breakdowns(reader: Any, query: StatsQuery, dimensions: list[str], *, rollups: bool = True) -> dict[str, Any]:
+    """Several breakdowns in one answer, as the dashboard shows them: each as :func:`breakdown` gives it,
+    the session ones from one statement. A dimension named twice is answered once."""
+    dimensions = _asked(dimensions)
+    rows = _breakdown_rows(reader, query, dimensions, _Plain(query, rollups and stats_sql.uses_rollups(query)))
+    return {"period": _period(query), "breakdowns": [{"dimension": d, "rows": rows[d]} for d in dimensions]}
 
 
 def _rate(part: int, whole: int) -> float:
@@ -220,11 +291,19 @@ def goals(reader: Any, query: StatsQuery, project: Project) -> dict[str, Any]:
 def goal_breakdown(reader: Any, query: StatsQuery, dimension: str, goal: Goal) -> dict[str, Any]:
     """A breakdown as a conversion table: visitors, the visitors who converted, and the rate, per value."""
     _check_dimension(dimension)
-    sql = Sql().bind(query)
-    rows = _run(reader, stats_sql.goal_breakdown(sql, query, dimension, goal), sql)
-    for row in rows:
-        row["conversion_rate"] = _rate(int(row["converted_visitors"]), int(row["visitors"]))
-    return {"period": _period(query), "dimension": dimension, "goal": goal.to_public(), "rows": rows}
+    rows = _breakdown_rows(reader, query, [dimension], _Converting(query, goal))[dimension]
+    return {"period": _period(query), "dimension": dimension, "goal": goal.to_public(), "rows": _conversion_rates(rows)}
+
+
+def goal_breakdowns(reader: Any, query: StatsQuery, dimensions: list[str], goal: Goal) -> dict[str, Any]:
+    """Several conversion tables in one answer, as :func:`breakdowns` gives breakdowns."""
+    dimensions = _asked(dimensions)
+    rows = _breakdown_rows(reader, query, dimensions, _Converting(query, goal))
+    return {
+        "period": _period(query),
+        "goal": goal.to_public(),
+        "breakdowns": [{"dimension": d, "rows": _conversion_rates(rows[d])} for d in dimensions],
+    }
 
 
 def funnel(reader: Any, query: StatsQuery, steps: list[Step], window_s: int) -> dict[str, Any]:

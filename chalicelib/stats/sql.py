@@ -17,7 +17,7 @@ from a request is ever pasted into the statement.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -684,9 +684,21 @@ def timeseries(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     )
 
 
-def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> str:
-    column, source = DIMENSIONS[dimension]
-    if source == "sessions" and rollups:
+def _dimension_values(columns: Sequence[str]) -> str:
+    """``ARRAY JOIN`` of the session rows ``s``: a (column, value) pair per column of ``columns``, so that one
+    pass over the sessions groups them by every dimension asked for (names from :data:`DIMENSIONS` only)."""
+    pairs = ", ".join(f"('{column}', toString(s.{column}))" for column in columns)
+    return f"ARRAY JOIN [{pairs}] AS dv"
+
+
+# Each dimension's rows, best first, ``limit`` of them.
+_TOP_BY_DIMENSION = "LIMIT {limit:UInt32} BY dimension"
+
+
+def session_breakdowns(sql: Sql, query: StatsQuery, columns: Sequence[str], *, rollups: bool) -> str:
+    """Top values of the session ``columns`` (``dimension``: the column, ``value``) by visitors, in one
+    statement: the sessions a breakdown reads one by one are read once for all of them."""
+    if rollups:
         sql.params.update(partial_days=[], whole_days=[])  # the prefix arrays' rules for the overview: none here
         with_ = (
             f"{_with_sessions_split(sql, query, rollups)}, {PREFIXES_MARK}"
@@ -694,16 +706,21 @@ def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> 
             + " "
         )
         return (
-            f"{with_}SELECT r.value AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, sum(r.sessions) AS sessions, "
-            f"sum(r.pageviews) AS pageviews FROM ({_dimension_rows(sql, query, column)}) AS r "
-            "GROUP BY value HAVING sessions > 0 ORDER BY visitors DESC, pageviews DESC, value LIMIT {limit:UInt32}"
+            f"{with_}SELECT r.dimension AS dimension, r.value AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, "
+            f"sum(r.sessions) AS sessions, sum(r.pageviews) AS pageviews FROM ({_dimension_rows(sql, query, columns)}) "
+            "AS r GROUP BY dimension, value HAVING sessions > 0 "
+            f"ORDER BY dimension, visitors DESC, pageviews DESC, value {_TOP_BY_DIMENSION}"
         )
-    if source == "sessions":
-        return (
-            f"SELECT s.{column} AS value, uniq(s.visitor_id) AS visitors, count() AS sessions, "
-            f"sum(s.pageviews) AS pageviews FROM ({sessions_source(sql, query, rollups=False)}) AS s "
-            f"GROUP BY value ORDER BY visitors DESC, pageviews DESC, value LIMIT {{limit:UInt32}}"
-        )
+    return (
+        "SELECT dv.1 AS dimension, dv.2 AS value, uniq(s.visitor_id) AS visitors, count() AS sessions, "
+        f"sum(s.pageviews) AS pageviews FROM ({sessions_source(sql, query, rollups=False)}) AS s "
+        f"{_dimension_values(columns)} GROUP BY dimension, value "
+        f"ORDER BY dimension, visitors DESC, pageviews DESC, value {_TOP_BY_DIMENSION}"
+    )
+
+
+def page_breakdown(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
+    """Top pages by page views."""
     if rollups:
         # Visitor states merged for every page once (uniqCombined's are small), then ranked.
         return (
@@ -718,27 +735,30 @@ def breakdown(sql: Sql, query: StatsQuery, dimension: str, *, rollups: bool) -> 
     )
 
 
-def _dimension_rows(sql: Sql, query: StatsQuery, column: str) -> str:
-    """Per-value rows of one session ``column`` covering the period's sessions: the sessions of clean days
-    that started in hours the period holds whole summed by the day tier (``rollup_session_dims``), the
-    others one by one (:func:`sessions_source`). A value whose newest row is a zero (no session has it any
-    longer) counts nothing. A day the period holds whole is read from its row per value (start hour
-    :data:`WHOLE_ROW_HOUR`): one visitor sketch per value and day to merge, not one per start hour."""
+def _dimension_rows(sql: Sql, query: StatsQuery, columns: Sequence[str]) -> str:
+    """Per-(dimension, value) rows of the session ``columns`` covering the period's sessions: the sessions
+    of clean days that started in hours the period holds whole summed by the day tier
+    (``rollup_session_dims``), the others one by one (:func:`sessions_source`). A value whose newest row is
+    a zero (no session has it any longer) counts nothing. A day the period holds whole is read from its row
+    per value (start hour :data:`WHOLE_ROW_HOUR`): one visitor sketch per value and day to merge, not one
+    per start hour."""
     _bind_whole_days(sql, query)
-    sql.params["dimension"] = column
+    sql.params["dimensions"] = list(columns)
     whole = _whole_day("day")
+    dimensions = "dimension IN {dimensions:Array(String)}"
     return (
-        "SELECT value, sessions, pageviews, visitors FROM rollup_session_dims FINAL "
-        f"WHERE project_id = {{project:String}} AND dimension = {{dimension:String}} AND {member('day', 'clean_days')} "
+        "SELECT dimension, value, sessions, pageviews, visitors FROM rollup_session_dims FINAL "
+        f"WHERE project_id = {{project:String}} AND {dimensions} AND {member('day', 'clean_days')} "
         f"AND (({whole} AND start_hour = {WHOLE_ROW_HOUR}) OR (NOT ({whole}) AND {_inside('start_hour')})){_bots(query)} "
         + when_all(
             "dims_hours",
-            " UNION ALL SELECT value, sessions, pageviews, visitors FROM rollup_prefix_dims FINAL "
+            " UNION ALL SELECT dimension, value, sessions, pageviews, visitors FROM rollup_prefix_dims FINAL "
             f"WHERE project_id = {{project:String}} AND {member('through', 'dims_prefixes', derived=True)} "
-            f"AND dimension = {{dimension:String}} AND end_slot < tail_from{_bots(query)} ",
+            f"AND {dimensions} AND end_slot < tail_from{_bots(query)} ",
         )
-        + f"UNION ALL SELECT s.{column} AS value, count() AS sessions, sum(s.pageviews) AS pageviews, "
-        f"uniqCombinedState(14)(s.visitor_id) AS visitors FROM ({sessions_source(sql, query, rollups=True)}) AS s GROUP BY value"
+        + "UNION ALL SELECT dv.1 AS dimension, dv.2 AS value, count() AS sessions, sum(s.pageviews) AS pageviews, "
+        f"uniqCombinedState(14)(s.visitor_id) AS visitors FROM ({sessions_source(sql, query, rollups=True)}) AS s "
+        f"{_dimension_values(columns)} GROUP BY dimension, value"
     )
 
 
@@ -920,26 +940,32 @@ def goals(sql: Sql, query: StatsQuery, goals: tuple[Goal, ...], split_at: dateti
     )
 
 
-def goal_breakdown(sql: Sql, query: StatsQuery, dimension: str, goal: Goal) -> str:
-    """Visitors and the visitors who converted (a session that reached ``goal``) per value of ``dimension``:
-    session dimensions by the sessions started in the period, pages by the sessions that viewed them."""
-    column, source = DIMENSIONS[dimension]
-    converted = goal_condition(goal, sql.params, "goal", table="e.")
-    order = "ORDER BY converted_visitors DESC, visitors DESC, value LIMIT {limit:UInt32}"
-    if source == "sessions":
-        sessions = sessions_source(sql, query, rollups=False, extra=f", max({converted}) AS converted")
-        return (
-            f"SELECT s.{column} AS value, uniq(s.visitor_id) AS visitors, "
-            f"uniqIf(s.visitor_id, s.converted) AS converted_visitors, count() AS sessions, "
-            f"countIf(s.converted) AS converted_sessions FROM ({sessions}) AS s GROUP BY value {order}"
-        )
+def _converted(sql: Sql, goal: Goal) -> str:
+    return goal_condition(goal, sql.params, "goal", table="e.")
+
+
+def goal_session_breakdowns(sql: Sql, query: StatsQuery, columns: Sequence[str], goal: Goal) -> str:
+    """Visitors and the visitors who converted (a session that reached ``goal``) per value of each session
+    column of ``columns`` (``dimension``), by the sessions started in the period, read once for all."""
+    sessions = sessions_source(sql, query, rollups=False, extra=f", max({_converted(sql, goal)}) AS converted")
+    return (
+        "SELECT dv.1 AS dimension, dv.2 AS value, uniq(s.visitor_id) AS visitors, "
+        "uniqIf(s.visitor_id, s.converted) AS converted_visitors, count() AS sessions, "
+        f"countIf(s.converted) AS converted_sessions FROM ({sessions}) AS s {_dimension_values(columns)} "
+        f"GROUP BY dimension, value ORDER BY dimension, converted_visitors DESC, visitors DESC, value {_TOP_BY_DIMENSION}"
+    )
+
+
+def goal_page_breakdown(sql: Sql, query: StatsQuery, goal: Goal) -> str:
+    """Visitors and the visitors who converted per page, by the sessions that viewed it."""
     return (
         "SELECT page AS value, uniq(s.visitor_id) AS visitors, uniqIf(s.visitor_id, s.converted) AS converted_visitors, "
         "count() AS sessions, countIf(s.converted) AS converted_sessions FROM ("
-        f"SELECT argMin(e.visitor_id, e.timestamp) AS visitor_id, max({converted}) AS converted, "
+        f"SELECT argMin(e.visitor_id, e.timestamp) AS visitor_id, max({_converted(sql, goal)}) AS converted, "
         "groupUniqArrayIf(e.url_path, e.type = 'pageView') AS pages "
         f"FROM events AS e FINAL {_raw_where(sql, query, table='e.')} GROUP BY e.session_key"
-        f") AS s ARRAY JOIN s.pages AS page GROUP BY value {order}"
+        ") AS s ARRAY JOIN s.pages AS page GROUP BY value "
+        "ORDER BY converted_visitors DESC, visitors DESC, value LIMIT {limit:UInt32}"
     )
 
 

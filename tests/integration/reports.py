@@ -77,6 +77,8 @@ ROLLUP_REPORTS = (
     ),
     "breakdown/pages?{days}&tz=Asia/Kolkata",
     "breakdown/entry_pages?{days}&tz=Asia/Kolkata",
+    # The dashboard's tables in one request.
+    "breakdowns?{days}&dimensions=entry_pages,exit_pages,referrers,utm_sources,devices,browsers,os,countries",
 )
 RAW_REPORTS = ("events?{days}", "clicks?{days}", "errors?{days}", "realtime")
 
@@ -98,11 +100,14 @@ def gather(client: Client, reader: Any, project: str = "development") -> dict[st
         path = template.format(days=days)
         name, _, query_string = path.partition("?")
         params = dict(part.split("=", 1) for part in query_string.split("&"))
+        dimensions = params.pop("dimensions", "").split(",")
         query = parse_query(params, now=datetime.now(UTC), default_project=project)
         if name == "overview":
             raw[path] = stats.overview(reader, query, rollups=False)
         elif name == "timeseries":
             raw[path] = stats.timeseries(reader, query, rollups=False)
+        elif name == "breakdowns":
+            raw[path] = stats.breakdowns(reader, query, dimensions, rollups=False)
         else:
             raw[path] = stats.breakdown(reader, query, name.split("/")[1], rollups=False)
     final = dict(

@@ -138,6 +138,9 @@ def test_dashboard_custom_range_asks_for_those_days(browser: Any, stack: DevStac
     assert page.locator("#range").is_visible() and page.input_value("#to") == today
     text_until(page, "[data-metric=pageviews]", lambda t: t.strip() not in ("", "0"))
     assert any("from=" in url and f"to={today}" in url and "/v1/stats/overview" in url for url in asked)
+    # The session tables in one request per refresh, not one each.
+    tables = [url for url in asked if "/v1/stats/breakdowns?" in url and "dimensions=entry_pages%2Cexit_pages" in url]
+    assert tables and not any("/v1/stats/breakdown/entry_pages" in url for url in asked)
     context.close()
 
 

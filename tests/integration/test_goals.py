@@ -181,6 +181,20 @@ def test_breakdowns_with_a_goal_become_conversion_tables(shop: Any) -> None:
     assert pages["goal"]["id"] == "signup"
 
 
+def test_breakdowns_with_a_goal_are_the_conversion_tables_each_endpoint_gives(shop: Any) -> None:
+    asked = ["referrers", "pages", "entry_pages", "countries"]
+    body = _get("/v1/stats/breakdowns", UTC_DAY + f"&goal=signup&dimensions={','.join(asked)}", shop)
+    assert body["goal"]["id"] == "signup" and [b["dimension"] for b in body["breakdowns"]] == asked
+    for found in body["breakdowns"]:
+        alone = _get(f"/v1/stats/breakdown/{found['dimension']}", UTC_DAY + "&goal=signup", shop)
+        assert found["rows"] == alone["rows"], found["dimension"]
+    assert [(r["value"], r["converted_visitors"]) for r in body["breakdowns"][0]["rows"]] == [
+        ("", 2),
+        ("news.example", 1),
+        ("google.com", 0),
+    ]
+
+
 @pytest.mark.parametrize(
     ("query", "reached", "medians"),
     [

@@ -23,6 +23,7 @@ from chalicelib.rollups.sql import PREFIX_NAMES, PREFIX_PARTS, PREFIXES
 from chalicelib.settings import Settings
 from chalicelib.stats import reports as stats
 from chalicelib.stats.params import parse_query
+from chalicelib.stats.sql import DIMENSIONS
 from chalicelib.storage.clickhouse import EVENT_COLUMNS, EventWriter, connect
 
 pytestmark = pytest.mark.integration
@@ -84,8 +85,10 @@ def _same_as_raw(client: Any, query: Any) -> dict[str, Any]:
     overview = stats.overview(client, query)
     assert overview == stats.overview(client, query, rollups=False)
     assert stats.timeseries(client, query) == stats.timeseries(client, query, rollups=False)
-    for dimension in ("pages", "entry_pages", "exit_pages"):
-        assert stats.breakdown(client, query, dimension) == stats.breakdown(client, query, dimension, rollups=False)
+    # Every breakdown at once (the session ones in one statement), and one on its own.
+    every = list(DIMENSIONS)
+    assert stats.breakdowns(client, query, every) == stats.breakdowns(client, query, every, rollups=False)
+    assert stats.breakdown(client, query, "exit_pages") == stats.breakdown(client, query, "exit_pages", rollups=False)
     assert stats.clicks(client, query) == stats.clicks(client, query, rollups=False)
     assert stats.errors(client, query) == stats.errors(client, query, rollups=False)
     custom = stats.custom_events(client, query, name=None, prop=None)

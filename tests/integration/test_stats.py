@@ -28,6 +28,7 @@ from chalicelib.rollups.compaction import compact_all
 from chalicelib.settings import Settings, load_settings
 from chalicelib.stats import reports as stats
 from chalicelib.stats.params import parse_query
+from chalicelib.stats.sql import DIMENSIONS
 from chalicelib.storage.clickhouse import connect
 from chalicelib.storage.migrations import migrate
 from tests.conftest import make_env
@@ -246,6 +247,33 @@ def test_breakdowns_rank_values_by_visitors_and_page_views(
 ) -> None:
     body = get(f"/v1/stats/breakdown/{dimension}?{DAY}").json_body
     assert [(r["value"], r["visitors"], r["pageviews"]) for r in body["rows"]] == rows
+
+
+def test_breakdowns_answers_each_dimension_asked_as_its_own_endpoint_does_in_the_order_asked(
+    known: dict[str, Any],
+) -> None:
+    asked = ["countries", "pages", "entry_pages", "exit_pages", "referrers", "utm_sources", "browsers", "devices"]
+    body = get(f"/v1/stats/breakdowns?{DAY}&limit=1&dimensions={','.join(asked)},pages").json_body
+    assert [b["dimension"] for b in body["breakdowns"]] == asked  # pages asked twice: answered once
+    for found in body["breakdowns"]:
+        alone = get(f"/v1/stats/breakdown/{found['dimension']}?{DAY}&limit=1").json_body
+        assert found["rows"] == alone["rows"] and len(alone["rows"]) == 1, found["dimension"]
+        assert body["period"] == alone["period"]
+    every = get(f"/v1/stats/breakdowns?{DAY}").json_body["breakdowns"]
+    assert [b["dimension"] for b in every] == list(DIMENSIONS)  # none named: every one
+    assert (
+        every[list(DIMENSIONS).index("countries")]["rows"]
+        == get(f"/v1/stats/breakdown/countries?{DAY}").json_body["rows"]
+    )
+
+
+@pytest.mark.parametrize("dimensions", ["shoe_sizes", "pages,,countries", "", "pages,%20countries"])
+def test_breakdowns_with_a_name_that_is_not_a_breakdown_is_a_400_naming_the_parameter(
+    known: dict[str, Any], dimensions: str
+) -> None:
+    response = get(f"/v1/stats/breakdowns?dimensions={dimensions}")
+    assert (response.status_code, response.json_body["error"]["field"]) == (400, "dimensions"), response.body
+    assert "one of pages, entry_pages" in response.json_body["error"]["message"]
 
 
 def test_errors_are_grouped_with_sessions_first_last_seen_and_a_stack(known: dict[str, Any]) -> None:
