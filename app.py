@@ -322,5 +322,6 @@ def compact(event: Any) -> dict[str, float]:
         "backlog_rows": waiting.rows,
         "pending_age_s": round(waiting.pending_age_s, 1),
         "raw_tail_s": round(waiting.raw_tail_s, 1),
+        "rewrite_hours": waiting.rewrite_hours,
         "expired_rows": sum(expired.rows.values()) if expired is not None else 0,
     }

@@ -11,8 +11,8 @@ start at zero when the process does, as Prometheus expects. The names:
   ``trackflow_duplicates_dropped_total``, ``trackflow_erased_dropped_total`` (events of erased people)
 - ``trackflow_compaction_seconds``, ``trackflow_compaction_backlog_hours``,
   ``trackflow_compaction_backlog_rows``, ``trackflow_compaction_oldest_hour_age_seconds``,
-  ``trackflow_compaction_pending_age_seconds``, ``trackflow_compaction_raw_tail_seconds`` (set after each
-  compaction run)
+  ``trackflow_compaction_pending_age_seconds``, ``trackflow_compaction_raw_tail_seconds``,
+  ``trackflow_compaction_rewrite_hours`` (set after each compaction run)
 - ``trackflow_consumer_lag{topic,partition}`` (end offset minus committed, set by the local trigger runner;
   in AWS read the event source mapping's ``OffsetLag`` metric instead)
 
@@ -141,6 +141,11 @@ def _build() -> Any:
             "Of an hour still changing, the most seconds reports read from raw events (after its cut)",
             registry=registry,
         ),
+        compaction_rewrite_hours=Gauge(
+            "trackflow_compaction_rewrite_hours",
+            "Clean hours compaction writes again with rollup rows a migration added (an upgrade's catch-up)",
+            registry=registry,
+        ),
         consumer_lag=Gauge(
             "trackflow_consumer_lag",
             "Records not yet ingested, per partition",
@@ -245,6 +250,7 @@ def record_compaction(hours: int, seconds: float, backlog: Any) -> None:
     found.compaction_oldest_hour_age.set(backlog.oldest_hour_age_s)
     found.compaction_pending_age.set(backlog.pending_age_s)
     found.compaction_raw_tail.set(backlog.raw_tail_s)
+    found.compaction_rewrite_hours.set(backlog.rewrite_hours)
     if emf := _emf():
         emf.add(
             {
@@ -255,6 +261,7 @@ def record_compaction(hours: int, seconds: float, backlog: Any) -> None:
                 "trackflow_compaction_oldest_hour_age_seconds": (backlog.oldest_hour_age_s, "Seconds"),
                 "trackflow_compaction_pending_age_seconds": (backlog.pending_age_s, "Seconds"),
                 "trackflow_compaction_raw_tail_seconds": (backlog.raw_tail_s, "Seconds"),
+                "trackflow_compaction_rewrite_hours": (backlog.rewrite_hours, "Count"),
             }
         )
 

@@ -725,6 +725,9 @@ class Backlog:
     # its newest usable cut (or its start) to now (or its end). Under steady traffic about ten minutes
     # of the current hour; an hour when the cut tier falls behind, or every mark is late (ingest delayed).
     raw_tail_s: float = 0.0
+    # Clean hours compaction writes again because a migration added rollup rows their generation lacks
+    # (rollups.sql.HOUR_DONE_FLAGS): every report but those rows' reads them; those read them raw meanwhile.
+    rewrite_hours: int = 0
 
 
 # Per hour changing too recently to settle: where reports start reading it raw, and where that ends.
@@ -743,7 +746,8 @@ def backlog(client: Any, *, settle_s: float = DEFAULT_SETTLE_S) -> Backlog:
         "SELECT countIf(last_change > covered), sumIf(rows, last_change > covered), "
         "dateDiff('millisecond', minIf(hour, last_change > covered), now64(3)), "
         "maxIf(dateDiff('millisecond', last_change, now64(3)), last_change > covered), "
-        f"countIf(last_change <= covered) FROM ({HOUR_TIER.state})"
+        "countIf(last_change <= covered), countIf(last_change <= covered AND last_change > written) "
+        f"FROM ({HOUR_TIER.state})"
     ).result_rows[0]
     day = client.query(
         f"SELECT countIf(last_change > covered AND hours_clean = 1), countIf(last_change <= covered) FROM ({DAY_TIER.state})"
@@ -764,4 +768,5 @@ def backlog(client: Any, *, settle_s: float = DEFAULT_SETTLE_S) -> Backlog:
         clean_days=int(day[1]),
         interrupted=int(interrupted),
         raw_tail_s=float(raw_tail or 0) / 1000,
+        rewrite_hours=int(hour[5]),
     )

@@ -326,6 +326,7 @@ def test_every_function_in_the_template_answers_its_trigger_under_the_lambda_run
     compact_lines = _emf_lines(stack.functions["app.compact"].log.read_text().splitlines())
     assert compact_lines[-1]["trackflow_compaction_pending_age_seconds"] == 0
     assert compact_lines[-1]["trackflow_compaction_backlog_rows"] == 0
+    assert compact_lines[-1]["trackflow_compaction_rewrite_hours"] == 0
     assert compact_lines[-1]["trackflow_compaction_seconds"] > 0
     assert compact_lines[-1]["function"] == "trackflow-prod-Compact"
 

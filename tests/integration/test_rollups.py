@@ -583,17 +583,19 @@ def test_hours_compacted_before_their_event_rows_existed_are_read_raw_by_those_r
         client.command(f"ALTER TABLE {gens} UPDATE event_props = 0 WHERE 1", settings=sync)
     rollup_split.CACHE.clear()
     waiting = rollups.backlog(client)  # every other report still reads the hours from the rollups
-    assert (waiting.clean_hours, waiting.clean_days) == (2, 0)
+    assert (waiting.clean_hours, waiting.clean_days, waiting.rewrite_hours, waiting.hours) == (2, 0, 2, 0)
     assert reports() == ([8, 8], [8], [2])
     _same_as_raw(runtime.reader(), _query())
     again = rollups.compact(client, settle_s=0, budget_rows=1)  # one hour a round: the newest first
     assert (again.hours, again.days) == (1, 0)  # the day waits for its 09:00
+    assert rollups.backlog(client).rewrite_hours == 1
     assert client.query("SELECT DISTINCT hour FROM rollup_event_hours").result_rows == [
         (datetime.fromisoformat(f"{DAY} 10:00:00"),)
     ]
     assert reports() == ([8, 8], [8], [2])
     done = rollups.compact_all(client, settle_s=0)
     assert (done.hours, done.days) == (1, 1)
+    assert rollups.backlog(client).rewrite_hours == 0
     assert client.query(written).result_rows == [("click", 16), ("error", 8), ("signup", 2)]
     days = "SELECT type, sum(events) FROM rollup_event_days FINAL GROUP BY type ORDER BY type"
     assert client.query(days).result_rows == [("click", 16), ("error", 8), ("signup", 2)]
