@@ -1041,6 +1041,43 @@ def test_a_timeseries_by_day_in_india_reads_the_hour_its_day_starts_in_from_its_
     assert [p["pageviews"] for p in stats.timeseries(runtime.reader(), kolkata)["points"]] == [30, 108]
 
 
+def test_in_nepal_the_quarter_hour_its_day_starts_at_is_read_raw_and_every_report_stays_exact(
+    pipeline: Settings,
+) -> None:
+    """Asia/Kathmandu is 5:45 ahead: its day starts at 18:15 UTC, inside an hour and inside that hour's
+    halves (migration 020), so 18:00 is read raw by the minute; the reports over Nepal's days, by day and
+    by hour, equal raw events before and after compaction."""
+    client, writer = runtime.rollup_client(), runtime.writer()
+    at = datetime.fromisoformat(f"{DAY} 17:00:00").replace(tzinfo=UTC)
+    minutes = (5, 50, 70, 74, 76, 80, 105, 130)  # 17:05 ... 18:14 | 18:16 ... 19:10
+    events = [
+        _event(at + timedelta(minutes=m), n, session=f"q{n // 2}") | {"anonymous_id": f"v{n % 3}"}
+        for n, m in enumerate(minutes)
+    ]  # sessions of two events each: 18:10-18:14 the 20th's, 18:16-18:20 the 21st's
+    writer.insert_events([event_row(e, RECORD) for e in events])
+    nepal = [
+        _query("2026-11-20", "2026-11-21", tz="Asia/Kathmandu", interval="day"),
+        _query("2026-11-20", "2026-11-21", tz="Asia/Kathmandu", interval="hour"),
+        _query("2026-11-21", "2026-11-21", tz="Asia/Kathmandu"),
+    ]
+    before = [_same_as_raw(runtime.reader(), query) for query in nepal]
+    rollups.compact_all(client, settle_s=0)
+    assert [_same_as_raw(runtime.reader(), query) for query in nepal] == before
+    points = stats.timeseries(runtime.reader(), nepal[0])["points"]
+    assert [p["pageviews"] for p in points] == [4, 4]  # 18:14 is the 20th's in Nepal, 18:16 the 21st's
+    # 18:00's halves and hourly rows are not what the report reads: 100 more page views in each change nothing.
+    for table, key in (("rollup_traffic_halves", "half, "), ("rollup_traffic_hours", "")):
+        client.command(
+            f"INSERT INTO {table} (project_id, hour, {key}is_bot, gen, pageviews, events, visitors) "
+            f"SELECT project_id, hour, {key}is_bot, gen + 1, pageviews + 100, events, visitors "
+            f"FROM {table} FINAL WHERE hour = {{h:DateTime('UTC')}}",
+            parameters={"h": datetime.fromisoformat(f"{DAY} 18:00:00")},
+        )
+    rollup_split.CACHE.clear()
+    assert stats.timeseries(runtime.reader(), nepal[0])["points"] == points
+    assert (before[2]["sessions"], before[2]["pageviews"]) == (2, 4)
+
+
 def test_a_session_running_past_the_prefix_with_its_hour_all_before_the_cut_takes_its_earlier_part_back(
     pipeline: Settings,
 ) -> None:
