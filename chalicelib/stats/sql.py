@@ -941,6 +941,7 @@ def goals(sql: Sql, query: StatsQuery, goals: tuple[Goal, ...], split_at: dateti
 
 
 def _converted(sql: Sql, goal: Goal) -> str:
+    """True for an event (``e.``) that reaches ``goal``."""
     return goal_condition(goal, sql.params, "goal", table="e.")
 
 
