@@ -119,6 +119,7 @@ ROLLUP_TABLES = (
     "rollup_session_dims",
     "rollup_prefix_starts",
     "rollup_prefix_dims",
+    "rollup_prefix_pages",
     "rollup_session_day_visitors",
     "rollup_traffic_days",
     *(CUT_TABLES := ("rollup_session_cuts", "rollup_traffic_cuts", "rollup_page_cuts")),
@@ -129,7 +130,10 @@ _REBUILT_ROWS = {
     if table.endswith("_hours") or table in (*CUT_TABLES, "rollup_traffic_halves")
     else "{days:Array(Date)}, day"
     for table in ROLLUP_TABLES
-} | {table: "{days:Array(Date)}, toDate(through)" for table in ("rollup_prefix_starts", "rollup_prefix_dims")}
+} | {
+    table: "{days:Array(Date)}, toDate(through)"
+    for table in ("rollup_prefix_starts", "rollup_prefix_dims", "rollup_prefix_pages")
+}
 BOOK_TABLES = ("rollup_hour_changes", "rollup_hour_gens", "rollup_day_gens", "rollup_prefix_gens", "rollup_cut_gens")
 
 _HOURS = "{units:Array(Tuple(String, DateTime('UTC')))}"
@@ -297,13 +301,20 @@ _PREFIX_STATE = (
 _PREFIXES = "{units:Array(Tuple(String, DateTime('UTC')))}"
 # Each prefix's sessions: the parts of its hours, grouped by these.
 _PREFIX_SESSION_KEY = "p.project_id AS project_id, w.through AS through, p.session_id AS session_id"
-_PREFIX_PARTS = (
-    "FROM rollup_session_hours AS p FINAL INNER JOIN (SELECT u.1 AS project_id, u.2 AS through "
-    f"FROM (SELECT arrayJoin({_PREFIXES}) AS u)) AS w ON p.project_id = w.project_id "
-    "AND toDate(p.hour) = toDate(w.through) "
-    f"WHERE (p.project_id, toDate(p.hour)) IN (SELECT u.1, toDate(u.2) FROM (SELECT arrayJoin({_PREFIXES}) AS u)) "
-    "AND p.hour < w.through GROUP BY project_id, through, session_id"
-)
+
+
+def _prefix_hours(table: str) -> str:
+    """``FROM`` the rows ``p`` of the hourly rollup ``table`` in each prefix's hours, with the prefix ``w``."""
+    return (
+        f"FROM {table} AS p FINAL INNER JOIN (SELECT u.1 AS project_id, u.2 AS through "
+        f"FROM (SELECT arrayJoin({_PREFIXES}) AS u)) AS w ON p.project_id = w.project_id "
+        "AND toDate(p.hour) = toDate(w.through) "
+        f"WHERE (p.project_id, toDate(p.hour)) IN (SELECT u.1, toDate(u.2) FROM (SELECT arrayJoin({_PREFIXES}) AS u)) "
+        "AND p.hour < w.through"
+    )
+
+
+_PREFIX_PARTS = f"{_prefix_hours('rollup_session_hours')} GROUP BY project_id, through, session_id"
 # The session breakdowns' sums of each prefix (migration 018), by when each session's last part in it ended.
 _PREFIX_DIMENSIONS = _dimension_sums(
     "rollup_prefix_dims",
@@ -338,6 +349,11 @@ _PREFIX_STATEMENTS = (
     "GROUP BY project_id, through, is_bot) AS a "
     "ON k.project_id = a.project_id AND k.through = a.through AND k.is_bot = a.is_bot",
     *_PREFIX_DIMENSIONS,
+    # The top pages of each prefix's hours (migration 021), as the day tier sums a day's.
+    "INSERT INTO rollup_prefix_pages (project_id, through, is_bot, url_path, gen, pageviews, visitors) "
+    "SELECT p.project_id AS project_id, w.through AS through, p.is_bot AS is_bot, p.url_path AS url_path, "
+    "{gen:UInt64}, sum(p.pageviews), uniqCombinedMergeState(14)(p.visitors) "
+    f"{_prefix_hours('rollup_page_hours')} GROUP BY project_id, through, is_bot, url_path",
 )
 # Pending generations never done whose lease still runs (``>``: the units they hold) or ran out
 # (``<=``: rounds that died).

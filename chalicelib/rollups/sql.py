@@ -257,9 +257,9 @@ SPLIT_HOLDS = (
 # A report's period (its ``start`` and ``end`` parameters, epoch ms).
 START = "fromUnixTimestamp64Milli({start:Int64}, 'UTC')"
 END = "fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
-# A done prefix generation written with its visitors row (migration 016) and its session breakdown sums
-# (migration 018).
-PREFIX_DONE_FLAGS = ("whole_visitors", "session_dims")
+# A done prefix generation written with its visitors row (migration 016), its session breakdown sums
+# (migration 018) and its top pages (migration 021).
+PREFIX_DONE_FLAGS = ("whole_visitors", "session_dims", "pages")
 PREFIX_DONE = all_done(PREFIX_DONE_FLAGS)
 # The start hour of a row standing for every start hour of its prefix or day (no session starts then): a
 # prefix's visitors row (no sums, the visitors of every session of the prefix, migration 016); a day's row

@@ -723,8 +723,10 @@ def page_breakdown(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     """Top pages by page views."""
     if rollups:
         # Visitor states merged for every page once (uniqCombined's are small), then ranked.
+        sql.params.update(partial_days=[], whole_days=[])  # the prefix arrays' rules for the overview: none here
         return (
-            f"{_with_period_split(sql, query)}SELECT r.url_path AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, "
+            f"{_with_period_split(sql, query)}, {PREFIXES_MARK} "
+            "SELECT r.url_path AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, "
             f"sum(r.pageviews) AS pageviews FROM ({_page_rows(sql, query)}) AS r "
             f"GROUP BY value ORDER BY pageviews DESC, value LIMIT {{limit:UInt32}}"
         )
@@ -763,12 +765,17 @@ def _dimension_rows(sql: Sql, query: StatsQuery, columns: Sequence[str]) -> str:
 
 
 def _page_rows(sql: Sql, query: StatsQuery) -> str:
-    """Per-page rows covering the period: clean whole UTC days from the daily rollup, other clean
-    whole hours from the hourly one, everything else from raw events."""
+    """Per-page rows covering the period: clean whole UTC days from the daily rollup, the hours of a
+    day still going before its prefix from the prefix's (``dims_prefixes``, the session breakdowns' one:
+    its hours the period holds; migration 021), other clean whole hours from the hourly one, everything
+    else from raw events."""
     _bind_whole_days(sql, query)
     project = f"project_id = {{project:String}}{_bots(query)}"
-    # Clean hours the daily rollup doesn't answer, as a constant: the hourly read prunes to them.
-    hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {_whole_day('toDate(h)')}), clean_hours)"
+    # Clean hours neither the daily rollup nor the prefix answers, as a constant: the hourly read prunes to them.
+    hours_left = (
+        f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {_whole_day('toDate(h)')}) AND NOT has(dims_hours, h), "
+        "clean_hours)"
+    )
     hours = f"{member('hour', hours_left, derived=True)} AND {_inside('hour')}"
     return (
         f"SELECT '' AS url_path, toUInt64(0) AS pageviews, {EMPTY_SKETCH} AS visitors WHERE 0"
@@ -776,6 +783,11 @@ def _page_rows(sql: Sql, query: StatsQuery) -> str:
             "clean_days",
             " UNION ALL SELECT url_path, pageviews, visitors FROM rollup_page_days FINAL "
             f"WHERE {project} AND {_clean_whole_day('day')}",
+        )
+        + when_all(
+            "dims_hours",
+            " UNION ALL SELECT url_path, pageviews, visitors FROM rollup_prefix_pages FINAL "
+            f"WHERE {project} AND {member('through', 'dims_prefixes', derived=True)}",
         )
         + when_all(
             "clean_hours",

@@ -47,6 +47,7 @@ TABLE_DAYS = {
     "rollup_traffic_days": ("day", "project_id"),
     "rollup_prefix_starts": ("toDate(through)", "project_id"),
     "rollup_prefix_dims": ("toDate(through)", "project_id"),
+    "rollup_prefix_pages": ("toDate(through)", "project_id"),
     "rollup_prefix_gens": ("toDate(through)", "project_id"),
     # Cuts expire a day after they were written (migration 014); an old day's are deleted with it all the same.
     "rollup_cut_gens": ("toDate(hour)", "project_id"),

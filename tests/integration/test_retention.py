@@ -64,6 +64,7 @@ def stored(data_dir: Path) -> Any:
         "rollup_prefix_gens": ("gen, state", "1, 'done'"),
         "rollup_prefix_starts": ("start_hour, is_bot, gen", "toStartOfDay(t), 0, 1"),
         "rollup_prefix_dims": ("dimension, end_slot, value, gen", "'country', toStartOfDay(t), 'NZ', 1"),
+        "rollup_prefix_pages": ("url_path, gen", "'/', 1"),
     }
     for table, (columns, values) in prefix_rows.items():
         client.command(

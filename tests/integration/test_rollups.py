@@ -677,6 +677,51 @@ class _LengthAsHash:
         return getattr(self.client, name)
 
 
+def test_the_top_pages_of_a_day_still_going_are_read_from_its_prefix_and_an_older_prefix_is_written_again(
+    pipeline: Settings,
+) -> None:
+    """Migration 021: the prefix tier sums its hours' page rows (rollup_prefix_pages); the top pages of a
+    period holding the prefix's hours read them instead of an hourly row per page. A prefix written before
+    that (no rows, ``rollup_prefix_gens.pages`` 0) is used by no report until the next round writes it."""
+    client, writer = runtime.rollup_client(), runtime.writer()
+    _running_day(writer)
+    rollups.compact_all(client, settle_s=0)
+    on = _event(datetime.fromisoformat(f"{DAY} 11:05:00").replace(tzinfo=UTC), 2, session="runner")
+    writer.insert_events([event_row(on, RECORD)])
+    assert rollups.compact(client, settle_s=60).prefixes == 1  # through 11:00; 11:00 is too fresh
+    summed = "SELECT url_path, sum(pageviews) FROM rollup_prefix_pages FINAL GROUP BY url_path ORDER BY url_path"
+    hourly = (
+        "SELECT url_path, sum(pageviews) FROM rollup_page_hours FINAL WHERE hour < {t:DateTime('UTC')} "
+        "GROUP BY url_path ORDER BY url_path"
+    )
+    through = {"t": datetime.fromisoformat(f"{DAY} 11:00:00")}
+    assert client.query(summed).result_rows == client.query(hourly, parameters=through).result_rows != []
+    _same_as_raw(runtime.reader(), _query())
+    pages = stats.breakdown(runtime.reader(), _query(), "pages")["rows"]
+    # What the report reads: 100 more views of the top page in the prefix's rows show.
+    top = pages[0]["value"]
+    client.command(
+        "INSERT INTO rollup_prefix_pages (project_id, through, is_bot, url_path, gen, pageviews, visitors) "
+        "SELECT project_id, through, is_bot, url_path, gen + 1, pageviews + 100, visitors "
+        "FROM rollup_prefix_pages FINAL WHERE url_path = {u:String} AND is_bot = 0",
+        parameters={"u": top},
+    )
+    rollup_split.CACHE.clear()
+    tampered = stats.breakdown(runtime.reader(), _query(), "pages")["rows"]
+    assert tampered[0] == pages[0] | {"pageviews": pages[0]["pageviews"] + 100}
+    # As migration 021 finds an install: the prefix without its pages (rows gone, flag 0).
+    sync = {"mutations_sync": 2}
+    client.command("ALTER TABLE rollup_prefix_pages DELETE WHERE 1", settings=sync)
+    client.command("ALTER TABLE rollup_prefix_gens UPDATE pages = 0 WHERE 1", settings=sync)
+    rollup_split.CACHE.clear()
+    assert stats.breakdown(runtime.reader(), _query(), "pages")["rows"] == pages  # hour by hour meanwhile
+    _same_as_raw(runtime.reader(), _query())
+    assert rollups.compact(client, settle_s=60).prefixes == 1  # written again, with its pages
+    assert client.query(summed).result_rows == client.query(hourly, parameters=through).result_rows
+    _same_as_raw(runtime.reader(), _query())
+    assert stats.breakdown(runtime.reader(), _query(), "pages")["rows"] == pages
+
+
 def test_a_part_of_another_session_with_the_same_hash_is_not_counted_twice_by_a_breakdown(pipeline: Settings) -> None:
     """The earlier parts of the sessions a breakdown reads one by one are found by ``session_hash``. A part
     of a session the prefix sums with the same hash as one of them is found too: it must be left out."""
