@@ -1,4 +1,5 @@
-"""The reports' SQL: which hours a timeseries by day reads raw so that each event lands in its bucket."""
+"""The reports' SQL: which hours a timeseries by day reads raw so that each event lands in its bucket; the
+session breakdowns asked together in one statement."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from chalicelib.stats.params import StatsQuery, parse_query
-from chalicelib.stats.sql import _bucket_edges, _half_edges
+from chalicelib.stats.sql import Sql, _bucket_edges, _half_edges, session_breakdowns
 
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
 
@@ -36,3 +37,22 @@ def test_the_hours_a_day_starts_in_the_middle_of_are_india_s_not_nepal_s() -> No
     assert _half_edges(_days("Asia/Kolkata")) == _bucket_edges(_days("Asia/Kolkata"))
     assert _half_edges(_days("Asia/Kathmandu")) == []  # 18:15 UTC: read raw
     assert _half_edges(_days("America/New_York")) == []
+
+
+@pytest.mark.parametrize("rollups", [True, False])
+def test_session_breakdowns_asked_together_pair_each_column_with_its_name_and_rank_each_on_its_own(
+    rollups: bool,
+) -> None:
+    query = _days("UTC")
+    sql = Sql().bind(query)
+    statement = session_breakdowns(sql, query, ["referrer_domain", "country"], rollups=rollups)
+    assert (
+        statement.count(
+            "ARRAY JOIN [('referrer_domain', toString(s.referrer_domain)), ('country', toString(s.country))]"
+        )
+        == 1
+    )
+    assert statement.endswith(
+        "ORDER BY dimension, visitors DESC, pageviews DESC, value LIMIT {limit:UInt32} BY dimension"
+    )
+    assert sql.params.get("dimensions") == (["referrer_domain", "country"] if rollups else None)
