@@ -182,6 +182,12 @@ def _clean_whole_day(day: str) -> str:
     return f"{member(day, 'clean_days')} AND {_whole_day(day)}"
 
 
+def _hours_left(also: str = "") -> str:
+    """The clean hours the daily rollups don't answer (:func:`_clean_whole_day`), and ``also`` (a condition
+    on ``h``), as a constant: an hourly read prunes to them (``member(..., derived=True)``)."""
+    return f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {_whole_day('toDate(h)')}){also}, clean_hours)"
+
+
 def _floor_hour(t: datetime) -> datetime:
     return t.replace(minute=0, second=0, microsecond=0)
 
@@ -691,6 +697,13 @@ def _dimension_values(columns: Sequence[str]) -> str:
     return f"ARRAY JOIN [{pairs}] AS dv"
 
 
+def _dims_prefixes(sql: Sql) -> str:
+    """What a breakdown's ``WITH`` adds to the split for the breakdowns' prefix (``dims_prefixes``,
+    ``dims_hours``): the day prefixes, without the overview's rules for partial and whole days."""
+    sql.params.update(partial_days=[], whole_days=[])
+    return f", {PREFIXES_MARK}"
+
+
 # Each dimension's rows, best first, ``limit`` of them.
 _TOP_BY_DIMENSION = "LIMIT {limit:UInt32} BY dimension"
 
@@ -699,9 +712,8 @@ def session_breakdowns(sql: Sql, query: StatsQuery, columns: Sequence[str], *, r
     """Top values of the session ``columns`` (``dimension``: the column, ``value``) by visitors, in one
     statement: the sessions a breakdown reads one by one are read once for all of them."""
     if rollups:
-        sql.params.update(partial_days=[], whole_days=[])  # the prefix arrays' rules for the overview: none here
         with_ = (
-            f"{_with_sessions_split(sql, query, rollups)}, {PREFIXES_MARK}"
+            f"{_with_sessions_split(sql, query, rollups)}{_dims_prefixes(sql)}"
             + when_all("dims_hours", f", {_TAIL_FROM}")
             + " "
         )
@@ -723,9 +735,8 @@ def page_breakdown(sql: Sql, query: StatsQuery, *, rollups: bool) -> str:
     """Top pages by page views."""
     if rollups:
         # Visitor states merged for every page once (uniqCombined's are small), then ranked.
-        sql.params.update(partial_days=[], whole_days=[])  # the prefix arrays' rules for the overview: none here
         return (
-            f"{_with_period_split(sql, query)}, {PREFIXES_MARK} "
+            f"{_with_period_split(sql, query)}{_dims_prefixes(sql)} "
             "SELECT r.url_path AS value, uniqCombinedMerge(14)(r.visitors) AS visitors, "
             f"sum(r.pageviews) AS pageviews FROM ({_page_rows(sql, query)}) AS r "
             f"GROUP BY value ORDER BY pageviews DESC, value LIMIT {{limit:UInt32}}"
@@ -771,12 +782,8 @@ def _page_rows(sql: Sql, query: StatsQuery) -> str:
     else from raw events."""
     _bind_whole_days(sql, query)
     project = f"project_id = {{project:String}}{_bots(query)}"
-    # Clean hours neither the daily rollup nor the prefix answers, as a constant: the hourly read prunes to them.
-    hours_left = (
-        f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {_whole_day('toDate(h)')}) AND NOT has(dims_hours, h), "
-        "clean_hours)"
-    )
-    hours = f"{member('hour', hours_left, derived=True)} AND {_inside('hour')}"
+    # Clean hours neither the daily rollup nor the prefix answers.
+    hours = f"{member('hour', _hours_left(' AND NOT has(dims_hours, h)'), derived=True)} AND {_inside('hour')}"
     return (
         f"SELECT '' AS url_path, toUInt64(0) AS pageviews, {EMPTY_SKETCH} AS visitors WHERE 0"
         + when_all(
@@ -834,7 +841,6 @@ def _event_rows(sql: Sql, query: StatsQuery, types: str, rolled: str, raw: str, 
     sql.params["use_cuts"] = False
     _bind_whole_days(sql, query)
     project = f"project_id = {{project:String}} AND {types}{_bots(query)}"
-    hours_left = f"arrayFilter(h -> NOT (has(clean_days, toDate(h)) AND {_whole_day('toDate(h)')}), clean_hours)"
     return (
         f"{_with_period_split(sql, query)}, {UNFLAGGED_MARK} SELECT * FROM (SELECT {rolled} "
         f"FROM rollup_event_hours WHERE 0"
@@ -845,7 +851,7 @@ def _event_rows(sql: Sql, query: StatsQuery, types: str, rolled: str, raw: str, 
         + when_all(
             "clean_hours",
             f" UNION ALL SELECT {rolled} FROM rollup_event_hours FINAL WHERE {project} "
-            f"AND {member('hour', hours_left, derived=True)} AND {_inside('hour')} "
+            f"AND {member('hour', _hours_left(), derived=True)} AND {_inside('hour')} "
             f"AND NOT {member('hour', _UNFLAGGED[0])}",
         )
         + _raw_hours(sql, query, raw, where=f" AND {types}", group_by=by, more=_UNFLAGGED)
