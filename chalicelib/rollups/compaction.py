@@ -65,6 +65,7 @@ from chalicelib.cluster_ddl import alter
 from chalicelib.rollups.split import CACHE as SPLITS
 from chalicelib.rollups.sql import (
     ALL_HOURS_STATE,
+    BOOK_TIMES,
     COPY_MARGIN,
     CUT_FRESH,
     DAY_DONE,
@@ -77,12 +78,14 @@ from chalicelib.rollups.sql import (
     LATE_MARK,
     PREFIX_DONE,
     PREFIX_DONE_FLAGS,
+    ROLLUP_TIMES,
     SESSION_DIMENSIONS,
     SESSION_MERGE_COLUMNS,
     SESSION_NAMES,
     WHOLE_ROW_HOUR,
     copy_hours,
     covered_by,
+    day_of,
     end_slot,
     exact,
     final_settings,
@@ -106,35 +109,13 @@ MAX_ROUNDS = 1_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NEVER = datetime(2200, 1, 1, tzinfo=UTC)
 LEASE_S = 300.0
-ROLLUP_TABLES = (
-    "rollup_session_hours",
-    "rollup_traffic_hours",
-    "rollup_page_hours",
-    "rollup_traffic_halves",
-    "rollup_event_hours",
-    "rollup_session_days",
-    "rollup_page_days",
-    "rollup_event_days",
-    "rollup_session_starts",
-    "rollup_session_dims",
-    "rollup_prefix_starts",
-    "rollup_prefix_dims",
-    "rollup_prefix_pages",
-    "rollup_session_day_visitors",
-    "rollup_traffic_days",
-    *(CUT_TABLES := ("rollup_session_cuts", "rollup_traffic_cuts", "rollup_page_cuts")),
-)
+ROLLUP_TABLES = tuple(ROLLUP_TIMES)
 # Per rollup table: the ``has()`` arguments selecting the rows of some hours and of their days.
 _REBUILT_ROWS = {
-    table: "{hours:Array(DateTime('UTC'))}, hour"
-    if table.endswith("_hours") or table in (*CUT_TABLES, "rollup_traffic_halves")
-    else "{days:Array(Date)}, day"
-    for table in ROLLUP_TABLES
-} | {
-    table: "{days:Array(Date)}, toDate(through)"
-    for table in ("rollup_prefix_starts", "rollup_prefix_dims", "rollup_prefix_pages")
+    table: "{hours:Array(DateTime('UTC'))}, hour" if column == "hour" else f"{{days:Array(Date)}}, {day_of(column)}"
+    for table, column in ROLLUP_TIMES.items()
 }
-BOOK_TABLES = ("rollup_hour_changes", "rollup_hour_gens", "rollup_day_gens", "rollup_prefix_gens", "rollup_cut_gens")
+BOOK_TABLES = tuple(BOOK_TIMES)
 
 _HOURS = "{units:Array(Tuple(String, DateTime('UTC')))}"
 _DAYS = "{units:Array(Tuple(String, Date))}"

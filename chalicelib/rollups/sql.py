@@ -89,6 +89,43 @@ SESSION_DIMENSIONS = (
 EMPTY_SKETCH = "arrayReduce('uniqCombinedState(14)', emptyArrayString())"
 
 
+# Each rollup table, and the time column its rows are of: an ``hour``, a UTC ``day`` or a prefix's end
+# (``through``). Compaction's rebuild and retention select rows by it.
+ROLLUP_TIMES = {
+    "rollup_session_hours": "hour",
+    "rollup_traffic_hours": "hour",
+    "rollup_page_hours": "hour",
+    "rollup_traffic_halves": "hour",
+    "rollup_event_hours": "hour",
+    "rollup_session_days": "day",
+    "rollup_page_days": "day",
+    "rollup_event_days": "day",
+    "rollup_session_starts": "day",
+    "rollup_session_dims": "day",
+    "rollup_prefix_starts": "through",
+    "rollup_prefix_dims": "through",
+    "rollup_prefix_pages": "through",
+    "rollup_session_day_visitors": "day",
+    "rollup_traffic_days": "day",
+    "rollup_session_cuts": "hour",
+    "rollup_traffic_cuts": "hour",
+    "rollup_page_cuts": "hour",
+}
+# The same of compaction's books: the changes it is to work off and the generations it wrote.
+BOOK_TIMES = {
+    "rollup_hour_changes": "hour",
+    "rollup_hour_gens": "hour",
+    "rollup_day_gens": "day",
+    "rollup_prefix_gens": "through",
+    "rollup_cut_gens": "hour",
+}
+
+
+def day_of(column: str) -> str:
+    """The UTC day of a row by its time ``column`` (:data:`ROLLUP_TIMES`, :data:`BOOK_TIMES`)."""
+    return column if column == "day" else f"toDate({column})"
+
+
 def all_done(flags: tuple[str, ...]) -> str:
     """``AND`` conditions: a generation has each of ``flags`` (columns a tier records its done generations
     with, 1 once it writes rows a migration added); generations without one are neither used by reports

@@ -24,36 +24,16 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from chalicelib.cluster_ddl import alter
+from chalicelib.rollups.sql import BOOK_TIMES, ROLLUP_TIMES, day_of
 from chalicelib.storage.clickhouse import letter_field
 
 RUN_EVERY_S = 6 * 3600
 # Table -> the expression giving a row's UTC day and its project.
 TABLE_DAYS = {
     "events": ("toDate(timestamp)", "project_id"),
-    "rollup_session_hours": ("toDate(hour)", "project_id"),
-    "rollup_traffic_hours": ("toDate(hour)", "project_id"),
-    "rollup_page_hours": ("toDate(hour)", "project_id"),
-    "rollup_traffic_halves": ("toDate(hour)", "project_id"),
-    "rollup_event_hours": ("toDate(hour)", "project_id"),
-    "rollup_session_days": ("day", "project_id"),
-    "rollup_page_days": ("day", "project_id"),
-    "rollup_event_days": ("day", "project_id"),
-    "rollup_session_starts": ("day", "project_id"),
-    "rollup_session_dims": ("day", "project_id"),
-    "rollup_hour_changes": ("toDate(hour)", "project_id"),
-    "rollup_hour_gens": ("toDate(hour)", "project_id"),
-    "rollup_day_gens": ("day", "project_id"),
-    "rollup_session_day_visitors": ("day", "project_id"),
-    "rollup_traffic_days": ("day", "project_id"),
-    "rollup_prefix_starts": ("toDate(through)", "project_id"),
-    "rollup_prefix_dims": ("toDate(through)", "project_id"),
-    "rollup_prefix_pages": ("toDate(through)", "project_id"),
-    "rollup_prefix_gens": ("toDate(through)", "project_id"),
-    # Cuts expire a day after they were written (migration 014); an old day's are deleted with it all the same.
-    "rollup_cut_gens": ("toDate(hour)", "project_id"),
-    "rollup_session_cuts": ("toDate(hour)", "project_id"),
-    "rollup_traffic_cuts": ("toDate(hour)", "project_id"),
-    "rollup_page_cuts": ("toDate(hour)", "project_id"),
+    # Rollups and compaction's books by their time column. Cuts expire a day after they were written
+    # (migration 014); an old day's are deleted with it all the same.
+    **{table: (day_of(column), "project_id") for table, column in {**ROLLUP_TIMES, **BOOK_TIMES}.items()},
     # A record's project is in its message (chalicelib.kafka.producer); an unreadable one has none: the default.
     "dead_letters": ("toDate(failed_at)", letter_field("project_id", "value")),
 }
