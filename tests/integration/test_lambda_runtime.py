@@ -290,6 +290,28 @@ def test_every_function_in_the_template_answers_its_trigger_under_the_lambda_run
     assert before_url == before_rest
     assert before_rest["metrics"]["pageviews"]["value"] == 1
 
+    # the dashboard's session breakdowns in one request: the comma list decoded by API Gateway, raw (%2C)
+    # in the function URL's query string
+    asked = {"project": project.project_id, "period": "24h", "dimensions": "entry_pages,browsers"}
+
+    def breakdowns() -> list[Any]:
+        by_rest = stack(
+            "app.app",
+            rest_event("GET", "/v1/stats/breakdowns", "/v1/stats/breakdowns", headers=auth, query=asked),
+        )
+        raw = "&".join(f"{k}={quote(v, safe='')}" for k, v in asked.items())
+        by_url = stack("app.function_url", url_event("GET", "/v1/stats/breakdowns", raw_query=raw, headers=auth))
+        assert by_rest["statusCode"] == 200, by_rest
+        assert by_url["statusCode"] == 200, by_url
+        assert json.loads(by_url["body"]) == json.loads(by_rest["body"])
+        return [(b["dimension"], b["rows"]) for b in json.loads(by_rest["body"])["breakdowns"]]
+
+    tables = breakdowns()
+    assert [(d, [r["value"] for r in rows]) for d, rows in tables] == [
+        ("entry_pages", ["/café", "/checkout"]),
+        ("browsers", ["Firefox"]),
+    ], tables
+
     # compact: EventBridge's scheduled event; the reports read the rollups afterwards and say the same
     compacted = stack("app.compact", scheduled_event())
     assert compacted["hours"] >= 1 and compacted["days"] >= 1, compacted
@@ -299,6 +321,7 @@ def test_every_function_in_the_template_answers_its_trigger_under_the_lambda_run
     compact_log = stack.functions["app.compact"].log_of(stack.functions["app.compact"].last_request_id)
     after_rest, _ = overview()
     assert after_rest["metrics"] == before_rest["metrics"]
+    assert breakdowns() == tables
 
     health = stack("app.app", rest_event("GET", "/health", "/health"))
     assert health["statusCode"] == 200 and json.loads(health["body"])["clickhouse"]["ok"], health
